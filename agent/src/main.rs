@@ -1,0 +1,2 @@
+//! `agent`: see `agent --help`.
+fn main() {}

@@ -1,0 +1,1 @@
+//! tapedeck replayer library (being written).

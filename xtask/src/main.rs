@@ -1,1 +1,88 @@
-fn main() {}
+//! Developer tasks for tapedeck (`cargo xtask <command>`): regenerating the golden captures in testdata/ and
+//! making large captures for benchmarks. Both run real programs (tcpdump, nginx, curl, nghttp2, tshark)
+//! inside a private network namespace they create and delete, so they need root.
+
+mod bench;
+mod capture;
+
+mod netns;
+mod oracle;
+mod proc;
+mod pyapps;
+mod servers;
+mod testdata;
+mod tools;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// tapedeck developer tasks.
+#[derive(Parser, Debug)]
+#[command(name = "cargo xtask", about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand, Debug)]
+enum Task {
+    /// Regenerate the golden captures in testdata/ (needs root).
+    ///
+    /// Creates a network namespace with a 1500-byte-MTU loopback, runs nginx (HTTP/1.x, IPv4 and IPv6) and
+    /// nghttpd (h2c) on fixed ports in it, and for each capture starts tcpdump, runs real clients (curl,
+    /// nghttp, a python3 socket client for pipelining), and stops tcpdump with SIGINT. Writes each capture,
+    /// `<capture>.tshark.tsv` (tshark's reading of it: the golden expectations), and README.md with the exact
+    /// commands, the nginx config and program versions. Needs: iproute2, procps, tcpdump, tshark,
+    /// wireshark-common (editcap, capinfos), nginx, curl, nghttp2-client, nghttp2-server, python3.
+    GenTestdata {
+        /// Output directory.
+        #[arg(long, default_value_os_t = testdata::default_out())]
+        out: PathBuf,
+    },
+    /// Make a large keep-alive capture for benchmarks (needs root).
+    ///
+    /// HTTP/1.1: wrk -t2 -c16 against nginx serving a 600-byte file. With --h2: h2load -t2 -c16 -m10 (h2c
+    /// prior knowledge) against nghttpd. tcpdump (-s 0 -B 65536) writes --out until it reaches --size or
+    /// --max-seconds pass; then prints the packet count and tcpdump's "dropped by kernel".
+    BenchCapture {
+        /// Target file size: bytes, or with a binary suffix K, M, G (e.g. 1G, 60M).
+        #[arg(long, value_parser = bench::parse_size)]
+        size: u64,
+        /// Output capture file.
+        #[arg(long)]
+        out: PathBuf,
+        /// Capture h2c (nghttpd + h2load) instead of HTTP/1.1 (nginx + wrk).
+        #[arg(long)]
+        h2: bool,
+        /// Upper bound on the load phase, in seconds.
+        #[arg(long, default_value_t = 900)]
+        max_seconds: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Task::GenTestdata { out } => testdata::gen_testdata(&out),
+        Task::BenchCapture {
+            size,
+            out,
+            h2,
+            max_seconds,
+        } => bench::bench_capture(&bench::BenchOptions {
+            size,
+            out,
+            h2,
+            max_seconds,
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

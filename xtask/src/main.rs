@@ -20,7 +20,13 @@ use clap::{Parser, Subcommand};
 
 /// tapedeck developer tasks.
 #[derive(Parser, Debug)]
-#[command(name = "cargo xtask", about, long_about = None)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about,
+    long_about = None,
+    after_help = "Both commands need root: they create (and delete) a network namespace and run tcpdump in it.\nRun `cargo xtask <command> --help` for what each does and which apt packages it needs."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Task,
@@ -36,6 +42,8 @@ enum Task {
     /// `<capture>.tshark.tsv` (tshark's reading of it: the golden expectations), and README.md with the exact
     /// commands, the nginx config and program versions. Needs: iproute2, procps, tcpdump, tshark,
     /// wireshark-common (editcap, capinfos), nginx, curl, nghttp2-client, nghttp2-server, python3.
+    /// Optional pip packages: hypercorn (h2c-upgrade.pcap; nghttpd does not answer `Upgrade: h2c`) and
+    /// grpcio (grpc-unary-stream.pcap); without them those captures are skipped and the README says so.
     GenTestdata {
         /// Output directory.
         #[arg(long, default_value_os_t = testdata::default_out())]

@@ -151,6 +151,29 @@ pub fn packet_count(info: &[(String, String)]) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// tshark's TCP analysis of a capture: how many frames it flags as out-of-order, retransmitted, or following
+/// a segment that is not in the capture. Real loopback traffic on several CPUs can be reordered.
+pub fn tcp_analysis(capture: &Path) -> Result<Vec<(&'static str, usize)>> {
+    let mut found = Vec::new();
+    for (label, filter) in [
+        ("out-of-order", "tcp.analysis.out_of_order"),
+        ("retransmission", "tcp.analysis.retransmission"),
+        ("previous segment not captured", "tcp.analysis.lost_segment"),
+    ] {
+        let mut cmd = Command::new("tshark");
+        cmd.arg("-r")
+            .arg(capture)
+            .args(["-Y", filter, "-T", "fields", "-e", "frame.number"]);
+        let out = proc::run_ok(&mut cmd, Duration::from_secs(60))?;
+        let n = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.is_empty())
+            .count();
+        found.push((label, n));
+    }
+    Ok(found)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

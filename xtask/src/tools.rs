@@ -43,7 +43,7 @@ pub const TSHARK: Tool = Tool {
 pub const EDITCAP: Tool = Tool {
     program: "editcap",
     package: "wireshark-common",
-    version_args: &["-V"],
+    version_args: &["--version"],
 };
 pub const CAPINFOS: Tool = Tool {
     program: "capinfos",

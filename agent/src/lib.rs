@@ -2,16 +2,24 @@
 //!
 //! Brief overview:
 //! ```text
-//! source ──Frame──▶ decode ──TcpSegment──▶ reassembly ──StreamEvent (data/gap/fin/reset)──▶ session
-//!   (pcap, pcapng, stdin)   (link, IP, defrag)   (flows, order, caps)          (detection, http1, http2)
-//!        session ──Exchange──▶ pipeline (ids, batching) ──▶ writer thread (tapedeck_model::segment)
+//! source ──Frame──▶ decode ──TcpSegment──▶ reassembly ──data/gap/fin/reset (StreamSink)──▶ session
+//!  (pcap, pcapng, stdin)  (link, IP, defrag)  (flows, order, caps)           (detection by content)
+//!                                                                         ├─▶ http1 ──Exchange──┐
+//!                                                                         └─▶ http2 ──Exchange──┤
+//!        pipeline (ids, labels, batches) ◀────────────────────────────────────────────────────┘
+//!           ──Vec<Exchange>──▶ writer thread (tapedeck_model::segment) ──▶ *.seg
 //! ```
 //! Time is data from the capture: no stage reads the clock.
 
 pub mod body;
+pub mod cli;
 pub mod decode;
 pub mod http1;
 pub mod http2;
+pub mod pipeline;
 pub mod reassembly;
+pub mod session;
 pub mod source;
+pub mod stats;
 pub mod stream;
+pub mod summary;

@@ -1,0 +1,247 @@
+//! The capture pipeline for capture files: sources → decode → reassembly → sessions on this thread, exchanges in
+//! batches over a bounded channel to a writer thread that encodes, compresses and writes segments.
+//!
+//! Reading a file never drops for lack of room: when the writer falls behind, the reader waits (back-pressure),
+//! so the channel bounds memory. Several inputs are read in the order given as one continuous capture, the way
+//! `mergecap -a` would join them (rotated tcpdump files keep their connections).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, bounded};
+use serde::Serialize;
+use tapedeck_model::segment::{SegmentWriter, SegmentWriterConfig, WriterStats};
+use tapedeck_model::{Exchange, Timestamp};
+
+use crate::decode::{DecodeConfig, DecodeStats, Decoder};
+use crate::reassembly::{FlowTable, ReassemblyConfig, ReassemblyStats};
+use crate::session::{SessionConfig, SessionFactory};
+use crate::source::{PcapSource, SourceError, SourceStats};
+use crate::stats::{ExchangeTally, Merge, SessionStats};
+
+/// Everything the capture pipeline needs to know.
+#[derive(Clone, Debug, Default)]
+pub struct CaptureConfig {
+    /// Link and IP decoding (fragment reassembly caps).
+    pub decode: DecodeConfig,
+    /// TCP reassembly caps and timeouts.
+    pub reassembly: ReassemblyConfig,
+    /// Protocol detection and parser settings.
+    pub session: SessionConfig,
+    /// Segment files: where, rotation, compression.
+    pub writer: SegmentWriterConfig,
+    /// Labels added to every exchange (node, interface, ...).
+    pub labels: Vec<(String, String)>,
+}
+
+/// What happened to one input.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct InputSummary {
+    /// The path given (`-` for standard input).
+    pub name: String,
+    /// Frames read from it.
+    pub frames: u64,
+    /// Whether it could be read at all.
+    pub opened: bool,
+    /// The error that stopped reading it, if any (names the file, byte offset and packet number).
+    pub error: Option<String>,
+}
+
+/// The summary of a run, printed at the end and written by `--stats-json`.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RunSummary {
+    /// Per input.
+    pub inputs: Vec<InputSummary>,
+    /// Capture file reading, summed over inputs.
+    pub source: SourceStats,
+    /// Link/IP/TCP decoding.
+    pub decode: DecodeStats,
+    /// TCP reassembly.
+    pub reassembly: ReassemblyStats,
+    /// Protocol detection and parsers.
+    pub sessions: SessionStats,
+    /// Exchanges produced.
+    pub exchanges: ExchangeTally,
+    /// Segment writing.
+    pub writer: WriterStats,
+    /// Segment files finished.
+    pub segments: Vec<PathBuf>,
+    /// Wall-clock seconds the run took.
+    pub seconds: f64,
+}
+
+impl RunSummary {
+    /// Whether no input could be read at all (the run failed).
+    pub fn nothing_read(&self) -> bool {
+        self.inputs.iter().all(|i| !i.opened)
+    }
+    /// Whether some input could not be opened (missing file, not a capture).
+    pub fn some_input_unreadable(&self) -> bool {
+        self.inputs.iter().any(|i| !i.opened)
+    }
+}
+
+/// Errors that stop a run (input errors do not: they are recorded per input).
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The segment writer failed (disk full, permissions).
+    #[error("writing segments: {0}")]
+    Writer(#[from] tapedeck_model::segment::SegmentError),
+    /// The writer thread died.
+    #[error("the segment writer thread stopped unexpectedly")]
+    WriterGone,
+}
+
+/// How many exchanges travel together to the writer thread.
+const BATCH: usize = 512;
+/// Batches in flight between the threads (bounds memory).
+const CHANNEL_BATCHES: usize = 16;
+
+/// Called now and then with bytes read so far (for a progress display).
+pub trait Progress {
+    /// `bytes` of input read so far, `exchanges` produced so far.
+    fn update(&mut self, input: &str, bytes: u64, exchanges: u64);
+}
+
+impl Progress for () {
+    fn update(&mut self, _: &str, _: u64, _: u64) {}
+}
+
+/// Reads the given capture files (or `-` for standard input) to segments.
+pub fn run_files(
+    inputs: &[PathBuf],
+    cfg: CaptureConfig,
+    progress: &mut dyn Progress,
+) -> Result<RunSummary, PipelineError> {
+    let started = Instant::now();
+    let (tx, rx) = bounded::<Vec<Exchange>>(CHANNEL_BATCHES);
+    let writer_cfg = cfg.writer.clone();
+    let writer = std::thread::Builder::new()
+        .name("segment-writer".into())
+        .spawn(move || write_segments(writer_cfg, rx))
+        .map_err(|_| PipelineError::WriterGone)?;
+
+    let mut summary = RunSummary::default();
+    let mut decoder = Decoder::new(cfg.decode.clone());
+    let mut table = FlowTable::new(cfg.reassembly.clone(), SessionFactory::new(cfg.session.clone()));
+    let mut batcher = Batcher { tx, next_id: 1, pending: Vec::with_capacity(BATCH), labels: cfg.labels.clone() };
+    let mut tally = ExchangeTally::default();
+    let mut last_ts = Timestamp(0);
+    let mut send_failed = false;
+
+    'inputs: for path in inputs {
+        let mut input = InputSummary { name: path.display().to_string(), ..Default::default() };
+        let mut source = match PcapSource::open(path) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("{e}");
+                input.error = Some(e.to_string());
+                summary.inputs.push(input);
+                continue;
+            }
+        };
+        input.opened = true;
+        let mut last_report = Instant::now();
+        loop {
+            match source.next_frame() {
+                Ok(Some(frame)) => {
+                    input.frames += 1;
+                    last_ts = last_ts.max(frame.ts);
+                    if let Some(seg) = decoder.decode(&frame) {
+                        table.process(&seg, &mut batcher.pending);
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    report_source_error(&e);
+                    input.error = Some(e.to_string());
+                    break;
+                }
+            }
+            if batcher.pending.len() >= BATCH {
+                if batcher.send(&mut tally).is_err() {
+                    send_failed = true;
+                    summary.source.merge(source.stats());
+                    summary.inputs.push(input);
+                    break 'inputs;
+                }
+                if last_report.elapsed() > Duration::from_millis(500) {
+                    progress.update(&input.name, source.stats().bytes, tally.total);
+                    last_report = Instant::now();
+                }
+            }
+        }
+        progress.update(&input.name, source.stats().bytes, tally.total);
+        summary.source.merge(source.stats());
+        summary.inputs.push(input);
+    }
+    table.flush_all(last_ts, &mut batcher.pending);
+    if !send_failed {
+        send_failed = batcher.send(&mut tally).is_err();
+    }
+    summary.decode = decoder.stats().clone();
+    summary.reassembly = table.stats().clone();
+    summary.sessions = table.factory_mut().stats();
+    summary.exchanges = tally;
+    drop(batcher);
+    let (writer_stats, files) = writer.join().map_err(|_| PipelineError::WriterGone)??;
+    if send_failed {
+        return Err(PipelineError::WriterGone);
+    }
+    summary.writer = writer_stats;
+    summary.segments = files;
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+fn report_source_error(e: &SourceError) {
+    tracing::warn!("{e}; keeping what was read before it");
+}
+
+/// Gives exchanges their ids and labels, and sends them to the writer in batches.
+struct Batcher {
+    tx: Sender<Vec<Exchange>>,
+    next_id: u64,
+    pending: Vec<Exchange>,
+    labels: Vec<(String, String)>,
+}
+
+impl Batcher {
+    fn send(&mut self, tally: &mut ExchangeTally) -> Result<(), ()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        for ex in &mut self.pending {
+            ex.id = self.next_id;
+            self.next_id += 1;
+            if !self.labels.is_empty() {
+                ex.labels.extend(self.labels.iter().cloned());
+            }
+            tally.add(ex);
+        }
+        let batch = std::mem::replace(&mut self.pending, Vec::with_capacity(BATCH));
+        self.tx.send(batch).map_err(|_| ())
+    }
+}
+
+/// The writer thread: exchanges in, segment files out.
+fn write_segments(
+    cfg: SegmentWriterConfig,
+    rx: Receiver<Vec<Exchange>>,
+) -> Result<(WriterStats, Vec<PathBuf>), PipelineError> {
+    let mut writer = SegmentWriter::create(cfg)?;
+    for batch in rx {
+        for ex in &batch {
+            writer.write(ex)?;
+        }
+    }
+    writer.flush()?;
+    let stats = writer.stats().clone();
+    let files = writer.finish()?;
+    Ok((stats, files))
+}
+
+/// Whether `path` names standard input.
+pub fn is_stdin(path: &Path) -> bool {
+    path.as_os_str() == "-"
+}

@@ -1,0 +1,498 @@
+//! Protocol detection and dispatch for one connection: the [`StreamSink`] that reassembly drives.
+//!
+//! A connection starts in detection: its first bytes (in arrival order, both directions, up to a cap) are held
+//! until content decides what it is — never the port:
+//! - the HTTP/2 client preface from one side: HTTP/2 with prior knowledge, that side is the client;
+//! - an HTTP/1 request line from one side (that side is the client) or a status line (that side is the server);
+//! - a connection joined mid-stream (no handshake, or a gap first) is searched for the next HTTP/1 message start,
+//!   or recognised as HTTP/2 by a run of plausible frame headers;
+//! - TLS, SSH and anything else still undecided at the cap: ignored and counted (its bytes are not parsed).
+//!
+//! Once decided, the held bytes are replayed into the parser in arrival order and later bytes go straight to it.
+//! An HTTP/1.1 `Upgrade: h2c` answered by `101` hands the connection over to HTTP/2 (the upgraded request becomes
+//! stream 1); other upgrades and CONNECT tunnels are recorded as one exchange and the rest of the connection is
+//! counted, not parsed.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use tapedeck_model::{Exchange, Timestamp};
+
+use crate::http1::{self, Http1Config, Http1Conn, Switch};
+use crate::http2::{self, H2Config, H2Conn, H2Start};
+use crate::stats::SessionStats;
+use crate::stream::{CloseReason, ConnInfo, ConnMeta, Direction, Side, SinkFactory, StreamSink};
+
+/// Configuration of protocol detection and of the parsers behind it.
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    /// HTTP/1 parser settings.
+    pub http1: Http1Config,
+    /// HTTP/2 parser settings.
+    pub h2: H2Config,
+    /// Bytes held per connection while its protocol is undecided; past this it is ignored as not HTTP.
+    pub max_detect_bytes: usize,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig { http1: Http1Config::default(), h2: H2Config::default(), max_detect_bytes: 16 * 1024 }
+    }
+}
+
+/// Creates a [`Session`] per connection and gathers the counters of the sessions it made.
+#[derive(Debug)]
+pub struct SessionFactory {
+    cfg: Rc<SessionConfig>,
+    totals: Rc<RefCell<SessionStats>>,
+}
+
+impl SessionFactory {
+    /// A factory for sessions with this configuration.
+    pub fn new(cfg: SessionConfig) -> Self {
+        SessionFactory { cfg: Rc::new(cfg), totals: Rc::default() }
+    }
+    /// Counters of every session closed so far (call after the flow table was flushed for a full picture).
+    pub fn stats(&self) -> SessionStats {
+        self.totals.borrow().clone()
+    }
+}
+
+impl SinkFactory for SessionFactory {
+    type Sink = Session;
+    fn new_sink(&mut self, meta: &ConnMeta) -> Session {
+        Session {
+            meta: *meta,
+            cfg: Rc::clone(&self.cfg),
+            totals: Rc::clone(&self.totals),
+            state: State::Detecting(Detect::default()),
+        }
+    }
+}
+
+/// Bytes held while the protocol is undecided.
+#[derive(Debug, Default)]
+struct Detect {
+    /// Chunks in arrival order.
+    chunks: Vec<(Direction, Vec<u8>, Timestamp)>,
+    held: usize,
+    /// A gap came before any decision: the connection is joined mid-stream.
+    gap_seen: bool,
+    /// Directions that ended (FIN) while detecting, with when.
+    fins: Vec<(Direction, Timestamp)>,
+}
+
+impl Detect {
+    /// All held bytes of one direction, joined.
+    fn bytes_of(&self, dir: Direction) -> Vec<u8> {
+        let mut v = Vec::new();
+        for (d, b, _) in &self.chunks {
+            if *d == dir {
+                v.extend_from_slice(b);
+            }
+        }
+        v
+    }
+}
+
+/// What a connection turned out to be.
+#[derive(Debug)]
+enum State {
+    Detecting(Detect),
+    Http1 { conn: Box<Http1Conn>, client_dir: Direction },
+    H2 { conn: Box<H2Conn>, client_dir: Direction },
+    /// Not HTTP, or a tunnel after CONNECT/Upgrade: bytes are counted and dropped.
+    Ignored,
+    /// Closed: its counters were added to the totals.
+    Done,
+}
+
+/// The outcome of looking at the held bytes.
+enum Decision {
+    NeedMore,
+    Http1 { client_dir: Direction, mid_stream: bool },
+    H2 { client_dir: Direction, start_mid_stream: bool },
+    Ignore(IgnoreReason),
+}
+
+/// Why a connection is not parsed.
+#[derive(Clone, Copy, Debug)]
+enum IgnoreReason {
+    Tls,
+    Ssh,
+    Unknown,
+}
+
+/// One connection: detection, then the HTTP/1 or HTTP/2 parser.
+#[derive(Debug)]
+pub struct Session {
+    meta: ConnMeta,
+    cfg: Rc<SessionConfig>,
+    totals: Rc<RefCell<SessionStats>>,
+    state: State,
+}
+
+impl Session {
+    fn info(&self, client_dir: Direction, mid_stream: bool) -> ConnInfo {
+        let (client, server) = match client_dir {
+            Direction::ToResponder => (self.meta.originator, self.meta.responder),
+            Direction::ToOriginator => (self.meta.responder, self.meta.originator),
+        };
+        ConnInfo { id: self.meta.id, client, server, mid_stream }
+    }
+
+    /// Looks at the held bytes and decides, if it can.
+    fn decide(&self, d: &Detect) -> Decision {
+        let mut undecided = false;
+        for dir in [Direction::ToResponder, Direction::ToOriginator] {
+            let b = d.bytes_of(dir);
+            if b.is_empty() {
+                continue;
+            }
+            if d.gap_seen || !self.meta.handshake_seen {
+                // Joined mid-stream: the first byte may be in the middle of anything.
+                if let Some(dec) = self.decide_mid_stream(dir, &b) {
+                    return dec;
+                }
+                undecided = true;
+                continue;
+            }
+            match classify_start(&b) {
+                Start::H2Preface => return Decision::H2 { client_dir: dir, start_mid_stream: false },
+                Start::Request => return Decision::Http1 { client_dir: dir, mid_stream: false },
+                Start::Response => return Decision::Http1 { client_dir: dir.reverse(), mid_stream: false },
+                Start::Tls => return Decision::Ignore(IgnoreReason::Tls),
+                Start::Ssh => return Decision::Ignore(IgnoreReason::Ssh),
+                Start::NeedMore => undecided = true,
+                Start::Other => {
+                    // A connection that starts with something else may still carry HTTP after a preamble
+                    // (a proxy header, a partial capture): look for a message start in what is held.
+                    if let Some(dec) = self.decide_mid_stream(dir, &b) {
+                        return dec;
+                    }
+                    undecided = true;
+                }
+            }
+        }
+        if undecided || d.held == 0 { Decision::NeedMore } else { Decision::Ignore(IgnoreReason::Unknown) }
+    }
+
+    /// Decision for bytes that may start in the middle of a message.
+    fn decide_mid_stream(&self, dir: Direction, b: &[u8]) -> Option<Decision> {
+        match classify_start(b) {
+            Start::H2Preface => return Some(Decision::H2 { client_dir: dir, start_mid_stream: false }),
+            Start::Tls => return Some(Decision::Ignore(IgnoreReason::Tls)),
+            Start::Ssh => return Some(Decision::Ignore(IgnoreReason::Ssh)),
+            _ => {}
+        }
+        if let Some(is_request) = find_http1_start(b) {
+            let client_dir = if is_request { dir } else { dir.reverse() };
+            return Some(Decision::Http1 { client_dir, mid_stream: true });
+        }
+        if plausible_h2_frames(b) {
+            return Some(Decision::H2 { client_dir: self.guess_client_dir(), start_mid_stream: true });
+        }
+        None
+    }
+
+    /// Without a handshake or a request line, the best guess of which side is the client: the originator,
+    /// unless only the other side uses a well-known (below 1024) or registered port while the originator uses an
+    /// ephemeral one. This only orients a connection already recognised by content.
+    fn guess_client_dir(&self) -> Direction {
+        let (o, r) = (self.meta.originator.port(), self.meta.responder.port());
+        if o < r && o < 32768 && r >= 32768 { Direction::ToOriginator } else { Direction::ToResponder }
+    }
+
+    /// Switches from detection to a parser and replays the held bytes into it.
+    fn start(&mut self, decision: Decision, d: Detect, out: &mut Vec<Exchange>) {
+        match decision {
+            Decision::NeedMore => {
+                self.state = State::Detecting(d);
+                return;
+            }
+            Decision::Ignore(reason) => {
+                let mut t = self.totals.borrow_mut();
+                match reason {
+                    IgnoreReason::Tls => t.flows_tls += 1,
+                    IgnoreReason::Ssh => t.flows_ssh += 1,
+                    IgnoreReason::Unknown => t.flows_not_http += 1,
+                }
+                t.ignored_bytes += d.held as u64;
+                self.state = State::Ignored;
+                return;
+            }
+            Decision::Http1 { client_dir, mid_stream } => {
+                self.totals.borrow_mut().flows_http1 += 1;
+                let conn = Http1Conn::new(&self.cfg.http1, self.info(client_dir, mid_stream));
+                self.state = State::Http1 { conn: Box::new(conn), client_dir };
+            }
+            Decision::H2 { client_dir, start_mid_stream } => {
+                self.totals.borrow_mut().flows_h2 += 1;
+                let start = if start_mid_stream { H2Start::MidStream } else { H2Start::PriorKnowledge };
+                let conn = H2Conn::new(&self.cfg.h2, self.info(client_dir, start_mid_stream), start);
+                self.state = State::H2 { conn: Box::new(conn), client_dir };
+            }
+        }
+        for (dir, bytes, ts) in d.chunks {
+            self.deliver(dir, &bytes, ts, out);
+        }
+        for (dir, ts) in d.fins {
+            self.fin(dir, ts, out);
+        }
+    }
+
+    /// Hands bytes to the decided parser.
+    fn deliver(&mut self, dir: Direction, bytes: &[u8], ts: Timestamp, out: &mut Vec<Exchange>) {
+        match &mut self.state {
+            State::Http1 { conn, client_dir } => {
+                let side = side_of(dir, *client_dir);
+                if let Some(switch) = conn.data(side, bytes, ts, out) {
+                    let client_dir = *client_dir;
+                    self.switch(switch, client_dir, ts, out);
+                }
+            }
+            State::H2 { conn, client_dir } => conn.data(side_of(dir, *client_dir), bytes, ts, out),
+            State::Ignored => self.totals.borrow_mut().ignored_bytes += bytes.len() as u64,
+            State::Detecting(_) | State::Done => {}
+        }
+    }
+
+    /// Leaves HTTP/1 after an upgrade or a tunnel.
+    fn switch(&mut self, switch: Switch, client_dir: Direction, ts: Timestamp, out: &mut Vec<Exchange>) {
+        let old = std::mem::replace(&mut self.state, State::Done);
+        if let State::Http1 { mut conn, .. } = old {
+            conn.close(ts, out);
+            self.totals.borrow_mut().http1.merge(conn.stats());
+        }
+        match switch {
+            Switch::H2cUpgrade { request, timing, order, settings, client_rest, server_rest } => {
+                self.totals.borrow_mut().h2c_upgrades += 1;
+                let start = H2Start::Upgrade { request, timing, order, settings };
+                let conn = H2Conn::new(&self.cfg.h2, self.info(client_dir, false), start);
+                let mut conn = Box::new(conn);
+                if !client_rest.is_empty() {
+                    conn.data(Side::Client, &client_rest, ts, out);
+                }
+                if !server_rest.is_empty() {
+                    conn.data(Side::Server, &server_rest, ts, out);
+                }
+                self.state = State::H2 { conn, client_dir };
+            }
+            Switch::Tunnel => {
+                self.totals.borrow_mut().tunnels += 1;
+                self.state = State::Ignored;
+            }
+        }
+    }
+
+    /// Closes the parser and adds its counters to the totals.
+    fn finish(&mut self, ts: Timestamp, out: &mut Vec<Exchange>) {
+        let old = std::mem::replace(&mut self.state, State::Done);
+        let mut t = self.totals.borrow_mut();
+        match old {
+            State::Http1 { mut conn, .. } => {
+                conn.close(ts, out);
+                t.http1.merge(conn.stats());
+            }
+            State::H2 { mut conn, .. } => {
+                conn.close(ts, out);
+                t.h2.merge(conn.stats());
+            }
+            State::Detecting(d) => {
+                if d.held > 0 {
+                    t.flows_undecided += 1;
+                    t.ignored_bytes += d.held as u64;
+                }
+            }
+            State::Ignored | State::Done => {}
+        }
+    }
+}
+
+fn side_of(dir: Direction, client_dir: Direction) -> Side {
+    if dir == client_dir { Side::Client } else { Side::Server }
+}
+
+impl StreamSink for Session {
+    fn data(&mut self, dir: Direction, bytes: &[u8], ts: Timestamp, out: &mut Vec<Exchange>) {
+        if let State::Detecting(d) = &mut self.state {
+            let room = self.cfg.max_detect_bytes.saturating_sub(d.held);
+            let take = bytes.len().min(room);
+            d.chunks.push((dir, bytes[..take].to_vec(), ts));
+            d.held += take;
+            let full = d.held >= self.cfg.max_detect_bytes;
+            let State::Detecting(d) = std::mem::replace(&mut self.state, State::Done) else { unreachable!() };
+            let mut decision = self.decide(&d);
+            if full && matches!(decision, Decision::NeedMore) {
+                decision = Decision::Ignore(IgnoreReason::Unknown);
+            }
+            let decided = !matches!(decision, Decision::NeedMore);
+            self.start(decision, d, out);
+            if decided && take < bytes.len() {
+                self.deliver(dir, &bytes[take..], ts, out);
+            }
+            return;
+        }
+        self.deliver(dir, bytes, ts, out);
+    }
+
+    fn gap(&mut self, dir: Direction, len: u64, ts: Timestamp, out: &mut Vec<Exchange>) {
+        match &mut self.state {
+            State::Detecting(d) => d.gap_seen = true,
+            State::Http1 { conn, client_dir } => conn.gap(side_of(dir, *client_dir), len, ts, out),
+            State::H2 { conn, client_dir } => conn.gap(side_of(dir, *client_dir), len, ts, out),
+            State::Ignored | State::Done => {}
+        }
+    }
+
+    fn fin(&mut self, dir: Direction, ts: Timestamp, out: &mut Vec<Exchange>) {
+        match &mut self.state {
+            State::Detecting(d) => d.fins.push((dir, ts)),
+            State::Http1 { conn, client_dir } => conn.fin(side_of(dir, *client_dir), ts, out),
+            State::H2 { conn, client_dir } => conn.fin(side_of(dir, *client_dir), ts, out),
+            State::Ignored | State::Done => {}
+        }
+    }
+
+    fn reset(&mut self, ts: Timestamp, out: &mut Vec<Exchange>) {
+        match &mut self.state {
+            State::Http1 { conn, .. } => conn.reset(ts, out),
+            State::H2 { conn, .. } => conn.reset(ts, out),
+            State::Detecting(_) | State::Ignored | State::Done => {}
+        }
+    }
+
+    fn close(&mut self, _reason: CloseReason, ts: Timestamp, out: &mut Vec<Exchange>) {
+        if let State::Detecting(d) = &self.state {
+            // The connection ends undecided: decide on what there is (a lone short request is still HTTP).
+            if d.held > 0 {
+                let State::Detecting(d) = std::mem::replace(&mut self.state, State::Done) else { unreachable!() };
+                let decision = match self.decide(&d) {
+                    Decision::NeedMore => Decision::Ignore(IgnoreReason::Unknown),
+                    other => other,
+                };
+                self.start(decision, d, out);
+            }
+        }
+        self.finish(ts, out);
+    }
+}
+
+/// What the first bytes of a direction look like.
+#[derive(Debug, PartialEq, Eq)]
+enum Start {
+    H2Preface,
+    Request,
+    Response,
+    Tls,
+    Ssh,
+    NeedMore,
+    Other,
+}
+
+fn classify_start(b: &[u8]) -> Start {
+    let p = http2::PREFACE;
+    let n = b.len().min(p.len());
+    if b[..n] == p[..n] {
+        return if n == p.len() { Start::H2Preface } else { Start::NeedMore };
+    }
+    if b.len() >= 3 && b[0] == 0x16 && b[1] == 0x03 && b[2] <= 0x04 {
+        return Start::Tls;
+    }
+    if b.starts_with(b"SSH-") {
+        return Start::Ssh;
+    }
+    match (http1::looks_like_request_start(b), http1::looks_like_response_start(b)) {
+        (Some(true), _) => Start::Request,
+        (_, Some(true)) => Start::Response,
+        (None, _) | (_, None) => Start::NeedMore,
+        _ => Start::Other,
+    }
+}
+
+/// Finds the first line start in `b` where an HTTP/1 message plausibly begins; `Some(true)` for a request.
+fn find_http1_start(b: &[u8]) -> Option<bool> {
+    let mut at = 0;
+    while at < b.len() {
+        let rest = &b[at..];
+        if http1::looks_like_request_start(rest) == Some(true) {
+            return Some(true);
+        }
+        if http1::looks_like_response_start(rest) == Some(true) {
+            return Some(false);
+        }
+        match rest.iter().position(|&c| c == b'\n') {
+            Some(i) => at += i + 1,
+            None => break,
+        }
+    }
+    None
+}
+
+/// Whether `b` starts with at least two consecutive, plausible HTTP/2 frame headers (RFC 9113 §4.1): a known
+/// type, a length within the default maximum frame size, the reserved bit clear, and a stream id that fits the
+/// type. Used only to recognise HTTP/2 on a connection joined after its preface.
+fn plausible_h2_frames(b: &[u8]) -> bool {
+    let mut at = 0;
+    let mut frames = 0;
+    while at + 9 <= b.len() {
+        let h = &b[at..at + 9];
+        let len = (usize::from(h[0]) << 16) | (usize::from(h[1]) << 8) | usize::from(h[2]);
+        let kind = h[3];
+        let stream = u32::from_be_bytes([h[5], h[6], h[7], h[8]]);
+        let connection_level = matches!(kind, 0x4 | 0x6 | 0x7);
+        let stream_level = matches!(kind, 0x0 | 0x1 | 0x2 | 0x3 | 0x5 | 0x9);
+        let ok = len <= 16_384
+            && stream & 0x8000_0000 == 0
+            && (connection_level && stream == 0 || stream_level && stream != 0 || kind == 0x8)
+            && (kind != 0x4 || len % 6 == 0)
+            && (kind != 0x6 || len == 8)
+            && (kind != 0x8 || len == 4)
+            && (kind != 0x3 || len == 4);
+        if !ok {
+            return false;
+        }
+        frames += 1;
+        if frames >= 2 {
+            return true;
+        }
+        at += 9 + len;
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classify_known_starts() {
+        assert_eq!(classify_start(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), Start::H2Preface);
+        assert_eq!(classify_start(b"PRI * HT"), Start::NeedMore);
+        assert_eq!(classify_start(b"GET / HTTP/1.1\r\n"), Start::Request);
+        assert_eq!(classify_start(b"HTTP/1.1 200 OK\r\n"), Start::Response);
+        assert_eq!(classify_start(&[0x16, 0x03, 0x01, 0x02, 0x00]), Start::Tls);
+        assert_eq!(classify_start(b"SSH-2.0-OpenSSH_9.2\r\n"), Start::Ssh);
+        assert_eq!(classify_start(&[0u8, 1, 2, 3, 4, 5, 6, 7, 8, 9]), Start::Other);
+    }
+
+    #[test]
+    fn finds_a_message_start_after_junk() {
+        assert_eq!(find_http1_start(b"tail of a body\r\nGET /x HTTP/1.1\r\nHost: a\r\n\r\n"), Some(true));
+        assert_eq!(find_http1_start(b"}\nHTTP/1.1 404 Not Found\r\n\r\n"), Some(false));
+        assert_eq!(find_http1_start(b"no http here\r\nat all\r\n"), None);
+    }
+
+    #[test]
+    fn recognises_h2_frames_without_preface() {
+        // SETTINGS (empty, stream 0) then HEADERS on stream 1 with 3 bytes of block.
+        let mut b = vec![0, 0, 0, 4, 0, 0, 0, 0, 0];
+        b.extend_from_slice(&[0, 0, 3, 1, 4, 0, 0, 0, 1, 0x82, 0x86, 0x84]);
+        assert!(plausible_h2_frames(&b));
+        // A SETTINGS frame claiming stream 1 is not HTTP/2.
+        let mut bad = b.clone();
+        bad[8] = 1;
+        assert!(!plausible_h2_frames(&bad));
+        assert!(!plausible_h2_frames(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
+    }
+}

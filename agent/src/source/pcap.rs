@@ -118,7 +118,7 @@ mod tests {
     #[test]
     fn record_header_both_orders() {
         let le = PcapFormat::new(&[0; 24], false, false, false);
-        let rec = le.record(&[1, 0, 0, 0, 0x40, 0x42, 0x0f, 0, 60, 0, 0, 0, 80, 0, 0, 0]);
+        let rec = le.record(&[1, 0, 0, 0, 0x3f, 0x42, 0x0f, 0, 60, 0, 0, 0, 80, 0, 0, 0]);
         // 1 s + 999_999 us
         assert_eq!(rec.ts, Timestamp(1_999_999_000));
         assert_eq!((rec.caplen, rec.orig_len), (60, 80));

@@ -21,6 +21,10 @@ use super::{TcpFlags, TcpSegment};
 const VXLAN_PORT: u16 = 4789;
 /// The Geneve UDP port (RFC 8926).
 const GENEVE_PORT: u16 = 6081;
+/// GRE-in-UDP (RFC 8086).
+const GRE_UDP_PORT: u16 = 4754;
+/// GTP-U (3GPP TS 29.281).
+const GTP_U_PORT: u16 = 2152;
 
 /// Protocols whose fragments are worth reassembling: TCP and what may carry TCP.
 fn worth_reassembling(proto: IpNumber) -> bool {
@@ -85,61 +89,45 @@ impl Walker<'_> {
             self.stats.ip_length_exceeds_capture += 1;
             missing = self.wire_missing;
         }
-        if ip.is_fragmenting_payload() {
-            return self.fragment(&ip, data, missing);
-        }
-        let payload = ip.payload();
-        self.transport(ip.source_addr(), ip.destination_addr(), payload.ip_number, payload.payload, missing)
-    }
-
-    /// A fragment: into the table; the datagram comes back as [`Outcome::Reassembled`] when complete.
-    fn fragment<'p>(&mut self, ip: &LaxIpSlice<'p>, data: &'p [u8], missing: u32) -> Outcome<'p> {
-        self.stats.fragments += 1;
-        let (src, dst) = (ip.source_addr(), ip.destination_addr());
-        let frag = match ip {
+        let fragment = match &ip {
             LaxIpSlice::Ipv4(v4) => {
                 let h = v4.header();
                 let start = h.slice().len();
-                let total = usize::from(h.total_len());
-                let end = if total < start { data.len() } else { total.min(data.len()) };
-                Fragment {
-                    key: FragKey { src, dst, id: u32::from(h.identification()), proto: h.protocol().0 },
+                let end = if declared < start {
+                    data.len()
+                } else {
+                    declared.min(data.len())
+                };
+                h.is_fragmenting_payload().then(|| Fragment {
+                    key: FragKey {
+                        src: h.source_addr().into(),
+                        dst: h.destination_addr().into(),
+                        id: u32::from(h.identification()),
+                        proto: h.protocol().0,
+                    },
                     offset: h.fragments_offset(),
                     more: h.more_fragments(),
                     data: &data[start..end],
-                }
+                })
             }
-            LaxIpSlice::Ipv6(v6) => {
-                // The fragmentable part starts right after the fragment header.
-                let mut at = 40;
-                let mut found = None;
-                for ext in v6.extensions().clone() {
-                    let len = match &ext {
-                        Ipv6ExtensionSlice::HopByHop(s)
-                        | Ipv6ExtensionSlice::Routing(s)
-                        | Ipv6ExtensionSlice::DestinationOptions(s) => s.slice().len(),
-                        Ipv6ExtensionSlice::Authentication(s) => s.slice().len(),
-                        Ipv6ExtensionSlice::Fragment(s) => s.slice().len(),
-                    };
-                    at += len;
-                    if let Ipv6ExtensionSlice::Fragment(f) = ext {
-                        found = Some(f);
-                        break;
-                    }
-                }
-                let Some(f) = found else {
-                    self.stats.bad_ip_extension += 1;
-                    return Outcome::Skip;
-                };
-                let end = 40 + v6.extensions().slice().len() + v6.payload().payload.len();
-                Fragment {
-                    key: FragKey { src, dst, id: f.identification(), proto: f.next_header().0 },
-                    offset: f.fragment_offset(),
-                    more: f.more_fragments(),
-                    data: data.get(at..end).unwrap_or_default(),
-                }
-            }
+            LaxIpSlice::Ipv6(v6) => v6_fragment(v6, data),
         };
+        if let Some(frag) = fragment {
+            return self.fragment(frag, missing);
+        }
+        let payload = ip.payload();
+        self.transport(
+            ip.source_addr(),
+            ip.destination_addr(),
+            payload.ip_number,
+            payload.payload,
+            missing,
+        )
+    }
+
+    /// A fragment: into the table; the datagram comes back as [`Outcome::Reassembled`] when complete.
+    fn fragment<'p>(&mut self, frag: Fragment<'p>, missing: u32) -> Outcome<'p> {
+        self.stats.fragments += 1;
         if missing > 0 {
             self.stats.fragments_truncated += 1;
             return Outcome::Skip;
@@ -152,6 +140,7 @@ impl Walker<'_> {
             self.stats.fragments_nested += 1;
             return Outcome::Skip;
         };
+        let (src, dst) = (frag.key.src, frag.key.dst);
         match defrag.add(frag, self.ts.0, self.stats) {
             Some(proto) => Outcome::Reassembled { src, dst, proto },
             None => Outcome::Skip,
@@ -160,8 +149,19 @@ impl Walker<'_> {
 
     /// A reassembled datagram's payload (`proto` may be an IPv6 extension header that followed the fragment
     /// header).
-    pub(crate) fn reassembled<'p>(&mut self, src: IpAddr, dst: IpAddr, proto: IpNumber, data: &'p [u8]) -> Outcome<'p> {
-        if matches!(proto, IpNumber::IPV6_DESTINATION_OPTIONS | IpNumber::IPV6_ROUTE_HEADER | IpNumber::AUTHENTICATION_HEADER) {
+    pub(crate) fn reassembled<'p>(
+        &mut self,
+        src: IpAddr,
+        dst: IpAddr,
+        proto: IpNumber,
+        data: &'p [u8],
+    ) -> Outcome<'p> {
+        if matches!(
+            proto,
+            IpNumber::IPV6_DESTINATION_OPTIONS
+                | IpNumber::IPV6_ROUTE_HEADER
+                | IpNumber::AUTHENTICATION_HEADER
+        ) {
             let (_, next, rest, err) = Ipv6ExtensionsSlice::from_slice_lax(proto, data);
             if err.is_some() {
                 self.stats.bad_ip_extension += 1;
@@ -173,7 +173,14 @@ impl Walker<'_> {
     }
 
     /// The payload of an IP packet, by protocol.
-    fn transport<'p>(&mut self, src: IpAddr, dst: IpAddr, proto: IpNumber, payload: &'p [u8], missing: u32) -> Outcome<'p> {
+    fn transport<'p>(
+        &mut self,
+        src: IpAddr,
+        dst: IpAddr,
+        proto: IpNumber,
+        payload: &'p [u8],
+        missing: u32,
+    ) -> Outcome<'p> {
         match proto {
             IpNumber::TCP => self.tcp(src, dst, payload, missing),
             IpNumber::UDP => self.udp(payload),
@@ -196,12 +203,14 @@ impl Walker<'_> {
         }
     }
 
-    /// UDP: VXLAN and Geneve are followed, anything else is counted.
+    /// UDP: VXLAN, Geneve, GRE-in-UDP and GTP-U are followed, anything else is counted.
     fn udp<'p>(&mut self, payload: &'p [u8]) -> Outcome<'p> {
         if payload.len() >= 8 {
             match be16(payload, 2) {
                 VXLAN_PORT => return self.vxlan(&payload[8..]),
                 GENEVE_PORT => return self.geneve(&payload[8..]),
+                GRE_UDP_PORT => return self.gre(&payload[8..]),
+                GTP_U_PORT => return self.gtp_u(&payload[8..]),
                 _ => {}
             }
         }
@@ -232,9 +241,54 @@ impl Walker<'_> {
             dst: SocketAddr::new(dst, tcp.destination_port()),
             seq: tcp.sequence_number(),
             ack: tcp.acknowledgment_number(),
-            flags: TcpFlags { syn: tcp.syn(), ack: tcp.ack(), fin: tcp.fin(), rst: tcp.rst() },
+            flags: TcpFlags {
+                syn: tcp.syn(),
+                ack: tcp.ack(),
+                fin: tcp.fin(),
+                rst: tcp.rst(),
+            },
             payload: tcp.payload(),
             missing,
         })
     }
+}
+
+/// The IPv6 fragment header of a packet, when it fragments it (RFC 8200 §4.5: 13-bit offset, 2 reserved bits,
+/// the M flag in the lowest bit). Read here, not with etherparse 0.18's `Ipv6FragmentHeaderSlice`, whose
+/// `fragment_offset`, `more_fragments` and `is_fragmenting_payload` use another bit layout (M at 0x80 of the
+/// fourth byte) than the RFC and tshark.
+fn v6_fragment<'p>(v6: &etherparse::LaxIpv6Slice<'p>, data: &'p [u8]) -> Option<Fragment<'p>> {
+    let mut at = 40;
+    for ext in v6.extensions().clone() {
+        let raw = match &ext {
+            Ipv6ExtensionSlice::HopByHop(s)
+            | Ipv6ExtensionSlice::Routing(s)
+            | Ipv6ExtensionSlice::DestinationOptions(s) => s.slice(),
+            Ipv6ExtensionSlice::Authentication(s) => s.slice(),
+            Ipv6ExtensionSlice::Fragment(s) => s.slice(),
+        };
+        at += raw.len();
+        if let Ipv6ExtensionSlice::Fragment(_) = ext {
+            let field = u16::from_be_bytes([raw[2], raw[3]]);
+            let (units, more) = (field >> 3, field & 1 == 1);
+            if units == 0 && !more {
+                // An atomic fragment (RFC 6946): the whole packet.
+                return None;
+            }
+            let end = 40 + v6.extensions().slice().len() + v6.payload().payload.len();
+            let h = v6.header();
+            return Some(Fragment {
+                key: FragKey {
+                    src: h.source_addr().into(),
+                    dst: h.destination_addr().into(),
+                    id: u32::from_be_bytes([raw[4], raw[5], raw[6], raw[7]]),
+                    proto: raw[0],
+                },
+                offset: etherparse::IpFragOffset::try_new(units).ok()?,
+                more,
+                data: data.get(at..end).unwrap_or_default(),
+            });
+        }
+    }
+    None
 }

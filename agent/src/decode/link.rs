@@ -57,7 +57,10 @@ impl Walker<'_> {
     /// A payload announced by an EtherType, after stripping VLAN tags.
     pub(crate) fn ethertype<'p>(&mut self, mut et: u16, mut data: &'p [u8]) -> Outcome<'p> {
         let mut tags = 0;
-        while matches!(et, ethertype::VLAN | ethertype::QINQ | ethertype::QINQ_OLD1 | ethertype::QINQ_OLD2) {
+        while matches!(
+            et,
+            ethertype::VLAN | ethertype::QINQ | ethertype::QINQ_OLD1 | ethertype::QINQ_OLD2
+        ) {
             if tags == MAX_VLAN_TAGS {
                 self.stats.too_many_vlan_tags += 1;
                 return Outcome::Skip;
@@ -125,16 +128,25 @@ impl Walker<'_> {
         }
     }
 
-    /// A PPPoE session header (RFC 2516) and the PPP protocol field.
+    /// A PPPoE session header (RFC 2516) and the PPP protocol field, which may be compressed to one byte
+    /// (RFC 1661 §6.5: an odd first byte is the whole field).
     fn pppoe<'p>(&mut self, data: &'p [u8]) -> Outcome<'p> {
-        if data.len() < 8 || data[1] != 0 {
+        if data.len() < 7 || data[1] != 0 {
             self.stats.truncated_link_header += 1;
             return Outcome::Skip;
         }
         self.stats.pppoe += 1;
-        match be16(data, 6) {
-            0x0021 => self.ip(&data[8..], Some(4)),
-            0x0057 => self.ip(&data[8..], Some(6)),
+        let (protocol, rest) = if data[6] & 1 == 1 {
+            (u16::from(data[6]), &data[7..])
+        } else if data.len() >= 8 {
+            (be16(data, 6), &data[8..])
+        } else {
+            self.stats.truncated_link_header += 1;
+            return Outcome::Skip;
+        };
+        match protocol {
+            0x0021 => self.ip(rest, Some(4)),
+            0x0057 => self.ip(rest, Some(6)),
             _ => {
                 self.stats.non_ip += 1;
                 Outcome::Skip
@@ -150,7 +162,11 @@ impl Walker<'_> {
         }
         let raw = [data[0], data[1], data[2], data[3]];
         let le = u32::from_le_bytes(raw);
-        let family = if le <= 0xFFFF { le } else { u32::from_be_bytes(raw) };
+        let family = if le <= 0xFFFF {
+            le
+        } else {
+            u32::from_be_bytes(raw)
+        };
         match family {
             2 => self.ip(&data[4..], Some(4)),
             // AF_INET6: Linux 10, Windows 23, NetBSD/OpenBSD 24, FreeBSD 28, Darwin 30.

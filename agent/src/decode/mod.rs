@@ -79,7 +79,11 @@ pub struct DecodeConfig {
 
 impl Default for DecodeConfig {
     fn default() -> Self {
-        DecodeConfig { frag_max_bytes: 4 << 20, frag_max_datagrams: 1024, frag_timeout: Duration::from_secs(30) }
+        DecodeConfig {
+            frag_max_bytes: 4 << 20,
+            frag_max_datagrams: 1024,
+            frag_timeout: Duration::from_secs(30),
+        }
     }
 }
 
@@ -93,7 +97,10 @@ impl Decoder {
     /// A decoder with the given caps.
     pub fn new(cfg: DecodeConfig) -> Self {
         let timeout = u64::try_from(cfg.frag_timeout.as_nanos()).unwrap_or(u64::MAX);
-        Decoder { stats: DecodeStats::default(), defrag: Defrag::new(cfg.frag_max_bytes, cfg.frag_max_datagrams, timeout) }
+        Decoder {
+            stats: DecodeStats::default(),
+            defrag: Defrag::new(cfg.frag_max_bytes, cfg.frag_max_datagrams, timeout),
+        }
     }
 
     /// Decodes one frame: `Some` for a TCP segment (possibly rebuilt from fragments), `None` otherwise (counted).
@@ -114,7 +121,13 @@ impl Decoder {
         };
         let Decoder { stats, defrag } = self;
         let defrag: &'a Defrag = defrag;
-        let mut walker = Walker { stats, defrag: None, ts: frame.ts, wire_missing: 0, depth: 1 };
+        let mut walker = Walker {
+            stats,
+            defrag: None,
+            ts: frame.ts,
+            wire_missing: 0,
+            depth: 1,
+        };
         match walker.reassembled(src, dst, proto, defrag.output()) {
             Outcome::Segment(seg) => Some(seg),
             _ => None,

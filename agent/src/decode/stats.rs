@@ -31,9 +31,9 @@ pub struct DecodeStats {
     pub mpls: u64,
     /// PPPoE session headers removed.
     pub pppoe: u64,
-    /// GRE (and ERSPAN) headers removed.
+    /// GRE (also over UDP, and ERSPAN) headers removed.
     pub gre: u64,
-    /// VXLAN and Geneve headers removed.
+    /// VXLAN, Geneve and GTP-U headers removed.
     pub vxlan: u64,
     /// IP-in-IP (4in4, 6in4, 4in6, 6in6) headers removed.
     pub ip_in_ip: u64,
@@ -77,7 +77,7 @@ pub struct DecodeStats {
     pub truncated_gre: u64,
     /// GRE version, routing or payload type the decoder does not follow.
     pub gre_unsupported: u64,
-    /// VXLAN or Geneve header cut off, or a Geneve version other than 0.
+    /// VXLAN, Geneve or GTP-U header cut off or malformed.
     pub bad_vxlan: u64,
     /// Encapsulation deeper than the decoder follows (8 layers).
     pub too_many_encapsulations: u64,
@@ -111,7 +111,10 @@ impl DecodeStats {
         [
             ("frames", self.frames),
             ("tcp_segments", self.tcp_segments),
-            ("snaplen_truncated_segments", self.snaplen_truncated_segments),
+            (
+                "snaplen_truncated_segments",
+                self.snaplen_truncated_segments,
+            ),
             ("arp", self.arp),
             ("non_ip", self.non_ip),
             ("udp", self.udp),
@@ -151,7 +154,10 @@ impl DecodeStats {
             ("fragments_ignored", self.fragments_ignored),
             ("fragments_nested", self.fragments_nested),
             ("fragment_timeouts", self.fragment_timeouts),
-            ("fragment_evicted_count_cap", self.fragment_evicted_count_cap),
+            (
+                "fragment_evicted_count_cap",
+                self.fragment_evicted_count_cap,
+            ),
             ("fragment_evicted_byte_cap", self.fragment_evicted_byte_cap),
             ("fragment_too_many", self.fragment_too_many),
         ]

@@ -1,5 +1,5 @@
 //! Tunnels decapsulated to reach an inner TCP packet: GRE (RFC 2784/2890, with ERSPAN types I-III), VXLAN
-//! (RFC 7348) and Geneve (RFC 8926). MPLS, PPPoE and IP-in-IP are in the link and IP layers.
+//! (RFC 7348), Geneve (RFC 8926) and GTP-U (3GPP TS 29.281). MPLS, PPPoE and IP-in-IP are in the link and IP layers.
 
 use super::walk::{Outcome, Walker, be16};
 
@@ -22,7 +22,10 @@ impl Walker<'_> {
             return Outcome::Skip;
         }
         let has_seq = flags & 0x1000 != 0;
-        let len = 4 + 4 * (usize::from(flags & 0x8000 != 0) + usize::from(flags & 0x2000 != 0) + usize::from(has_seq));
+        let len = 4 + 4
+            * (usize::from(flags & 0x8000 != 0)
+                + usize::from(flags & 0x2000 != 0)
+                + usize::from(has_seq));
         if data.len() < len {
             self.stats.truncated_gre += 1;
             return Outcome::Skip;
@@ -41,7 +44,9 @@ impl Walker<'_> {
             },
             // ERSPAN type III: 12 bytes, plus an 8-byte platform subheader when the O flag is set.
             ERSPAN_III => {
-                let Some(&flags3) = rest.get(11) else { return self.truncated_gre() };
+                let Some(&flags3) = rest.get(11) else {
+                    return self.truncated_gre();
+                };
                 let skip = if flags3 & 0x01 != 0 { 20 } else { 12 };
                 match rest.get(skip..) {
                     Some(inner) => self.ethernet(inner),
@@ -86,5 +91,48 @@ impl Walker<'_> {
         }
         self.stats.vxlan += 1;
         self.ethertype(be16(data, 2), &data[len..])
+    }
+
+    /// A GTPv1-U header; a G-PDU carries an IP packet, other messages are signalling (counted as UDP).
+    pub(crate) fn gtp_u<'p>(&mut self, data: &'p [u8]) -> Outcome<'p> {
+        if data.len() < 8 || data[0] >> 5 != 1 {
+            self.stats.bad_vxlan += 1;
+            return Outcome::Skip;
+        }
+        if data[1] != 0xFF {
+            self.stats.udp += 1;
+            return Outcome::Skip;
+        }
+        let mut len = 8;
+        if data[0] & 0x07 != 0 {
+            len = 12;
+            // Extension headers: length in 4-byte units, the next type in the last byte.
+            let mut next = if data[0] & 0x04 != 0 {
+                data.get(11).copied()
+            } else {
+                Some(0)
+            };
+            while let Some(kind) = next {
+                if kind == 0 {
+                    break;
+                }
+                let ext = data.get(len).map_or(0, |&n| usize::from(n) * 4);
+                if ext == 0 || data.len() < len + ext {
+                    self.stats.bad_vxlan += 1;
+                    return Outcome::Skip;
+                }
+                next = Some(data[len + ext - 1]);
+                len += ext;
+            }
+            if data.len() < len {
+                self.stats.bad_vxlan += 1;
+                return Outcome::Skip;
+            }
+        }
+        if !self.deeper() {
+            return Outcome::Skip;
+        }
+        self.stats.vxlan += 1;
+        self.ip(&data[len..], None)
     }
 }

@@ -571,3 +571,64 @@ fn corpus_link_types_and_tunnels_decode_like_tshark() {
         assert_eq!(s.anomalies(), 0, "{rel}: {s:?}");
     }
 }
+
+/// Reads and decodes every capture of the corpus, printing damage and anomalies per file. Run by hand:
+/// `cargo test -p agent --lib corpus_sweep -- --ignored --nocapture`.
+#[test]
+#[ignore = "reads the whole shared corpus"]
+fn corpus_sweep() {
+    fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p
+                .extension()
+                .is_some_and(|x| x == "pcap" || x == "pcapng" || x == "cap")
+            {
+                out.push(p);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(Path::new("/work/shared/corpus"), &mut files);
+    files.sort();
+    for path in files {
+        let mut src = match PcapSource::open(&path) {
+            Ok(s) => s,
+            Err(e) => {
+                println!("OPEN {e}");
+                continue;
+            }
+        };
+        let mut d = decoder();
+        let err = loop {
+            match src.next_frame() {
+                Ok(Some(f)) => {
+                    let _ = d.decode(&f);
+                }
+                Ok(None) => break None,
+                Err(e) => break Some(e),
+            }
+        };
+        let s = d.stats();
+        let named: Vec<String> = s.counters()[14..]
+            .iter()
+            .filter(|(n, v)| *v > 0 && !n.starts_with("fragments") && !n.starts_with("ipv4_length"))
+            .map(|(n, v)| format!("{n}={v}"))
+            .collect();
+        if err.is_some() || s.anomalies() > 0 {
+            println!(
+                "{} frames={} tcp={} {:?} {}",
+                path.display(),
+                s.frames,
+                s.tcp_segments,
+                err.map(|e| e.to_string()),
+                named.join(" ")
+            );
+        }
+    }
+}

@@ -508,7 +508,7 @@ impl PcapSource {
         if u64::from(len) > self.cfg.max_record as u64 {
             return Err(self.too_long(u64::from(len)));
         }
-        if len < min || len % 4 != 0 {
+        if len < min || !len.is_multiple_of(4) {
             return Err(self.corrupt(
                 block,
                 format!("block length {len} (at least {min}, a multiple of 4)"),

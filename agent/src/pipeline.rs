@@ -166,12 +166,12 @@ pub fn run_files(
                     break 'inputs;
                 }
                 if last_report.elapsed() > Duration::from_millis(500) {
-                    progress.update(&input.name, source.stats().bytes, tally.total);
+                    progress.update(&input.name, source.stats().bytes_read, tally.total);
                     last_report = Instant::now();
                 }
             }
         }
-        progress.update(&input.name, source.stats().bytes, tally.total);
+        progress.update(&input.name, source.stats().bytes_read, tally.total);
         summary.source.merge(source.stats());
         summary.inputs.push(input);
     }

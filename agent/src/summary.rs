@@ -11,7 +11,7 @@ use crate::pipeline::RunSummary;
 /// Renders the summary as text lines.
 pub fn render(s: &RunSummary) -> String {
     let mut out = String::new();
-    let mb = s.source.bytes as f64 / 1e6;
+    let mb = s.source.bytes_read as f64 / 1e6;
     let rate = if s.seconds > 0.0 { mb / s.seconds } else { 0.0 };
     let _ = writeln!(
         out,

@@ -2,7 +2,7 @@
 //! malformed or unusual case under a named anomaly (in the spirit of Zeek's "weirds").
 
 /// Counters of a [`super::Decoder`]. Plain `u64`s; [`DecodeStats::counters`] lists them by name.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct DecodeStats {
     // ===== delivered =====
     /// Frames given to the decoder.

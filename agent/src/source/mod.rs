@@ -93,7 +93,7 @@ impl Default for SourceConfig {
 }
 
 /// What a source has read so far. Plain counters.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct SourceStats {
     /// Frames returned by [`PcapSource::next_frame`].
     pub frames: u64,
@@ -603,3 +603,19 @@ fn block_name(block_type: u32) -> &'static str {
         _ => "pcapng",
     }
 }
+
+crate::impl_merge!(SourceStats {
+    frames,
+    frame_bytes,
+    bytes_read,
+    truncated_records,
+    orig_len_below_caplen,
+    caplen_above_snaplen,
+    sections,
+    interfaces,
+    skipped_blocks,
+    simple_packets,
+    unknown_interface_packets,
+    bad_interface_options,
+    damaged,
+});

@@ -443,7 +443,12 @@ impl SegmentReader {
                     });
                     pos = next;
                 }
-                None if had_magic => {
+                None if !had_magic && self.all_zero(pos, end)? => {
+                    // Zeros to the end: what a file system can leave after a crash of the writer.
+                    self.report.torn_tail_bytes = remaining;
+                    return Ok(());
+                }
+                None => {
                     self.scan_damage.push(Damage {
                         offset: pos,
                         len: remaining,
@@ -451,14 +456,25 @@ impl SegmentReader {
                     });
                     return Ok(());
                 }
-                None => {
-                    // No block header here nor after: what a writer that died leaves (e.g. a zero-filled tail).
-                    self.report.torn_tail_bytes = remaining;
-                    return Ok(());
-                }
             }
         }
         Ok(())
+    }
+
+    /// Whether `[from, end)` holds only zero bytes.
+    fn all_zero(&self, from: u64, end: u64) -> Result<bool, SegmentError> {
+        const CHUNK: u64 = 1 << 20;
+        let mut buf = Vec::new();
+        let mut start = from;
+        while start < end {
+            buf.resize(CHUNK.min(end - start) as usize, 0);
+            read_at(&self.file, &self.path, start, &mut buf, "reading the tail")?;
+            if buf.iter().any(|&b| b != 0) {
+                return Ok(false);
+            }
+            start += buf.len() as u64;
+        }
+        Ok(true)
     }
 
     /// The offset of the next verified block header or footer magic in `[from, end)`.

@@ -31,7 +31,9 @@ pub struct SegmentWriterConfig {
     pub block_raw_bytes: usize,
     /// Seal a block once it holds this many exchanges. Default 8192.
     pub max_block_exchanges: usize,
-    /// zstd compression level. Default 3.
+    /// zstd compression level. Default 1: on JSON-like traffic it compresses about as well as level 3 (5.0x
+    /// against 4.6x in tests/throughput.rs) at 1.7 times the speed (about 470 against 280 MB/s of raw records per
+    /// core), which keeps the writer well over 300 MB/s.
     pub zstd_level: i32,
     /// Labels written in every file header.
     pub labels: Vec<(String, String)>,
@@ -50,7 +52,7 @@ impl Default for SegmentWriterConfig {
             max_file_age: Duration::from_secs(600),
             block_raw_bytes: 1 << 20,
             max_block_exchanges: 8192,
-            zstd_level: 3,
+            zstd_level: 1,
             labels: Vec::new(),
             masking_fingerprint: Vec::new(),
             writer_name: concat!("tapedeck-model/", env!("CARGO_PKG_VERSION")).into(),

@@ -23,7 +23,7 @@ pub fn record(capture: &Path) -> (RunSummary, Vec<Exchange>) {
     cfg.writer.dir = dir.path().to_path_buf();
     let summary = run_files(&[capture.to_path_buf()], cfg, &mut ()).expect("pipeline runs");
     let mut all = Vec::new();
-    for file in list_segments(dir.path(), false).unwrap() {
+    for file in list_segments(dir.path()).unwrap() {
         let mut r = SegmentReader::open(&file).unwrap();
         for ex in r.exchanges() {
             all.push(ex.expect("segment reads back cleanly"));
@@ -141,7 +141,7 @@ fn large_body_cut_at_the_cap() {
     cfg.session.http1.max_body = 1000;
     let summary = run_files(&[testdata().join("h1-large-body.pcap")], cfg, &mut ()).unwrap();
     assert_eq!(summary.exchanges.flagged(Flags::TRUNCATED), 1);
-    let file = &list_segments(dir.path(), false).unwrap()[0];
+    let file = &list_segments(dir.path()).unwrap()[0];
     let ex: Vec<_> = SegmentReader::open(file).unwrap().exchanges().map(Result::unwrap).collect();
     let body = &ex[0].response.as_ref().unwrap().body;
     assert_eq!(body.bytes.len(), 1000);

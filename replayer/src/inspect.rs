@@ -5,7 +5,7 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 
 use tapedeck_model::Exchange;
-use tapedeck_model::segment::{SegmentReader, list_segments};
+use tapedeck_model::segment::{SegmentReader, list_segments_with_tmp};
 
 use crate::view::{ExchangeView, text};
 
@@ -24,7 +24,7 @@ pub struct InspectOutcome {
 pub fn inspect(paths: &[PathBuf], json: bool, out: &mut dyn Write) -> anyhow::Result<InspectOutcome> {
     let mut outcome = InspectOutcome::default();
     for path in paths {
-        let files = list_segments(path, true).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let files = list_segments_with_tmp(path).map_err(|e| anyhow::anyhow!("{e}"))?;
         if files.is_empty() {
             eprintln!("replayer: {}: no segment files there", path.display());
             outcome.problems += 1;

@@ -67,6 +67,29 @@ impl RecoveryReport {
     }
 }
 
+impl std::fmt::Display for RecoveryReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.footer {
+            FooterStatus::Present => write!(f, "footer present")?,
+            FooterStatus::Missing => write!(f, "unfinished (no footer): blocks found by a scan")?,
+            FooterStatus::Damaged(why) => write!(f, "footer damaged ({why}): blocks found by a scan")?,
+        }
+        write!(
+            f,
+            "; recovered {} exchanges from {} of {} blocks",
+            self.exchanges, self.blocks_ok, self.blocks
+        )?;
+        if !self.damaged.is_empty() {
+            let offsets: Vec<String> = self.damaged.iter().map(|d| format!("byte {}: {}", d.offset, d.reason)).collect();
+            write!(f, "; {} damaged region(s) skipped ({})", self.damaged.len(), offsets.join("; "))?;
+        }
+        if self.torn_tail_bytes > 0 {
+            write!(f, "; {} bytes of a torn tail ignored", self.torn_tail_bytes)?;
+        }
+        Ok(())
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum BlockState {
     Unread,

@@ -102,7 +102,7 @@ impl SegmentWriterConfig {
 }
 
 /// Counters of a [`SegmentWriter`].
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct WriterStats {
     /// Exchanges accepted (encoded into a block).
     pub exchanges: u64,

@@ -45,7 +45,11 @@ pub struct Http1Config {
 
 impl Default for Http1Config {
     fn default() -> Self {
-        Http1Config { max_body: 1 << 20, max_head_bytes: 256 << 10, max_pipelined: 1024 }
+        Http1Config {
+            max_body: 1 << 20,
+            max_head_bytes: 256 << 10,
+            max_pipelined: 1024,
+        }
     }
 }
 

@@ -133,6 +133,7 @@ impl Dir {
 }
 
 /// What a server head decided about a protocol switch.
+#[allow(clippy::large_enum_variant, reason = "at most one per connection")]
 enum SwitchKind {
     Tunnel,
     H2c {
@@ -471,8 +472,14 @@ impl Http1Conn {
 
     // ----- requests -----
 
+    /// The waiting request with this order. The client's request in progress is the last one and the server's
+    /// target is near the front, so each side searches from its end.
     fn entry_mut(&mut self, order: u32) -> Option<&mut ReqEntry> {
-        self.queue.iter_mut().rev().find(|e| e.order == order)
+        if self.req_cur == Some(order) {
+            self.queue.iter_mut().rev().find(|e| e.order == order)
+        } else {
+            self.queue.iter_mut().find(|e| e.order == order)
+        }
     }
 
     fn on_request(&mut self, h: RequestHead, first_ts: Timestamp, out: &mut Vec<Exchange>) {

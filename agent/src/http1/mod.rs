@@ -8,13 +8,13 @@
 //! past the pipelining cap.
 //!
 //! Layout:
-//! - [`scan`]: recognising a request or status line start (protocol detection and resync).
-//! - [`head`]: request and response heads (httparse, with a lenient fallback).
-//! - [`body`]: body framing rules (RFC 9112 §6.3) and chunk-size lines.
-//! - [`reader`]: one direction's message reader (heads, decoded body bytes, ends, resync).
-//! - [`conn`]: the connection: pairs requests and responses in order, builds exchanges, handles gaps, ends and
+//! - `scan` recognises a request or status line start (protocol detection and resync).
+//! - `head` parses request and response heads (httparse, with a lenient fallback).
+//! - `body` decides body framing (RFC 9112 §6.3) and reads chunk-size lines.
+//! - `reader` is one direction's message reader (heads, decoded body bytes, ends, resync).
+//! - `conn` is the connection: pairs requests and responses in order, builds exchanges, handles gaps, ends and
 //!   protocol switches.
-//! - [`stats`]: counters.
+//! - `stats` holds the counters.
 
 mod body;
 mod conn;
@@ -55,6 +55,10 @@ impl Default for Http1Config {
 
 /// The connection leaves HTTP/1 after this point (bytes after the switch are not HTTP/1).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "at most one per connection; the request travels by value to HTTP/2"
+)]
 pub enum Switch {
     /// A request with `Upgrade: h2c` was answered by 101: HTTP/2 takes over and answers the request on stream 1.
     /// The exchange for that request is not emitted by HTTP/1.

@@ -963,3 +963,89 @@ fn head_arriving_byte_by_byte_is_not_reparsed_each_time() {
     assert_eq!(r.ex[0].flags, Flags::NONE);
     assert!(start.elapsed().as_secs() < 20, "took {:?}", start.elapsed());
 }
+
+// ===== robustness =====
+
+/// Fragments that reach deep parser states when shuffled together.
+const FRAGMENTS: &[&[u8]] = &[
+    b"GET / HTTP/1.1\r\n",
+    b"HEAD /h HTTP/1.0\n",
+    b"CONNECT a:1 HTTP/1.1\r\n",
+    b"HTTP/1.1 200 OK\r\n",
+    b"HTTP/1.1 100 Continue\r\n\r\n",
+    b"HTTP/1.1 101 Switching\r\n",
+    b"HTTP/1.0 204 x\r\n",
+    b"Content-Length: 3\r\n",
+    b"Content-Length: 99999999999999999999\r\n",
+    b"Transfer-Encoding: chunked\r\n",
+    b"Upgrade: h2c\r\n",
+    b"\r\n",
+    b"\n",
+    b" folded\r\n",
+    b"5;x\r\nhello\r\n",
+    b"0\r\n\r\n",
+    b"fffffffffffffffff\r\n",
+    b"abc",
+    b"\x00\xff\x16\x03",
+];
+
+#[derive(Clone, Debug)]
+enum Op {
+    Data(bool, Vec<u8>),
+    Gap(bool, u64),
+    Fin(bool),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        8 => (any::<bool>(), prop::collection::vec(0..FRAGMENTS.len(), 1..6))
+            .prop_map(|(client, idx)| Op::Data(client, idx.iter().flat_map(|&i| FRAGMENTS[i].to_vec()).collect())),
+        2 => (any::<bool>(), prop::collection::vec(any::<u8>(), 1..40)).prop_map(|(client, b)| Op::Data(client, b)),
+        1 => (any::<bool>(), 0u64..5000).prop_map(|(client, n)| Op::Gap(client, n)),
+        1 => any::<bool>().prop_map(Op::Fin),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #[test]
+    fn arbitrary_input_never_panics_and_every_request_is_accounted(
+        ops in prop::collection::vec(op(), 1..40),
+        mid_stream in any::<bool>(),
+        reset in any::<bool>(),
+    ) {
+        let cfg = Http1Config { max_body: 16, max_head_bytes: 128, max_pipelined: 4 };
+        let mut conn = Http1Conn::new(&cfg, info(mid_stream));
+        let mut out = Vec::new();
+        let mut switched = false;
+        for (i, op) in ops.iter().enumerate() {
+            let side = |client: bool| if client { Side::Client } else { Side::Server };
+            match op {
+                Op::Data(client, b) => switched |= conn.data(side(*client), b, ts(i), &mut out).is_some(),
+                Op::Gap(client, n) => conn.gap(side(*client), *n, ts(i), &mut out),
+                Op::Fin(client) => conn.fin(side(*client), ts(i), &mut out),
+            }
+        }
+        if reset { conn.reset(ts(99), &mut out) } else { conn.close(ts(99), &mut out) }
+        let st = conn.stats().clone();
+        prop_assert_eq!(st.exchanges, out.len() as u64);
+        // Every request head became exchange (or the h2c hand-over), every final response too.
+        let with_request = out.iter().filter(|e| e.request.is_some()).count() as u64;
+        prop_assert_eq!(with_request + st.h2c_upgrades, st.requests);
+        let with_response = out.iter().filter(|e| e.response.is_some()).count() as u64;
+        prop_assert!(with_response <= st.responses);
+        prop_assert!(!switched || st.upgrades == 1);
+        for e in &out {
+            prop_assert!(e.request.is_some() || e.response.is_some());
+            for body in e.request.iter().map(|r| &r.body).chain(e.response.iter().map(|r| &r.body)) {
+                prop_assert!(body.bytes.len() <= 16);
+                prop_assert!(body.full_len >= body.bytes.len() as u64);
+            }
+        }
+        // Orders are distinct.
+        let mut orders: Vec<u32> = out.iter().map(|e| e.order).collect();
+        orders.sort_unstable();
+        orders.dedup();
+        prop_assert_eq!(orders.len(), out.len());
+    }
+}

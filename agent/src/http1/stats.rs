@@ -2,7 +2,7 @@
 //! truncation, so that nothing is lost silently.
 
 /// HTTP/1 parser counters.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Http1Stats {
     /// Request heads parsed.
     pub requests: u64,
@@ -109,5 +109,11 @@ impl Http1Stats {
         self.upgrade_hold_overflows += upgrade_hold_overflows;
         self.dropped_interim += dropped_interim;
         self.ignored_bytes += ignored_bytes;
+    }
+}
+
+impl crate::stats::Merge for Http1Stats {
+    fn merge(&mut self, other: &Self) {
+        self.add(other);
     }
 }

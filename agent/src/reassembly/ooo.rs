@@ -222,20 +222,20 @@ mod tests {
         let mut total = 0;
         buf.insert(&span(10, b"cd"), &mut total);
         buf.insert(&span(20, b"kl"), &mut total);
-        let out = buf.insert(&span(8, b"abCDefghijKLmn"), &mut total);
+        let out = buf.insert(&span(8, b"abCDefghijxyKLmn"), &mut total);
         assert_eq!(
             contents(&buf),
             vec![
                 (8, b"ab".to_vec(), 0),
                 (10, b"cd".to_vec(), 0),
-                (12, b"efghij".to_vec(), 0),
+                (12, b"efghijxy".to_vec(), 0),
                 (20, b"kl".to_vec(), 0),
                 (22, b"mn".to_vec(), 0),
             ]
         );
         assert_eq!(out, InsertOutcome { pieces_added: 3, duplicate_bytes: 4, conflicts: 2 });
-        assert_eq!(buf.bytes(), 14);
-        assert_eq!(total, 14);
+        assert_eq!(buf.bytes(), 16);
+        assert_eq!(total, 16);
     }
 
     #[test]

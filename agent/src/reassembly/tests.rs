@@ -473,3 +473,162 @@ fn out_of_window_segments_are_dropped() {
     assert_eq!(st.out_of_window_bytes, 3 + 10 + 2);
     assert_eq!(st.retransmitted_bytes, 2);
 }
+
+// ===== FIN, RST, close =====
+
+#[test]
+fn fin_waits_for_out_of_order_data_before_it() {
+    let mut h = default_established();
+    h.c(0, b"01234");
+    h.send(seg(c(), s(), "FA", C_ISN + 1 + 10, S_ISN + 1, b"ABCDE"));
+    assert_eq!(h.raw(1), vec![data(TO_R, b"01234")]);
+    h.c(5, b"56789");
+    assert_eq!(h.raw(1), vec![data(TO_R, b"01234"), data(TO_R, b"56789"), data(TO_R, b"ABCDE"), Ev::Fin(TO_R)]);
+    // Bytes beyond the FIN cannot belong to the stream.
+    h.c(15, b"zz");
+    assert_eq!(h.stats().out_of_window_segments, 1);
+    assert_eq!(h.t.open_flows(), 1);
+}
+
+#[test]
+fn both_fins_close_the_flow_and_trailing_packets_are_dropped() {
+    let mut h = default_established();
+    h.c(0, b"req");
+    h.send(seg(c(), s(), "FA", C_ISN + 4, S_ISN + 1, b""));
+    h.s(0, b"resp");
+    h.send(seg(s(), c(), "FA", S_ISN + 5, C_ISN + 5, b""));
+    assert_eq!(h.t.open_flows(), 0);
+    assert_eq!(
+        h.events(1),
+        vec![data(TO_R, b"req"), Ev::Fin(TO_R), data(TO_O, b"resp"), Ev::Fin(TO_O), Ev::Close(CloseReason::Closed)]
+    );
+    // The last ACK and a late retransmission: no new flow with reversed roles.
+    h.send(seg(c(), s(), "A", C_ISN + 5, S_ISN + 6, b""));
+    h.s(0, b"resp");
+    assert_eq!(h.t.open_flows(), 0);
+    assert_eq!(h.metas().len(), 1);
+    let st = h.stats();
+    assert_eq!((st.flows_closed, st.late_segments_after_close, st.fins), (1, 2, 2));
+    // A new connection on the same 4-tuple (new ISN) is a new flow.
+    h.send(seg(c(), s(), "S", 90_000, 0, b""));
+    assert_eq!(h.t.open_flows(), 1);
+    let metas = h.metas();
+    assert_eq!((metas[1].id, metas[1].originator, metas[1].handshake_seen), (2, c(), true));
+}
+
+#[test]
+fn tombstone_drops_a_retransmitted_syn_and_expires() {
+    let cfg = ReassemblyConfig { tombstone_nanos: 1_000_000_000, ..Default::default() };
+    let mut h = established(cfg);
+    h.send(seg(c(), s(), "RA", C_ISN + 1, S_ISN + 1, b""));
+    h.send(seg(c(), s(), "S", C_ISN, 0, b""));
+    assert_eq!(h.t.open_flows(), 0);
+    assert_eq!(h.stats().late_segments_after_close, 1);
+    // Long after: the same 4-tuple opens a mid-stream flow again.
+    h.at(h.ts + 2_000_000_000, seg(s(), c(), "A", S_ISN + 1, C_ISN + 1, b"hi"));
+    assert_eq!(h.t.open_flows(), 1);
+    assert_eq!(h.metas()[1].originator, s());
+    assert_eq!(h.t.tombstones(), 0);
+}
+
+#[test]
+fn rst_resets_then_closes_and_flushes_buffered_data() {
+    let mut h = default_established();
+    h.c(0, b"ab");
+    h.c(4, b"ef");
+    h.send(seg(s(), c(), "R", S_ISN + 1, 0, b""));
+    assert_eq!(
+        h.raw(1),
+        vec![data(TO_R, b"ab"), Ev::Gap(TO_R, 2), data(TO_R, b"ef"), Ev::Reset, Ev::Close(CloseReason::Closed)]
+    );
+    assert_eq!(h.t.open_flows(), 0);
+    assert_eq!(h.t.buffered_bytes(), 0);
+    let st = h.stats();
+    assert_eq!((st.resets, st.flows_closed, st.gaps_at_close), (1, 1, 1));
+    // A RST of nothing known is counted, not turned into a flow.
+    h.send(seg(addr("10.9.9.9:1"), s(), "R", 1, 0, b""));
+    assert_eq!(h.stats().resets_without_flow, 1);
+    assert_eq!(h.t.open_flows(), 0);
+}
+
+#[test]
+fn syn_with_new_isn_replaces_an_open_flow() {
+    let mut h = default_established();
+    h.c(0, b"old");
+    h.send(seg(c(), s(), "S", C_ISN, 0, b""));
+    assert_eq!(h.metas().len(), 1, "a retransmitted SYN is not a new connection");
+    h.send(seg(c(), s(), "S", 42, 0, b""));
+    h.send(seg(s(), c(), "SA", 7, 43, b""));
+    h.send(seg(c(), s(), "A", 43, 8, b"new"));
+    assert_eq!(h.events(1), vec![data(TO_R, b"old"), Ev::Close(CloseReason::Closed)]);
+    assert_eq!(h.events(2), vec![data(TO_R, b"new")]);
+    assert_eq!(h.stats().flows_replaced, 1);
+}
+
+// ===== idle, eviction, end of input =====
+
+#[test]
+fn idle_flows_expire_by_capture_time() {
+    let cfg = ReassemblyConfig { idle_timeout_nanos: 1_000_000_000, ..Default::default() };
+    let mut h = H::new(cfg);
+    let a = addr("10.0.0.3:1000");
+    let b = addr("10.0.0.4:2000");
+    h.at(10_000_000_000, seg(c(), s(), "A", 1, 1, b"x"));
+    h.at(10_500_000_000, seg(a, b, "A", 1, 1, b"y"));
+    h.at(11_000_000_000, seg(a, b, "A", 2, 1, b"y"));
+    assert_eq!(h.t.open_flows(), 2, "exactly the timeout is not idle yet");
+    h.at(11_200_000_000, seg(a, b, "A", 3, 1, b"y"));
+    assert_eq!(h.t.open_flows(), 1);
+    assert_eq!(h.raw(1), vec![data(TO_R, b"x"), Ev::Close(CloseReason::Idle)]);
+    let close = h.records().into_iter().find(|r| r.ev == Ev::Close(CloseReason::Idle)).expect("idle close");
+    assert_eq!(close.ts, 11_000_000_000, "closed at last seen + timeout");
+    assert_eq!(h.stats().flows_expired_idle, 1);
+    // The 4-tuple comes back: a new (mid-stream) flow.
+    h.at(11_300_000_000, seg(c(), s(), "A", 2, 1, b"z"));
+    assert_eq!(h.metas().len(), 3);
+}
+
+#[test]
+fn flow_cap_evicts_the_least_recently_seen() {
+    let cfg = ReassemblyConfig { max_flows: 2, ..Default::default() };
+    let mut h = H::new(cfg);
+    let p = |n: u16| addr(&format!("10.0.1.1:{n}"));
+    h.send(seg(p(1), s(), "A", 1, 1, b"one"));
+    h.send(seg(p(2), s(), "A", 1, 1, b"two"));
+    h.send(seg(p(1), s(), "A", 4, 1, b"ONE"));
+    h.send(seg(p(3), s(), "A", 1, 1, b"three"));
+    assert_eq!(h.t.open_flows(), 2);
+    assert_eq!(h.raw(2), vec![data(TO_R, b"two"), Ev::Close(CloseReason::Evicted)]);
+    assert_eq!(h.raw(1), vec![data(TO_R, b"one"), data(TO_R, b"ONE")]);
+    assert_eq!(h.stats().flows_evicted, 1);
+}
+
+#[test]
+fn flush_all_closes_in_id_order_and_declares_trailing_holes() {
+    let mut h = default_established();
+    h.c(0, b"ab");
+    h.c(5, b"fg");
+    h.send(seg(s(), c(), "FA", S_ISN + 1 + 3, C_ISN + 3, b""));
+    h.send(seg(addr("10.0.0.9:9"), s(), "A", 1, 1, b"other"));
+    // Touch flow 1 last so that LRU order differs from id order.
+    h.c(2, b"c");
+    let mut out = Vec::new();
+    h.t.flush_all(Timestamp(99), &mut out);
+    assert_eq!(
+        h.events(1),
+        vec![
+            data(TO_R, b"abc"),
+            Ev::Gap(TO_R, 2),
+            data(TO_R, b"fg"),
+            Ev::Gap(TO_O, 3),
+            Ev::Fin(TO_O),
+            Ev::Close(CloseReason::EndOfInput),
+        ]
+    );
+    let closes: Vec<u64> = h.records().iter().filter(|r| matches!(r.ev, Ev::Close(_))).map(|r| r.conn).collect();
+    assert_eq!(closes, vec![1, 2]);
+    assert_eq!(h.t.open_flows(), 0);
+    assert_eq!(h.t.buffered_bytes(), 0);
+    assert_eq!(h.stats().flows_end_of_input, 2);
+    assert_eq!(h.stats().gaps_at_close, 2);
+}

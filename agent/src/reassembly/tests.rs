@@ -1,0 +1,634 @@
+//! Behaviour tests of the flow table, one group per state, written as dialogues: segments in, sink events out.
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use tapedeck_model::{Exchange, Timestamp};
+
+use super::*;
+use crate::decode::{TcpFlags, TcpSegment};
+use crate::stream::{CloseReason, ConnMeta, Direction, SinkFactory, StreamSink};
+
+use Direction::{ToOriginator as TO_O, ToResponder as TO_R};
+
+// ===== recording sink =====
+
+/// One sink call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Ev {
+    Data(Direction, Vec<u8>),
+    Gap(Direction, u64),
+    Fin(Direction),
+    Reset,
+    Close(CloseReason),
+}
+
+#[derive(Clone, Debug)]
+struct Rec {
+    conn: u64,
+    ev: Ev,
+    ts: u64,
+    /// Address of the first data byte, to check that in-order data is not copied.
+    ptr: usize,
+}
+
+type Log = Rc<RefCell<Vec<Rec>>>;
+
+struct Recorder {
+    conn: u64,
+    log: Log,
+}
+
+impl Recorder {
+    fn push(&self, ev: Ev, ts: Timestamp, ptr: usize) {
+        self.log.borrow_mut().push(Rec { conn: self.conn, ev, ts: ts.as_nanos(), ptr });
+    }
+}
+
+impl StreamSink for Recorder {
+    fn data(&mut self, dir: Direction, bytes: &[u8], ts: Timestamp, _out: &mut Vec<Exchange>) {
+        assert!(!bytes.is_empty(), "empty data call");
+        self.push(Ev::Data(dir, bytes.to_vec()), ts, bytes.as_ptr() as usize);
+    }
+    fn gap(&mut self, dir: Direction, len: u64, ts: Timestamp, _out: &mut Vec<Exchange>) {
+        assert!(len > 0, "empty gap call");
+        self.push(Ev::Gap(dir, len), ts, 0);
+    }
+    fn fin(&mut self, dir: Direction, ts: Timestamp, _out: &mut Vec<Exchange>) {
+        self.push(Ev::Fin(dir), ts, 0);
+    }
+    fn reset(&mut self, ts: Timestamp, _out: &mut Vec<Exchange>) {
+        self.push(Ev::Reset, ts, 0);
+    }
+    fn close(&mut self, reason: CloseReason, ts: Timestamp, _out: &mut Vec<Exchange>) {
+        self.push(Ev::Close(reason), ts, 0);
+    }
+}
+
+#[derive(Default)]
+struct RecFactory {
+    log: Log,
+    metas: Vec<ConnMeta>,
+}
+
+impl SinkFactory for RecFactory {
+    type Sink = Recorder;
+    fn new_sink(&mut self, meta: &ConnMeta) -> Recorder {
+        self.metas.push(*meta);
+        Recorder { conn: meta.id, log: self.log.clone() }
+    }
+}
+
+// ===== segment builders =====
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().expect("test address")
+}
+
+fn c() -> SocketAddr {
+    addr("10.0.0.1:40000")
+}
+fn s() -> SocketAddr {
+    addr("10.0.0.2:80")
+}
+
+/// A segment; `flags` uses tcpdump letters: S (SYN), A (ACK), F (FIN), R (RST). ACK number only with `A`.
+fn seg<'a>(src: SocketAddr, dst: SocketAddr, flags: &str, seq: u32, ack: u32, payload: &'a [u8]) -> TcpSegment<'a> {
+    TcpSegment {
+        ts: Timestamp(0),
+        src,
+        dst,
+        seq,
+        ack,
+        flags: TcpFlags {
+            syn: flags.contains('S'),
+            ack: flags.contains('A'),
+            fin: flags.contains('F'),
+            rst: flags.contains('R'),
+        },
+        payload,
+        missing: 0,
+    }
+}
+
+const C_ISN: u32 = 1000;
+const S_ISN: u32 = 5000;
+
+/// The table plus the events it produced; every segment gets a capture time 1 ms after the previous one unless
+/// set explicitly with `at`.
+struct H {
+    t: FlowTable<RecFactory>,
+    log: Log,
+    out: Vec<Exchange>,
+    ts: u64,
+}
+
+impl H {
+    fn new(cfg: ReassemblyConfig) -> H {
+        let factory = RecFactory::default();
+        let log = factory.log.clone();
+        H { t: FlowTable::new(cfg, factory), log, out: Vec::new(), ts: 1_000_000_000 }
+    }
+    fn send(&mut self, mut sg: TcpSegment<'_>) {
+        self.ts += 1_000_000;
+        sg.ts = Timestamp(self.ts);
+        self.t.process(&sg, &mut self.out);
+    }
+    fn at(&mut self, ts: u64, mut sg: TcpSegment<'_>) {
+        self.ts = ts;
+        sg.ts = Timestamp(ts);
+        self.t.process(&sg, &mut self.out);
+    }
+    /// Client data at stream offset `off` (after the handshake of `established`).
+    fn c(&mut self, off: u32, payload: &[u8]) {
+        self.send(seg(c(), s(), "A", C_ISN + 1 + off, S_ISN + 1, payload));
+    }
+    /// Server data at stream offset `off`.
+    fn s(&mut self, off: u32, payload: &[u8]) {
+        self.send(seg(s(), c(), "A", S_ISN + 1 + off, C_ISN + 1, payload));
+    }
+    fn records(&self) -> Vec<Rec> {
+        self.log.borrow().clone()
+    }
+    /// Events of connection `conn`, consecutive data of one direction merged.
+    fn events(&self, conn: u64) -> Vec<Ev> {
+        let mut evs: Vec<Ev> = Vec::new();
+        for r in self.records().into_iter().filter(|r| r.conn == conn) {
+            if let (Some(Ev::Data(d0, buf)), Ev::Data(d1, more)) = (evs.last_mut(), &r.ev)
+                && *d0 == *d1
+            {
+                buf.extend_from_slice(more);
+                continue;
+            }
+            evs.push(r.ev);
+        }
+        evs
+    }
+    /// Raw (unmerged) events of connection `conn`.
+    fn raw(&self, conn: u64) -> Vec<Ev> {
+        self.records().into_iter().filter(|r| r.conn == conn).map(|r| r.ev).collect()
+    }
+    fn metas(&mut self) -> Vec<ConnMeta> {
+        self.t.factory_mut().metas.clone()
+    }
+    fn stats(&self) -> ReassemblyStats {
+        self.t.stats().clone()
+    }
+}
+
+fn data(dir: Direction, b: &[u8]) -> Ev {
+    Ev::Data(dir, b.to_vec())
+}
+
+/// A table with one connection whose handshake (SYN, SYN+ACK, ACK) was seen.
+fn established(cfg: ReassemblyConfig) -> H {
+    let mut h = H::new(cfg);
+    h.send(seg(c(), s(), "S", C_ISN, 0, b""));
+    h.send(seg(s(), c(), "SA", S_ISN, C_ISN + 1, b""));
+    h.send(seg(c(), s(), "A", C_ISN + 1, S_ISN + 1, b""));
+    h
+}
+
+fn default_established() -> H {
+    established(ReassemblyConfig::default())
+}
+
+// ===== handshake and roles =====
+
+#[test]
+fn syn_sender_is_originator() {
+    let mut h = default_established();
+    h.c(0, b"GET / HTTP/1.1\r\n\r\n");
+    h.s(0, b"HTTP/1.1 200 OK\r\n\r\n");
+    let metas = h.metas();
+    assert_eq!(metas.len(), 1);
+    assert_eq!(metas[0].id, 1);
+    assert_eq!(metas[0].originator, c());
+    assert_eq!(metas[0].responder, s());
+    assert!(metas[0].handshake_seen);
+    assert_eq!(metas[0].first_seen, Timestamp(1_001_000_000));
+    assert_eq!(h.events(1), vec![data(TO_R, b"GET / HTTP/1.1\r\n\r\n"), data(TO_O, b"HTTP/1.1 200 OK\r\n\r\n")]);
+    assert_eq!(h.t.open_flows(), 1);
+    assert_eq!(h.stats().flows_created, 1);
+}
+
+#[test]
+fn syn_ack_first_makes_receiver_originator() {
+    let mut h = H::new(ReassemblyConfig::default());
+    h.send(seg(s(), c(), "SA", S_ISN, C_ISN + 1, b""));
+    h.c(0, b"req");
+    h.s(0, b"resp");
+    let metas = h.metas();
+    assert_eq!(metas[0].originator, c());
+    assert!(metas[0].handshake_seen);
+    assert_eq!(h.events(1), vec![data(TO_R, b"req"), data(TO_O, b"resp")]);
+}
+
+#[test]
+fn mid_stream_join_uses_first_sender_and_first_data() {
+    let mut h = H::new(ReassemblyConfig::default());
+    h.send(seg(s(), c(), "A", 777_777, 123, b"tail of a response"));
+    h.send(seg(c(), s(), "A", 123, 777_777 + 18, b"GET /next"));
+    h.send(seg(s(), c(), "A", 777_777 + 18, 123 + 9, b"HTTP/1.1"));
+    let metas = h.metas();
+    assert_eq!(metas[0].originator, s());
+    assert!(!metas[0].handshake_seen);
+    assert_eq!(
+        h.events(1),
+        vec![data(TO_R, b"tail of a response"), data(TO_O, b"GET /next"), data(TO_R, b"HTTP/1.1")]
+    );
+}
+
+// ===== established: in order, wrap-around, retransmission, overlap, out of order =====
+
+#[test]
+fn in_order_data_is_passed_without_copy() {
+    let mut h = default_established();
+    let payload = b"zero-copy please".to_vec();
+    h.send(seg(c(), s(), "A", C_ISN + 1, S_ISN + 1, &payload));
+    let recs = h.records();
+    let rec = recs.iter().find(|r| matches!(r.ev, Ev::Data(..))).expect("a data event");
+    assert_eq!(rec.ptr, payload.as_ptr() as usize);
+    assert_eq!(rec.ts, h.ts);
+}
+
+#[test]
+fn sequence_wraps_around_2_pow_32() {
+    let isn = u32::MAX - 3;
+    let mut h = H::new(ReassemblyConfig::default());
+    h.send(seg(c(), s(), "S", isn, 0, b""));
+    h.send(seg(s(), c(), "SA", S_ISN, isn.wrapping_add(1), b""));
+    // Offsets 0..4 sit before the wrap, 4.. after it; the middle segment arrives last.
+    h.send(seg(c(), s(), "A", isn.wrapping_add(1), S_ISN + 1, b"abc"));
+    h.send(seg(c(), s(), "A", isn.wrapping_add(7), S_ISN + 1, b"ghij"));
+    h.send(seg(c(), s(), "A", isn.wrapping_add(4), S_ISN + 1, b"def"));
+    assert_eq!(isn.wrapping_add(7), 3);
+    assert_eq!(h.events(1), vec![data(TO_R, b"abcdefghij")]);
+    assert_eq!(h.stats().gaps, 0);
+    assert_eq!(h.stats().out_of_window_segments, 0);
+}
+
+#[test]
+fn retransmission_is_dropped_and_counted() {
+    let mut h = default_established();
+    h.c(0, b"hello");
+    h.c(0, b"hello");
+    h.c(3, b"lo world");
+    assert_eq!(h.raw(1), vec![data(TO_R, b"hello"), data(TO_R, b" world")]);
+    let st = h.stats();
+    assert_eq!(st.retransmitted_segments, 1);
+    assert_eq!(st.retransmitted_bytes, 5 + 2);
+    assert_eq!(st.delivered_bytes, 11);
+    assert_eq!(st.overlap_conflicts, 0);
+}
+
+#[test]
+fn overlap_conflict_first_buffered_copy_wins() {
+    let mut h = default_established();
+    h.c(5, b"XYZ");
+    h.c(0, b"hello world");
+    assert_eq!(h.events(1), vec![data(TO_R, b"helloXYZrld")]);
+    let st = h.stats();
+    assert_eq!(st.overlap_conflicts, 1);
+    assert_eq!(st.retransmitted_bytes, 3);
+    assert_eq!(h.t.buffered_bytes(), 0);
+}
+
+#[test]
+fn overlap_conflict_between_buffered_copies() {
+    let mut h = default_established();
+    h.c(4, b"AAAA");
+    h.c(6, b"BBBB");
+    h.c(0, b"0123");
+    assert_eq!(h.events(1), vec![data(TO_R, b"0123AAAABB")]);
+    assert_eq!(h.stats().overlap_conflicts, 1);
+}
+
+#[test]
+fn out_of_order_segments_are_buffered_then_delivered() {
+    let mut h = default_established();
+    h.c(6, b"ghi");
+    h.c(3, b"def");
+    assert_eq!(h.raw(1), vec![]);
+    assert_eq!(h.t.buffered_bytes(), 6);
+    h.c(0, b"abc");
+    assert_eq!(h.raw(1), vec![data(TO_R, b"abc"), data(TO_R, b"def"), data(TO_R, b"ghi")]);
+    let st = h.stats();
+    assert_eq!(st.ooo_segments_buffered, 2);
+    assert_eq!(st.peak_buffered_bytes, 6);
+    assert_eq!(h.t.buffered_bytes(), 0);
+    // Buffered data keeps the capture time of the packet that carried it.
+    let ts: Vec<u64> = h.records().iter().map(|r| r.ts).collect();
+    assert!(ts[1] < ts[0] && ts[2] < ts[1], "timestamps {ts:?}");
+}
+
+#[test]
+fn offload_super_segment_in_order_and_out_of_order() {
+    let big: Vec<u8> = (0..65_536 + 1_000).map(|i| (i % 251) as u8).collect();
+    let mut h = default_established();
+    h.c(0, &big);
+    assert_eq!(h.raw(1), vec![data(TO_R, &big)]);
+    // Out of order behind a hole, with a per-direction cap smaller than the segment: skipped to, not buffered.
+    let cfg = ReassemblyConfig { max_ooo_bytes_per_direction: 4096, ..Default::default() };
+    let mut h = established(cfg);
+    h.c(10, &big);
+    assert_eq!(h.raw(1), vec![Ev::Gap(TO_R, 10), data(TO_R, &big)]);
+    assert_eq!(h.stats().cap_hits_direction_bytes, 1);
+    assert_eq!(h.t.buffered_bytes(), 0);
+}
+
+// ===== gaps: acked-unseen, caps, snaplen =====
+
+#[test]
+fn hole_acked_by_peer_becomes_gap() {
+    let mut h = default_established();
+    h.c(0, b"01234");
+    h.c(10, b"ABCDE");
+    assert_eq!(h.raw(1), vec![data(TO_R, b"01234")]);
+    // The server acknowledges everything: bytes 5..10 reached it but not the capture.
+    h.send(seg(s(), c(), "A", S_ISN + 1, C_ISN + 1 + 15, b""));
+    assert_eq!(h.raw(1), vec![data(TO_R, b"01234"), Ev::Gap(TO_R, 5), data(TO_R, b"ABCDE")]);
+    let st = h.stats();
+    assert_eq!((st.gaps, st.gap_bytes, st.gaps_acked_unseen), (1, 5, 1));
+}
+
+#[test]
+fn ack_past_everything_seen_is_a_gap_even_without_buffered_data() {
+    let mut h = default_established();
+    h.c(0, b"01234");
+    h.s(0, b"reply");
+    h.send(seg(s(), c(), "A", S_ISN + 6, C_ISN + 1 + 9, b""));
+    h.c(9, b"next");
+    assert_eq!(h.events(1), vec![data(TO_R, b"01234"), data(TO_O, b"reply"), Ev::Gap(TO_R, 4), data(TO_R, b"next")]);
+    // The late copy of the skipped bytes is dropped as a retransmission.
+    h.c(5, b"late");
+    assert_eq!(h.stats().retransmitted_bytes, 4);
+}
+
+#[test]
+fn ack_within_delivered_or_absurdly_far_is_ignored() {
+    let mut h = default_established();
+    h.c(0, b"01234");
+    h.send(seg(s(), c(), "A", S_ISN + 1, C_ISN + 1 + 3, b""));
+    h.send(seg(s(), c(), "A", S_ISN + 1, C_ISN.wrapping_add(1 << 31), b""));
+    assert_eq!(h.raw(1), vec![data(TO_R, b"01234")]);
+    assert_eq!(h.stats().gaps, 0);
+}
+
+#[test]
+fn per_direction_byte_cap_skips_the_hole() {
+    let cfg = ReassemblyConfig { max_ooo_bytes_per_direction: 8, ..Default::default() };
+    let mut h = established(cfg);
+    h.c(2, b"cdef");
+    h.c(8, b"ijkl");
+    assert_eq!(h.raw(1), vec![]);
+    assert_eq!(h.t.buffered_bytes(), 8);
+    // One more byte would exceed the cap: the first hole (0..2) is given up and what follows it delivered.
+    h.c(12, b"m");
+    assert_eq!(h.raw(1), vec![Ev::Gap(TO_R, 2), data(TO_R, b"cdef")]);
+    assert_eq!(h.t.buffered_bytes(), 5);
+    h.c(6, b"gh");
+    assert_eq!(h.events(1), vec![Ev::Gap(TO_R, 2), data(TO_R, b"cdefghijklm")]);
+    let st = h.stats();
+    assert_eq!((st.cap_hits_direction_bytes, st.gaps_cap, st.gap_bytes), (1, 1, 2));
+    assert_eq!(st.peak_buffered_bytes, 8);
+}
+
+#[test]
+fn per_direction_segment_cap_skips_the_hole() {
+    let cfg = ReassemblyConfig { max_ooo_segments_per_direction: 2, ..Default::default() };
+    let mut h = established(cfg);
+    h.c(1, b"b");
+    h.c(3, b"d");
+    h.c(5, b"f");
+    assert_eq!(h.raw(1), vec![Ev::Gap(TO_R, 1), data(TO_R, b"b")]);
+    assert_eq!(h.stats().cap_hits_direction_segments, 1);
+    h.c(7, b"h");
+    assert_eq!(h.raw(1), vec![Ev::Gap(TO_R, 1), data(TO_R, b"b"), Ev::Gap(TO_R, 1), data(TO_R, b"d")]);
+    assert_eq!(h.stats().cap_hits_direction_segments, 2);
+
+    // A segment that fills between buffered pieces splits into several: the count is enforced afterwards too.
+    let cfg = ReassemblyConfig { max_ooo_segments_per_direction: 3, ..Default::default() };
+    let mut h = established(cfg);
+    h.c(2, b"c");
+    h.c(6, b"g");
+    h.c(1, b"bcdefghi");
+    assert_eq!(h.events(1), vec![Ev::Gap(TO_R, 1), data(TO_R, b"bcdefghi")]);
+    assert_eq!(h.stats().cap_hits_direction_segments, 1);
+    assert_eq!(h.t.buffered_bytes(), 0);
+}
+
+#[test]
+fn global_cap_makes_a_direction_skip_instead_of_buffering() {
+    let cfg = ReassemblyConfig { max_buffered_bytes_total: 6, ..Default::default() };
+    let mut h = established(cfg);
+    h.c(4, b"efgh");
+    // The server direction may not buffer 4 more bytes: it skips to its segment instead.
+    h.s(2, b"CDEF");
+    assert_eq!(h.raw(1), vec![Ev::Gap(TO_O, 2), data(TO_O, b"CDEF")]);
+    assert_eq!(h.stats().cap_hits_total_bytes, 1);
+    assert_eq!(h.t.buffered_bytes(), 4);
+}
+
+#[test]
+fn snaplen_missing_bytes_become_a_gap_after_the_captured_ones() {
+    let mut h = default_established();
+    let mut sg = seg(c(), s(), "A", C_ISN + 1, S_ISN + 1, b"abcd");
+    sg.missing = 6;
+    h.send(sg);
+    h.c(10, b"next");
+    // An out-of-order truncated segment keeps its missing tail too.
+    let mut sg = seg(c(), s(), "A", C_ISN + 1 + 20, S_ISN + 1, b"xy");
+    sg.missing = 3;
+    h.send(sg);
+    h.c(14, b"uvwxyz");
+    assert_eq!(
+        h.raw(1),
+        vec![
+            data(TO_R, b"abcd"),
+            Ev::Gap(TO_R, 6),
+            data(TO_R, b"next"),
+            data(TO_R, b"uvwxyz"),
+            data(TO_R, b"xy"),
+            Ev::Gap(TO_R, 3),
+        ]
+    );
+    let st = h.stats();
+    assert_eq!((st.snaplen_truncated_segments, st.snaplen_missing_bytes, st.gaps_snaplen), (2, 9, 2));
+    assert_eq!(st.gap_bytes, 9);
+}
+
+#[test]
+fn out_of_window_segments_are_dropped() {
+    let mut h = default_established();
+    h.c(0, b"ok");
+    h.send(seg(c(), s(), "A", C_ISN + 1 + (1 << 30) + 5, S_ISN + 1, b"far"));
+    h.send(seg(c(), s(), "A", C_ISN - 20, S_ISN + 1, b"before isn"));
+    // Straddling the start: only the part from the ISN on counts, and it was delivered already.
+    h.send(seg(c(), s(), "A", C_ISN - 1, S_ISN + 1, b"xxok"));
+    assert_eq!(h.raw(1), vec![data(TO_R, b"ok")]);
+    let st = h.stats();
+    assert_eq!(st.out_of_window_segments, 2);
+    assert_eq!(st.out_of_window_bytes, 3 + 10 + 2);
+    assert_eq!(st.retransmitted_bytes, 2);
+}
+
+// ===== FIN, RST, close =====
+
+#[test]
+fn fin_waits_for_out_of_order_data_before_it() {
+    let mut h = default_established();
+    h.c(0, b"01234");
+    h.send(seg(c(), s(), "FA", C_ISN + 1 + 10, S_ISN + 1, b"ABCDE"));
+    assert_eq!(h.raw(1), vec![data(TO_R, b"01234")]);
+    h.c(5, b"56789");
+    assert_eq!(h.raw(1), vec![data(TO_R, b"01234"), data(TO_R, b"56789"), data(TO_R, b"ABCDE"), Ev::Fin(TO_R)]);
+    // Bytes beyond the FIN cannot belong to the stream.
+    h.c(15, b"zz");
+    assert_eq!(h.stats().out_of_window_segments, 1);
+    assert_eq!(h.t.open_flows(), 1);
+}
+
+#[test]
+fn both_fins_close_the_flow_and_trailing_packets_are_dropped() {
+    let mut h = default_established();
+    h.c(0, b"req");
+    h.send(seg(c(), s(), "FA", C_ISN + 4, S_ISN + 1, b""));
+    h.s(0, b"resp");
+    h.send(seg(s(), c(), "FA", S_ISN + 5, C_ISN + 5, b""));
+    assert_eq!(h.t.open_flows(), 0);
+    assert_eq!(
+        h.events(1),
+        vec![data(TO_R, b"req"), Ev::Fin(TO_R), data(TO_O, b"resp"), Ev::Fin(TO_O), Ev::Close(CloseReason::Closed)]
+    );
+    // The last ACK and a late retransmission: no new flow with reversed roles.
+    h.send(seg(c(), s(), "A", C_ISN + 5, S_ISN + 6, b""));
+    h.s(0, b"resp");
+    assert_eq!(h.t.open_flows(), 0);
+    assert_eq!(h.metas().len(), 1);
+    let st = h.stats();
+    assert_eq!((st.flows_closed, st.late_segments_after_close, st.fins), (1, 2, 2));
+    // A new connection on the same 4-tuple (new ISN) is a new flow.
+    h.send(seg(c(), s(), "S", 90_000, 0, b""));
+    assert_eq!(h.t.open_flows(), 1);
+    let metas = h.metas();
+    assert_eq!((metas[1].id, metas[1].originator, metas[1].handshake_seen), (2, c(), true));
+}
+
+#[test]
+fn tombstone_drops_a_retransmitted_syn_and_expires() {
+    let cfg = ReassemblyConfig { tombstone_nanos: 1_000_000_000, ..Default::default() };
+    let mut h = established(cfg);
+    h.send(seg(c(), s(), "RA", C_ISN + 1, S_ISN + 1, b""));
+    h.send(seg(c(), s(), "S", C_ISN, 0, b""));
+    assert_eq!(h.t.open_flows(), 0);
+    assert_eq!(h.stats().late_segments_after_close, 1);
+    // Long after: the same 4-tuple opens a mid-stream flow again.
+    h.at(h.ts + 2_000_000_000, seg(s(), c(), "A", S_ISN + 1, C_ISN + 1, b"hi"));
+    assert_eq!(h.t.open_flows(), 1);
+    assert_eq!(h.metas()[1].originator, s());
+    assert_eq!(h.t.tombstones(), 0);
+}
+
+#[test]
+fn rst_resets_then_closes_and_flushes_buffered_data() {
+    let mut h = default_established();
+    h.c(0, b"ab");
+    h.c(4, b"ef");
+    h.send(seg(s(), c(), "R", S_ISN + 1, 0, b""));
+    assert_eq!(
+        h.raw(1),
+        vec![data(TO_R, b"ab"), Ev::Gap(TO_R, 2), data(TO_R, b"ef"), Ev::Reset, Ev::Close(CloseReason::Closed)]
+    );
+    assert_eq!(h.t.open_flows(), 0);
+    assert_eq!(h.t.buffered_bytes(), 0);
+    let st = h.stats();
+    assert_eq!((st.resets, st.flows_closed, st.gaps_at_close), (1, 1, 1));
+    // A RST of nothing known is counted, not turned into a flow.
+    h.send(seg(addr("10.9.9.9:1"), s(), "R", 1, 0, b""));
+    assert_eq!(h.stats().resets_without_flow, 1);
+    assert_eq!(h.t.open_flows(), 0);
+}
+
+#[test]
+fn syn_with_new_isn_replaces_an_open_flow() {
+    let mut h = default_established();
+    h.c(0, b"old");
+    h.send(seg(c(), s(), "S", C_ISN, 0, b""));
+    assert_eq!(h.metas().len(), 1, "a retransmitted SYN is not a new connection");
+    h.send(seg(c(), s(), "S", 42, 0, b""));
+    h.send(seg(s(), c(), "SA", 7, 43, b""));
+    h.send(seg(c(), s(), "A", 43, 8, b"new"));
+    assert_eq!(h.events(1), vec![data(TO_R, b"old"), Ev::Close(CloseReason::Closed)]);
+    assert_eq!(h.events(2), vec![data(TO_R, b"new")]);
+    assert_eq!(h.stats().flows_replaced, 1);
+}
+
+// ===== idle, eviction, end of input =====
+
+#[test]
+fn idle_flows_expire_by_capture_time() {
+    let cfg = ReassemblyConfig { idle_timeout_nanos: 1_000_000_000, ..Default::default() };
+    let mut h = H::new(cfg);
+    let a = addr("10.0.0.3:1000");
+    let b = addr("10.0.0.4:2000");
+    h.at(10_000_000_000, seg(c(), s(), "A", 1, 1, b"x"));
+    h.at(10_500_000_000, seg(a, b, "A", 1, 1, b"y"));
+    h.at(11_000_000_000, seg(a, b, "A", 2, 1, b"y"));
+    assert_eq!(h.t.open_flows(), 2, "exactly the timeout is not idle yet");
+    h.at(11_200_000_000, seg(a, b, "A", 3, 1, b"y"));
+    assert_eq!(h.t.open_flows(), 1);
+    assert_eq!(h.raw(1), vec![data(TO_R, b"x"), Ev::Close(CloseReason::Idle)]);
+    let close = h.records().into_iter().find(|r| r.ev == Ev::Close(CloseReason::Idle)).expect("idle close");
+    assert_eq!(close.ts, 11_000_000_000, "closed at last seen + timeout");
+    assert_eq!(h.stats().flows_expired_idle, 1);
+    // The 4-tuple comes back: a new (mid-stream) flow.
+    h.at(11_300_000_000, seg(c(), s(), "A", 2, 1, b"z"));
+    assert_eq!(h.metas().len(), 3);
+}
+
+#[test]
+fn flow_cap_evicts_the_least_recently_seen() {
+    let cfg = ReassemblyConfig { max_flows: 2, ..Default::default() };
+    let mut h = H::new(cfg);
+    let p = |n: u16| addr(&format!("10.0.1.1:{n}"));
+    h.send(seg(p(1), s(), "A", 1, 1, b"one"));
+    h.send(seg(p(2), s(), "A", 1, 1, b"two"));
+    h.send(seg(p(1), s(), "A", 4, 1, b"ONE"));
+    h.send(seg(p(3), s(), "A", 1, 1, b"three"));
+    assert_eq!(h.t.open_flows(), 2);
+    assert_eq!(h.raw(2), vec![data(TO_R, b"two"), Ev::Close(CloseReason::Evicted)]);
+    assert_eq!(h.raw(1), vec![data(TO_R, b"one"), data(TO_R, b"ONE")]);
+    assert_eq!(h.stats().flows_evicted, 1);
+}
+
+#[test]
+fn flush_all_closes_in_id_order_and_declares_trailing_holes() {
+    let mut h = default_established();
+    h.c(0, b"ab");
+    h.c(5, b"fg");
+    h.send(seg(s(), c(), "FA", S_ISN + 1 + 3, C_ISN + 3, b""));
+    h.send(seg(addr("10.0.0.9:9"), s(), "A", 1, 1, b"other"));
+    // Touch flow 1 last so that LRU order differs from id order.
+    h.c(2, b"c");
+    let mut out = Vec::new();
+    h.t.flush_all(Timestamp(99), &mut out);
+    assert_eq!(
+        h.events(1),
+        vec![
+            data(TO_R, b"abc"),
+            Ev::Gap(TO_R, 2),
+            data(TO_R, b"fg"),
+            Ev::Gap(TO_O, 3),
+            Ev::Fin(TO_O),
+            Ev::Close(CloseReason::EndOfInput),
+        ]
+    );
+    let closes: Vec<u64> = h.records().iter().filter(|r| matches!(r.ev, Ev::Close(_))).map(|r| r.conn).collect();
+    assert_eq!(closes, vec![1, 2]);
+    assert_eq!(h.t.open_flows(), 0);
+    assert_eq!(h.t.buffered_bytes(), 0);
+    assert_eq!(h.stats().flows_end_of_input, 2);
+    assert_eq!(h.stats().gaps_at_close, 2);
+}

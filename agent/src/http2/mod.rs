@@ -1,1 +1,3 @@
 //! HTTP/2 parser (being written).
+
+pub mod hpack;

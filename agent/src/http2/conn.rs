@@ -18,7 +18,9 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use tapedeck_model::{Exchange, Flags, Header, Interim, Protocol, Request, Response, Timestamp, Timing};
+use tapedeck_model::{
+    Exchange, Flags, Header, Interim, Protocol, Request, Response, Timestamp, Timing,
+};
 
 use super::frame::{self, FrameHeader, HEADER_LEN};
 use super::hpack;
@@ -49,7 +51,11 @@ enum ReadState {
     /// Buffering the payload of a non-DATA frame.
     Payload(FrameHeader),
     /// Passing a DATA payload through. `left` payload bytes remain; `pad` is the pad length once read.
-    Data { h: FrameHeader, left: usize, pad: Option<usize> },
+    Data {
+        h: FrameHeader,
+        left: usize,
+        pad: Option<usize>,
+    },
     /// Discarding `left` bytes of an oversized frame.
     Skip { left: usize },
     /// Looking for a frame boundary.
@@ -86,6 +92,8 @@ struct Dir {
     peer_max_frame: usize,
     /// FIN seen.
     ended: bool,
+    /// Framing was recovered by scanning: an implausible frame header afterwards means the boundary was wrong.
+    recovered: bool,
 }
 
 impl Dir {
@@ -99,6 +107,7 @@ impl Dir {
             block_buf: Vec::new(),
             peer_max_frame: frame::DEFAULT_MAX_FRAME,
             ended: false,
+            recovered: false,
         }
     }
 }
@@ -188,7 +197,12 @@ impl H2Conn {
                     d.hpack.set_unknown();
                 }
             }
-            H2Start::Upgrade { request, timing, order, settings } => {
+            H2Start::Upgrade {
+                request,
+                timing,
+                order,
+                settings,
+            } => {
                 // RFC 9113 §3.2 (and RFC 7540 §3.2): the upgrade request is stream 1, half-closed (local) for the
                 // client; HTTP2-Settings carries the client's SETTINGS payload.
                 if let Some(s) = settings {
@@ -209,7 +223,9 @@ impl H2Conn {
                 st.req.trailers = request.trailers;
                 st.req.body.push(&request.body.bytes);
                 if request.body.full_len > request.body.bytes.len() as u64 {
-                    st.req.body.gap(request.body.full_len - request.body.bytes.len() as u64);
+                    st.req
+                        .body
+                        .gap(request.body.full_len - request.body.bytes.len() as u64);
                 }
                 c.stats.streams_opened += 1;
                 c.streams.insert(1, st);
@@ -233,11 +249,20 @@ impl H2Conn {
     pub fn gap(&mut self, side: Side, len: u64, ts: Timestamp, out: &mut Vec<Exchange>) {
         self.stats.gap_bytes += len;
         let d = &mut self.dirs[idx(side)];
-        if let ReadState::Data { h, left, pad: Some(pad) } = d.state {
+        if let ReadState::Data {
+            h,
+            left,
+            pad: Some(pad),
+        } = d.state
+        {
             // The gap ends inside this DATA frame's data (before its padding): framing and HPACK stay in sync.
             if len <= left.saturating_sub(pad) as u64 {
                 let left = left - len as usize;
-                d.state = ReadState::Data { h, left, pad: Some(pad) };
+                d.state = ReadState::Data {
+                    h,
+                    left,
+                    pad: Some(pad),
+                };
                 self.stats.gaps_in_data += 1;
                 if let Some(st) = self.streams.get_mut(&h.stream) {
                     half_mut(st, side).body.gap(len);
@@ -260,10 +285,16 @@ impl H2Conn {
             return;
         }
         // Streams this side had not finished can never finish now.
-        let ids: Vec<u32> =
-            self.streams.iter().filter(|(_, st)| !half(st, side).ended).map(|(&id, _)| id).collect();
+        let ids: Vec<u32> = self
+            .streams
+            .iter()
+            .filter(|(_, st)| !half(st, side).ended)
+            .map(|(&id, _)| id)
+            .collect();
         for id in ids {
-            let Some(st) = self.streams.get_mut(&id) else { continue };
+            let Some(st) = self.streams.get_mut(&id) else {
+                continue;
+            };
             half_mut(st, side).ended = true;
             st.flags |= Flags::INCOMPLETE;
             if st.req.ended && st.resp.ended {
@@ -305,8 +336,11 @@ impl H2Conn {
                         continue;
                     }
                     input = &input[take..];
-                    self.dirs[i].state =
-                        if n + take == PREFACE.len() { ReadState::Header } else { ReadState::Preface(n + take) };
+                    self.dirs[i].state = if n + take == PREFACE.len() {
+                        ReadState::Header
+                    } else {
+                        ReadState::Preface(n + take)
+                    };
                 }
                 ReadState::Header => {
                     let d = &mut self.dirs[i];
@@ -359,9 +393,17 @@ impl H2Conn {
                             left -= 1;
                             if p > left {
                                 self.malformed(h.stream);
-                                self.dirs[i].state = ReadState::Data { h, left, pad: Some(left) };
+                                self.dirs[i].state = ReadState::Data {
+                                    h,
+                                    left,
+                                    pad: Some(left),
+                                };
                             } else {
-                                self.dirs[i].state = ReadState::Data { h, left, pad: Some(p) };
+                                self.dirs[i].state = ReadState::Data {
+                                    h,
+                                    left,
+                                    pad: Some(p),
+                                };
                             }
                             if left == 0 {
                                 self.dirs[i].state = ReadState::Header;
@@ -385,14 +427,21 @@ impl H2Conn {
                         self.dirs[i].state = ReadState::Header;
                         self.end_data_frame(side, h, ts, out);
                     } else {
-                        self.dirs[i].state = ReadState::Data { h, left, pad: Some(pad) };
+                        self.dirs[i].state = ReadState::Data {
+                            h,
+                            left,
+                            pad: Some(pad),
+                        };
                     }
                 }
                 ReadState::Skip { left } => {
                     let take = left.min(input.len());
                     input = &input[take..];
-                    self.dirs[i].state =
-                        if take == left { ReadState::Header } else { ReadState::Skip { left: left - take } };
+                    self.dirs[i].state = if take == left {
+                        ReadState::Header
+                    } else {
+                        ReadState::Skip { left: left - take }
+                    };
                 }
                 ReadState::Resync => {
                     let window = self.resync_window();
@@ -413,7 +462,7 @@ impl H2Conn {
     }
 
     fn resync_window(&self) -> usize {
-        self.max_scan_frame() + 2 * HEADER_LEN
+        2 * self.max_scan_frame() + 3 * HEADER_LEN
     }
 
     /// Looks for a frame boundary in the resync window of `side`. A candidate is a plausible frame header whose
@@ -425,36 +474,47 @@ impl H2Conn {
         let buf = std::mem::take(&mut self.dirs[i].buf);
         let mut pos = 0;
         let mut found = None;
+        // The first candidate that could still be confirmed by more bytes: the window is kept from there.
+        let mut pending: Option<usize> = None;
+        let full = buf.len() >= self.resync_window();
         while pos + HEADER_LEN <= buf.len() {
-            if let Some(h) = FrameHeader::parse(&buf[pos..]).filter(|h| h.plausible(max)) {
-                let next = pos + HEADER_LEN + h.len as usize;
-                if next + HEADER_LEN <= buf.len() {
-                    if FrameHeader::parse(&buf[next..]).is_some_and(|n| n.plausible(max)) {
-                        found = Some(pos);
-                        break;
-                    }
-                } else if at_end && next == buf.len() {
+            if let Some((n, exact)) = chain(&buf, pos, max) {
+                // Three frames in a row, or two ending exactly where the bytes end, are a boundary; with no more
+                // bytes to come (end of input, or a full window) the evidence at hand must do. A confirmed
+                // candidate wins over an earlier one still waiting for bytes (which may be a false header whose
+                // length swallows real frames).
+                if n >= 3 || (exact && n >= 2) || (at_end && exact) || (full && n >= 2) {
                     found = Some(pos);
                     break;
-                } else if !at_end {
-                    // Cannot confirm yet: keep the bytes from here and wait for more.
-                    break;
+                }
+                if !at_end && !full && pending.is_none() {
+                    pending = Some(pos);
                 }
             }
             pos += 1;
+        }
+        if found.is_none()
+            && let Some(p) = pending
+        {
+            pos = p;
         }
         match found {
             Some(p) => {
                 self.stats.bytes_skipped += p as u64;
                 self.stats.mid_stream_recoveries += 1;
                 self.dirs[i].state = ReadState::Header;
+                self.dirs[i].recovered = true;
                 self.feed(side, &buf[p..], ts, out);
             }
             None => {
                 let mut keep = buf;
                 // Bytes before `pos` cannot start a frame; from `pos` on there is either a candidate waiting for
                 // confirmation (its frame fits in the window) or less than a header.
-                let drop = if at_end { keep.len() } else { pos.min(keep.len()) };
+                let drop = if at_end {
+                    keep.len()
+                } else {
+                    pos.min(keep.len())
+                };
                 self.stats.bytes_skipped += drop as u64;
                 keep.drain(..drop);
                 if self.dirs[i].buf.is_empty() {
@@ -514,6 +574,12 @@ impl H2Conn {
 
     fn begin_frame(&mut self, side: Side, h: FrameHeader, ts: Timestamp, out: &mut Vec<Exchange>) {
         let i = idx(side);
+        if self.dirs[i].recovered && !h.plausible_or_extension(self.max_scan_frame()) {
+            // The recovered boundary was a false one (or an extension frame): look again.
+            self.stats.protocol_errors += 1;
+            self.lose_sync(side);
+            return;
+        }
         self.stats.count_frame(h.ty);
         let len = h.len as usize;
         // RFC 9113 §6.10: a header block in progress admits only CONTINUATION frames of its stream.
@@ -531,7 +597,11 @@ impl H2Conn {
             if len == 0 {
                 self.end_data_frame(side, h, ts, out);
             } else {
-                let pad = if h.has(frame::FLAG_PADDED) { None } else { Some(0) };
+                let pad = if h.has(frame::FLAG_PADDED) {
+                    None
+                } else {
+                    Some(0)
+                };
                 self.dirs[i].state = ReadState::Data { h, left: len, pad };
             }
             return;
@@ -562,7 +632,14 @@ impl H2Conn {
 
     // ===== frames =====
 
-    fn handle_frame(&mut self, side: Side, h: FrameHeader, payload: &[u8], ts: Timestamp, out: &mut Vec<Exchange>) {
+    fn handle_frame(
+        &mut self,
+        side: Side,
+        h: FrameHeader,
+        payload: &[u8],
+        ts: Timestamp,
+        out: &mut Vec<Exchange>,
+    ) {
         let i = idx(side);
         let frame_ts = self.dirs[i].frame_ts;
         match h.ty {
@@ -601,8 +678,13 @@ impl H2Conn {
             frame::PUSH_PROMISE => match frame::push_promise(&h, payload) {
                 Ok((promised, frag)) => {
                     self.stats.push_promises += 1;
-                    let b =
-                        PendingBlock { stream: h.stream, promised: Some(promised), end_stream: false, ts: frame_ts, dropped: false };
+                    let b = PendingBlock {
+                        stream: h.stream,
+                        promised: Some(promised),
+                        end_stream: false,
+                        ts: frame_ts,
+                        dropped: false,
+                    };
                     self.block_fragment(side, b, frag, h.has(frame::FLAG_END_HEADERS), ts, out);
                 }
                 Err(_) => {
@@ -734,7 +816,14 @@ impl H2Conn {
     }
 
     /// Decodes a complete header block and applies it to its stream.
-    fn finish_block(&mut self, side: Side, b: PendingBlock, block: &[u8], ts: Timestamp, out: &mut Vec<Exchange>) {
+    fn finish_block(
+        &mut self,
+        side: Side,
+        b: PendingBlock,
+        block: &[u8],
+        ts: Timestamp,
+        out: &mut Vec<Exchange>,
+    ) {
         let i = idx(side);
         let cap = self.cfg.max_header_list_bytes;
         let mut fields: Vec<Header> = Vec::new();
@@ -833,7 +922,13 @@ impl H2Conn {
         };
         st.flags |= flags;
         touch(st, Side::Server, ts);
-        if st.resp.headers_seen {
+        let has_status = fields.iter().any(|f| f.name == b":status");
+        // Trailers follow the final response; a block without :status that ends the stream is taken as trailers
+        // too (mid-stream, the response headers may have been missed).
+        if st.resp.headers_seen || (!has_status && b.end_stream) {
+            if !st.resp.headers_seen && !st.flags.contains(Flags::HPACK_UNKNOWN) {
+                st.flags |= Flags::PARSE_ERROR;
+            }
             st.resp.trailers.extend(fields);
         } else {
             let mut status: Option<u16> = None;
@@ -850,7 +945,11 @@ impl H2Conn {
             }
             match status {
                 Some(s @ 100..=199) => {
-                    st.interim.push(Interim { status: s, headers, at: Some(b.ts) });
+                    st.interim.push(Interim {
+                        status: s,
+                        headers,
+                        at: Some(b.ts),
+                    });
                 }
                 s => {
                     // A missing :status is kept as 0 (never invented); with a known table it is malformed.
@@ -908,7 +1007,13 @@ impl H2Conn {
         }
     }
 
-    fn end_data_frame(&mut self, side: Side, h: FrameHeader, ts: Timestamp, out: &mut Vec<Exchange>) {
+    fn end_data_frame(
+        &mut self,
+        side: Side,
+        h: FrameHeader,
+        ts: Timestamp,
+        out: &mut Vec<Exchange>,
+    ) {
         if let Some(st) = self.streams.get_mut(&h.stream) {
             touch(st, side, ts);
         }
@@ -993,7 +1098,9 @@ impl H2Conn {
     /// Evicts the oldest stream when the open-stream cap is reached.
     fn make_room(&mut self, out: &mut Vec<Exchange>) {
         while self.streams.len() >= self.cfg.max_streams.max(1) {
-            let Some((&oldest, _)) = self.streams.iter().min_by_key(|(_, st)| st.order) else { break };
+            let Some((&oldest, _)) = self.streams.iter().min_by_key(|(_, st)| st.order) else {
+                break;
+            };
             self.stats.streams_evicted += 1;
             self.emit(oldest, Flags::EVICTED, out);
         }
@@ -1001,7 +1108,9 @@ impl H2Conn {
 
     /// `side` ended stream `id` (END_STREAM): emits the exchange when both sides ended.
     fn end_side(&mut self, side: Side, id: u32, ts: Timestamp, out: &mut Vec<Exchange>) {
-        let Some(st) = self.streams.get_mut(&id) else { return };
+        let Some(st) = self.streams.get_mut(&id) else {
+            return;
+        };
         let hf = half_mut(st, side);
         hf.ended = true;
         touch(st, side, ts);
@@ -1013,7 +1122,11 @@ impl H2Conn {
 
     /// Emits every open stream, in stream order, with `flags` on those not finished.
     fn flush_all(&mut self, flags: Flags, out: &mut Vec<Exchange>) {
-        let mut ids: Vec<(u32, u32)> = self.streams.iter().map(|(&id, st)| (st.order, id)).collect();
+        let mut ids: Vec<(u32, u32)> = self
+            .streams
+            .iter()
+            .map(|(&id, st)| (st.order, id))
+            .collect();
         ids.sort_unstable();
         for (_, id) in ids {
             self.stats.streams_incomplete += 1;
@@ -1031,7 +1144,9 @@ impl H2Conn {
 
     /// Removes stream `id` and appends its exchange to `out`.
     fn emit(&mut self, id: u32, extra: Flags, out: &mut Vec<Exchange>) {
-        let Some(st) = self.streams.remove(&id) else { return };
+        let Some(st) = self.streams.remove(&id) else {
+            return;
+        };
         if self.recently_closed.len() >= RECENTLY_CLOSED {
             self.recently_closed.pop_front();
         }
@@ -1113,6 +1228,33 @@ fn touch(st: &mut Stream, side: Side, ts: Timestamp) {
         Side::Server => {
             st.resp.seen = true;
             st.timing.response_last = Some(ts);
+        }
+    }
+}
+
+/// Follows frame lengths from `pos` through the resync window (a real boundary chains through every frame):
+/// `None` when a header in the chain is implausible, else how many plausible headers were found and whether the
+/// last frame ends exactly at the end of the window.
+fn chain(buf: &[u8], pos: usize, max: usize) -> Option<(usize, bool)> {
+    let mut q = pos;
+    let mut n = 0;
+    loop {
+        let Some(h) = FrameHeader::parse(buf.get(q..).unwrap_or(&[])) else {
+            return Some((n, false));
+        };
+        // The candidate itself must be a known frame type; extension frames may follow it.
+        let ok = if n == 0 {
+            h.plausible(max)
+        } else {
+            h.plausible_or_extension(max)
+        };
+        if !ok {
+            return None;
+        }
+        n += 1;
+        q += HEADER_LEN + h.len as usize;
+        if q >= buf.len() {
+            return Some((n, q == buf.len()));
         }
     }
 }

@@ -43,7 +43,12 @@ pub struct H2Config {
 
 impl Default for H2Config {
     fn default() -> Self {
-        H2Config { max_body: 1 << 20, max_streams: 1024, max_header_list_bytes: 256 << 10, max_frame_bytes: 1 << 16 }
+        H2Config {
+            max_body: 1 << 20,
+            max_streams: 1024,
+            max_header_list_bytes: 256 << 10,
+            max_frame_bytes: 1 << 16,
+        }
     }
 }
 

@@ -734,22 +734,14 @@ impl H2Conn {
                 }
                 Err(_) => self.malformed(0),
             },
-            frame::PRIORITY => {
-                if frame::fixed(&h, payload, 5).is_err() {
-                    self.malformed(h.stream);
-                }
+            frame::PRIORITY if frame::fixed(&h, payload, 5).is_err() => self.malformed(h.stream),
+            frame::PING if frame::fixed(&h, payload, 8).is_err() => self.malformed(0),
+            frame::WINDOW_UPDATE if frame::window_update(&h, payload).is_err() => {
+                self.malformed(h.stream)
             }
-            frame::PING => {
-                if frame::fixed(&h, payload, 8).is_err() {
-                    self.malformed(0);
-                }
-            }
-            frame::WINDOW_UPDATE => {
-                if frame::window_update(&h, payload).is_err() {
-                    self.malformed(h.stream);
-                }
-            }
-            _ => {} // RFC 9113 §4.1: unknown frame types are ignored (counted in begin_frame).
+            // Well-formed PRIORITY, PING, WINDOW_UPDATE carry nothing an exchange records; RFC 9113 §4.1: unknown
+            // frame types are ignored (counted in begin_frame).
+            _ => {}
         }
     }
 
@@ -976,7 +968,7 @@ impl H2Conn {
         flags: Flags,
         out: &mut Vec<Exchange>,
     ) {
-        if self.streams.contains_key(&promised) || promised % 2 != 0 || promised == 0 {
+        if self.streams.contains_key(&promised) || !promised.is_multiple_of(2) || promised == 0 {
             self.stats.protocol_errors += 1;
             return;
         }

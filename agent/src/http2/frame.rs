@@ -113,7 +113,7 @@ impl FrameHeader {
             SETTINGS => (
                 FLAG_ACK,
                 true,
-                len % 6 == 0 && (!self.has(FLAG_ACK) || len == 0),
+                len.is_multiple_of(6) && (!self.has(FLAG_ACK) || len == 0),
             ),
             PUSH_PROMISE => (FLAG_END_HEADERS | FLAG_PADDED, false, len >= 4),
             PING => (FLAG_ACK, true, len == 8),
@@ -198,7 +198,7 @@ pub fn settings<'a>(
     h: &FrameHeader,
     payload: &'a [u8],
 ) -> Result<impl Iterator<Item = (u16, u32)> + 'a, FrameError> {
-    if payload.len() % 6 != 0 || (h.has(FLAG_ACK) && !payload.is_empty()) {
+    if !payload.len().is_multiple_of(6) || (h.has(FLAG_ACK) && !payload.is_empty()) {
         return Err(FrameError::Length(h.ty, payload.len()));
     }
     Ok(payload.chunks_exact(6).map(|c| {

@@ -54,6 +54,10 @@ impl Default for H2Config {
 
 /// How a connection's HTTP/2 begins.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "built once per connection; the signature is the contract"
+)]
 pub enum H2Start {
     /// Prior-knowledge h2c: the client sends the preface first.
     PriorKnowledge,

@@ -89,6 +89,9 @@ pub static STATIC_TABLE: [(&[u8], &[u8]); 61] = [
     (b"www-authenticate", b""),
 ];
 
+/// A decoded field: name and value.
+type Field<'a> = (&'a [u8], &'a [u8]);
+
 /// Why a header block could not be decoded (the fields before the error were delivered).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum HpackError {
@@ -286,7 +289,7 @@ impl Decoder {
     }
 
     /// Resolves an index: `Ok(None)` when it points into a dynamic table whose state is unknown.
-    fn lookup(&self, index: usize) -> Result<Option<(&[u8], &[u8])>, HpackError> {
+    fn lookup(&self, index: usize) -> Result<Option<Field<'_>>, HpackError> {
         if index == 0 {
             return Err(HpackError::Index(0));
         }

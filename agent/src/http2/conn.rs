@@ -268,6 +268,7 @@ impl H2Conn {
                     half_mut(st, side).body.gap(len);
                 }
                 if left == 0 {
+                    self.dirs[idx(side)].state = ReadState::Header;
                     self.end_data_frame(side, h, ts, out);
                 }
                 return;
@@ -322,9 +323,46 @@ impl H2Conn {
 
     // ===== reading =====
 
-    fn feed(&mut self, side: Side, mut input: &[u8], ts: Timestamp, out: &mut Vec<Exchange>) {
+    /// Feeds bytes through the direction's reader. Bytes recovered from a resync window are replayed before the
+    /// rest of the input, iteratively (no recursion, whatever the input).
+    fn feed(&mut self, side: Side, input: &[u8], ts: Timestamp, out: &mut Vec<Exchange>) {
+        let mut input = input;
+        let mut replay: Vec<u8> = Vec::new();
+        let mut rpos = 0;
+        loop {
+            let from_replay = rpos < replay.len();
+            let chunk: &[u8] = if from_replay { &replay[rpos..] } else { input };
+            if chunk.is_empty() {
+                break;
+            }
+            let (used, tail) = self.step(side, chunk, ts, out);
+            if from_replay {
+                rpos += used;
+            } else {
+                input = &input[used..];
+            }
+            if let Some(mut tail) = tail {
+                // A boundary was found in the resync window: its bytes from the boundary on come first.
+                tail.extend_from_slice(&replay[rpos.min(replay.len())..]);
+                replay = tail;
+                rpos = 0;
+            }
+        }
+    }
+
+    /// One step of the reader on `input` (not empty): returns the bytes consumed and, when a resync found a frame
+    /// boundary, the window bytes from that boundary on, to be read before the rest.
+    fn step(
+        &mut self,
+        side: Side,
+        input: &[u8],
+        ts: Timestamp,
+        out: &mut Vec<Exchange>,
+    ) -> (usize, Option<Vec<u8>>) {
         let i = idx(side);
-        while !input.is_empty() {
+        let total = input.len();
+        let mut input = input;
+        {
             match self.dirs[i].state {
                 ReadState::Preface(n) => {
                     let want = &PREFACE[n..];
@@ -333,7 +371,7 @@ impl H2Conn {
                         self.stats.preface_errors += 1;
                         self.dirs[i].state = ReadState::Resync;
                         self.dirs[i].hpack.set_unknown();
-                        continue;
+                        return (total - input.len(), None);
                     }
                     input = &input[take..];
                     self.dirs[i].state = if n + take == PREFACE.len() {
@@ -349,7 +387,7 @@ impl H2Conn {
                         if let Some(h) = FrameHeader::parse(input) {
                             input = &input[HEADER_LEN..];
                             self.begin_frame(side, h, ts, out);
-                            continue;
+                            return (total - input.len(), None);
                         }
                     }
                     let take = (HEADER_LEN - d.buf.len()).min(input.len());
@@ -368,7 +406,7 @@ impl H2Conn {
                         input = rest;
                         d.state = ReadState::Header;
                         self.handle_frame(side, h, payload, ts, out);
-                        continue;
+                        return (total - input.len(), None);
                     }
                     let take = (len - d.buf.len()).min(input.len());
                     d.buf.extend_from_slice(&input[..take]);
@@ -409,7 +447,7 @@ impl H2Conn {
                                 self.dirs[i].state = ReadState::Header;
                                 self.end_data_frame(side, h, ts, out);
                             }
-                            continue;
+                            return (total - input.len(), None);
                         }
                     };
                     let take = left.min(input.len());
@@ -450,10 +488,12 @@ impl H2Conn {
                     let take = room.min(input.len());
                     d.buf.extend_from_slice(&input[..take]);
                     input = &input[take..];
-                    self.scan(side, false, ts, out);
+                    let tail = self.scan(side, false);
+                    return (total - input.len(), tail);
                 }
             }
         }
+        (total - input.len(), None)
     }
 
     /// The largest frame accepted when scanning for a boundary, and the resync window that can confirm it.
@@ -468,7 +508,7 @@ impl H2Conn {
     /// Looks for a frame boundary in the resync window of `side`. A candidate is a plausible frame header whose
     /// successor (right after its payload) is plausible too; at the end of input, a candidate whose payload ends
     /// exactly at the end of the window is accepted.
-    fn scan(&mut self, side: Side, at_end: bool, ts: Timestamp, out: &mut Vec<Exchange>) {
+    fn scan(&mut self, side: Side, at_end: bool) -> Option<Vec<u8>> {
         let i = idx(side);
         let max = self.max_scan_frame();
         let buf = std::mem::take(&mut self.dirs[i].buf);
@@ -504,7 +544,9 @@ impl H2Conn {
                 self.stats.mid_stream_recoveries += 1;
                 self.dirs[i].state = ReadState::Header;
                 self.dirs[i].recovered = true;
-                self.feed(side, &buf[p..], ts, out);
+                let mut tail = buf;
+                tail.drain(..p);
+                Some(tail)
             }
             None => {
                 let mut keep = buf;
@@ -517,9 +559,8 @@ impl H2Conn {
                 };
                 self.stats.bytes_skipped += drop as u64;
                 keep.drain(..drop);
-                if self.dirs[i].buf.is_empty() {
-                    self.dirs[i].buf = keep;
-                }
+                self.dirs[i].buf = keep;
+                None
             }
         }
     }
@@ -527,8 +568,12 @@ impl H2Conn {
     /// Ends the input of `side`: a resync window gets a last look, a partial frame is counted.
     fn finish_input(&mut self, side: Side, ts: Timestamp, out: &mut Vec<Exchange>) {
         let i = idx(side);
-        if matches!(self.dirs[i].state, ReadState::Resync) && !self.dirs[i].buf.is_empty() {
-            self.scan(side, true, ts, out);
+        // Each replay consumes at least one frame header, so this ends; `scan` counts what it drops.
+        while matches!(self.dirs[i].state, ReadState::Resync)
+            && !self.dirs[i].buf.is_empty()
+            && let Some(tail) = self.scan(side, true)
+        {
+            self.feed(side, &tail, ts, out);
         }
         let d = &mut self.dirs[i];
         let partial = match d.state {

@@ -19,7 +19,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use tapedeck_model::{
-    Exchange, Flags, Header, Interim, Protocol, Request, Response, Timestamp, Timing,
+    Body, Exchange, Flags, Header, Interim, Protocol, Request, Response, Timestamp, Timing,
 };
 
 use super::frame::{self, FrameHeader, HEADER_LEN};
@@ -153,6 +153,8 @@ struct Stream {
     interim: Vec<Interim>,
     req: Half,
     resp: Half,
+    /// The body of an h2c upgrade request, as the HTTP/1 parser stored it.
+    upgraded_body: Option<Body>,
 }
 
 /// A passive HTTP/2 decoder for one connection. See the module documentation.
@@ -221,12 +223,7 @@ impl H2Conn {
                 st.req.ended = true;
                 st.req.headers = request.headers;
                 st.req.trailers = request.trailers;
-                st.req.body.push(&request.body.bytes);
-                if request.body.full_len > request.body.bytes.len() as u64 {
-                    st.req
-                        .body
-                        .gap(request.body.full_len - request.body.bytes.len() as u64);
-                }
+                st.upgraded_body = Some(request.body);
                 c.stats.streams_opened += 1;
                 c.streams.insert(1, st);
             }
@@ -1080,6 +1077,7 @@ impl H2Conn {
             interim: Vec::new(),
             req: Half::new(self.cfg.max_body),
             resp: Half::new(self.cfg.max_body),
+            upgraded_body: None,
         }
     }
 
@@ -1190,8 +1188,14 @@ impl H2Conn {
         self.recently_closed.push_back(id);
         self.stats.exchanges += 1;
         let mut flags = st.flags | extra;
-        let (req_body, f) = st.req.body.finish();
+        let (mut req_body, f) = st.req.body.finish();
         flags |= f;
+        if let Some(b) = st.upgraded_body {
+            if b.full_len > b.bytes.len() as u64 {
+                flags |= Flags::TRUNCATED;
+            }
+            req_body = b;
+        }
         let (resp_body, f) = st.resp.body.finish();
         flags |= f;
         let request = if st.req.seen {

@@ -485,6 +485,10 @@ fn h2c_upgrade_stream_one() {
         authority: b"svc".to_vec(),
         path: b"/up".to_vec(),
         headers: vec![hdr("upgrade", "h2c")],
+        body: tapedeck_model::Body {
+            bytes: b"abc".to_vec(),
+            full_len: 3,
+        },
         ..Request::default()
     };
     let timing = Timing {
@@ -523,6 +527,7 @@ fn h2c_upgrade_stream_one() {
     assert_eq!(ex[0].flags, Flags::UPGRADED);
     assert_eq!(ex[0].order, 2);
     assert_eq!(ex[0].request.as_ref().unwrap().path, b"/up");
+    assert_eq!(ex[0].request.as_ref().unwrap().body.bytes, b"abc");
     assert_eq!(ex[0].response.as_ref().unwrap().body.bytes, b"up!");
     assert_eq!(ex[0].timing.request_first, Some(Timestamp(5)));
     assert_eq!(ex[1].stream_id, Some(3));

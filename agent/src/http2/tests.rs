@@ -699,3 +699,70 @@ fn tcp_reset_flags_open_streams() {
     assert_eq!(out.len(), 1);
     assert!(out[0].flags.contains(Flags::RESET | Flags::NO_RESPONSE));
 }
+
+/// Rough throughput check (run with `--release -- --ignored --nocapture`): small unary gRPC calls, where
+/// per-frame costs dominate, and large bodies.
+#[test]
+#[ignore]
+fn throughput() {
+    for (calls, body) in [(20_000usize, 64usize), (500, 256 << 10)] {
+        let mut ce = Enc::new();
+        let mut se = Enc::new();
+        let mut calls_bytes: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        for k in 0..calls {
+            let mut c = if k == 0 { PREFACE.to_vec() } else { Vec::new() };
+            let mut s = Vec::new();
+            let id = 1 + 2 * k as u32;
+            let path = format!("/pkg.Svc/M{}", k % 10);
+            let b = ce.block(&[
+                (":method", "POST"),
+                (":scheme", "http"),
+                (":path", &path),
+                ("content-type", "application/grpc"),
+                ("x-request-id", &format!("{k}")),
+            ]);
+            c.extend(frame(HEADERS, FLAG_END_HEADERS, id, &b));
+            for chunk in vec![7u8; body].chunks(16384) {
+                c.extend(frame(DATA, 0, id, chunk));
+            }
+            c.extend(frame(DATA, FLAG_END_STREAM, id, &[]));
+            s.extend(frame(
+                HEADERS,
+                FLAG_END_HEADERS,
+                id,
+                &se.block(&[(":status", "200"), ("content-type", "application/grpc")]),
+            ));
+            s.extend(frame(DATA, 0, id, &grpc_msg(&[1u8; 40])));
+            s.extend(frame(
+                HEADERS,
+                FLAG_END_STREAM | FLAG_END_HEADERS,
+                id,
+                &se.block(&[("grpc-status", "0")]),
+            ));
+            calls_bytes.push((c, s));
+        }
+        let total: usize = calls_bytes.iter().map(|(c, s)| c.len() + s.len()).sum();
+        let mut big = cfg();
+        big.max_body = 1 << 20;
+        let t = std::time::Instant::now();
+        let mut conn = H2Conn::new(&big, info(), H2Start::PriorKnowledge);
+        let mut out = Vec::new();
+        for (c, s) in &calls_bytes {
+            for a in c.chunks(1448) {
+                conn.data(Side::Client, a, Timestamp(1), &mut out);
+            }
+            for b in s.chunks(1448) {
+                conn.data(Side::Server, b, Timestamp(2), &mut out);
+            }
+        }
+        conn.close(Timestamp(3), &mut out);
+        let secs = t.elapsed().as_secs_f64();
+        assert_eq!(out.len(), calls);
+        assert!(out.iter().all(|e| e.flags.is_empty()), "{:?}", out[0].flags);
+        eprintln!(
+            "{calls} calls, body {body}: {:.1} MB in {secs:.3}s = {:.0} MB/s",
+            total as f64 / 1e6,
+            total as f64 / 1e6 / secs
+        );
+    }
+}

@@ -10,6 +10,7 @@
 #![deny(missing_docs)]
 
 pub mod exchange;
+pub mod grpc;
 pub mod segment;
 
 pub use exchange::{

@@ -20,7 +20,7 @@ use tapedeck_model::{Exchange, Timestamp};
 
 use crate::http1::{self, Http1Config, Http1Conn, Switch};
 use crate::http2::{self, H2Config, H2Conn, H2Start};
-use crate::stats::SessionStats;
+use crate::stats::{Merge, SessionStats};
 use crate::stream::{CloseReason, ConnInfo, ConnMeta, Direction, Side, SinkFactory, StreamSink};
 
 /// Configuration of protocol detection and of the parsers behind it.

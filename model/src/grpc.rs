@@ -15,7 +15,7 @@ use crate::exchange::{Body, Exchange, Header};
 pub const PREFIX_LEN: usize = 5;
 
 /// The gRPC facts of one exchange.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct GrpcSummary {
     /// `package.Service` from the path `/package.Service/Method` (empty when the path has another shape).
     pub service: String,
@@ -36,7 +36,7 @@ pub struct GrpcSummary {
 }
 
 /// The length-prefixed messages found in one body.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct GrpcMessages {
     /// Messages whose prefix was seen, in order.
     pub messages: Vec<GrpcMessage>,
@@ -47,7 +47,7 @@ pub struct GrpcMessages {
 }
 
 /// One message's prefix.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct GrpcMessage {
     /// The compressed flag (bit 0 of the flag byte).
     pub compressed: bool,

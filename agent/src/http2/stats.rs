@@ -2,7 +2,7 @@
 //! errors and recoveries. Every byte skipped, frame dropped and stream cut short is counted here.
 
 /// What the HTTP/2 decoder saw and what it could not use. Add connections' stats with [`H2Stats::add`].
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct H2Stats {
     /// Bytes handed to the decoder (both directions).
     pub bytes: u64,
@@ -141,5 +141,11 @@ impl H2Stats {
             _ => &mut self.frames_unknown,
         };
         *c += 1;
+    }
+}
+
+impl crate::stats::Merge for H2Stats {
+    fn merge(&mut self, other: &Self) {
+        self.add(other);
     }
 }

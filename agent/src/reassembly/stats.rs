@@ -1,7 +1,7 @@
 //! Counters of everything reassembly saw, delivered, dropped or skipped. Nothing is dropped without a count.
 
 /// Reassembly counters, cumulative over the life of a [`super::FlowTable`].
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ReassemblyStats {
     /// TCP segments processed.
     pub packets: u64,

@@ -4,6 +4,11 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
+
+/// mimalloc: exchanges are built on the capture thread and freed on the writer thread, a pattern glibc's malloc
+/// serves poorly (arena locking, consolidation); mimalloc's per-thread free lists make it cheap.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use tapedeck_agent::cli::Args;
 use tapedeck_agent::pipeline::{self, Progress};
 use tapedeck_agent::summary;

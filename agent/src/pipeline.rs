@@ -68,6 +68,8 @@ pub struct RunSummary {
     pub segments: Vec<PathBuf>,
     /// Wall-clock seconds the run took.
     pub seconds: f64,
+    /// The process's peak resident memory (VmHWM) at the end of the run, in bytes, where the OS tells it.
+    pub peak_rss_bytes: Option<u64>,
 }
 
 impl RunSummary {
@@ -191,7 +193,16 @@ pub fn run_files(
     summary.writer = writer_stats;
     summary.segments = files;
     summary.seconds = started.elapsed().as_secs_f64();
+    summary.peak_rss_bytes = peak_rss_bytes();
     Ok(summary)
+}
+
+/// Peak resident set size of this process (Linux `VmHWM`), or None where it cannot be read.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 fn report_source_error(e: &SourceError) {

@@ -73,25 +73,70 @@ impl SinkFactory for SessionFactory {
 /// Bytes held while the protocol is undecided.
 #[derive(Debug, Default)]
 struct Detect {
-    /// Chunks in arrival order.
-    chunks: Vec<(Direction, Vec<u8>, Timestamp)>,
-    held: usize,
+    /// Events in arrival order, to be replayed into the parser once it is chosen.
+    events: Vec<Held>,
+    /// Bytes held per direction (indexed by [`Direction::index`]); each direction has its own cap so that a long
+    /// body on one side cannot keep the other side's message start from being seen.
+    held: [usize; 2],
+    /// Bytes past the cap per direction, not held: replayed as a gap.
+    dropped: [u64; 2],
     /// A gap came before any decision: the connection is joined mid-stream.
     gap_seen: bool,
-    /// Directions that ended (FIN) while detecting, with when.
-    fins: Vec<(Direction, Timestamp)>,
+}
+
+/// One held stream event.
+#[derive(Debug)]
+enum Held {
+    Data(Direction, Vec<u8>, Timestamp),
+    Gap(Direction, u64, Timestamp),
+    Fin(Direction, Timestamp),
 }
 
 impl Detect {
     /// All held bytes of one direction, joined.
     fn bytes_of(&self, dir: Direction) -> Vec<u8> {
         let mut v = Vec::new();
-        for (d, b, _) in &self.chunks {
-            if *d == dir {
+        for e in &self.events {
+            if let Held::Data(d, b, _) = e
+                && *d == dir
+            {
                 v.extend_from_slice(b);
             }
         }
         v
+    }
+    fn total_held(&self) -> usize {
+        self.held[0] + self.held[1]
+    }
+    /// Holds bytes of `dir` up to the cap and returns how many were held; the caller decides what becomes of
+    /// the rest (delivered if this call decides the protocol, else [`Detect::drop_past_cap`]).
+    fn hold(&mut self, dir: Direction, bytes: &[u8], ts: Timestamp, cap: usize) -> usize {
+        let i = dir.index();
+        let take = bytes.len().min(cap.saturating_sub(self.held[i]));
+        if take > 0 {
+            self.events.push(Held::Data(dir, bytes[..take].to_vec(), ts));
+            self.held[i] += take;
+        }
+        take
+    }
+    /// Bytes past the cap while still undecided: not held, replayed as a gap.
+    fn drop_past_cap(&mut self, dir: Direction, len: u64, ts: Timestamp) {
+        self.add_gap(dir, len, ts);
+        self.dropped[dir.index()] += len;
+    }
+    fn add_gap(&mut self, dir: Direction, len: u64, ts: Timestamp) {
+        if let Some(Held::Gap(d, n, _)) = self.events.last_mut()
+            && *d == dir
+        {
+            *n += len;
+            return;
+        }
+        self.events.push(Held::Gap(dir, len, ts));
+    }
+    /// Whether both directions reached the cap (or one did and the other sent nothing at all).
+    fn full(&self, cap: usize) -> bool {
+        let full = |i: usize| self.held[i] >= cap;
+        (full(0) || self.held[0] == 0 && full(1)) && (full(1) || self.held[1] == 0 && full(0))
     }
 }
 
@@ -174,7 +219,7 @@ impl Session {
                 }
             }
         }
-        if undecided || d.held == 0 { Decision::NeedMore } else { Decision::Ignore(IgnoreReason::Unknown) }
+        if undecided || d.total_held() == 0 { Decision::NeedMore } else { Decision::Ignore(IgnoreReason::Unknown) }
     }
 
     /// Decision for bytes that may start in the middle of a message.
@@ -217,7 +262,7 @@ impl Session {
                     IgnoreReason::Ssh => t.flows_ssh += 1,
                     IgnoreReason::Unknown => t.flows_not_http += 1,
                 }
-                t.ignored_bytes += d.held as u64;
+                t.ignored_bytes += d.total_held() as u64 + d.dropped[0] + d.dropped[1];
                 self.state = State::Ignored;
                 return;
             }
@@ -233,11 +278,12 @@ impl Session {
                 self.state = State::H2 { conn: Box::new(conn), client_dir };
             }
         }
-        for (dir, bytes, ts) in d.chunks {
-            self.deliver(dir, &bytes, ts, out);
-        }
-        for (dir, ts) in d.fins {
-            self.fin(dir, ts, out);
+        for event in d.events {
+            match event {
+                Held::Data(dir, bytes, ts) => self.deliver(dir, &bytes, ts, out),
+                Held::Gap(dir, len, ts) => self.gap(dir, len, ts, out),
+                Held::Fin(dir, ts) => self.fin(dir, ts, out),
+            }
         }
     }
 
@@ -299,9 +345,9 @@ impl Session {
                 t.h2.merge(conn.stats());
             }
             State::Detecting(d) => {
-                if d.held > 0 {
+                if d.total_held() > 0 {
                     t.flows_undecided += 1;
-                    t.ignored_bytes += d.held as u64;
+                    t.ignored_bytes += d.total_held() as u64;
                 }
             }
             State::Ignored | State::Done => {}
@@ -316,20 +362,23 @@ fn side_of(dir: Direction, client_dir: Direction) -> Side {
 impl StreamSink for Session {
     fn data(&mut self, dir: Direction, bytes: &[u8], ts: Timestamp, out: &mut Vec<Exchange>) {
         if let State::Detecting(d) = &mut self.state {
-            let room = self.cfg.max_detect_bytes.saturating_sub(d.held);
-            let take = bytes.len().min(room);
-            d.chunks.push((dir, bytes[..take].to_vec(), ts));
-            d.held += take;
-            let full = d.held >= self.cfg.max_detect_bytes;
-            let State::Detecting(d) = std::mem::replace(&mut self.state, State::Done) else { unreachable!() };
+            let cap = self.cfg.max_detect_bytes;
+            let held = d.hold(dir, bytes, ts, cap);
+            let rest = &bytes[held..];
+            let full = d.full(cap);
+            let State::Detecting(mut d) = std::mem::replace(&mut self.state, State::Done) else { unreachable!() };
             let mut decision = self.decide(&d);
-            if full && matches!(decision, Decision::NeedMore) {
-                decision = Decision::Ignore(IgnoreReason::Unknown);
+            if matches!(decision, Decision::NeedMore) {
+                if full {
+                    decision = Decision::Ignore(IgnoreReason::Unknown);
+                } else if !rest.is_empty() {
+                    d.drop_past_cap(dir, rest.len() as u64, ts);
+                }
             }
             let decided = !matches!(decision, Decision::NeedMore);
             self.start(decision, d, out);
-            if decided && take < bytes.len() {
-                self.deliver(dir, &bytes[take..], ts, out);
+            if decided && !rest.is_empty() {
+                self.deliver(dir, rest, ts, out);
             }
             return;
         }
@@ -338,7 +387,10 @@ impl StreamSink for Session {
 
     fn gap(&mut self, dir: Direction, len: u64, ts: Timestamp, out: &mut Vec<Exchange>) {
         match &mut self.state {
-            State::Detecting(d) => d.gap_seen = true,
+            State::Detecting(d) => {
+                d.gap_seen = true;
+                d.add_gap(dir, len, ts);
+            }
             State::Http1 { conn, client_dir } => conn.gap(side_of(dir, *client_dir), len, ts, out),
             State::H2 { conn, client_dir } => conn.gap(side_of(dir, *client_dir), len, ts, out),
             State::Ignored | State::Done => {}
@@ -347,7 +399,7 @@ impl StreamSink for Session {
 
     fn fin(&mut self, dir: Direction, ts: Timestamp, out: &mut Vec<Exchange>) {
         match &mut self.state {
-            State::Detecting(d) => d.fins.push((dir, ts)),
+            State::Detecting(d) => d.events.push(Held::Fin(dir, ts)),
             State::Http1 { conn, client_dir } => conn.fin(side_of(dir, *client_dir), ts, out),
             State::H2 { conn, client_dir } => conn.fin(side_of(dir, *client_dir), ts, out),
             State::Ignored | State::Done => {}
@@ -365,7 +417,7 @@ impl StreamSink for Session {
     fn close(&mut self, _reason: CloseReason, ts: Timestamp, out: &mut Vec<Exchange>) {
         if let State::Detecting(d) = &self.state {
             // The connection ends undecided: decide on what there is (a lone short request is still HTTP).
-            if d.held > 0 {
+            if d.total_held() > 0 {
                 let State::Detecting(d) = std::mem::replace(&mut self.state, State::Done) else { unreachable!() };
                 let decision = match self.decide(&d) {
                     Decision::NeedMore => Decision::Ignore(IgnoreReason::Unknown),
@@ -410,21 +462,29 @@ fn classify_start(b: &[u8]) -> Start {
     }
 }
 
-/// Finds the first line start in `b` where an HTTP/1 message plausibly begins; `Some(true)` for a request.
+/// Finds where an HTTP/1 message plausibly begins in `b`: at a line start, or after a binary preamble on the
+/// same line (a SOCKS or PROXY handshake before the request). `Some(true)` for a request.
 fn find_http1_start(b: &[u8]) -> Option<bool> {
-    let mut at = 0;
-    while at < b.len() {
-        let rest = &b[at..];
-        if http1::looks_like_request_start(rest) == Some(true) {
-            return Some(true);
+    let mut line = 0;
+    while line < b.len() {
+        let end = memchr::memchr(b'\n', &b[line..]).map_or(b.len(), |i| line + i + 1);
+        // Every position of the line where a message could start: its beginning, and each position after a
+        // non-text byte (a preamble is binary; text before a request line would be part of something else).
+        let mut at = line;
+        while at < end {
+            let rest = &b[at..];
+            if http1::looks_like_request_start(rest) == Some(true) {
+                return Some(true);
+            }
+            if http1::looks_like_response_start(rest) == Some(true) {
+                return Some(false);
+            }
+            match b[at..end].iter().position(|&c| !(c == b'\t' || (0x20..0x7f).contains(&c))) {
+                Some(i) => at += i + 1,
+                None => break,
+            }
         }
-        if http1::looks_like_response_start(rest) == Some(true) {
-            return Some(false);
-        }
-        match rest.iter().position(|&c| c == b'\n') {
-            Some(i) => at += i + 1,
-            None => break,
-        }
+        line = end;
     }
     None
 }
@@ -481,6 +541,11 @@ mod tests {
         assert_eq!(find_http1_start(b"tail of a body\r\nGET /x HTTP/1.1\r\nHost: a\r\n\r\n"), Some(true));
         assert_eq!(find_http1_start(b"}\nHTTP/1.1 404 Not Found\r\n\r\n"), Some(false));
         assert_eq!(find_http1_start(b"no http here\r\nat all\r\n"), None);
+        // A SOCKS4 CONNECT and its reply before the tunnelled request, on the same "line".
+        assert_eq!(find_http1_start(b"\x04\x01\x00\x50\xc0\x96\xbb\x0c\x00GET / HTTP/1.1\r\n"), Some(true));
+        assert_eq!(find_http1_start(b"\x00\x5a\x00\x00\x00\x00\x00\x00HTTP/1.1 200 OK\r\n"), Some(false));
+        // Text before a method on the same line is not a preamble.
+        assert_eq!(find_http1_start(b"xGET / HTTP/1.1 but not at a start"), None);
     }
 
     #[test]

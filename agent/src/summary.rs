@@ -22,6 +22,9 @@ pub fn render(s: &RunSummary) -> String {
         s.seconds,
         rate
     );
+    if let Some(rss) = s.peak_rss_bytes {
+        let _ = writeln!(out, "peak memory (RSS): {:.1} MB", rss as f64 / 1e6);
+    }
     for input in &s.inputs {
         if let Some(e) = &input.error {
             let _ = writeln!(out, "  {}: {} frames, stopped: {e}", input.name, input.frames);

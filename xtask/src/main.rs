@@ -4,6 +4,8 @@
 
 mod bench;
 mod capture;
+mod demo;
+mod ingest;
 
 mod netns;
 mod oracle;
@@ -34,6 +36,25 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Task {
+    /// The main job end to end on the bundled captures: builds the release binaries, records every capture in
+    /// testdata/ into segments under target/demo/, and lists the exchanges with `replayer inspect`.
+    Demo,
+    /// Time `agent --pcap` on a capture (throughput, peak RSS, segment size), with tshark and tcpflow on the same
+    /// file as references. Make the capture with `cargo xtask bench-capture`.
+    BenchIngest {
+        /// The capture to read.
+        #[arg(long)]
+        pcap: PathBuf,
+        /// Megabytes of the capture for tshark (it is much slower than the agent).
+        #[arg(long, default_value_t = 100)]
+        tshark_slice_mb: u64,
+        /// Runs of the agent.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Extra flags for the agent, after `--`.
+        #[arg(last = true)]
+        agent_args: Vec<String>,
+    },
     /// Regenerate the golden captures in testdata/ (needs root).
     ///
     /// Creates a network namespace with a 1500-byte-MTU loopback, runs nginx (HTTP/1.x, IPv4 and IPv6) and
@@ -73,6 +94,10 @@ enum Task {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Task::Demo => demo::demo(),
+        Task::BenchIngest { pcap, tshark_slice_mb, runs, agent_args } => {
+            ingest::bench_ingest(&ingest::IngestOptions { pcap, tshark_slice_mb, agent_args, runs })
+        }
         Task::GenTestdata { out } => testdata::gen_testdata(&out),
         Task::BenchCapture {
             size,

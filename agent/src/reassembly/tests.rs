@@ -705,6 +705,39 @@ fn syn_with_new_isn_replaces_an_open_flow() {
     assert_eq!(h.stats().flows_replaced, 1);
 }
 
+#[test]
+fn late_syn_after_syn_ack_first_is_the_same_connection() {
+    let mut h = H::new(ReassemblyConfig::default());
+    h.send(seg(s(), c(), "SA", S_ISN, C_ISN + 1, b""));
+    h.send(seg(c(), s(), "S", C_ISN, 0, b""));
+    h.c(0, b"req");
+    assert_eq!(h.metas().len(), 1);
+    assert_eq!(h.events(1), vec![data(TO_R, b"req")]);
+    assert_eq!(h.stats().flows_replaced, 0);
+}
+
+#[test]
+fn tombstones_are_bounded() {
+    let cfg = ReassemblyConfig {
+        max_tombstones: 1,
+        ..Default::default()
+    };
+    let mut h = H::new(cfg);
+    let other = addr("10.0.0.7:7");
+    h.send(seg(c(), s(), "A", 1, 1, b"a"));
+    h.send(seg(other, s(), "A", 1, 1, b"b"));
+    h.send(seg(c(), s(), "R", 2, 0, b""));
+    h.send(seg(other, s(), "R", 2, 0, b""));
+    assert_eq!(h.t.tombstones(), 1);
+    // The first tombstone was forgotten: a late segment of that 4-tuple opens a flow again.
+    h.send(seg(s(), c(), "A", 1, 2, b"late"));
+    assert_eq!(h.t.open_flows(), 1);
+    // The second is remembered.
+    h.send(seg(s(), other, "A", 1, 2, b"late"));
+    assert_eq!(h.t.open_flows(), 1);
+    assert_eq!(h.stats().late_segments_after_close, 1);
+}
+
 // ===== idle, eviction, end of input =====
 
 #[test]

@@ -18,7 +18,23 @@
 //! by snaplen, or still missing when the flow closes). Memory is bounded by [`ReassemblyConfig`].
 //!
 //! The in-order path passes the packet's payload slice straight to the sink and does not allocate; only
-//! out-of-order segments are copied.
+//! out-of-order segments are copied (one `Vec` per buffered piece). Idle expiry looks only at the least recently
+//! seen flow on each segment (O(1)); the clock is the highest capture time seen, never the wall clock.
+//!
+//! Roles: a SYN's sender is the originator; a SYN+ACK seen first makes its receiver the originator (both with
+//! `handshake_seen = true`, and the SYN+ACK's ACK number gives the originator's initial sequence number); otherwise
+//! the first sender is the originator with `handshake_seen = false`.
+//!
+//! Known limits, by design:
+//! - Overlap conflicts are detected against buffered bytes only; delivered bytes are not kept to compare with.
+//! - An ACK seen before the data it acknowledges (capture reordering, e.g. across interfaces) makes that data a
+//!   gap; the late copy is then counted as a retransmission. A FIN lost in capture but acknowledged stretches the
+//!   last acked-unseen gap by the FIN's one sequence number.
+//! - When a flow was joined mid-stream, bytes before the first data segment seen in a direction are dropped (out
+//!   of window) if they arrive later.
+//! - The global cap is enforced on the direction that would exceed it (it skips its own holes); other flows'
+//!   buffers are not reclaimed early.
+//! - A SYN with a new ISN on an open flow closes the old one with `CloseReason::Closed` (counted as replaced).
 
 mod config;
 mod flow;

@@ -131,9 +131,22 @@ impl<F: SinkFactory> FlowTable<F> {
             }
         };
         self.touch(s);
-        let FlowTable { cfg, slots, stats, buffered, .. } = self;
-        let Some((_, flow)) = slots[s as usize].flow.as_mut() else { return };
-        let mut ctx = Ctx { cfg, stats, buffered_total: buffered, out: &mut *out };
+        let FlowTable {
+            cfg,
+            slots,
+            stats,
+            buffered,
+            ..
+        } = self;
+        let Some((_, flow)) = slots[s as usize].flow.as_mut() else {
+            return;
+        };
+        let mut ctx = Ctx {
+            cfg,
+            stats,
+            buffered_total: buffered,
+            out: &mut *out,
+        };
         match flow.on_segment(seg, &mut ctx) {
             SegmentOutcome::Open => {}
             SegmentOutcome::BothFinished => self.end(s, Ending::Finished, seg.ts, out),
@@ -182,7 +195,10 @@ impl<F: SinkFactory> FlowTable<F> {
     }
 
     fn flow(&self, s: u32) -> Option<&Flow<F::Sink>> {
-        self.slots.get(s as usize).and_then(|slot| slot.flow.as_ref()).map(|(_, f)| f)
+        self.slots
+            .get(s as usize)
+            .and_then(|slot| slot.flow.as_ref())
+            .map(|(_, f)| f)
     }
 
     fn open_flow(&mut self, key: FlowKey, seg: &TcpSegment<'_>, out: &mut Vec<Exchange>) -> u32 {
@@ -191,7 +207,13 @@ impl<F: SinkFactory> FlowTable<F> {
             self.end(self.tail, Ending::Evicted, seg.ts, out);
         }
         let (originator, responder, handshake_seen) = roles(seg);
-        let meta = ConnMeta { id: self.next_id, originator, responder, handshake_seen, first_seen: seg.ts };
+        let meta = ConnMeta {
+            id: self.next_id,
+            originator,
+            responder,
+            handshake_seen,
+            first_seen: seg.ts,
+        };
         self.next_id += 1;
         let sink = self.factory.new_sink(&meta);
         let flow = Flow::new(meta, sink, self.now);
@@ -201,7 +223,11 @@ impl<F: SinkFactory> FlowTable<F> {
                 s
             }
             None => {
-                self.slots.push(Slot { flow: Some((key, flow)), prev: NIL, next: NIL });
+                self.slots.push(Slot {
+                    flow: Some((key, flow)),
+                    prev: NIL,
+                    next: NIL,
+                });
                 (self.slots.len() - 1) as u32
             }
         };
@@ -215,7 +241,9 @@ impl<F: SinkFactory> FlowTable<F> {
     /// Closes flows whose last segment is older than the idle timeout.
     fn expire_idle(&mut self, out: &mut Vec<Exchange>) {
         while self.tail != NIL {
-            let Some(last_seen) = self.flow(self.tail).map(|f| f.last_seen) else { break };
+            let Some(last_seen) = self.flow(self.tail).map(|f| f.last_seen) else {
+                break;
+            };
             if self.now.saturating_sub(last_seen) <= self.cfg.idle_timeout_nanos {
                 break;
             }
@@ -226,14 +254,23 @@ impl<F: SinkFactory> FlowTable<F> {
 
     /// Removes a flow from the table and closes it.
     fn end(&mut self, s: u32, ending: Ending, ts: Timestamp, out: &mut Vec<Exchange>) {
-        let Some((key, mut flow)) = self.slots.get_mut(s as usize).and_then(|slot| slot.flow.take()) else {
+        let Some((key, mut flow)) = self
+            .slots
+            .get_mut(s as usize)
+            .and_then(|slot| slot.flow.take())
+        else {
             return;
         };
         self.unlink(s);
         self.free.push(s);
         self.index.remove(&key);
         self.open -= 1;
-        let mut ctx = Ctx { cfg: &self.cfg, stats: &mut self.stats, buffered_total: &mut self.buffered, out };
+        let mut ctx = Ctx {
+            cfg: &self.cfg,
+            stats: &mut self.stats,
+            buffered_total: &mut self.buffered,
+            out,
+        };
         flow.finish(ending.reason(), ending == Ending::Reset, ts, &mut ctx);
         match ending {
             Ending::Finished | Ending::Reset => self.stats.flows_closed += 1,
@@ -247,7 +284,10 @@ impl<F: SinkFactory> FlowTable<F> {
                 expires: self.now.saturating_add(self.cfg.tombstone_nanos),
                 originator: flow.meta.originator,
                 responder: flow.meta.responder,
-                isn: [flow.isn[Direction::ToResponder.index()], flow.isn[Direction::ToOriginator.index()]],
+                isn: [
+                    flow.isn[Direction::ToResponder.index()],
+                    flow.isn[Direction::ToOriginator.index()],
+                ],
             };
             self.tombstones.insert(key, tomb, self.cfg.max_tombstones);
         }

@@ -59,7 +59,9 @@ impl Tombstones {
 
     /// Whether `seg`, which matches no open flow, may open one. `false` means it belongs to the closed flow.
     pub fn admit(&mut self, key: &FlowKey, seg: &TcpSegment<'_>, now: u64) -> bool {
-        let Some(tomb) = self.map.get(key) else { return true };
+        let Some(tomb) = self.map.get(key) else {
+            return true;
+        };
         let seq = Some(SeqNumber(seg.seq));
         let belongs_to_old = if tomb.expires <= now {
             false

@@ -15,12 +15,7 @@ pub struct BodyBuf {
 impl BodyBuf {
     /// An empty body that keeps at most `cap` bytes.
     pub fn new(cap: usize) -> Self {
-        BodyBuf {
-            bytes: Vec::new(),
-            full_len: 0,
-            cap,
-            lost: false,
-        }
+        BodyBuf { bytes: Vec::new(), full_len: 0, cap, lost: false }
     }
     /// Appends received bytes; those past the cap are counted but not kept.
     pub fn push(&mut self, data: &[u8]) {
@@ -52,13 +47,7 @@ impl BodyBuf {
         } else if (self.bytes.len() as u64) < self.full_len {
             flags |= Flags::TRUNCATED;
         }
-        (
-            Body {
-                bytes: self.bytes,
-                full_len: self.full_len,
-            },
-            flags,
-        )
+        (Body { bytes: self.bytes, full_len: self.full_len }, flags)
     }
 }
 

@@ -124,7 +124,7 @@ pub fn run_files(
         .map_err(|_| PipelineError::WriterGone)?;
 
     let mut summary = RunSummary::default();
-    let mut decoder = Decoder::new(cfg.decode.clone());
+    let mut decoder = Decoder::new(cfg.decode);
     let mut table = FlowTable::new(cfg.reassembly.clone(), SessionFactory::new(cfg.session.clone()));
     let mut batcher = Batcher { tx, next_id: 1, pending: Vec::with_capacity(BATCH), labels: cfg.labels.clone() };
     let mut tally = ExchangeTally::default();

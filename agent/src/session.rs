@@ -144,8 +144,14 @@ impl Detect {
 #[derive(Debug)]
 enum State {
     Detecting(Detect),
-    Http1 { conn: Box<Http1Conn>, client_dir: Direction },
-    H2 { conn: Box<H2Conn>, client_dir: Direction },
+    Http1 {
+        conn: Box<Http1Conn>,
+        client_dir: Direction,
+    },
+    H2 {
+        conn: Box<H2Conn>,
+        client_dir: Direction,
+    },
     /// Not HTTP, or a tunnel after CONNECT/Upgrade: bytes are counted and dropped.
     Ignored,
     /// Closed: its counters were added to the totals.

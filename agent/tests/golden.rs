@@ -44,9 +44,8 @@ fn oracle(tsv: &Path) -> (Multiset, Multiset) {
     let (m2, p2, s2) = (col("http2.headers.method"), col("http2.headers.path"), col("http2.headers.status"));
     let mut requests = Multiset::new();
     let mut statuses = Multiset::new();
-    let split = |s: &str| -> Vec<String> {
-        if s.is_empty() { Vec::new() } else { s.split(',').map(str::to_string).collect() }
-    };
+    let split =
+        |s: &str| -> Vec<String> { if s.is_empty() { Vec::new() } else { s.split(',').map(str::to_string).collect() } };
     for line in lines {
         let f: Vec<&str> = line.split('\t').collect();
         let get = |i: usize| f.get(i).copied().unwrap_or("");
@@ -73,8 +72,7 @@ fn ours(exchanges: &[Exchange]) -> (Multiset, Multiset) {
     let mut statuses = Multiset::new();
     for ex in exchanges {
         if let Some(r) = &ex.request {
-            let key =
-                format!("{} {}", String::from_utf8_lossy(&r.method), String::from_utf8_lossy(&r.path));
+            let key = format!("{} {}", String::from_utf8_lossy(&r.method), String::from_utf8_lossy(&r.path));
             *requests.entry(key).or_default() += 1;
         }
         if let Some(r) = &ex.response {

@@ -122,7 +122,11 @@ fn essence(ex: &[Exchange]) -> Vec<String> {
     ex.iter()
         .map(|e| {
             let rq = e.request.as_ref().map(|r| {
-                (String::from_utf8_lossy(&r.method).to_string(), String::from_utf8_lossy(&r.path).to_string(), r.body.clone())
+                (
+                    String::from_utf8_lossy(&r.method).to_string(),
+                    String::from_utf8_lossy(&r.path).to_string(),
+                    r.body.clone(),
+                )
             });
             let rs = e.response.as_ref().map(|r| (r.status, r.body.clone()));
             format!("{}|{:?}|{:?}|{:?}", e.order, rq, rs, e.flags)

@@ -11,30 +11,13 @@ use bincode::{Decode, Encode};
 use serde::{Deserialize, Serialize};
 
 /// A capture timestamp in nanoseconds since the Unix epoch, taken from the capture (never from the clock).
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Encode,
-    Decode,
-    Serialize,
-    Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode, Serialize, Deserialize)]
 pub struct Timestamp(pub u64);
 
 impl Timestamp {
     /// Builds a timestamp from seconds and nanoseconds since the epoch.
     pub fn from_secs_nanos(secs: u64, nanos: u32) -> Self {
-        Timestamp(
-            secs.saturating_mul(1_000_000_000)
-                .saturating_add(u64::from(nanos)),
-        )
+        Timestamp(secs.saturating_mul(1_000_000_000).saturating_add(u64::from(nanos)))
     }
     /// Nanoseconds since the epoch.
     pub fn as_nanos(self) -> u64 {
@@ -86,10 +69,7 @@ pub struct Header {
 impl Header {
     /// Builds a header from anything byte-like.
     pub fn new(name: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Self {
-        Header {
-            name: name.into(),
-            value: value.into(),
-        }
+        Header { name: name.into(), value: value.into() }
     }
 }
 
@@ -119,15 +99,7 @@ pub struct Timing {
 impl Timing {
     /// The earliest timestamp known for the exchange.
     pub fn start(&self) -> Option<Timestamp> {
-        [
-            self.request_first,
-            self.request_last,
-            self.response_first,
-            self.response_last,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        [self.request_first, self.request_last, self.response_first, self.response_last].into_iter().flatten().min()
     }
 }
 

@@ -81,19 +81,13 @@ pub fn service_method(path: &[u8]) -> Option<(String, String)> {
     if svc.is_empty() || m.is_empty() {
         return None;
     }
-    Some((
-        String::from_utf8_lossy(svc).into_owned(),
-        String::from_utf8_lossy(m).into_owned(),
-    ))
+    Some((String::from_utf8_lossy(svc).into_owned(), String::from_utf8_lossy(m).into_owned()))
 }
 
 /// Splits a body into length-prefixed messages. `truncated` says the stored bytes are not the whole body. With
 /// `web`, a frame whose flag has bit `0x80` is the trailer frame: its payload is returned and splitting stops.
 pub fn split_messages(bytes: &[u8], truncated: bool, web: bool) -> (GrpcMessages, Option<&[u8]>) {
-    let mut out = GrpcMessages {
-        partial: truncated,
-        ..GrpcMessages::default()
-    };
+    let mut out = GrpcMessages { partial: truncated, ..GrpcMessages::default() };
     let mut pos = 0;
     while pos < bytes.len() {
         let Some(prefix) = bytes.get(pos..pos + PREFIX_LEN) else {
@@ -112,12 +106,7 @@ pub fn split_messages(bytes: &[u8], truncated: bool, web: bool) -> (GrpcMessages
             out.malformed |= !truncated;
             break;
         }
-        out.messages.push(GrpcMessage {
-            compressed: flag & 1 != 0,
-            len,
-            offset: start,
-            complete,
-        });
+        out.messages.push(GrpcMessage { compressed: flag & 1 != 0, len, offset: start, complete });
         if !complete {
             out.malformed |= !truncated;
             break;
@@ -130,21 +119,14 @@ pub fn split_messages(bytes: &[u8], truncated: bool, web: bool) -> (GrpcMessages
 /// Decodes a grpc-web-text body: base64 chunks, each possibly padded, concatenated. A cut body decodes as far as
 /// whole 4-character groups go.
 pub fn decode_web_text(bytes: &[u8]) -> Vec<u8> {
-    let clean: Vec<u8> = bytes
-        .iter()
-        .copied()
-        .filter(|b| !b.is_ascii_whitespace())
-        .collect();
+    let clean: Vec<u8> = bytes.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
     let mut out = Vec::with_capacity(clean.len() / 4 * 3);
     // A chunk ends after its padding; groups of 4 characters decode independently.
     for group in clean.chunks(4) {
         if group.len() < 4 {
             break;
         }
-        if base64::engine::general_purpose::STANDARD
-            .decode_vec(group, &mut out)
-            .is_err()
-        {
+        if base64::engine::general_purpose::STANDARD.decode_vec(group, &mut out).is_err() {
             break;
         }
     }
@@ -152,10 +134,7 @@ pub fn decode_web_text(bytes: &[u8]) -> Vec<u8> {
 }
 
 fn header<'a>(headers: &'a [Header], name: &[u8]) -> Option<&'a [u8]> {
-    headers
-        .iter()
-        .find(|h| h.name.eq_ignore_ascii_case(name))
-        .map(|h| h.value.as_slice())
+    headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value.as_slice())
 }
 
 fn percent_decode(v: &[u8]) -> String {
@@ -184,10 +163,7 @@ fn web_trailers(payload: &[u8]) -> Vec<Header> {
         .filter_map(|line| {
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             let colon = line.iter().position(|&b| b == b':')?;
-            Some(Header::new(
-                line[..colon].trim_ascii().to_ascii_lowercase(),
-                line[colon + 1..].trim_ascii(),
-            ))
+            Some(Header::new(line[..colon].trim_ascii().to_ascii_lowercase(), line[colon + 1..].trim_ascii()))
         })
         .collect()
 }
@@ -213,11 +189,7 @@ pub fn grpc_summary(ex: &Exchange) -> Option<GrpcSummary> {
         .and_then(|r| header(&r.headers, b"content-type"))
         .or_else(|| resp.and_then(|r| header(&r.headers, b"content-type")))?;
     let (web, text) = grpc_content_type(ct)?;
-    let mut s = GrpcSummary {
-        web,
-        text,
-        ..GrpcSummary::default()
-    };
+    let mut s = GrpcSummary { web, text, ..GrpcSummary::default() };
     if let Some((svc, m)) = req.and_then(|r| service_method(&r.path)) {
         s.service = svc;
         s.method = m;
@@ -231,9 +203,7 @@ pub fn grpc_summary(ex: &Exchange) -> Option<GrpcSummary> {
         // Trailers, then a trailers-only response's headers, then gRPC-Web's trailer frame.
         for fields in [&r.trailers, &r.headers, &web_trailers] {
             if let Some(v) = header(fields, b"grpc-status") {
-                s.status = std::str::from_utf8(v)
-                    .ok()
-                    .and_then(|v| v.trim().parse().ok());
+                s.status = std::str::from_utf8(v).ok().and_then(|v| v.trim().parse().ok());
                 s.message = header(fields, b"grpc-message").map(percent_decode);
                 break;
             }
@@ -277,29 +247,17 @@ mod tests {
                 method: b"POST".to_vec(),
                 path: path.as_bytes().to_vec(),
                 headers: vec![Header::new("content-type", ct)],
-                body: Body {
-                    full_len: req.len() as u64,
-                    bytes: req,
-                },
+                body: Body { full_len: req.len() as u64, bytes: req },
                 ..Request::default()
             }),
-            response: Some(Response {
-                status: 200,
-                headers: rh,
-                body: resp,
-                trailers,
-                ..Response::default()
-            }),
+            response: Some(Response { status: 200, headers: rh, body: resp, trailers, ..Response::default() }),
             flags: Flags::NONE,
             labels: Vec::new(),
         }
     }
 
     fn whole(b: Vec<u8>) -> Body {
-        Body {
-            full_len: b.len() as u64,
-            bytes: b,
-        }
+        Body { full_len: b.len() as u64, bytes: b }
     }
 
     #[test]
@@ -316,15 +274,7 @@ mod tests {
         assert_eq!(s.service, "helloworld.Greeter");
         assert_eq!(s.method, "SayHello");
         assert_eq!(s.status, Some(0));
-        assert_eq!(
-            s.request.messages,
-            vec![GrpcMessage {
-                compressed: false,
-                len: 7,
-                offset: 5,
-                complete: true
-            }]
-        );
+        assert_eq!(s.request.messages, vec![GrpcMessage { compressed: false, len: 7, offset: 5, complete: true }]);
         assert_eq!(s.response.messages.len(), 1);
         assert_eq!(s.response.messages[0].len, 13);
         assert!(!s.request.partial && !s.response.malformed && !s.web);
@@ -335,21 +285,9 @@ mod tests {
         let mut body = msg(0, b"a");
         body.extend(msg(1, b"bbbb"));
         body.extend(msg(0, b""));
-        let ex = exchange(
-            "application/grpc+proto",
-            "/p.S/M",
-            body.clone(),
-            whole(body),
-            vec![],
-            vec![],
-        );
+        let ex = exchange("application/grpc+proto", "/p.S/M", body.clone(), whole(body), vec![], vec![]);
         let s = grpc_summary(&ex).unwrap();
-        let lens: Vec<(bool, u32)> = s
-            .request
-            .messages
-            .iter()
-            .map(|m| (m.compressed, m.len))
-            .collect();
+        let lens: Vec<(bool, u32)> = s.request.messages.iter().map(|m| (m.compressed, m.len)).collect();
         assert_eq!(lens, vec![(false, 1), (true, 4), (false, 0)]);
         assert_eq!(s.status, None);
     }
@@ -359,10 +297,7 @@ mod tests {
         let mut body = msg(0, &[7; 10]);
         body.extend(msg(0, &[8; 10]));
         // Stored only 22 of 30 bytes: first message (15 bytes) whole, second prefix seen but payload cut.
-        let cut = Body {
-            bytes: body[..22].to_vec(),
-            full_len: 30,
-        };
+        let cut = Body { bytes: body[..22].to_vec(), full_len: 30 };
         let ex = exchange("application/grpc", "/p.S/M", vec![], cut, vec![], vec![]);
         let s = grpc_summary(&ex).unwrap();
         assert!(s.response.partial);
@@ -384,10 +319,7 @@ mod tests {
             "/p.S/Missing",
             msg(0, b"x"),
             whole(vec![]),
-            vec![
-                Header::new("grpc-status", "12"),
-                Header::new("grpc-message", "unknown%20method%3A%20Missing"),
-            ],
+            vec![Header::new("grpc-status", "12"), Header::new("grpc-message", "unknown%20method%3A%20Missing")],
             vec![],
         );
         let s = grpc_summary(&ex).unwrap();
@@ -400,14 +332,7 @@ mod tests {
     fn grpc_web_binary_and_text() {
         let mut body = msg(0, b"resp");
         body.extend(msg(0x80, b"grpc-status: 5\r\ngrpc-message: not found\r\n"));
-        let ex = exchange(
-            "application/grpc-web+proto",
-            "/p.S/M",
-            msg(0, b"q"),
-            whole(body.clone()),
-            vec![],
-            vec![],
-        );
+        let ex = exchange("application/grpc-web+proto", "/p.S/M", msg(0, b"q"), whole(body.clone()), vec![], vec![]);
         let s = grpc_summary(&ex).unwrap();
         assert!(s.web && !s.text);
         assert_eq!(s.response.messages.len(), 1);
@@ -436,28 +361,12 @@ mod tests {
 
     #[test]
     fn not_grpc() {
-        let ex = exchange(
-            "application/json",
-            "/p.S/M",
-            vec![],
-            whole(vec![]),
-            vec![],
-            vec![],
-        );
+        let ex = exchange("application/json", "/p.S/M", vec![], whole(vec![]), vec![], vec![]);
         assert_eq!(grpc_summary(&ex), None);
-        assert_eq!(
-            grpc_content_type(b"application/grpc; charset=utf-8"),
-            Some((false, false))
-        );
-        assert_eq!(
-            grpc_content_type(b"Application/GRPC-Web-Text+proto"),
-            Some((true, true))
-        );
+        assert_eq!(grpc_content_type(b"application/grpc; charset=utf-8"), Some((false, false)));
+        assert_eq!(grpc_content_type(b"Application/GRPC-Web-Text+proto"), Some((true, true)));
         assert_eq!(grpc_content_type(b"application/grpcx"), None);
         assert_eq!(service_method(b"/onlyone"), None);
-        assert_eq!(
-            service_method(b"/a.B/C?x=1"),
-            Some(("a.B".into(), "C".into()))
-        );
+        assert_eq!(service_method(b"/a.B/C?x=1"), Some(("a.B".into(), "C".into())));
     }
 }

@@ -13,6 +13,4 @@ pub mod exchange;
 pub mod grpc;
 pub mod segment;
 
-pub use exchange::{
-    Body, Exchange, Flag, Flags, Header, Interim, Protocol, Request, Response, Timestamp, Timing,
-};
+pub use exchange::{Body, Exchange, Flag, Flags, Header, Interim, Protocol, Request, Response, Timestamp, Timing};

@@ -12,9 +12,7 @@ use tapedeck_model::segment::{
     FooterStatus, SegmentError, SegmentReader, SegmentWriter, SegmentWriterConfig, list_segments,
     list_segments_with_tmp,
 };
-use tapedeck_model::{
-    Body, Exchange, Flags, Header, Interim, Protocol, Request, Response, Timestamp, Timing,
-};
+use tapedeck_model::{Body, Exchange, Flags, Header, Interim, Protocol, Request, Response, Timestamp, Timing};
 
 // ---------------------------------------------------------------------------------------------------------------
 // Fixtures
@@ -27,16 +25,8 @@ fn sample(i: u64) -> Exchange {
         id: i,
         connection_id: i / 3,
         order: (i % 3) as u32,
-        stream_id: if i.is_multiple_of(2) {
-            Some(i as u32 * 2 + 1)
-        } else {
-            None
-        },
-        proto: if i.is_multiple_of(2) {
-            Protocol::H2
-        } else {
-            Protocol::Http11
-        },
+        stream_id: if i.is_multiple_of(2) { Some(i as u32 * 2 + 1) } else { None },
+        proto: if i.is_multiple_of(2) { Protocol::H2 } else { Protocol::Http11 },
         client: SocketAddr::from((Ipv4Addr::new(10, 0, 0, 1), 40000 + (i % 1000) as u16)),
         server: SocketAddr::from((Ipv6Addr::LOCALHOST, 8080)),
         timing: Timing {
@@ -50,16 +40,9 @@ fn sample(i: u64) -> Exchange {
             scheme: b"http".to_vec(),
             authority: b"api.example".to_vec(),
             path: format!("/items/{i}?q=x").into_bytes(),
-            headers: vec![
-                Header::new("content-type", "application/json"),
-                Header::new("x-n", i.to_string()),
-            ],
+            headers: vec![Header::new("content-type", "application/json"), Header::new("x-n", i.to_string())],
             body: Body {
-                bytes: format!(
-                    "{{\"n\":{i},\"pad\":\"{}\"}}",
-                    "a".repeat((i % 50) as usize)
-                )
-                .into_bytes(),
+                bytes: format!("{{\"n\":{i},\"pad\":\"{}\"}}", "a".repeat((i % 50) as usize)).into_bytes(),
                 full_len: 30,
             },
             trailers: vec![],
@@ -68,18 +51,11 @@ fn sample(i: u64) -> Exchange {
             status: 200,
             reason: b"OK".to_vec(),
             headers: vec![Header::new("server", "t")],
-            body: Body {
-                bytes: vec![(i % 251) as u8; (i % 97) as usize],
-                full_len: i,
-            },
+            body: Body { bytes: vec![(i % 251) as u8; (i % 97) as usize], full_len: i },
             trailers: vec![],
             interim: vec![],
         }),
-        flags: if i.is_multiple_of(5) {
-            Flags::NO_RESPONSE
-        } else {
-            Flags::NONE
-        },
+        flags: if i.is_multiple_of(5) { Flags::NO_RESPONSE } else { Flags::NONE },
         labels: vec![("node".into(), "n1".into())],
     }
 }
@@ -87,20 +63,15 @@ fn sample(i: u64) -> Exchange {
 fn small_cfg(dir: &Path) -> SegmentWriterConfig {
     SegmentWriterConfig {
         block_raw_bytes: 2048,
-        labels: vec![
-            ("node".into(), "n1".into()),
-            ("iface".into(), "eth0".into()),
-        ],
+        labels: vec![("node".into(), "n1".into()), ("iface".into(), "eth0".into())],
         masking_fingerprint: vec![0xAB; 32],
         ..SegmentWriterConfig::new(dir)
     }
 }
 
 fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    let mut v: Vec<String> =
+        fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     v.sort();
     v
 }
@@ -114,10 +85,7 @@ fn read_all(path: &Path) -> (Vec<Exchange>, Vec<u64>, SegmentReader) {
         match item {
             Ok(e) => ok.push(e),
             Err(e) => {
-                assert!(
-                    e.to_string().contains(&path.display().to_string()),
-                    "error does not name the file: {e}"
-                );
+                assert!(e.to_string().contains(&path.display().to_string()), "error does not name the file: {e}");
                 errs.push(e.offset().expect("damage errors carry an offset"));
             }
         }
@@ -129,11 +97,7 @@ fn read_all(path: &Path) -> (Vec<Exchange>, Vec<u64>, SegmentReader) {
 /// finished), the .tmp path, the exchanges, and the file length after the header and after each block (taken from
 /// the file system, not from the reader).
 fn grouped(dir: &Path, groups: u64, per: u64) -> (SegmentWriter, PathBuf, Vec<Exchange>, Vec<u64>) {
-    let mut w = SegmentWriter::create(SegmentWriterConfig {
-        block_raw_bytes: 1 << 20,
-        ..small_cfg(dir)
-    })
-    .unwrap();
+    let mut w = SegmentWriter::create(SegmentWriterConfig { block_raw_bytes: 1 << 20, ..small_cfg(dir) }).unwrap();
     let mut all = Vec::new();
     let mut bounds = Vec::new();
     for g in 0..groups {
@@ -199,25 +163,18 @@ fn exchange() -> impl Strategy<Value = Exchange> {
             body(),
             prop::collection::vec(header(), 0..2),
         )
-            .prop_map(
-                |(method, scheme, authority, path, headers, body, trailers)| Request {
-                    method,
-                    scheme,
-                    authority,
-                    path,
-                    headers,
-                    body,
-                    trailers,
-                },
-            ),
+            .prop_map(|(method, scheme, authority, path, headers, body, trailers)| Request {
+                method,
+                scheme,
+                authority,
+                path,
+                headers,
+                body,
+                trailers,
+            }),
     );
-    let interim = (any::<u16>(), prop::collection::vec(header(), 0..2), ts()).prop_map(
-        |(status, headers, at)| Interim {
-            status,
-            headers,
-            at,
-        },
-    );
+    let interim = (any::<u16>(), prop::collection::vec(header(), 0..2), ts())
+        .prop_map(|(status, headers, at)| Interim { status, headers, at });
     let response = prop::option::of(
         (
             any::<u16>(),
@@ -227,28 +184,17 @@ fn exchange() -> impl Strategy<Value = Exchange> {
             prop::collection::vec(header(), 0..2),
             prop::collection::vec(interim, 0..2),
         )
-            .prop_map(
-                |(status, reason, headers, body, trailers, interim)| Response {
-                    status,
-                    reason,
-                    headers,
-                    body,
-                    trailers,
-                    interim,
-                },
-            ),
+            .prop_map(|(status, reason, headers, body, trailers, interim)| Response {
+                status,
+                reason,
+                headers,
+                body,
+                trailers,
+                interim,
+            }),
     );
-    let ids = (
-        any::<u64>(),
-        any::<u64>(),
-        any::<u32>(),
-        any::<Option<u32>>(),
-    );
-    let proto = prop_oneof![
-        Just(Protocol::Http10),
-        Just(Protocol::Http11),
-        Just(Protocol::H2)
-    ];
+    let ids = (any::<u64>(), any::<u64>(), any::<u32>(), any::<Option<u32>>());
+    let proto = prop_oneof![Just(Protocol::Http10), Just(Protocol::Http11), Just(Protocol::H2)];
     let timing = (ts(), ts(), ts(), ts()).prop_map(|(a, b, c, d)| Timing {
         request_first: a,
         request_last: b,
@@ -256,29 +202,9 @@ fn exchange() -> impl Strategy<Value = Exchange> {
         response_last: d,
     });
     let labels = prop::collection::vec((".{0,8}", ".{0,12}"), 0..3);
-    (
-        ids,
-        proto,
-        addr.clone(),
-        addr,
-        timing,
-        request,
-        response,
-        any::<u32>(),
-        labels,
-    )
-        .prop_map(
-            |(
-                (id, connection_id, order, stream_id),
-                proto,
-                client,
-                server,
-                timing,
-                request,
-                response,
-                flags,
-                labels,
-            )| Exchange {
+    (ids, proto, addr.clone(), addr, timing, request, response, any::<u32>(), labels).prop_map(
+        |((id, connection_id, order, stream_id), proto, client, server, timing, request, response, flags, labels)| {
+            Exchange {
                 id,
                 connection_id,
                 order,
@@ -291,8 +217,9 @@ fn exchange() -> impl Strategy<Value = Exchange> {
                 response,
                 flags: Flags(flags),
                 labels,
-            },
-        )
+            }
+        },
+    )
 }
 
 proptest! {
@@ -344,10 +271,7 @@ proptest! {
 #[test]
 fn many_blocks_and_files_round_trip_with_a_header_that_says_who_wrote_it() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = SegmentWriterConfig {
-        max_file_bytes: 16 * 1024,
-        ..small_cfg(dir.path())
-    };
+    let cfg = SegmentWriterConfig { max_file_bytes: 16 * 1024, ..small_cfg(dir.path()) };
     let mut w = SegmentWriter::create(cfg).unwrap();
     let exs: Vec<Exchange> = (0..600).map(sample).collect();
     for ex in &exs {
@@ -355,11 +279,7 @@ fn many_blocks_and_files_round_trip_with_a_header_that_says_who_wrote_it() {
     }
     let files = w.finish().unwrap();
     assert!(files.len() >= 3, "expected rotation by size, got {files:?}");
-    assert_eq!(
-        list_segments(dir.path()).unwrap(),
-        files,
-        "names sort in write order for increasing times"
-    );
+    assert_eq!(list_segments(dir.path()).unwrap(), files, "names sort in write order for increasing times");
     let mut back = Vec::new();
     for (seq, f) in files.iter().enumerate() {
         let (ok, errs, r) = read_all(f);
@@ -393,14 +313,9 @@ fn a_file_cut_anywhere_yields_the_whole_blocks_before_the_cut() {
     for cut in 0..=full.len() as u64 {
         fs::write(&cut_path, &full[..cut as usize]).unwrap();
         if cut < bounds[0] {
-            let err = SegmentReader::open(&cut_path)
-                .err()
-                .unwrap_or_else(|| panic!("cut {cut} opened"));
+            let err = SegmentReader::open(&cut_path).err().unwrap_or_else(|| panic!("cut {cut} opened"));
             assert!(
-                matches!(
-                    err,
-                    SegmentError::HeaderDamaged { .. } | SegmentError::NotASegment { .. }
-                ),
+                matches!(err, SegmentError::HeaderDamaged { .. } | SegmentError::NotASegment { .. }),
                 "cut {cut}: {err}"
             );
             assert!(err.to_string().contains("cut.seg"));
@@ -438,10 +353,7 @@ fn an_unfinished_tmp_file_reads_up_to_its_last_whole_block_at_every_cut() {
     assert!(errs.is_empty());
     assert_eq!(r.recovery().footer, FooterStatus::Missing);
     assert_eq!(r.recovery().torn_tail_bytes, 0);
-    assert_eq!(
-        list_segments_with_tmp(dir.path()).unwrap(),
-        vec![tmp.clone()]
-    );
+    assert_eq!(list_segments_with_tmp(dir.path()).unwrap(), vec![tmp.clone()]);
     assert!(list_segments(dir.path()).unwrap().is_empty());
 
     let cut_path = dir.path().join("cut.seg.tmp");
@@ -469,15 +381,7 @@ fn an_unfinished_tmp_file_reads_up_to_its_last_whole_block_at_every_cut() {
 
 /// Flips one bit at `at` in a copy of `src` and checks that exactly block `k` is lost, with one error at its
 /// offset, and that every other exchange comes back unchanged.
-fn check_block_damage(
-    src: &Path,
-    at: u64,
-    mask: u8,
-    k: usize,
-    per: usize,
-    all: &[Exchange],
-    bounds: &[u64],
-) {
+fn check_block_damage(src: &Path, at: u64, mask: u8, k: usize, per: usize, all: &[Exchange], bounds: &[u64]) {
     let dir = src.parent().unwrap();
     let name = src.file_name().unwrap().to_string_lossy();
     let copy = dir.join(format!("damaged-{name}"));
@@ -544,34 +448,13 @@ fn read_block_reports_damage_once_and_other_blocks_still_read() {
     let mut r = SegmentReader::open(&files[0]).unwrap();
     assert_eq!(r.read_block(0).unwrap(), all[0..2]);
     let e = r.read_block(1).unwrap_err();
-    assert!(
-        matches!(e, SegmentError::BlockDamaged { offset, .. } if offset == bounds[1]),
-        "{e}"
-    );
-    assert!(
-        e.to_string().contains(&format!("offset {}", bounds[1])),
-        "{e}"
-    );
+    assert!(matches!(e, SegmentError::BlockDamaged { offset, .. } if offset == bounds[1]), "{e}");
+    assert!(e.to_string().contains(&format!("offset {}", bounds[1])), "{e}");
     assert!(r.read_block(1).is_err());
     assert_eq!(r.read_block(2).unwrap(), all[4..6]);
-    assert!(matches!(
-        r.read_block(3),
-        Err(SegmentError::NoSuchBlock {
-            index: 3,
-            count: 3,
-            ..
-        })
-    ));
+    assert!(matches!(r.read_block(3), Err(SegmentError::NoSuchBlock { index: 3, count: 3, .. })));
     let rep = r.recovery();
-    assert_eq!(
-        (
-            rep.blocks,
-            rep.blocks_ok,
-            rep.blocks_damaged,
-            rep.damaged.len()
-        ),
-        (3, 2, 1, 1)
-    );
+    assert_eq!((rep.blocks, rep.blocks_ok, rep.blocks_damaged, rep.damaged.len()), (3, 2, 1, 1));
 }
 
 #[test]
@@ -581,21 +464,13 @@ fn files_that_are_not_segments_get_a_clear_error() {
     fs::write(&text, "GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     let e = SegmentReader::open(&text).err().unwrap();
     assert!(matches!(e, SegmentError::NotASegment { .. }), "{e}");
-    assert!(
-        e.to_string().contains("notes.seg") && e.to_string().contains("not a tapedeck segment"),
-        "{e}"
-    );
+    assert!(e.to_string().contains("notes.seg") && e.to_string().contains("not a tapedeck segment"), "{e}");
 
     let empty = dir.path().join("empty.seg");
     fs::write(&empty, b"").unwrap();
-    assert!(matches!(
-        SegmentReader::open(&empty),
-        Err(SegmentError::NotASegment { .. })
-    ));
+    assert!(matches!(SegmentReader::open(&empty), Err(SegmentError::NotASegment { .. })));
 
-    let missing = SegmentReader::open(&dir.path().join("nope.seg"))
-        .err()
-        .unwrap();
+    let missing = SegmentReader::open(&dir.path().join("nope.seg")).err().unwrap();
     assert!(matches!(missing, SegmentError::Io { .. }) && missing.to_string().contains("nope.seg"));
 
     // A real segment with a future major version, and one with a damaged header.
@@ -605,21 +480,11 @@ fn files_that_are_not_segments_get_a_clear_error() {
     b[8] = 2;
     let v2 = dir.path().join("v2.seg");
     fs::write(&v2, &b).unwrap();
-    assert!(matches!(
-        SegmentReader::open(&v2),
-        Err(SegmentError::UnsupportedVersion {
-            major: 2,
-            minor: 0,
-            ..
-        })
-    ));
+    assert!(matches!(SegmentReader::open(&v2), Err(SegmentError::UnsupportedVersion { major: 2, minor: 0, .. })));
     let bad = dir.path().join("badheader.seg");
     fs::copy(&files[0], &bad).unwrap();
     flip(&bad, 30, 0x04);
-    assert!(matches!(
-        SegmentReader::open(&bad),
-        Err(SegmentError::HeaderDamaged { .. })
-    ));
+    assert!(matches!(SegmentReader::open(&bad), Err(SegmentError::HeaderDamaged { .. })));
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -629,38 +494,22 @@ fn files_that_are_not_segments_get_a_clear_error() {
 fn files_appear_under_their_final_name_only_when_finished() {
     let dir = tempfile::tempdir().unwrap();
     let mut w = SegmentWriter::create(small_cfg(dir.path())).unwrap();
-    assert!(
-        names(dir.path()).is_empty(),
-        "no file before the first exchange"
-    );
+    assert!(names(dir.path()).is_empty(), "no file before the first exchange");
     for i in 0..50 {
         w.write(&sample(i)).unwrap();
     }
     w.flush().unwrap();
-    assert_eq!(
-        names(dir.path()),
-        vec!["tapedeck-20261121T193300Z-000000.seg.tmp"]
-    );
+    assert_eq!(names(dir.path()), vec!["tapedeck-20261121T193300Z-000000.seg.tmp"]);
     let files = w.finish().unwrap();
-    assert_eq!(
-        names(dir.path()),
-        vec!["tapedeck-20261121T193300Z-000000.seg"]
-    );
-    assert_eq!(
-        files,
-        vec![dir.path().join("tapedeck-20261121T193300Z-000000.seg")]
-    );
+    assert_eq!(names(dir.path()), vec!["tapedeck-20261121T193300Z-000000.seg"]);
+    assert_eq!(files, vec![dir.path().join("tapedeck-20261121T193300Z-000000.seg")]);
 }
 
 #[test]
 fn rotation_by_size_happens_at_the_first_block_boundary_past_the_limit() {
     let dir = tempfile::tempdir().unwrap();
     let max = 6_000;
-    let cfg = SegmentWriterConfig {
-        max_file_bytes: max,
-        block_raw_bytes: 1500,
-        ..small_cfg(dir.path())
-    };
+    let cfg = SegmentWriterConfig { max_file_bytes: max, block_raw_bytes: 1500, ..small_cfg(dir.path()) };
     let mut w = SegmentWriter::create(cfg).unwrap();
     let exs: Vec<Exchange> = (0..400).map(sample).collect();
     for ex in &exs {
@@ -676,11 +525,7 @@ fn rotation_by_size_happens_at_the_first_block_boundary_past_the_limit() {
         if i + 1 < files.len() {
             assert!(blocks_end >= max, "file {i} rotated early at {blocks_end}");
         }
-        assert!(
-            last.offset < max,
-            "file {i} rotated late: its last block starts at {}",
-            last.offset
-        );
+        assert!(last.offset < max, "file {i} rotated late: its last block starts at {}", last.offset);
         back.extend(ok);
     }
     assert_eq!(back, exs);
@@ -689,26 +534,17 @@ fn rotation_by_size_happens_at_the_first_block_boundary_past_the_limit() {
 #[test]
 fn rotation_by_age_follows_capture_time() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = SegmentWriterConfig {
-        max_file_age: Duration::from_secs(10),
-        ..small_cfg(dir.path())
-    };
+    let cfg = SegmentWriterConfig { max_file_age: Duration::from_secs(10), ..small_cfg(dir.path()) };
     let mut w = SegmentWriter::create(cfg).unwrap();
     // One exchange per second of capture time: a file may span 10 s, so it holds 11 exchanges (0 s ..= 10 s).
     for i in 0..30u64 {
         let mut ex = sample(i);
-        ex.timing = Timing {
-            request_first: Some(Timestamp(T0 + i * 1_000_000_000)),
-            ..Timing::default()
-        };
+        ex.timing = Timing { request_first: Some(Timestamp(T0 + i * 1_000_000_000)), ..Timing::default() };
         w.write(&ex).unwrap();
     }
     assert_eq!(w.stats().rotations_by_age, 2);
     let files = w.finish().unwrap();
-    let got: Vec<String> = files
-        .iter()
-        .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
-        .collect();
+    let got: Vec<String> = files.iter().map(|f| f.file_name().unwrap().to_string_lossy().into_owned()).collect();
     assert_eq!(
         got,
         vec![
@@ -724,20 +560,11 @@ fn rotation_by_age_follows_capture_time() {
 #[test]
 fn advance_time_closes_an_idle_file() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = SegmentWriterConfig {
-        max_file_age: Duration::from_secs(60),
-        ..small_cfg(dir.path())
-    };
+    let cfg = SegmentWriterConfig { max_file_age: Duration::from_secs(60), ..small_cfg(dir.path()) };
     let mut w = SegmentWriter::create(cfg).unwrap();
     w.write(&sample(0)).unwrap();
-    assert_eq!(
-        w.advance_time(Timestamp(T0 + 59_000_000_000)).unwrap(),
-        None
-    );
-    let closed = w
-        .advance_time(Timestamp(T0 + 61_000_000_000))
-        .unwrap()
-        .unwrap();
+    assert_eq!(w.advance_time(Timestamp(T0 + 59_000_000_000)).unwrap(), None);
+    let closed = w.advance_time(Timestamp(T0 + 61_000_000_000)).unwrap().unwrap();
     assert!(closed.to_string_lossy().ends_with(".seg") && closed.exists());
     assert_eq!(w.stats().files_finished, 1);
     assert_eq!(w.finish().unwrap(), vec![closed]);
@@ -748,60 +575,27 @@ fn directory_is_created_0700_and_files_0600() {
     let base = tempfile::tempdir().unwrap();
     let dir = base.path().join("a/b");
     let mut w = SegmentWriter::create(small_cfg(&dir)).unwrap();
-    assert_eq!(
-        fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
-        0o700
-    );
+    assert_eq!(fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
     w.write(&sample(1)).unwrap();
     let tmp = w.current_tmp_path().unwrap().to_path_buf();
-    assert_eq!(
-        fs::metadata(&tmp).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
+    assert_eq!(fs::metadata(&tmp).unwrap().permissions().mode() & 0o777, 0o600);
     let files = w.finish().unwrap();
-    assert_eq!(
-        fs::metadata(&files[0]).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
+    assert_eq!(fs::metadata(&files[0]).unwrap().permissions().mode() & 0o777, 0o600);
 }
 
 #[test]
 fn bad_configurations_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     for cfg in [
-        SegmentWriterConfig {
-            prefix: "a/b".into(),
-            ..small_cfg(dir.path())
-        },
-        SegmentWriterConfig {
-            prefix: String::new(),
-            ..small_cfg(dir.path())
-        },
-        SegmentWriterConfig {
-            block_raw_bytes: 0,
-            ..small_cfg(dir.path())
-        },
-        SegmentWriterConfig {
-            block_raw_bytes: (64 << 20) + 1,
-            ..small_cfg(dir.path())
-        },
-        SegmentWriterConfig {
-            max_block_exchanges: 0,
-            ..small_cfg(dir.path())
-        },
-        SegmentWriterConfig {
-            zstd_level: 99,
-            ..small_cfg(dir.path())
-        },
-        SegmentWriterConfig {
-            masking_fingerprint: vec![0; 65],
-            ..small_cfg(dir.path())
-        },
+        SegmentWriterConfig { prefix: "a/b".into(), ..small_cfg(dir.path()) },
+        SegmentWriterConfig { prefix: String::new(), ..small_cfg(dir.path()) },
+        SegmentWriterConfig { block_raw_bytes: 0, ..small_cfg(dir.path()) },
+        SegmentWriterConfig { block_raw_bytes: (64 << 20) + 1, ..small_cfg(dir.path()) },
+        SegmentWriterConfig { max_block_exchanges: 0, ..small_cfg(dir.path()) },
+        SegmentWriterConfig { zstd_level: 99, ..small_cfg(dir.path()) },
+        SegmentWriterConfig { masking_fingerprint: vec![0; 65], ..small_cfg(dir.path()) },
     ] {
-        assert!(matches!(
-            SegmentWriter::create(cfg),
-            Err(SegmentError::Config(_))
-        ));
+        assert!(matches!(SegmentWriter::create(cfg), Err(SegmentError::Config(_))));
     }
 }
 
@@ -813,10 +607,7 @@ fn an_oversized_exchange_is_refused_and_counted_and_writing_goes_on() {
     let mut big = sample(2);
     big.response.as_mut().unwrap().body.bytes = vec![7; 64 << 20];
     let e = w.write(&big).unwrap_err();
-    assert!(
-        matches!(e, SegmentError::RecordTooLarge { id: 2, .. }),
-        "{e}"
-    );
+    assert!(matches!(e, SegmentError::RecordTooLarge { id: 2, .. }), "{e}");
     w.write(&sample(3)).unwrap();
     assert_eq!((w.stats().exchanges, w.stats().exchanges_rejected), (2, 1));
     let files = w.finish().unwrap();
@@ -831,10 +622,7 @@ fn blocks_can_be_chosen_by_time() {
     let mut r = SegmentReader::open(&files[0]).unwrap();
     // Exchange i starts at T0 + i ms; block k holds exchanges 10k..10k+9.
     let b = r.blocks()[2];
-    assert_eq!(
-        (b.first_ts, b.last_ts),
-        (Timestamp(T0 + 20_000_000), Timestamp(T0 + 29_000_000))
-    );
+    assert_eq!((b.first_ts, b.last_ts), (Timestamp(T0 + 20_000_000), Timestamp(T0 + 29_000_000)));
     let picked = r.blocks_in_range(Timestamp(T0 + 25_000_000), Timestamp(T0 + 31_000_000));
     assert_eq!(picked, vec![2, 3]);
     assert_eq!(r.read_block(3).unwrap(), all[30..40]);
@@ -869,25 +657,15 @@ fn the_bytes_on_disk_are_as_the_spec_says() {
         proto: Protocol::Http11,
         client: SocketAddr::from((Ipv4Addr::new(10, 0, 0, 1), 1234)),
         server: SocketAddr::from((Ipv4Addr::new(10, 0, 0, 2), 80)),
-        timing: Timing {
-            request_first: Some(Timestamp(5_000_000_000)),
-            ..Timing::default()
-        },
-        request: Some(Request {
-            method: b"GET".to_vec(),
-            path: b"/".to_vec(),
-            ..Request::default()
-        }),
+        timing: Timing { request_first: Some(Timestamp(5_000_000_000)), ..Timing::default() },
+        request: Some(Request { method: b"GET".to_vec(), path: b"/".to_vec(), ..Request::default() }),
         response: None,
         flags: Flags::NO_RESPONSE,
         labels: vec![],
     };
     w.write(&ex).unwrap();
     let files = w.finish().unwrap();
-    assert_eq!(
-        files[0].file_name().unwrap(),
-        "x-19700101T000005Z-000000.seg"
-    );
+    assert_eq!(files[0].file_name().unwrap(), "x-19700101T000005Z-000000.seg");
     let f = fs::read(&files[0]).unwrap();
 
     // File header.
@@ -895,19 +673,11 @@ fn the_bytes_on_disk_are_as_the_spec_says() {
     assert_eq!((le32(&f, 8) & 0xFFFF, le32(&f, 8) >> 16), (1, 0));
     let body_len = le32(&f, 12) as usize;
     let body = &f[16..16 + body_len];
-    assert_eq!(
-        le32(&f, 16 + body_len),
-        crc32fast::hash(&f[..16 + body_len])
-    );
+    assert_eq!(le32(&f, 16 + body_len), crc32fast::hash(&f[..16 + body_len]));
     assert_eq!(le64(body, 8), 5_000_000_000, "first capture");
     assert_eq!(le64(body, 16), 0, "sequence");
     assert_eq!(le32(body, 24), std::process::id());
-    assert_eq!(
-        &body[28..],
-        &[
-            1, 0, 0, 0, b'w', 0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, b'k', 1, 0, 0, 0, b'v'
-        ]
-    );
+    assert_eq!(&body[28..], &[1, 0, 0, 0, b'w', 0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, b'k', 1, 0, 0, 0, b'v']);
     let b0 = 16 + body_len + 4;
 
     // Block header.

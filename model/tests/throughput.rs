@@ -5,9 +5,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Instant;
 
 use tapedeck_model::segment::{SegmentReader, SegmentWriter, SegmentWriterConfig};
-use tapedeck_model::{
-    Body, Exchange, Flags, Header, Protocol, Request, Response, Timestamp, Timing,
-};
+use tapedeck_model::{Body, Exchange, Flags, Header, Protocol, Request, Response, Timestamp, Timing};
 
 /// A small xorshift generator so that bodies vary like real traffic (ids, numbers) without a dependency.
 struct Rng(u64);
@@ -38,10 +36,7 @@ fn exchange(i: u64, rng: &mut Rng) -> Exchange {
         order: (i % 10) as u32,
         stream_id: None,
         proto: Protocol::Http11,
-        client: SocketAddr::from((
-            Ipv4Addr::new(10, 1, (i % 200) as u8, 7),
-            40_000 + (i % 20_000) as u16,
-        )),
+        client: SocketAddr::from((Ipv4Addr::new(10, 1, (i % 200) as u8, 7), 40_000 + (i % 20_000) as u16)),
         server: SocketAddr::from((Ipv4Addr::new(10, 2, 0, 1), 8080)),
         timing: Timing {
             request_first: Some(Timestamp(t)),
@@ -58,10 +53,7 @@ fn exchange(i: u64, rng: &mut Rng) -> Exchange {
                 Header::new("host", "catalog.svc.cluster.local"),
                 Header::new("user-agent", "client/1.2.3"),
                 Header::new("accept", "application/json"),
-                Header::new(
-                    "x-request-id",
-                    format!("{:016x}{:016x}", rng.next(), rng.next()),
-                ),
+                Header::new("x-request-id", format!("{:016x}{:016x}", rng.next(), rng.next())),
             ],
             body: Body::default(),
             trailers: vec![],
@@ -74,10 +66,7 @@ fn exchange(i: u64, rng: &mut Rng) -> Exchange {
                 Header::new("content-length", body.len().to_string()),
                 Header::new("date", "Sat, 21 Nov 2026 19:33:00 GMT"),
             ],
-            body: Body {
-                full_len: body.len() as u64,
-                bytes: body.into_bytes(),
-            },
+            body: Body { full_len: body.len() as u64, bytes: body.into_bytes() },
             trailers: vec![],
             interim: vec![],
         }),
@@ -89,11 +78,7 @@ fn exchange(i: u64, rng: &mut Rng) -> Exchange {
 /// CPU time of this thread in seconds (from /proc, so the numbers hold on a busy machine).
 fn cpu_secs() -> f64 {
     let s = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
-    s.split_whitespace()
-        .next()
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(0) as f64
-        / 1e9
+    s.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) as f64 / 1e9
 }
 
 #[test]
@@ -103,10 +88,7 @@ fn writer_throughput() {
     let exs: Vec<Exchange> = (0..20_000).map(|i| exchange(i, &mut rng)).collect();
     for level in [1, 3] {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = SegmentWriterConfig {
-            zstd_level: level,
-            ..SegmentWriterConfig::new(dir.path())
-        };
+        let cfg = SegmentWriterConfig { zstd_level: level, ..SegmentWriterConfig::new(dir.path()) };
         let mut w = SegmentWriter::create(cfg).unwrap();
         let start = Instant::now();
         let cpu = cpu_secs();
@@ -119,10 +101,7 @@ fn writer_throughput() {
         let files = w.finish().unwrap();
         let secs = start.elapsed().as_secs_f64();
         let cpu = cpu_secs() - cpu;
-        println!(
-            "level {level}: {cpu:.3}s on CPU = {:.0} MB/s raw per core",
-            stats.raw_bytes as f64 / 1e6 / cpu
-        );
+        println!("level {level}: {cpu:.3}s on CPU = {:.0} MB/s raw per core", stats.raw_bytes as f64 / 1e6 / cpu);
         println!(
             "level {level}: {} exchanges, {:.1} MB raw -> {:.1} MB ({:.2}x) in {secs:.3}s = {:.0} MB/s raw",
             stats.exchanges,
@@ -141,10 +120,7 @@ fn writer_throughput() {
             }
         }
         let secs = start.elapsed().as_secs_f64();
-        println!(
-            "  read back {n} exchanges in {secs:.3}s = {:.0} MB/s raw",
-            stats.raw_bytes as f64 / 1e6 / secs
-        );
+        println!("  read back {n} exchanges in {secs:.3}s = {:.0} MB/s raw", stats.raw_bytes as f64 / 1e6 / secs);
         assert_eq!(n as u64, stats.exchanges);
     }
 }
@@ -160,11 +136,7 @@ fn stage_costs() {
         bincode::encode_into_std_write(ex, &mut raw, bincode::config::standard()).unwrap();
     }
     let secs = start.elapsed().as_secs_f64();
-    println!(
-        "bincode: {:.1} MB in {secs:.3}s = {:.0} MB/s",
-        raw.len() as f64 / 1e6,
-        raw.len() as f64 / 1e6 / secs
-    );
+    println!("bincode: {:.1} MB in {secs:.3}s = {:.0} MB/s", raw.len() as f64 / 1e6, raw.len() as f64 / 1e6 / secs);
     for level in [-3, -1, 1, 2, 3] {
         let mut c = zstd::bulk::Compressor::new(level).unwrap();
         let mut out = Vec::with_capacity(2 << 20);
@@ -175,10 +147,6 @@ fn stage_costs() {
             total += c.compress_to_buffer(chunk, &mut out).unwrap();
         }
         let secs = start.elapsed().as_secs_f64();
-        println!(
-            "zstd {level}: {:.2}x, {:.0} MB/s",
-            raw.len() as f64 / total as f64,
-            raw.len() as f64 / 1e6 / secs
-        );
+        println!("zstd {level}: {:.2}x, {:.0} MB/s", raw.len() as f64 / total as f64, raw.len() as f64 / 1e6 / secs);
     }
 }

@@ -41,22 +41,14 @@ pub fn parse_size(s: &str) -> Result<u64> {
         }
         _ => (s, 1),
     };
-    let n: u64 = num
-        .trim()
-        .parse()
-        .with_context(|| format!("not a size: {s:?}"))?;
-    n.checked_mul(mult)
-        .with_context(|| format!("size too large: {s:?}"))
+    let n: u64 = num.trim().parse().with_context(|| format!("not a size: {s:?}"))?;
+    n.checked_mul(mult).with_context(|| format!("size too large: {s:?}"))
 }
 
 /// Entry point of `cargo xtask bench-capture`.
 pub fn bench_capture(opts: &BenchOptions) -> Result<()> {
     let mut needed = vec![tools::IP, tools::KILL, tools::TCPDUMP, tools::CURL];
-    needed.extend(if opts.h2 {
-        [tools::NGHTTPD, tools::H2LOAD]
-    } else {
-        [tools::NGINX, tools::WRK]
-    });
+    needed.extend(if opts.h2 { [tools::NGHTTPD, tools::H2LOAD] } else { [tools::NGINX, tools::WRK] });
     tools::require(&needed)?;
     tools::require_root()?;
     crate::netns::check_supported()?;
@@ -64,9 +56,7 @@ pub fn bench_capture(opts: &BenchOptions) -> Result<()> {
     if let Some(parent) = out.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    let tmp = tempfile::Builder::new()
-        .prefix("tapedeck-bench-")
-        .tempdir()?;
+    let tmp = tempfile::Builder::new().prefix("tapedeck-bench-").tempdir()?;
     let work = tmp.path();
     let www = servers::www_dir(work);
     servers::write_site(&www)?;
@@ -97,14 +87,7 @@ pub fn bench_capture(opts: &BenchOptions) -> Result<()> {
         c
     } else {
         let mut c = ns.command("wrk");
-        c.args([
-            "-t2",
-            "-c16",
-            &format!("-d{secs}s"),
-            "--timeout",
-            "5s",
-            &url,
-        ]);
+        c.args(["-t2", "-c16", &format!("-d{secs}s"), "--timeout", "5s", &url]);
         c
     };
     eprintln!("{}", ns.show(&cmd));
@@ -144,11 +127,7 @@ pub fn bench_capture(opts: &BenchOptions) -> Result<()> {
         .map(|l| l.trim().to_string())
         .collect();
     println!("stopped: {reason} after {:.1} s", elapsed.as_secs_f64());
-    println!(
-        "file: {} ({len} bytes, {:.1} MiB)",
-        out.display(),
-        len as f64 / (1u64 << 20) as f64
-    );
+    println!("file: {} ({len} bytes, {:.1} MiB)", out.display(), len as f64 / (1u64 << 20) as f64);
     println!("packets captured: {}", stats.captured);
     println!("packets received by filter: {}", stats.received_by_filter);
     println!("packets dropped by kernel: {}", stats.dropped_by_kernel);

@@ -49,13 +49,7 @@ pub struct Tcpdump {
 
 impl Tcpdump {
     /// Starts tcpdump writing `out` and waits (at most 15 s) until it is listening.
-    pub fn start(
-        ns: &Netns,
-        spec: &CaptureSpec,
-        out: &Path,
-        log_dir: &Path,
-        label: &str,
-    ) -> Result<Self> {
+    pub fn start(ns: &Netns, spec: &CaptureSpec, out: &Path, log_dir: &Path, label: &str) -> Result<Self> {
         let mut cmd = ns.command("tcpdump");
         cmd.args(["-i", spec.iface, "-n", "-Z", "root"]);
         if let Some(s) = spec.snaplen {
@@ -76,14 +70,10 @@ impl Tcpdump {
         cmd.arg("-w").arg(out).arg(&spec.filter);
         let shown = ns.show(&cmd);
         let mut daemon = Daemon::spawn(&format!("tcpdump-{label}"), &mut cmd, "INT", log_dir)?;
-        proc::wait_until(
-            "tcpdump to report `listening on`",
-            Duration::from_secs(15),
-            || {
-                daemon.ensure_running()?;
-                Ok(daemon.stderr_text().contains("listening on"))
-            },
-        )?;
+        proc::wait_until("tcpdump to report `listening on`", Duration::from_secs(15), || {
+            daemon.ensure_running()?;
+            Ok(daemon.stderr_text().contains("listening on"))
+        })?;
         Ok(Tcpdump { daemon, shown })
     }
 
@@ -101,8 +91,7 @@ impl Tcpdump {
         if !status.success() {
             bail!("tcpdump exited with {status}: {}", text.trim());
         }
-        parse_stats(&text)
-            .with_context(|| format!("tcpdump printed no packet counters: {}", text.trim()))
+        parse_stats(&text).with_context(|| format!("tcpdump printed no packet counters: {}", text.trim()))
     }
 }
 
@@ -137,16 +126,10 @@ mod tests {
         let text = "tcpdump: listening on lo, link-type EN10MB (Ethernet), snapshot length 262144 bytes\n\
                     247 packets captured\n494 packets received by filter\n3 packets dropped by kernel\n";
         let s = parse_stats(text).expect("counters");
-        assert_eq!(
-            (s.captured, s.received_by_filter, s.dropped_by_kernel),
-            (247, 494, 3)
-        );
+        assert_eq!((s.captured, s.received_by_filter, s.dropped_by_kernel), (247, 494, 3));
         let one = "1 packet captured\n1 packet received by filter\n0 packets dropped by kernel\n";
         let s = parse_stats(one).expect("singular counters");
-        assert_eq!(
-            (s.captured, s.received_by_filter, s.dropped_by_kernel),
-            (1, 1, 0)
-        );
+        assert_eq!((s.captured, s.received_by_filter, s.dropped_by_kernel), (1, 1, 0));
         assert!(parse_stats("tcpdump: listening on lo\n").is_none());
     }
 }

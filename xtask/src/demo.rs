@@ -52,7 +52,11 @@ pub fn demo() -> Result<()> {
     if !status.success() {
         bail!("replayer inspect failed");
     }
-    println!("\nSegments are in {}; try `target/release/replayer inspect --json {}`", rel(&root, &out), rel(&root, &dirs[0]));
+    println!(
+        "\nSegments are in {}; try `target/release/replayer inspect --json {}`",
+        rel(&root, &out),
+        rel(&root, &dirs[0])
+    );
     Ok(())
 }
 

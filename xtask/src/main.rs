@@ -99,17 +99,9 @@ fn main() -> ExitCode {
             ingest::bench_ingest(&ingest::IngestOptions { pcap, tshark_slice_mb, agent_args, runs })
         }
         Task::GenTestdata { out } => testdata::gen_testdata(&out),
-        Task::BenchCapture {
-            size,
-            out,
-            h2,
-            max_seconds,
-        } => bench::bench_capture(&bench::BenchOptions {
-            size,
-            out,
-            h2,
-            max_seconds,
-        }),
+        Task::BenchCapture { size, out, h2, max_seconds } => {
+            bench::bench_capture(&bench::BenchOptions { size, out, h2, max_seconds })
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -64,19 +64,13 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = proc::run(
-            Command::new("ip").args(["netns", "del", &self.name]),
-            Duration::from_secs(10),
-        );
+        let _ = proc::run(Command::new("ip").args(["netns", "del", &self.name]), Duration::from_secs(10));
     }
 }
 
 /// Deletes namespaces left behind by earlier runs that were killed (their creating process is gone).
 fn remove_stale() {
-    let Ok(out) = proc::run(
-        Command::new("ip").args(["netns", "list"]),
-        Duration::from_secs(10),
-    ) else {
+    let Ok(out) = proc::run(Command::new("ip").args(["netns", "list"]), Duration::from_secs(10)) else {
         return;
     };
     for line in String::from_utf8_lossy(&out.stdout).lines() {
@@ -87,25 +81,16 @@ fn remove_stale() {
             continue;
         };
         if !std::path::Path::new("/proc").join(pid).exists() {
-            let _ = proc::run(
-                Command::new("ip").args(["netns", "del", name]),
-                Duration::from_secs(10),
-            );
+            let _ = proc::run(Command::new("ip").args(["netns", "del", name]), Duration::from_secs(10));
         }
     }
 }
 
 /// Fails early with a clear message if namespaces cannot be created here.
 pub fn check_supported() -> Result<()> {
-    let out = proc::run(
-        Command::new("ip").args(["netns", "list"]),
-        Duration::from_secs(10),
-    )?;
+    let out = proc::run(Command::new("ip").args(["netns", "list"]), Duration::from_secs(10))?;
     if !out.status.success() {
-        bail!(
-            "`ip netns list` failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        bail!("`ip netns list` failed: {}", String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(())
 }

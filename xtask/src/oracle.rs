@@ -57,10 +57,7 @@ pub fn tshark_command(capture: &Path, decode: &[DecodeAs]) -> Command {
 
 /// Runs tshark and writes its output to `tsv`; returns the TSV text.
 pub fn write_tsv(capture: &Path, decode: &[DecodeAs], tsv: &Path) -> Result<String> {
-    let out = proc::run_ok(
-        &mut tshark_command(capture, decode),
-        Duration::from_secs(120),
-    )?;
+    let out = proc::run_ok(&mut tshark_command(capture, decode), Duration::from_secs(120))?;
     let text = String::from_utf8(out.stdout).context("tshark output is not UTF-8")?;
     if text.lines().count() < 2 {
         bail!("tshark found no HTTP messages in {}", capture.display());
@@ -103,9 +100,7 @@ pub fn count(tsv: &str) -> Counts {
     for line in lines {
         let cells: Vec<&str> = line.split('\t').collect();
         let values = |i: Option<usize>| -> Vec<&str> {
-            i.and_then(|i| cells.get(i)).map_or(Vec::new(), |v| {
-                v.split(',').filter(|s| !s.is_empty()).collect()
-            })
+            i.and_then(|i| cells.get(i)).map_or(Vec::new(), |v| v.split(',').filter(|s| !s.is_empty()).collect())
         };
         c.h1_requests += values(method).len();
         let codes = values(code);
@@ -123,10 +118,7 @@ pub fn count(tsv: &str) -> Counts {
 
 /// The summary lines of `capinfos` for a capture.
 pub fn capinfos(capture: &Path) -> Result<Vec<(String, String)>> {
-    let out = proc::run_ok(
-        Command::new("capinfos").arg(capture),
-        Duration::from_secs(60),
-    )?;
+    let out = proc::run_ok(Command::new("capinfos").arg(capture), Duration::from_secs(60))?;
     let keep = [
         "File type",
         "File encapsulation",
@@ -161,14 +153,9 @@ pub fn tcp_analysis(capture: &Path) -> Result<Vec<(&'static str, usize)>> {
         ("previous segment not captured", "tcp.analysis.lost_segment"),
     ] {
         let mut cmd = Command::new("tshark");
-        cmd.arg("-r")
-            .arg(capture)
-            .args(["-Y", filter, "-T", "fields", "-e", "frame.number"]);
+        cmd.arg("-r").arg(capture).args(["-Y", filter, "-T", "fields", "-e", "frame.number"]);
         let out = proc::run_ok(&mut cmd, Duration::from_secs(60))?;
-        let n = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter(|l| !l.is_empty())
-            .count();
+        let n = String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.is_empty()).count();
         found.push((label, n));
     }
     Ok(found)

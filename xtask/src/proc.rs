@@ -23,14 +23,8 @@ pub fn describe(cmd: &Command) -> String {
 }
 
 fn quote(s: &str) -> String {
-    let plain = !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./:=,@%+[]$".contains(c));
-    if plain {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
+    let plain = !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=,@%+[]$".contains(c));
+    if plain { s.to_string() } else { format!("'{}'", s.replace('\'', r"'\''")) }
 }
 
 /// Runs `cmd` to completion, capturing stdout and stderr; kills it and fails after `timeout`.
@@ -52,11 +46,7 @@ pub fn run(cmd: &mut Command, timeout: Duration) -> Result<Output> {
             bail!("`{what}` did not finish within {timeout:?}; killed");
         }
     };
-    Ok(Output {
-        status,
-        stdout: stdout.join().unwrap_or_default(),
-        stderr: stderr.join().unwrap_or_default(),
-    })
+    Ok(Output { status, stdout: stdout.join().unwrap_or_default(), stderr: stderr.join().unwrap_or_default() })
 }
 
 /// Like [`run`], and fails (quoting stderr) unless the command exits with status 0.
@@ -99,11 +89,7 @@ pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Result<Option<ExitS
 }
 
 /// Polls `ready` until it returns true; fails with `what` after `timeout`.
-pub fn wait_until(
-    what: &str,
-    timeout: Duration,
-    mut ready: impl FnMut() -> Result<bool>,
-) -> Result<()> {
+pub fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> Result<bool>) -> Result<()> {
     let deadline = Instant::now() + timeout;
     loop {
         if ready()? {
@@ -118,18 +104,9 @@ pub fn wait_until(
 
 /// Sends `signal` (a name such as `INT`) to process `pid` with kill(1).
 pub fn signal(pid: u32, signal: &str) -> Result<()> {
-    let out = run(
-        Command::new("kill")
-            .arg("-s")
-            .arg(signal)
-            .arg(pid.to_string()),
-        Duration::from_secs(5),
-    )?;
+    let out = run(Command::new("kill").arg("-s").arg(signal).arg(pid.to_string()), Duration::from_secs(5))?;
     if !out.status.success() {
-        bail!(
-            "kill -s {signal} {pid} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        bail!("kill -s {signal} {pid} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(())
 }
@@ -147,31 +124,18 @@ pub struct Daemon {
 
 impl Daemon {
     /// Starts `cmd`; `name` labels messages and the log files `<log_dir>/<name>.{out,err}`.
-    pub fn spawn(
-        name: &str,
-        cmd: &mut Command,
-        stop_signal: &'static str,
-        log_dir: &Path,
-    ) -> Result<Self> {
+    pub fn spawn(name: &str, cmd: &mut Command, stop_signal: &'static str, log_dir: &Path) -> Result<Self> {
         let stdout_log = log_dir.join(format!("{name}.out"));
         let stderr_log = log_dir.join(format!("{name}.err"));
-        let out = File::create(&stdout_log)
-            .with_context(|| format!("creating {}", stdout_log.display()))?;
-        let err = File::create(&stderr_log)
-            .with_context(|| format!("creating {}", stderr_log.display()))?;
+        let out = File::create(&stdout_log).with_context(|| format!("creating {}", stdout_log.display()))?;
+        let err = File::create(&stderr_log).with_context(|| format!("creating {}", stderr_log.display()))?;
         let child = cmd
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
             .spawn()
             .with_context(|| format!("cannot start {name}: `{}`", describe(cmd)))?;
-        Ok(Daemon {
-            name: name.to_string(),
-            child: Some(child),
-            stop_signal,
-            stdout_log,
-            stderr_log,
-        })
+        Ok(Daemon { name: name.to_string(), child: Some(child), stop_signal, stdout_log, stderr_log })
     }
 
     /// What the process wrote to stderr so far.
@@ -190,20 +154,14 @@ impl Daemon {
             && let Some(status) = child.try_wait()?
         {
             self.child = None;
-            bail!(
-                "{} exited early ({status}): {}",
-                self.name,
-                self.stderr_text().trim()
-            );
+            bail!("{} exited early ({status}): {}", self.name, self.stderr_text().trim());
         }
         Ok(())
     }
 
     /// True while the process runs.
     pub fn is_running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     /// Sends the stop signal and waits up to `timeout` for the exit; SIGKILL after that (an error).
@@ -220,11 +178,7 @@ impl Daemon {
             None => {
                 let _ = child.kill();
                 let _ = child.wait();
-                bail!(
-                    "{} did not exit within {timeout:?} after SIG{}; killed",
-                    self.name,
-                    self.stop_signal
-                )
+                bail!("{} did not exit within {timeout:?} after SIG{}; killed", self.name, self.stop_signal)
             }
         }
     }
@@ -235,10 +189,7 @@ impl Drop for Daemon {
         if let Some(mut child) = self.child.take() {
             if matches!(child.try_wait(), Ok(None)) {
                 let _ = signal(child.id(), "TERM");
-                if !matches!(
-                    wait_timeout(&mut child, Duration::from_secs(2)),
-                    Ok(Some(_))
-                ) {
+                if !matches!(wait_timeout(&mut child, Duration::from_secs(2)), Ok(Some(_))) {
                     let _ = child.kill();
                 }
             }

@@ -98,25 +98,16 @@ if __name__ == "__main__":
 
 /// True if `python3 -c "import MODULE"` succeeds.
 pub fn python_has(module: &str) -> bool {
-    proc::run(
-        Command::new("python3").args(["-c", &format!("import {module}")]),
-        Duration::from_secs(30),
-    )
-    .map(|o| o.status.success())
-    .unwrap_or(false)
+    proc::run(Command::new("python3").args(["-c", &format!("import {module}")]), Duration::from_secs(30))
+        .map(|o| o.status.success())
+        .unwrap_or(false)
 }
 
 /// The version of an installed pip package, via importlib.metadata.
 pub fn pip_version(package: &str) -> String {
     let code = format!("import importlib.metadata as m; print(m.version('{package}'))");
-    proc::run(
-        Command::new("python3").args(["-c", &code]),
-        Duration::from_secs(30),
-    )
-    .ok()
-    .filter(|o| o.status.success())
-    .map_or_else(
-        || "not installed".into(),
-        |o| String::from_utf8_lossy(&o.stdout).trim().to_string(),
-    )
+    proc::run(Command::new("python3").args(["-c", &code]), Duration::from_secs(30))
+        .ok()
+        .filter(|o| o.status.success())
+        .map_or_else(|| "not installed".into(), |o| String::from_utf8_lossy(&o.stdout).trim().to_string())
 }

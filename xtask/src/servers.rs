@@ -29,34 +29,14 @@ pub const SMALL_LEN: usize = 600;
 /// Writes the document root under `www` and returns a description of each file for the README.
 pub fn write_site(www: &Path) -> Result<Vec<(String, String)>> {
     let mut files: Vec<(&str, Vec<u8>, String)> = Vec::new();
-    files.push((
-        "hello.txt",
-        b"Hello from tapedeck testdata.\n".to_vec(),
-        "text, 30 bytes".into(),
-    ));
+    files.push(("hello.txt", b"Hello from tapedeck testdata.\n".to_vec(), "text, 30 bytes".into()));
     let json = br#"{"service":"tapedeck","version":1,"items":[{"id":1,"name":"alpha"},{"id":2,"name":"beta"},{"id":3,"name":"gamma"}],"ok":true}
 "#;
-    files.push((
-        "data.json",
-        json.to_vec(),
-        format!("JSON, {} bytes", json.len()),
-    ));
-    files.push((
-        "big.bin",
-        pseudo_random(BIG_LEN),
-        format!("{BIG_LEN} bytes of xorshift64 output, seed 0x7a9e_d3c1"),
-    ));
+    files.push(("data.json", json.to_vec(), format!("JSON, {} bytes", json.len())));
+    files.push(("big.bin", pseudo_random(BIG_LEN), format!("{BIG_LEN} bytes of xorshift64 output, seed 0x7a9e_d3c1")));
     let lorem = lorem(8 * 1024);
-    files.push((
-        "gz/lorem.txt",
-        lorem,
-        "numbered text lines, 8192 bytes (served gzip-encoded)".into(),
-    ));
-    files.push((
-        "gz/data.json",
-        json.to_vec(),
-        "copy of data.json (served gzip-encoded)".into(),
-    ));
+    files.push(("gz/lorem.txt", lorem, "numbered text lines, 8192 bytes (served gzip-encoded)".into()));
+    files.push(("gz/data.json", json.to_vec(), "copy of data.json (served gzip-encoded)".into()));
     let page = b"<html><body>\n<!--# include virtual=\"/hello.txt\" -->\n<p>between includes</p>\n<!--# include virtual=\"/data.json\" -->\n</body></html>\n";
     files.push((
         "ssi/page.shtml",
@@ -64,11 +44,7 @@ pub fn write_site(www: &Path) -> Result<Vec<(String, String)>> {
         "SSI page including /hello.txt and /data.json (chunked response)".into(),
     ));
     let small: Vec<u8> = lorem_line_bytes(SMALL_LEN);
-    files.push((
-        "small.txt",
-        small,
-        format!("text, {SMALL_LEN} bytes (benchmarks)"),
-    ));
+    files.push(("small.txt", small, format!("text, {SMALL_LEN} bytes (benchmarks)")));
     let mtime = SystemTime::UNIX_EPOCH + Duration::from_secs(MTIME_UNIX);
     let mut described = Vec::new();
     for (name, bytes, what) in files {
@@ -77,10 +53,7 @@ pub fn write_site(www: &Path) -> Result<Vec<(String, String)>> {
             fs::create_dir_all(parent)?;
         }
         fs::write(&path, &bytes).with_context(|| format!("writing {}", path.display()))?;
-        fs::File::options()
-            .write(true)
-            .open(&path)?
-            .set_modified(mtime)?;
+        fs::File::options().write(true).open(&path)?.set_modified(mtime)?;
         described.push((format!("/{name}"), what));
     }
     fs::create_dir_all(www.join("upload"))?;
@@ -108,10 +81,7 @@ fn lorem(len: usize) -> Vec<u8> {
     while out.len() < len {
         i += 1;
         out.extend_from_slice(
-            format!(
-                "{i:04} Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod.\n"
-            )
-            .as_bytes(),
+            format!("{i:04} Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod.\n").as_bytes(),
         );
     }
     out.truncate(len);
@@ -129,11 +99,7 @@ fn lorem_line_bytes(len: usize) -> Vec<u8> {
 /// The nginx configuration: one server on `127.0.0.1:NGINX_PORT` and `[::1]:NGINX_V6_PORT`.
 pub fn nginx_conf(work: &Path, www: &Path, access_log: bool) -> String {
     let w = work.display();
-    let access = if access_log {
-        format!("access_log {w}/nginx-access.log;")
-    } else {
-        "access_log off;".into()
-    };
+    let access = if access_log { format!("access_log {w}/nginx-access.log;") } else { "access_log off;".into() };
     format!(
         r#"# Throwaway config written by `cargo xtask`; runs in the foreground as one process.
 daemon off;
@@ -183,10 +149,7 @@ pub fn start_nginx(ns: &Netns, work: &Path, conf: &Path) -> Result<(Daemon, Stri
     cmd.arg("-c").arg(conf).arg("-p").arg(work);
     let shown = ns.show(&cmd);
     let mut daemon = Daemon::spawn("nginx", &mut cmd, "QUIT", work)?;
-    for url in [
-        format!("http://127.0.0.1:{NGINX_PORT}/hello.txt"),
-        format!("http://[::1]:{NGINX_V6_PORT}/hello.txt"),
-    ] {
+    for url in [format!("http://127.0.0.1:{NGINX_PORT}/hello.txt"), format!("http://[::1]:{NGINX_V6_PORT}/hello.txt")] {
         wait_http(ns, &mut daemon, &url, false)?;
     }
     Ok((daemon, shown))
@@ -195,17 +158,10 @@ pub fn start_nginx(ns: &Netns, work: &Path, conf: &Path) -> Result<(Daemon, Stri
 /// Starts nghttpd (cleartext) serving `www` and waits until it answers.
 pub fn start_nghttpd(ns: &Netns, work: &Path, www: &Path) -> Result<(Daemon, String)> {
     let mut cmd = ns.command("nghttpd");
-    cmd.args(["--no-tls", "-a", "127.0.0.1", "-d"])
-        .arg(www)
-        .arg(NGHTTPD_PORT.to_string());
+    cmd.args(["--no-tls", "-a", "127.0.0.1", "-d"]).arg(www).arg(NGHTTPD_PORT.to_string());
     let shown = ns.show(&cmd);
     let mut daemon = Daemon::spawn("nghttpd", &mut cmd, "TERM", work)?;
-    wait_http(
-        ns,
-        &mut daemon,
-        &format!("http://127.0.0.1:{NGHTTPD_PORT}/hello.txt"),
-        true,
-    )?;
+    wait_http(ns, &mut daemon, &format!("http://127.0.0.1:{NGHTTPD_PORT}/hello.txt"), true)?;
     Ok((daemon, shown))
 }
 
@@ -214,16 +170,7 @@ fn wait_http(ns: &Netns, server: &mut Daemon, url: &str, h2: bool) -> Result<()>
     proc::wait_until(&format!("{url} to answer"), Duration::from_secs(15), || {
         server.ensure_running()?;
         let mut cmd = ns.command("curl");
-        cmd.args([
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "--max-time",
-            "2",
-            "-g",
-        ]);
+        cmd.args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "2", "-g"]);
         if h2 {
             cmd.arg("--http2-prior-knowledge");
         }
@@ -243,22 +190,10 @@ pub fn start_hypercorn(ns: &Netns, work: &Path) -> Result<(Daemon, String)> {
     use crate::pyapps::{H2C_APP, H2C_APP_FILE, HYPERCORN_PORT};
     fs::write(work.join(H2C_APP_FILE), H2C_APP)?;
     let mut cmd = ns.command("python3");
-    cmd.args([
-        "-m",
-        "hypercorn",
-        "--bind",
-        &format!("127.0.0.1:{HYPERCORN_PORT}"),
-        "h2c_app:app",
-    ])
-    .current_dir(work);
+    cmd.args(["-m", "hypercorn", "--bind", &format!("127.0.0.1:{HYPERCORN_PORT}"), "h2c_app:app"]).current_dir(work);
     let shown = format!("(cd $WORK && {})", ns.show(&cmd));
     let mut daemon = Daemon::spawn("hypercorn", &mut cmd, "INT", work)?;
-    wait_http(
-        ns,
-        &mut daemon,
-        &format!("http://127.0.0.1:{HYPERCORN_PORT}/ready"),
-        false,
-    )?;
+    wait_http(ns, &mut daemon, &format!("http://127.0.0.1:{HYPERCORN_PORT}/ready"), false)?;
     Ok((daemon, shown))
 }
 
@@ -272,13 +207,9 @@ pub fn start_grpc(ns: &Netns, work: &Path) -> Result<(Daemon, String)> {
     cmd.arg(&script).args(["serve", &GRPC_PORT.to_string()]);
     let shown = ns.show(&cmd);
     let mut daemon = Daemon::spawn("grpc-server", &mut cmd, "TERM", work)?;
-    proc::wait_until(
-        "the gRPC server to print `serving`",
-        Duration::from_secs(30),
-        || {
-            daemon.ensure_running()?;
-            Ok(daemon.stdout_text().contains("serving"))
-        },
-    )?;
+    proc::wait_until("the gRPC server to print `serving`", Duration::from_secs(30), || {
+        daemon.ensure_running()?;
+        Ok(daemon.stdout_text().contains("serving"))
+    })?;
     Ok((daemon, shown))
 }

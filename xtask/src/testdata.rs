@@ -137,17 +137,7 @@ fn captures(env: &Env) -> Vec<Capture> {
     let basic_clients = || {
         vec![
             // keep-alive: three URLs, one connection, the last a 404
-            env.curl(&[
-                "-o",
-                NULL,
-                &h1("/hello.txt"),
-                "-o",
-                NULL,
-                &h1("/data.json"),
-                "-o",
-                NULL,
-                &h1("/missing.txt"),
-            ]),
+            env.curl(&["-o", NULL, &h1("/hello.txt"), "-o", NULL, &h1("/data.json"), "-o", NULL, &h1("/missing.txt")]),
             env.curl(&["-I", &h1("/hello.txt")]),
             env.curl(&[
                 "-o",
@@ -158,15 +148,7 @@ fn captures(env: &Env) -> Vec<Capture> {
                 r#"{"name":"tapedeck","n":1}"#,
                 &h1("/api/echo"),
             ]),
-            env.curl(&[
-                "-o",
-                NULL,
-                "-X",
-                "PUT",
-                "--data-binary",
-                "put body\n",
-                &h1("/upload/put.txt"),
-            ]),
+            env.curl(&["-o", NULL, "-X", "PUT", "--data-binary", "put body\n", &h1("/upload/put.txt")]),
             env.curl(&["--http1.0", "-o", NULL, &h1("/hello.txt")]),
             env.curl(&[
                 "-o",
@@ -187,10 +169,7 @@ fn captures(env: &Env) -> Vec<Capture> {
             env.curl(&["-o", NULL, "--data-binary", "a=1&b=2", &h1("/api/echo")]),
         ]
     };
-    let http = vec![DecodeAs {
-        port: NGINX_PORT,
-        proto: "http",
-    }];
+    let http = vec![DecodeAs { port: NGINX_PORT, proto: "http" }];
     let mut python = ns.command("python3");
     python.args(["-c", &pipeline_script()]);
     vec![
@@ -212,15 +191,7 @@ fn captures(env: &Env) -> Vec<Capture> {
             spec: lo_spec(NGINX_PORT),
             clients: vec![
                 env.curl(&["-o", NULL, &h1("/ssi/page.shtml")]),
-                env.curl(&[
-                    "--compressed",
-                    "-o",
-                    NULL,
-                    &h1("/gz/lorem.txt"),
-                    "-o",
-                    NULL,
-                    &h1("/gz/data.json"),
-                ]),
+                env.curl(&["--compressed", "-o", NULL, &h1("/gz/lorem.txt"), "-o", NULL, &h1("/gz/data.json")]),
             ],
             post: Post::Copy,
             decode: http.clone(),
@@ -245,13 +216,7 @@ fn captures(env: &Env) -> Vec<Capture> {
                     &format!("@{}", env.path("body-2000.txt")),
                     &h1("/api/echo"),
                 ]),
-                env.curl(&[
-                    "-o",
-                    NULL,
-                    "-T",
-                    &env.path("body-4000.txt"),
-                    &h1("/upload/expect.txt"),
-                ]),
+                env.curl(&["-o", NULL, "-T", &env.path("body-4000.txt"), &h1("/upload/expect.txt")]),
             ],
             post: Post::Copy,
             decode: http.clone(),
@@ -269,10 +234,7 @@ fn captures(env: &Env) -> Vec<Capture> {
         Capture {
             name: "h1-snaplen.pcap",
             about: "tcpdump -s 200 (every frame cut to 200 bytes): keep-alive GET x2, POST, GET /big.bin",
-            spec: CaptureSpec {
-                snaplen: Some(200),
-                ..lo_spec(NGINX_PORT)
-            },
+            spec: CaptureSpec { snaplen: Some(200), ..lo_spec(NGINX_PORT) },
             clients: {
                 let mut c = small_clients();
                 c.push(env.curl(&["-o", NULL, &h1("/big.bin")]));
@@ -306,20 +268,14 @@ fn captures(env: &Env) -> Vec<Capture> {
                 ]),
             ],
             post: Post::Copy,
-            decode: vec![DecodeAs {
-                port: NGINX_V6_PORT,
-                proto: "http",
-            }],
+            decode: vec![DecodeAs { port: NGINX_V6_PORT, proto: "http" }],
             needs: None,
         },
         Capture {
             name: "h1-nanosecond.pcapng",
             about: "pcapng with nanosecond timestamps (tcpdump --time-stamp-precision=nano, then editcap -F pcapng): \
                     keep-alive GET x2, POST",
-            spec: CaptureSpec {
-                nano: true,
-                ..lo_spec(NGINX_PORT)
-            },
+            spec: CaptureSpec { nano: true, ..lo_spec(NGINX_PORT) },
             clients: small_clients(),
             post: Post::Pcapng,
             decode: http.clone(),
@@ -328,11 +284,7 @@ fn captures(env: &Env) -> Vec<Capture> {
         Capture {
             name: "h1-sll2.pcap",
             about: "tcpdump -i any -y LINUX_SLL2 (Linux cooked v2 link type): keep-alive GET x2, POST",
-            spec: CaptureSpec {
-                iface: "any",
-                linktype: Some("LINUX_SLL2"),
-                ..lo_spec(NGINX_PORT)
-            },
+            spec: CaptureSpec { iface: "any", linktype: Some("LINUX_SLL2"), ..lo_spec(NGINX_PORT) },
             clients: small_clients(),
             post: Post::Copy,
             decode: http.clone(),
@@ -347,14 +299,7 @@ fn captures(env: &Env) -> Vec<Capture> {
             spec: lo_spec(NGHTTPD_PORT),
             clients: {
                 let mut a = ns.command("nghttp");
-                a.args([
-                    "-n",
-                    "-m",
-                    "3",
-                    &h2("/hello.txt"),
-                    &h2("/data.json"),
-                    &h2("/gz/lorem.txt"),
-                ]);
+                a.args(["-n", "-m", "3", &h2("/hello.txt"), &h2("/data.json"), &h2("/gz/lorem.txt")]);
                 let mut b = ns.command("nghttp");
                 b.args(["-n", "-d", &env.path("post-body.json"), &h2("/data.json")]);
                 vec![
@@ -365,10 +310,7 @@ fn captures(env: &Env) -> Vec<Capture> {
                 ]
             },
             post: Post::Copy,
-            decode: vec![DecodeAs {
-                port: NGHTTPD_PORT,
-                proto: "http2",
-            }],
+            decode: vec![DecodeAs { port: NGHTTPD_PORT, proto: "http2" }],
             needs: None,
         },
         Capture {
@@ -382,31 +324,13 @@ fn captures(env: &Env) -> Vec<Capture> {
                 let mut u = ns.command("nghttp");
                 u.args(["-n", "-u", &hc("/nghttp-upgrade")]);
                 vec![
-                    env.curl(&[
-                        "--http2",
-                        "-o",
-                        NULL,
-                        &hc("/first"),
-                        "-o",
-                        NULL,
-                        &hc("/second"),
-                    ]),
+                    env.curl(&["--http2", "-o", NULL, &hc("/first"), "-o", NULL, &hc("/second")]),
                     u,
-                    env.curl(&[
-                        "--http2",
-                        "-o",
-                        NULL,
-                        "--data-binary",
-                        "upgrade?",
-                        &hc("/post"),
-                    ]),
+                    env.curl(&["--http2", "-o", NULL, "--data-binary", "upgrade?", &hc("/post")]),
                 ]
             },
             post: Post::Copy,
-            decode: vec![DecodeAs {
-                port: HYPERCORN_PORT,
-                proto: "http",
-            }],
+            decode: vec![DecodeAs { port: HYPERCORN_PORT, proto: "http" }],
             needs: Some("hypercorn"),
         },
         Capture {
@@ -416,15 +340,11 @@ fn captures(env: &Env) -> Vec<Capture> {
             spec: lo_spec(GRPC_PORT),
             clients: {
                 let mut c = ns.command("python3");
-                c.arg(env.path(pyapps::GRPC_FILE))
-                    .args(["call", &GRPC_PORT.to_string()]);
+                c.arg(env.path(pyapps::GRPC_FILE)).args(["call", &GRPC_PORT.to_string()]);
                 vec![c]
             },
             post: Post::Copy,
-            decode: vec![DecodeAs {
-                port: GRPC_PORT,
-                proto: "http2",
-            }],
+            decode: vec![DecodeAs { port: GRPC_PORT, proto: "http2" }],
             needs: Some("grpc"),
         },
     ]
@@ -450,18 +370,13 @@ pub fn gen_testdata(out: &Path) -> Result<()> {
     tools::require_root()?;
     crate::netns::check_supported()?;
     fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let tmp = tempfile::Builder::new()
-        .prefix("tapedeck-testdata-")
-        .tempdir()?;
+    let tmp = tempfile::Builder::new().prefix("tapedeck-testdata-").tempdir()?;
     let work = tmp.path();
     let www = servers::www_dir(work);
     let files = servers::write_site(&www)?;
     fs::write(work.join("body-2000.txt"), body_of(2000))?;
     fs::write(work.join("body-4000.txt"), body_of(4000))?;
-    fs::write(
-        work.join("post-body.json"),
-        br#"{"query":"tapedeck","limit":10}"#,
-    )?;
+    fs::write(work.join("post-body.json"), br#"{"query":"tapedeck","limit":10}"#)?;
     let conf_text = servers::nginx_conf(work, &www, true);
     let conf = work.join("nginx.conf");
     fs::write(&conf, &conf_text)?;
@@ -474,10 +389,7 @@ pub fn gen_testdata(out: &Path) -> Result<()> {
     let mut shown = vec![nginx_shown, nghttpd_shown];
     let mut optional = Vec::new();
     let mut skipped = Vec::new();
-    let starters: [(&str, StartFn); 2] = [
-        ("hypercorn", servers::start_hypercorn),
-        ("grpc", servers::start_grpc),
-    ];
+    let starters: [(&str, StartFn); 2] = [("hypercorn", servers::start_hypercorn), ("grpc", servers::start_grpc)];
     for (module, start) in starters {
         if pyapps::python_has(module) {
             let (daemon, line) = start(&ns, work)?;
@@ -491,14 +403,8 @@ pub fn gen_testdata(out: &Path) -> Result<()> {
         if let Some(module) = cap.needs
             && !pyapps::python_has(module)
         {
-            eprintln!(
-                "skipping {}: python3 module `{module}` is not installed",
-                cap.name
-            );
-            skipped.push(format!(
-                "{} (python3 module `{module}` not installed)",
-                cap.name
-            ));
+            eprintln!("skipping {}: python3 module `{module}` is not installed", cap.name);
+            skipped.push(format!("{} (python3 module `{module}` not installed)", cap.name));
             continue;
         }
         eprintln!("capturing {}", cap.name);
@@ -536,15 +442,7 @@ pub fn gen_testdata(out: &Path) -> Result<()> {
 }
 
 fn body_of(len: usize) -> Vec<u8> {
-    (0..len)
-        .map(|i| {
-            if i % 64 == 63 {
-                b'\n'
-            } else {
-                b'a' + (i % 26) as u8
-            }
-        })
-        .collect()
+    (0..len).map(|i| if i % 64 == 63 { b'\n' } else { b'a' + (i % 26) as u8 }).collect()
 }
 
 /// Attempts per capture: a capture with kernel drops is thrown away and made again.
@@ -554,16 +452,10 @@ fn make_one(ns: &Netns, work: &Path, out: &Path, mut cap: Capture) -> Result<Mad
     for attempt in 1..=ATTEMPTS {
         match make_attempt(ns, work, out, &mut cap)? {
             Some(made) => return Ok(made),
-            None => eprintln!(
-                "  {}: tcpdump dropped packets (attempt {attempt}/{ATTEMPTS}); again",
-                cap.name
-            ),
+            None => eprintln!("  {}: tcpdump dropped packets (attempt {attempt}/{ATTEMPTS}); again", cap.name),
         }
     }
-    bail!(
-        "{}: tcpdump dropped packets in {ATTEMPTS} attempts",
-        cap.name
-    )
+    bail!("{}: tcpdump dropped packets in {ATTEMPTS} attempts", cap.name)
 }
 
 /// One attempt; `Ok(None)` if tcpdump reported kernel drops.
@@ -603,27 +495,18 @@ fn make_attempt(ns: &Netns, work: &Path, out: &Path, cap: &mut Capture) -> Resul
     let info = oracle::capinfos(&dest)?;
     let packets = oracle::packet_count(&info).context("capinfos gave no packet count")?;
     if packets != stats.captured {
-        bail!(
-            "{}: tcpdump reported {} packets captured but the file holds {packets}",
-            cap.name,
-            stats.captured
-        );
+        bail!("{}: tcpdump reported {} packets captured but the file holds {packets}", cap.name, stats.captured);
     }
     let tsv_path = out.join(format!("{}.tshark.tsv", cap.name));
     let tsv = oracle::write_tsv(&dest, &cap.decode, &tsv_path)?;
     let mut tshark = oracle::tshark_command(Path::new(cap.name), &cap.decode);
-    tshark
-        .arg(">")
-        .arg(tsv_path.file_name().unwrap_or_default());
+    tshark.arg(">").arg(tsv_path.file_name().unwrap_or_default());
     Ok(Some(Made {
         name: cap.name,
         about: cap.about,
-        tcpdump: shorten(&tcpdump_shown, work)
-            .replace(&format!("$WORK/cap/{}.raw.pcap", cap.name), "$RAW"),
+        tcpdump: shorten(&tcpdump_shown, work).replace(&format!("$WORK/cap/{}.raw.pcap", cap.name), "$RAW"),
         clients,
-        post: post.map(|p| {
-            shorten(&p, work).replace(&format!("$WORK/cap/{}.raw.pcap", cap.name), "$RAW")
-        }),
+        post: post.map(|p| shorten(&p, work).replace(&format!("$WORK/cap/{}.raw.pcap", cap.name), "$RAW")),
         tshark: proc::describe(&tshark).replace("'>'", ">"),
         capinfos: info,
         counts: oracle::count(&tsv),
@@ -654,10 +537,7 @@ fn readme(
          with real clients and servers on the loopback interface of a private network namespace, and every \
          `<capture>.tshark.tsv` is tshark's own reading of the capture, the oracle for golden tests.\n"
     );
-    let _ = writeln!(
-        r,
-        "Regenerate (as root; needs the programs listed below): `cargo xtask gen-testdata`.\n"
-    );
+    let _ = writeln!(r, "Regenerate (as root; needs the programs listed below): `cargo xtask gen-testdata`.\n");
     let _ = writeln!(r, "## Environment\n");
     let mut versions = vec![("kernel".to_string(), kernel())];
     for t in TOOLS {
@@ -687,10 +567,7 @@ fn readme(
         let _ = writeln!(r, "{} &", shorten(line, work));
     }
     let _ = writeln!(r, "```\n");
-    let _ = writeln!(
-        r,
-        "Served files (`$WORK/www`, every mtime 2024-01-01T00:00:00Z = `{MTIME_HTTP}`):\n"
-    );
+    let _ = writeln!(r, "Served files (`$WORK/www`, every mtime 2024-01-01T00:00:00Z = `{MTIME_HTTP}`):\n");
     for (path, what) in files {
         let _ = writeln!(r, "- `{path}`: {what}");
     }
@@ -699,17 +576,8 @@ fn readme(
         "\nRequest bodies: `$WORK/body-2000.txt`, `$WORK/body-4000.txt` (lines of `abc…` letters, 64 bytes per \
          line), `$WORK/post-body.json` = `{{\"query\":\"tapedeck\",\"limit\":10}}`.\n"
     );
-    let _ = writeln!(
-        r,
-        "nginx config (`$WORK/nginx.conf`):\n\n```nginx\n{}```\n",
-        shorten(conf, work)
-    );
-    let _ = writeln!(
-        r,
-        "hypercorn app (`$WORK/{}`):\n\n```python\n{}```\n",
-        pyapps::H2C_APP_FILE,
-        pyapps::H2C_APP
-    );
+    let _ = writeln!(r, "nginx config (`$WORK/nginx.conf`):\n\n```nginx\n{}```\n", shorten(conf, work));
+    let _ = writeln!(r, "hypercorn app (`$WORK/{}`):\n\n```python\n{}```\n", pyapps::H2C_APP_FILE, pyapps::H2C_APP);
     let _ = writeln!(
         r,
         "gRPC server and client (`$WORK/{}`):\n\n```python\n{}```\n",
@@ -726,20 +594,8 @@ fn readme(
          count (capinfos) must equal tcpdump's `packets captured`. `$RAW` is tcpdump's output file.\n",
         SETTLE.as_millis()
     );
-    let _ = writeln!(
-        r,
-        "TSV columns (tab-separated, header line, display filter `{}`):",
-        oracle::FILTER
-    );
-    let _ = writeln!(
-        r,
-        "{}\n",
-        oracle::FIELDS
-            .iter()
-            .map(|f| format!("`{f}`"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    let _ = writeln!(r, "TSV columns (tab-separated, header line, display filter `{}`):", oracle::FILTER);
+    let _ = writeln!(r, "{}\n", oracle::FIELDS.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", "));
     let _ = writeln!(r, "## Summary (counts from the TSVs)\n");
     let _ = writeln!(
         r,
@@ -748,12 +604,7 @@ fn readme(
     let _ = writeln!(r, "|---|---|---|---|---|---|---|---|");
     for m in made {
         let c = m.counts;
-        let get = |k: &str| {
-            m.capinfos
-                .iter()
-                .find(|(key, _)| key == k)
-                .map_or("?", |(_, v)| v.as_str())
-        };
+        let get = |k: &str| m.capinfos.iter().find(|(key, _)| key == k).map_or("?", |(_, v)| v.as_str());
         let _ = writeln!(
             r,
             "| {} | {} | {} | {} | {} ({}) | {} | {} | {} |",
@@ -774,11 +625,7 @@ fn readme(
         for c in &m.clients {
             let _ = writeln!(r, "{c}");
         }
-        let _ = writeln!(
-            r,
-            "kill -INT $TCPDUMP_PID; wait  # tcpdump: {} packets dropped by kernel",
-            m.dropped
-        );
+        let _ = writeln!(r, "kill -INT $TCPDUMP_PID; wait  # tcpdump: {} packets dropped by kernel", m.dropped);
         match &m.post {
             Some(p) => {
                 let _ = writeln!(r, "{p}");
@@ -791,11 +638,7 @@ fn readme(
         for (k, v) in &m.capinfos {
             let _ = writeln!(r, "- {k}: {v}");
         }
-        let tcp: Vec<String> = m
-            .tcp
-            .iter()
-            .map(|(label, n)| format!("{n} {label}"))
-            .collect();
+        let tcp: Vec<String> = m.tcp.iter().map(|(label, n)| format!("{n} {label}")).collect();
         let _ = writeln!(r, "- tshark TCP analysis (frames): {}", tcp.join(", "));
     }
     r
@@ -809,9 +652,7 @@ fn kernel() -> String {
 
 /// The default output directory: `testdata/` at the workspace root.
 pub fn default_out() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join("testdata")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("testdata")
 }
 
 /// Starts an optional server; returns it and its README command line.

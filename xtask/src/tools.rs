@@ -20,71 +20,19 @@ pub struct Tool {
     pub version_args: &'static [&'static str],
 }
 
-pub const IP: Tool = Tool {
-    program: "ip",
-    package: "iproute2",
-    version_args: &["-V"],
-};
-pub const KILL: Tool = Tool {
-    program: "kill",
-    package: "procps",
-    version_args: &["--version"],
-};
-pub const TCPDUMP: Tool = Tool {
-    program: "tcpdump",
-    package: "tcpdump",
-    version_args: &["--version"],
-};
-pub const TSHARK: Tool = Tool {
-    program: "tshark",
-    package: "tshark",
-    version_args: &["--version"],
-};
-pub const EDITCAP: Tool = Tool {
-    program: "editcap",
-    package: "wireshark-common",
-    version_args: &["--version"],
-};
-pub const CAPINFOS: Tool = Tool {
-    program: "capinfos",
-    package: "wireshark-common",
-    version_args: &["-v"],
-};
-pub const NGINX: Tool = Tool {
-    program: "nginx",
-    package: "nginx",
-    version_args: &["-v"],
-};
-pub const CURL: Tool = Tool {
-    program: "curl",
-    package: "curl",
-    version_args: &["--version"],
-};
-pub const NGHTTP: Tool = Tool {
-    program: "nghttp",
-    package: "nghttp2-client",
-    version_args: &["--version"],
-};
-pub const NGHTTPD: Tool = Tool {
-    program: "nghttpd",
-    package: "nghttp2-server",
-    version_args: &["--version"],
-};
-pub const H2LOAD: Tool = Tool {
-    program: "h2load",
-    package: "nghttp2-client",
-    version_args: &["--version"],
-};
-pub const WRK: Tool = Tool {
-    program: "wrk",
-    package: "wrk",
-    version_args: &["-v"],
-};
-pub const PYTHON3: Tool = Tool {
-    program: "python3",
-    package: "python3",
-    version_args: &["--version"],
-};
+pub const IP: Tool = Tool { program: "ip", package: "iproute2", version_args: &["-V"] };
+pub const KILL: Tool = Tool { program: "kill", package: "procps", version_args: &["--version"] };
+pub const TCPDUMP: Tool = Tool { program: "tcpdump", package: "tcpdump", version_args: &["--version"] };
+pub const TSHARK: Tool = Tool { program: "tshark", package: "tshark", version_args: &["--version"] };
+pub const EDITCAP: Tool = Tool { program: "editcap", package: "wireshark-common", version_args: &["--version"] };
+pub const CAPINFOS: Tool = Tool { program: "capinfos", package: "wireshark-common", version_args: &["-v"] };
+pub const NGINX: Tool = Tool { program: "nginx", package: "nginx", version_args: &["-v"] };
+pub const CURL: Tool = Tool { program: "curl", package: "curl", version_args: &["--version"] };
+pub const NGHTTP: Tool = Tool { program: "nghttp", package: "nghttp2-client", version_args: &["--version"] };
+pub const NGHTTPD: Tool = Tool { program: "nghttpd", package: "nghttp2-server", version_args: &["--version"] };
+pub const H2LOAD: Tool = Tool { program: "h2load", package: "nghttp2-client", version_args: &["--version"] };
+pub const WRK: Tool = Tool { program: "wrk", package: "wrk", version_args: &["-v"] };
+pub const PYTHON3: Tool = Tool { program: "python3", package: "python3", version_args: &["--version"] };
 
 /// Finds `program` on `PATH`, then in the sbin directories (nginx and nghttpd live there).
 pub fn find(program: &str) -> Option<PathBuf> {
@@ -97,9 +45,7 @@ pub fn find(program: &str) -> Option<PathBuf> {
 
 fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    p.metadata()
-        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        .unwrap_or(false)
+    p.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
 }
 
 /// Fails with one message naming every missing program and the package to install.
@@ -130,11 +76,7 @@ pub fn version(tool: Tool) -> String {
     cmd.args(tool.version_args);
     match proc::run(&mut cmd, Duration::from_secs(10)) {
         Ok(out) => {
-            let text = format!(
-                "{}\n{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
+            let text = format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
             text.lines()
                 .map(str::trim)
                 .find(|l| !l.is_empty() && !l.starts_with("Running as user"))

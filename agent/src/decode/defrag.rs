@@ -95,12 +95,7 @@ impl Defrag {
 
     /// Adds a fragment at capture time `now` (ns). `Some(protocol)` when it completes its datagram, whose
     /// payload is then in [`Defrag::output`].
-    pub(crate) fn add(
-        &mut self,
-        frag: Fragment<'_>,
-        now: u64,
-        stats: &mut DecodeStats,
-    ) -> Option<IpNumber> {
+    pub(crate) fn add(&mut self, frag: Fragment<'_>, now: u64, stats: &mut DecodeStats) -> Option<IpNumber> {
         self.sweep(now, stats);
         let end = usize::from(frag.offset.byte_offset()) + frag.data.len();
         let key = frag.key;
@@ -174,12 +169,7 @@ impl Defrag {
         }
         self.next_sweep = now.saturating_add(self.timeout_ns / 4);
         let cutoff = now.saturating_sub(self.timeout_ns);
-        let expired: Vec<FragKey> = self
-            .table
-            .iter()
-            .filter(|(_, p)| p.first_seen < cutoff)
-            .map(|(k, _)| *k)
-            .collect();
+        let expired: Vec<FragKey> = self.table.iter().filter(|(_, p)| p.first_seen < cutoff).map(|(k, _)| *k).collect();
         for key in expired {
             self.remove(&key);
             stats.fragment_timeouts += 1;
@@ -188,12 +178,8 @@ impl Defrag {
 
     /// Evicts the oldest datagram other than `keep`; false when there is none.
     fn evict_oldest(&mut self, keep: Option<&FragKey>) -> bool {
-        let oldest = self
-            .table
-            .iter()
-            .filter(|(k, _)| Some(*k) != keep)
-            .min_by_key(|(_, p)| p.first_seen)
-            .map(|(k, _)| *k);
+        let oldest =
+            self.table.iter().filter(|(k, _)| Some(*k) != keep).min_by_key(|(_, p)| p.first_seen).map(|(k, _)| *k);
         match oldest {
             Some(key) => {
                 self.remove(&key);
@@ -228,21 +214,11 @@ mod tests {
     use super::*;
 
     fn key(id: u32) -> FragKey {
-        FragKey {
-            src: IpAddr::from([10, 0, 0, 1]),
-            dst: IpAddr::from([10, 0, 0, 2]),
-            id,
-            proto: 6,
-        }
+        FragKey { src: IpAddr::from([10, 0, 0, 1]), dst: IpAddr::from([10, 0, 0, 2]), id, proto: 6 }
     }
 
     fn frag(id: u32, offset: u16, more: bool, data: &[u8]) -> Fragment<'_> {
-        Fragment {
-            key: key(id),
-            offset: IpFragOffset::try_new(offset / 8).unwrap(),
-            more,
-            data,
-        }
+        Fragment { key: key(id), offset: IpFragOffset::try_new(offset / 8).unwrap(), more, data }
     }
 
     #[test]
@@ -278,10 +254,7 @@ mod tests {
         // completes nothing.
         assert_eq!(d.add(frag(1, 8, false, &a), 40, &mut s), None);
         assert_eq!(s.fragment_evicted_count_cap, 2);
-        assert_eq!(
-            d.add(frag(3, 8, false, &a), 50, &mut s),
-            Some(IpNumber::TCP)
-        );
+        assert_eq!(d.add(frag(3, 8, false, &a), 50, &mut s), Some(IpNumber::TCP));
     }
 
     #[test]

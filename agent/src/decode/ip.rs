@@ -93,11 +93,7 @@ impl Walker<'_> {
             LaxIpSlice::Ipv4(v4) => {
                 let h = v4.header();
                 let start = h.slice().len();
-                let end = if declared < start {
-                    data.len()
-                } else {
-                    declared.min(data.len())
-                };
+                let end = if declared < start { data.len() } else { declared.min(data.len()) };
                 h.is_fragmenting_payload().then(|| Fragment {
                     key: FragKey {
                         src: h.source_addr().into(),
@@ -116,13 +112,7 @@ impl Walker<'_> {
             return self.fragment(frag, missing);
         }
         let payload = ip.payload();
-        self.transport(
-            ip.source_addr(),
-            ip.destination_addr(),
-            payload.ip_number,
-            payload.payload,
-            missing,
-        )
+        self.transport(ip.source_addr(), ip.destination_addr(), payload.ip_number, payload.payload, missing)
     }
 
     /// A fragment: into the table; the datagram comes back as [`Outcome::Reassembled`] when complete.
@@ -149,18 +139,10 @@ impl Walker<'_> {
 
     /// A reassembled datagram's payload (`proto` may be an IPv6 extension header that followed the fragment
     /// header).
-    pub(crate) fn reassembled<'p>(
-        &mut self,
-        src: IpAddr,
-        dst: IpAddr,
-        proto: IpNumber,
-        data: &'p [u8],
-    ) -> Outcome<'p> {
+    pub(crate) fn reassembled<'p>(&mut self, src: IpAddr, dst: IpAddr, proto: IpNumber, data: &'p [u8]) -> Outcome<'p> {
         if matches!(
             proto,
-            IpNumber::IPV6_DESTINATION_OPTIONS
-                | IpNumber::IPV6_ROUTE_HEADER
-                | IpNumber::AUTHENTICATION_HEADER
+            IpNumber::IPV6_DESTINATION_OPTIONS | IpNumber::IPV6_ROUTE_HEADER | IpNumber::AUTHENTICATION_HEADER
         ) {
             let (_, next, rest, err) = Ipv6ExtensionsSlice::from_slice_lax(proto, data);
             if err.is_some() {
@@ -241,12 +223,7 @@ impl Walker<'_> {
             dst: SocketAddr::new(dst, tcp.destination_port()),
             seq: tcp.sequence_number(),
             ack: tcp.acknowledgment_number(),
-            flags: TcpFlags {
-                syn: tcp.syn(),
-                ack: tcp.ack(),
-                fin: tcp.fin(),
-                rst: tcp.rst(),
-            },
+            flags: TcpFlags { syn: tcp.syn(), ack: tcp.ack(), fin: tcp.fin(), rst: tcp.rst() },
             payload: tcp.payload(),
             missing,
         })

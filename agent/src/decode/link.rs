@@ -57,10 +57,7 @@ impl Walker<'_> {
     /// A payload announced by an EtherType, after stripping VLAN tags.
     pub(crate) fn ethertype<'p>(&mut self, mut et: u16, mut data: &'p [u8]) -> Outcome<'p> {
         let mut tags = 0;
-        while matches!(
-            et,
-            ethertype::VLAN | ethertype::QINQ | ethertype::QINQ_OLD1 | ethertype::QINQ_OLD2
-        ) {
+        while matches!(et, ethertype::VLAN | ethertype::QINQ | ethertype::QINQ_OLD1 | ethertype::QINQ_OLD2) {
             if tags == MAX_VLAN_TAGS {
                 self.stats.too_many_vlan_tags += 1;
                 return Outcome::Skip;
@@ -162,11 +159,7 @@ impl Walker<'_> {
         }
         let raw = [data[0], data[1], data[2], data[3]];
         let le = u32::from_le_bytes(raw);
-        let family = if le <= 0xFFFF {
-            le
-        } else {
-            u32::from_be_bytes(raw)
-        };
+        let family = if le <= 0xFFFF { le } else { u32::from_be_bytes(raw) };
         match family {
             2 => self.ip(&data[4..], Some(4)),
             // AF_INET6: Linux 10, Windows 23, NetBSD/OpenBSD 24, FreeBSD 28, Darwin 30.

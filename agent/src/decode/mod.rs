@@ -79,11 +79,7 @@ pub struct DecodeConfig {
 
 impl Default for DecodeConfig {
     fn default() -> Self {
-        DecodeConfig {
-            frag_max_bytes: 4 << 20,
-            frag_max_datagrams: 1024,
-            frag_timeout: Duration::from_secs(30),
-        }
+        DecodeConfig { frag_max_bytes: 4 << 20, frag_max_datagrams: 1024, frag_timeout: Duration::from_secs(30) }
     }
 }
 
@@ -121,13 +117,7 @@ impl Decoder {
         };
         let Decoder { stats, defrag } = self;
         let defrag: &'a Defrag = defrag;
-        let mut walker = Walker {
-            stats,
-            defrag: None,
-            ts: frame.ts,
-            wire_missing: 0,
-            depth: 1,
-        };
+        let mut walker = Walker { stats, defrag: None, ts: frame.ts, wire_missing: 0, depth: 1 };
         match walker.reassembled(src, dst, proto, defrag.output()) {
             Outcome::Segment(seg) => Some(seg),
             _ => None,

@@ -111,10 +111,7 @@ impl DecodeStats {
         [
             ("frames", self.frames),
             ("tcp_segments", self.tcp_segments),
-            (
-                "snaplen_truncated_segments",
-                self.snaplen_truncated_segments,
-            ),
+            ("snaplen_truncated_segments", self.snaplen_truncated_segments),
             ("arp", self.arp),
             ("non_ip", self.non_ip),
             ("udp", self.udp),
@@ -154,10 +151,7 @@ impl DecodeStats {
             ("fragments_ignored", self.fragments_ignored),
             ("fragments_nested", self.fragments_nested),
             ("fragment_timeouts", self.fragment_timeouts),
-            (
-                "fragment_evicted_count_cap",
-                self.fragment_evicted_count_cap,
-            ),
+            ("fragment_evicted_count_cap", self.fragment_evicted_count_cap),
             ("fragment_evicted_byte_cap", self.fragment_evicted_byte_cap),
             ("fragment_too_many", self.fragment_too_many),
         ]

@@ -16,14 +16,7 @@ const MAC_A: [u8; 6] = [2, 0, 0, 0, 0, 1];
 const MAC_B: [u8; 6] = [2, 0, 0, 0, 0, 2];
 
 fn frame(link: LinkType, data: &[u8]) -> Frame<'_> {
-    Frame {
-        ts: Timestamp(42),
-        link,
-        data,
-        orig_len: data.len() as u32,
-        interface: 0,
-        number: 1,
-    }
+    Frame { ts: Timestamp(42), link, data, orig_len: data.len() as u32, interface: 0, number: 1 }
 }
 
 fn decoder() -> Decoder {
@@ -57,24 +50,13 @@ fn assert_v4_segment(link: LinkType, data: &[u8]) -> DecodeStats {
         assert_eq!(seg.src, "10.0.0.1:40000".parse::<SocketAddr>().unwrap());
         assert_eq!(seg.dst, "10.0.0.2:80".parse::<SocketAddr>().unwrap());
         assert_eq!((seg.seq, seg.ack, seg.missing), (1000, 77, 0));
-        assert_eq!(
-            seg.flags,
-            TcpFlags {
-                syn: false,
-                ack: true,
-                fin: false,
-                rst: false
-            }
-        );
+        assert_eq!(seg.flags, TcpFlags { syn: false, ack: true, fin: false, rst: false });
         assert_eq!(seg.payload, PAYLOAD);
         assert_eq!(seg.ts, Timestamp(42));
     });
     assert!(got.is_some(), "no segment: {:?}", d.stats());
     let stats = d.stats().clone();
-    assert_eq!(
-        (stats.frames, stats.tcp_segments, stats.anomalies()),
-        (1, 1, 0)
-    );
+    assert_eq!((stats.frames, stats.tcp_segments, stats.anomalies()), (1, 1, 0));
     stats
 }
 
@@ -107,21 +89,13 @@ fn vlan_qinq_and_old_qinq_tags() {
     assert_eq!(assert_v4_segment(LinkType::ETHERNET, &pkt).vlan_tags, 2);
 
     // Three tags by hand: 0x9100, 0x88a8, 0x8100.
-    let mut inner = vec![
-        0x00, 0x05, 0x88, 0xa8, 0x00, 0x06, 0x81, 0x00, 0x00, 0x07, 0x08, 0x00,
-    ];
+    let mut inner = vec![0x00, 0x05, 0x88, 0xa8, 0x00, 0x06, 0x81, 0x00, 0x00, 0x07, 0x08, 0x00];
     inner.extend_from_slice(&ipv4_tcp(PAYLOAD));
-    assert_eq!(
-        assert_v4_segment(LinkType::ETHERNET, &ether(0x9100, &inner)).vlan_tags,
-        3
-    );
+    assert_eq!(assert_v4_segment(LinkType::ETHERNET, &ether(0x9100, &inner)).vlan_tags, 3);
 
     // A tag cut off.
     let mut d = decoder();
-    assert!(
-        d.decode(&frame(LinkType::ETHERNET, &ether(0x8100, &[0, 1])))
-            .is_none()
-    );
+    assert!(d.decode(&frame(LinkType::ETHERNET, &ether(0x8100, &[0, 1]))).is_none());
     assert_eq!(d.stats().truncated_vlan, 1);
 }
 
@@ -137,17 +111,12 @@ fn linux_sll_and_sll2() {
     assert_v4_segment(LinkType::LINUX_SLL, &pkt);
 
     // SLL2: protocol, reserved, ifindex, ARPHRD_ETHER, packet type, address length, address.
-    let mut sll2 = vec![
-        0x08, 0x00, 0, 0, 0, 0, 0, 3, 0x00, 0x01, 4, 6, 2, 0, 0, 0, 0, 1, 0, 0,
-    ];
+    let mut sll2 = vec![0x08, 0x00, 0, 0, 0, 0, 0, 3, 0x00, 0x01, 4, 6, 2, 0, 0, 0, 0, 1, 0, 0];
     sll2.extend_from_slice(&ipv4_tcp(PAYLOAD));
     assert_v4_segment(LinkType::LINUX_SLL2, &sll2);
 
     let mut d = decoder();
-    assert!(
-        d.decode(&frame(LinkType::LINUX_SLL2, &sll2[..19]))
-            .is_none()
-    );
+    assert!(d.decode(&frame(LinkType::LINUX_SLL2, &sll2[..19])).is_none());
     assert_eq!(d.stats().truncated_sll, 1);
 }
 
@@ -171,21 +140,11 @@ fn bsd_null_and_loop_in_both_byte_orders() {
         assert_v4_segment(LinkType::LOOP, &pkt);
     }
     let mut v6 = Vec::new();
-    PacketBuilder::ipv6([1; 16], [2; 16], 64)
-        .tcp(1, 2, 3, 4)
-        .write(&mut v6, b"x")
-        .unwrap();
-    for family in [
-        30u32.to_le_bytes(),
-        24u32.to_be_bytes(),
-        28u32.to_le_bytes(),
-    ] {
+    PacketBuilder::ipv6([1; 16], [2; 16], 64).tcp(1, 2, 3, 4).write(&mut v6, b"x").unwrap();
+    for family in [30u32.to_le_bytes(), 24u32.to_be_bytes(), 28u32.to_le_bytes()] {
         let mut d = decoder();
         let pkt = [&family[..], &v6].concat();
-        assert_eq!(
-            d.decode(&frame(LinkType::NULL, &pkt)).map(|s| s.payload),
-            Some(&b"x"[..])
-        );
+        assert_eq!(d.decode(&frame(LinkType::NULL, &pkt)).map(|s| s.payload), Some(&b"x"[..]));
     }
     let mut d = decoder();
     let pkt = [&7u32.to_le_bytes()[..], &v6].concat();
@@ -216,10 +175,7 @@ fn ipv6_with_extension_headers() {
     let framed = ether(0x86DD, &pkt);
     let seg = d.decode(&frame(LinkType::ETHERNET, &framed)).unwrap();
     assert_eq!(seg.src, "[2001:db8::1]:443".parse::<SocketAddr>().unwrap());
-    assert_eq!(
-        seg.dst,
-        "[2001:db8::2]:50000".parse::<SocketAddr>().unwrap()
-    );
+    assert_eq!(seg.dst, "[2001:db8::2]:50000".parse::<SocketAddr>().unwrap());
     assert!(seg.flags.syn && !seg.flags.ack);
     assert_eq!(seg.seq, 7);
 }
@@ -232,19 +188,13 @@ fn snaplen_truncation_reports_missing_bytes() {
     let full = ether(0x0800, &ipv4_tcp(&body));
     let cut = &full[..14 + 20 + 20 + 30];
     let mut d = decoder();
-    let f = Frame {
-        orig_len: full.len() as u32,
-        ..frame(LinkType::ETHERNET, cut)
-    };
+    let f = Frame { orig_len: full.len() as u32, ..frame(LinkType::ETHERNET, cut) };
     let seg = d.decode(&f).unwrap();
     assert_eq!((seg.payload.len(), seg.missing), (30, 70));
     assert_eq!(d.stats().snaplen_truncated_segments, 1);
 
     // The TCP header itself cut off: dropped and counted.
-    let f = Frame {
-        orig_len: full.len() as u32,
-        ..frame(LinkType::ETHERNET, &full[..14 + 20 + 10])
-    };
+    let f = Frame { orig_len: full.len() as u32, ..frame(LinkType::ETHERNET, &full[..14 + 20 + 10]) };
     assert!(d.decode(&f).is_none());
     assert_eq!(d.stats().truncated_tcp_header, 1);
 }
@@ -280,14 +230,7 @@ fn v4_fragments(body: &[u8], id: u16) -> Vec<Vec<u8>> {
     l4.chunks(24)
         .enumerate()
         .map(|(i, chunk)| {
-            let mut h = Ipv4Header::new(
-                chunk.len() as u16,
-                64,
-                IpNumber::TCP,
-                [10, 0, 0, 1],
-                [10, 0, 0, 2],
-            )
-            .unwrap();
+            let mut h = Ipv4Header::new(chunk.len() as u16, 64, IpNumber::TCP, [10, 0, 0, 1], [10, 0, 0, 2]).unwrap();
             h.identification = id;
             h.fragment_offset = IpFragOffset::try_new((i * 3) as u16).unwrap();
             h.more_fragments = (i + 1) * 24 < l4.len();
@@ -307,32 +250,23 @@ fn ipv4_fragments_in_order_and_out_of_order() {
         assert_eq!(frags.len(), 4);
         let mut d = decoder();
         for (n, &i) in order.iter().enumerate() {
-            let out = d
-                .decode(&frame(LinkType::RAW, &frags[i]))
-                .map(|s| (s.payload.to_vec(), s.seq, s.src));
+            let out = d.decode(&frame(LinkType::RAW, &frags[i])).map(|s| (s.payload.to_vec(), s.seq, s.src));
             if n + 1 < order.len() {
                 assert!(out.is_none(), "order {order:?}: early completion");
             } else {
-                let (payload, seq, src) =
-                    out.unwrap_or_else(|| panic!("order {order:?}: {:?}", d.stats()));
+                let (payload, seq, src) = out.unwrap_or_else(|| panic!("order {order:?}: {:?}", d.stats()));
                 assert_eq!((payload, seq), (body.clone(), 1000));
                 assert_eq!(src, "10.0.0.1:40000".parse::<SocketAddr>().unwrap());
             }
         }
-        assert_eq!(
-            (d.stats().fragments, d.stats().fragments_reassembled),
-            (4, 1)
-        );
+        assert_eq!((d.stats().fragments, d.stats().fragments_reassembled), (4, 1));
     }
 }
 
 #[test]
 fn ipv6_fragments() {
     let mut whole = Vec::new();
-    PacketBuilder::ipv6([1; 16], [2; 16], 64)
-        .tcp(8080, 9090, 5, 100)
-        .write(&mut whole, &[7u8; 50])
-        .unwrap();
+    PacketBuilder::ipv6([1; 16], [2; 16], 64).tcp(8080, 9090, 5, 100).write(&mut whole, &[7u8; 50]).unwrap();
     let l4 = whole[40..].to_vec();
     let (a, b) = l4.split_at(32);
     let frag = |offset: u16, more: bool, data: &[u8]| {
@@ -350,20 +284,14 @@ fn ipv6_fragments() {
     assert!(d.decode(&frame(LinkType::IPV6, &f2)).is_none());
     assert_eq!(d.stats().fragments, 1, "{:?}", d.stats());
     let seg = d.decode(&frame(LinkType::IPV6, &f1)).unwrap();
-    assert_eq!(
-        (seg.payload, seg.seq, seg.dst.port()),
-        (&[7u8; 50][..], 5, 9090)
-    );
+    assert_eq!((seg.payload, seg.seq, seg.dst.port()), (&[7u8; 50][..], 5, 9090));
 }
 
 #[test]
 fn truncated_fragment_is_dropped_and_counted() {
     let frags = v4_fragments(&[1u8; 70], 3);
     let mut d = decoder();
-    let f = Frame {
-        orig_len: frags[0].len() as u32,
-        ..frame(LinkType::RAW, &frags[0][..30])
-    };
+    let f = Frame { orig_len: frags[0].len() as u32, ..frame(LinkType::RAW, &frags[0][..30]) };
     assert!(d.decode(&f).is_none());
     assert_eq!(d.stats().fragments_truncated, 1);
 }
@@ -375,14 +303,7 @@ fn gre_plain_and_with_key_and_bridged_ethernet() {
     let inner = ipv4_tcp(PAYLOAD);
     let outer = |gre: &[u8]| {
         let mut out = Vec::new();
-        let h = Ipv4Header::new(
-            (gre.len()) as u16,
-            64,
-            IpNumber::GRE,
-            [192, 168, 0, 1],
-            [192, 168, 0, 2],
-        )
-        .unwrap();
+        let h = Ipv4Header::new((gre.len()) as u16, 64, IpNumber::GRE, [192, 168, 0, 1], [192, 168, 0, 2]).unwrap();
         h.write(&mut out).unwrap();
         out.extend_from_slice(gre);
         out
@@ -390,23 +311,11 @@ fn gre_plain_and_with_key_and_bridged_ethernet() {
     let plain = outer(&[&[0, 0, 0x08, 0x00][..], &inner].concat());
     assert_eq!(assert_v4_segment(LinkType::RAW, &plain).gre, 1);
     // Key and sequence number present, payload is an Ethernet frame.
-    let keyed = outer(
-        &[
-            &[0x30, 0, 0x65, 0x58, 0, 0, 0, 1, 0, 0, 0, 2][..],
-            &ether(0x0800, &inner),
-        ]
-        .concat(),
-    );
+    let keyed = outer(&[&[0x30, 0, 0x65, 0x58, 0, 0, 0, 1, 0, 0, 0, 2][..], &ether(0x0800, &inner)].concat());
     assert_v4_segment(LinkType::RAW, &keyed);
     // Version 1 (PPTP) is not followed.
     let mut d = decoder();
-    assert!(
-        d.decode(&frame(
-            LinkType::RAW,
-            &outer(&[0x30, 0x01, 0x88, 0x0b, 0, 0, 0, 0])
-        ))
-        .is_none()
-    );
+    assert!(d.decode(&frame(LinkType::RAW, &outer(&[0x30, 0x01, 0x88, 0x0b, 0, 0, 0, 0]))).is_none());
     assert_eq!(d.stats().gre_unsupported, 1);
 }
 
@@ -417,29 +326,16 @@ fn vxlan_and_mpls() {
     PacketBuilder::ethernet2(MAC_A, MAC_B)
         .ipv4([192, 168, 0, 1], [192, 168, 0, 2], 64)
         .udp(5555, 4789)
-        .write(
-            &mut pkt,
-            &[&[0x08, 0, 0, 0, 0, 0, 1, 0][..], &inner].concat(),
-        )
+        .write(&mut pkt, &[&[0x08, 0, 0, 0, 0, 0, 1, 0][..], &inner].concat())
         .unwrap();
     assert_eq!(assert_v4_segment(LinkType::ETHERNET, &pkt).vxlan, 1);
 
     // Two MPLS labels (the second with bottom-of-stack), then IPv4.
-    let mpls = [
-        &[0x00, 0x01, 0x00, 0x40, 0x00, 0x02, 0x01, 0x40][..],
-        &ipv4_tcp(PAYLOAD),
-    ]
-    .concat();
-    assert_eq!(
-        assert_v4_segment(LinkType::ETHERNET, &ether(0x8847, &mpls)).mpls,
-        1
-    );
+    let mpls = [&[0x00, 0x01, 0x00, 0x40, 0x00, 0x02, 0x01, 0x40][..], &ipv4_tcp(PAYLOAD)].concat();
+    assert_eq!(assert_v4_segment(LinkType::ETHERNET, &ether(0x8847, &mpls)).mpls, 1);
     // A label stack that never ends.
     let mut d = decoder();
-    assert!(
-        d.decode(&frame(LinkType::ETHERNET, &ether(0x8847, &[0, 1, 0, 0x40])))
-            .is_none()
-    );
+    assert!(d.decode(&frame(LinkType::ETHERNET, &ether(0x8847, &[0, 1, 0, 0x40]))).is_none());
     assert_eq!(d.stats().truncated_mpls, 1);
 }
 
@@ -449,31 +345,16 @@ fn vxlan_and_mpls() {
 fn non_tcp_is_counted_by_kind() {
     let mut d = decoder();
     let mut udp = Vec::new();
-    PacketBuilder::ipv4([1, 1, 1, 1], [2, 2, 2, 2], 9)
-        .udp(53, 53)
-        .write(&mut udp, b"dns")
-        .unwrap();
+    PacketBuilder::ipv4([1, 1, 1, 1], [2, 2, 2, 2], 9).udp(53, 53).write(&mut udp, b"dns").unwrap();
     let mut icmp = Vec::new();
-    PacketBuilder::ipv4([1, 1, 1, 1], [2, 2, 2, 2], 9)
-        .icmpv4_echo_request(1, 1)
-        .write(&mut icmp, b"")
-        .unwrap();
+    PacketBuilder::ipv4([1, 1, 1, 1], [2, 2, 2, 2], 9).icmpv4_echo_request(1, 1).write(&mut icmp, b"").unwrap();
     assert!(d.decode(&frame(LinkType::RAW, &udp)).is_none());
     assert!(d.decode(&frame(LinkType::RAW, &icmp)).is_none());
-    assert!(
-        d.decode(&frame(LinkType::ETHERNET, &ether(0x0806, &[0; 28])))
-            .is_none()
-    );
-    assert!(
-        d.decode(&frame(LinkType::ETHERNET, &ether(0x88cc, &[0; 28])))
-            .is_none()
-    );
+    assert!(d.decode(&frame(LinkType::ETHERNET, &ether(0x0806, &[0; 28]))).is_none());
+    assert!(d.decode(&frame(LinkType::ETHERNET, &ether(0x88cc, &[0; 28]))).is_none());
     assert!(d.decode(&frame(LinkType(147), &[0; 40])).is_none());
     let s = d.stats();
-    assert_eq!(
-        (s.udp, s.icmp, s.arp, s.non_ip, s.unknown_link_type),
-        (1, 1, 1, 1, 1)
-    );
+    assert_eq!((s.udp, s.icmp, s.arp, s.non_ip, s.unknown_link_type), (1, 1, 1, 1, 1));
     assert_eq!(s.tcp_segments, 0);
 }
 
@@ -550,19 +431,11 @@ fn corpus_link_types_and_tunnels_decode_like_tshark() {
         ("zeek/mixed-vlan-mpls.pcap", 47, 47),
         ("zeek/nflog-http.pcap", 13, 13),
         ("zeek/tunnels/vxlan-encapsulated-http.pcap", 12, 12),
-        (
-            "suricata-verify/vxlan-non-zero-reserved-fields/input.pcap",
-            10,
-            10,
-        ),
+        ("suricata-verify/vxlan-non-zero-reserved-fields/input.pcap", 10, 10),
         ("zeek/tunnels/gre-over-udp-4754.pcap", 14, 10),
         ("suricata-verify/bug-4810/pppoe-session-http.pcap", 30, 30),
         ("zeek/conn-size.pcap", 21, 12),
-        (
-            "zeek/tunnels/gtp/gtp1_gn_normal_incl_fragmentation.pcap",
-            108,
-            68,
-        ),
+        ("zeek/tunnels/gtp/gtp1_gn_normal_incl_fragmentation.pcap", 108, 68),
     ] {
         let Some(s) = decode_corpus(rel) else {
             continue;
@@ -585,10 +458,7 @@ fn corpus_sweep() {
             let p = e.path();
             if p.is_dir() {
                 walk(&p, out);
-            } else if p
-                .extension()
-                .is_some_and(|x| x == "pcap" || x == "pcapng" || x == "cap")
-            {
+            } else if p.extension().is_some_and(|x| x == "pcap" || x == "pcapng" || x == "cap") {
                 out.push(p);
             }
         }

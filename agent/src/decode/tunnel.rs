@@ -22,10 +22,7 @@ impl Walker<'_> {
             return Outcome::Skip;
         }
         let has_seq = flags & 0x1000 != 0;
-        let len = 4 + 4
-            * (usize::from(flags & 0x8000 != 0)
-                + usize::from(flags & 0x2000 != 0)
-                + usize::from(has_seq));
+        let len = 4 + 4 * (usize::from(flags & 0x8000 != 0) + usize::from(flags & 0x2000 != 0) + usize::from(has_seq));
         if data.len() < len {
             self.stats.truncated_gre += 1;
             return Outcome::Skip;
@@ -107,11 +104,7 @@ impl Walker<'_> {
         if data[0] & 0x07 != 0 {
             len = 12;
             // Extension headers: length in 4-byte units, the next type in the last byte.
-            let mut next = if data[0] & 0x04 != 0 {
-                data.get(11).copied()
-            } else {
-                Some(0)
-            };
+            let mut next = if data[0] & 0x04 != 0 { data.get(11).copied() } else { Some(0) };
             while let Some(kind) = next {
                 if kind == 0 {
                     break;

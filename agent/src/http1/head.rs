@@ -65,9 +65,7 @@ fn config() -> httparse::ParserConfig {
 }
 
 fn fields(hs: &[httparse::Header<'_>]) -> Vec<Header> {
-    hs.iter()
-        .map(|h| Header::new(h.name.as_bytes(), h.value))
-        .collect()
+    hs.iter().map(|h| Header::new(h.name.as_bytes(), h.value)).collect()
 }
 
 /// Parses a request head at the start of `buf` (which must not start with empty lines).
@@ -167,9 +165,7 @@ fn strip_cr(line: &[u8]) -> &[u8] {
 /// `HTTP/1.d` → the minor version (capped at 1).
 fn http1_version(v: &[u8]) -> Option<u8> {
     match v {
-        [b'H', b'T', b'T', b'P', b'/', b'1', b'.', d] if d.is_ascii_digit() => {
-            Some((d - b'0').min(1))
-        }
+        [b'H', b'T', b'T', b'P', b'/', b'1', b'.', d] if d.is_ascii_digit() => Some((d - b'0').min(1)),
         _ => None,
     }
 }
@@ -206,9 +202,7 @@ fn status_line(line: &[u8]) -> Option<(u8, u16, &[u8])> {
     if !code.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    let status = code
-        .iter()
-        .fold(0u16, |acc, d| acc * 10 + u16::from(d - b'0'));
+    let status = code.iter().fold(0u16, |acc, d| acc * 10 + u16::from(d - b'0'));
     let after = &rest[3..];
     if after.first().is_some_and(|&b| !is_ws(b)) {
         return None;
@@ -222,9 +216,10 @@ fn plausible_request_prefix(buf: &[u8]) -> bool {
     if m_end == 0 && !buf.is_empty() {
         return false;
     }
-    buf[m_end..].iter().enumerate().all(|(i, &b)| {
-        (i == 0 && is_ws(b)) || (i > 0 && (b >= 0x20 && b != 0x7f || b == b'\t' || b == b'\r'))
-    })
+    buf[m_end..]
+        .iter()
+        .enumerate()
+        .all(|(i, &b)| (i == 0 && is_ws(b)) || (i > 0 && (b >= 0x20 && b != 0x7f || b == b'\t' || b == b'\r')))
 }
 
 /// Whether `buf` (no complete first line yet) could still become a status line.
@@ -235,9 +230,7 @@ fn plausible_response_prefix(buf: &[u8]) -> bool {
     }
     match buf.get(7) {
         None => true,
-        Some(d) if d.is_ascii_digit() => buf[8..]
-            .iter()
-            .all(|&b| b >= 0x20 && b != 0x7f || b == b'\t' || b == b'\r'),
+        Some(d) if d.is_ascii_digit() => buf[8..].iter().all(|&b| b >= 0x20 && b != 0x7f || b == b'\t' || b == b'\r'),
         Some(_) => false,
     }
 }
@@ -284,11 +277,7 @@ pub(crate) fn parse_fields(block: &[u8]) -> (Vec<Header>, u32) {
 
 fn lenient_request(buf: &[u8]) -> Parsed<RequestHead> {
     let Some(first_end) = buf.iter().position(|&b| b == b'\n') else {
-        return if plausible_request_prefix(buf) {
-            Parsed::Partial
-        } else {
-            Parsed::Invalid
-        };
+        return if plausible_request_prefix(buf) { Parsed::Partial } else { Parsed::Invalid };
     };
     let Some((method, target, minor)) = request_line(strip_cr(&buf[..first_end])) else {
         return Parsed::Invalid;
@@ -297,24 +286,14 @@ fn lenient_request(buf: &[u8]) -> Parsed<RequestHead> {
         return Parsed::Partial;
     };
     let (headers, bad_lines) = parse_fields(&buf[first_end + 1..end]);
-    let head = RequestHead {
-        method: method.to_vec(),
-        target: target.to_vec(),
-        minor,
-        headers,
-        lenient: true,
-        bad_lines,
-    };
+    let head =
+        RequestHead { method: method.to_vec(), target: target.to_vec(), minor, headers, lenient: true, bad_lines };
     Parsed::Complete(head, end)
 }
 
 fn lenient_response(buf: &[u8]) -> Parsed<ResponseHead> {
     let Some(first_end) = buf.iter().position(|&b| b == b'\n') else {
-        return if plausible_response_prefix(buf) {
-            Parsed::Partial
-        } else {
-            Parsed::Invalid
-        };
+        return if plausible_response_prefix(buf) { Parsed::Partial } else { Parsed::Invalid };
     };
     let Some((minor, status, reason)) = status_line(strip_cr(&buf[..first_end])) else {
         return Parsed::Invalid;
@@ -323,14 +302,7 @@ fn lenient_response(buf: &[u8]) -> Parsed<ResponseHead> {
         return Parsed::Partial;
     };
     let (headers, bad_lines) = parse_fields(&buf[first_end + 1..end]);
-    let head = ResponseHead {
-        minor,
-        status,
-        reason: reason.to_vec(),
-        headers,
-        lenient: true,
-        bad_lines,
-    };
+    let head = ResponseHead { minor, status, reason: reason.to_vec(), headers, lenient: true, bad_lines };
     Parsed::Complete(head, end)
 }
 
@@ -359,10 +331,7 @@ mod tests {
         assert_eq!(h.method, b"GET");
         assert_eq!(h.target, b"/a?b=1");
         assert_eq!(h.minor, 1);
-        assert_eq!(
-            h.headers,
-            vec![Header::new("Host", "x"), Header::new("Accept", "*/*")]
-        );
+        assert_eq!(h.headers, vec![Header::new("Host", "x"), Header::new("Accept", "*/*")]);
         assert!(!h.lenient);
     }
 
@@ -380,10 +349,7 @@ mod tests {
         let (h, n) = req(b"GET / HTTP/1.1\r\nX-Long: a\r\n  b\r\n\tc\r\nHost: h\r\n\r\n");
         assert_eq!(n, 47);
         assert!(h.lenient);
-        assert_eq!(
-            h.headers,
-            vec![Header::new("X-Long", "a b c"), Header::new("Host", "h")]
-        );
+        assert_eq!(h.headers, vec![Header::new("X-Long", "a b c"), Header::new("Host", "h")]);
     }
 
     #[test]
@@ -409,10 +375,7 @@ mod tests {
 
     #[test]
     fn partial_and_invalid() {
-        assert_eq!(
-            parse_request(b"GET / HTTP/1.1\r\nHost: x\r\n"),
-            Parsed::Partial
-        );
+        assert_eq!(parse_request(b"GET / HTTP/1.1\r\nHost: x\r\n"), Parsed::Partial);
         assert_eq!(parse_request(b"GE"), Parsed::Partial);
         assert_eq!(parse_request(b"\x16\x03\x01\x02\x00"), Parsed::Invalid);
         assert_eq!(parse_request(b"GET / HTTP/2.0\r\n\r\n"), Parsed::Invalid);
@@ -420,10 +383,7 @@ mod tests {
         assert_eq!(parse_response(b"HTTX/1.1 200 OK\r\n\r\n"), Parsed::Invalid);
         assert_eq!(parse_response(b"HTTP/1.1 abc\r\n\r\n"), Parsed::Invalid);
         // A folded line in an incomplete head waits for the end of the head.
-        assert_eq!(
-            parse_request(b"GET / HTTP/1.1\r\nA: b\r\n c\r\n"),
-            Parsed::Partial
-        );
+        assert_eq!(parse_request(b"GET / HTTP/1.1\r\nA: b\r\n c\r\n"), Parsed::Partial);
     }
 
     #[test]

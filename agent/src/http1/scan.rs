@@ -260,97 +260,43 @@ mod tests {
     #[test]
     fn request_starts() {
         assert_eq!(looks_like_request_start(b"GET / HTTP/1.1\r\n"), Some(true));
-        assert_eq!(
-            looks_like_request_start(b"\r\nPOST /x?y HTTP/1.0\n"),
-            Some(true)
-        );
-        assert_eq!(
-            looks_like_request_start(b"BREW /pot HTTP/1.1\r\n"),
-            Some(true)
-        );
+        assert_eq!(looks_like_request_start(b"\r\nPOST /x?y HTTP/1.0\n"), Some(true));
+        assert_eq!(looks_like_request_start(b"BREW /pot HTTP/1.1\r\n"), Some(true));
         assert_eq!(looks_like_request_start(b"GET / HTTP/1.1"), None);
         assert_eq!(looks_like_request_start(b"GE"), None);
         assert_eq!(looks_like_request_start(b""), None);
-        assert_eq!(
-            looks_like_request_start(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
-            Some(false)
-        );
-        assert_eq!(
-            looks_like_request_start(b"\x16\x03\x01\x00\xa5\x01"),
-            Some(false)
-        );
+        assert_eq!(looks_like_request_start(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), Some(false));
+        assert_eq!(looks_like_request_start(b"\x16\x03\x01\x00\xa5\x01"), Some(false));
         assert_eq!(looks_like_request_start(b"get / HTTP/1.1\r\n"), Some(false));
-        assert_eq!(
-            looks_like_request_start(b"GET /\x00 HTTP/1.1\r\n"),
-            Some(false)
-        );
-        assert_eq!(
-            looks_like_request_start(b"GET / HTTP/1.1x\r\n"),
-            Some(false)
-        );
-        assert_eq!(
-            looks_like_request_start(b"HTTP/1.1 200 OK\r\n"),
-            Some(false)
-        );
+        assert_eq!(looks_like_request_start(b"GET /\x00 HTTP/1.1\r\n"), Some(false));
+        assert_eq!(looks_like_request_start(b"GET / HTTP/1.1x\r\n"), Some(false));
+        assert_eq!(looks_like_request_start(b"HTTP/1.1 200 OK\r\n"), Some(false));
     }
 
     #[test]
     fn response_starts() {
-        assert_eq!(
-            looks_like_response_start(b"HTTP/1.1 200 OK\r\n"),
-            Some(true)
-        );
+        assert_eq!(looks_like_response_start(b"HTTP/1.1 200 OK\r\n"), Some(true));
         assert_eq!(looks_like_response_start(b"HTTP/1.0 404\r\n"), Some(true));
         assert_eq!(looks_like_response_start(b"HTTP/1.1 20"), None);
         assert_eq!(looks_like_response_start(b"HTT"), None);
         assert_eq!(looks_like_response_start(b"HTTP/2 200\r\n"), Some(false));
         assert_eq!(looks_like_response_start(b"HTTP/1.1 2000\r\n"), Some(false));
-        assert_eq!(
-            looks_like_response_start(b"\x00\x00\x12\x04\x00"),
-            Some(false)
-        );
-        assert_eq!(
-            looks_like_response_start(b"GET / HTTP/1.1\r\n"),
-            Some(false)
-        );
+        assert_eq!(looks_like_response_start(b"\x00\x00\x12\x04\x00"), Some(false));
+        assert_eq!(looks_like_response_start(b"GET / HTTP/1.1\r\n"), Some(false));
     }
 
     #[test]
     fn find_in_garbage() {
-        assert_eq!(
-            find_start(b"xx\x00\x01GET /a HTTP/1.1\r\n", 0, Role::Request),
-            Found::At(4)
-        );
+        assert_eq!(find_start(b"xx\x00\x01GET /a HTTP/1.1\r\n", 0, Role::Request), Found::At(4));
         // Inside a word does not count; an unknown method does not count for resync.
-        assert_eq!(
-            find_start(b"XGET /a HTTP/1.1\r\nFOO / HTTP/1.1\r\n", 0, Role::Request),
-            Found::Nothing
-        );
-        assert_eq!(
-            find_start(b"abc\nPUT /a HTT", 0, Role::Request),
-            Found::Hold(4)
-        );
+        assert_eq!(find_start(b"XGET /a HTTP/1.1\r\nFOO / HTTP/1.1\r\n", 0, Role::Request), Found::Nothing);
+        assert_eq!(find_start(b"abc\nPUT /a HTT", 0, Role::Request), Found::Hold(4));
         assert_eq!(find_start(b"abc\nPU", 0, Role::Request), Found::Hold(4));
-        assert_eq!(
-            find_start(b"body HTTP/1.1 200 OK\r\n", 0, Role::Response),
-            Found::At(5)
-        );
-        assert_eq!(
-            find_start(b"HTTP/1.1 OK\r\nzz H", 0, Role::Response),
-            Found::Hold(16)
-        );
-        assert_eq!(
-            find_start(b"GET / HTTP/1.1\r\n", 0, Role::Response),
-            Found::Nothing
-        );
+        assert_eq!(find_start(b"body HTTP/1.1 200 OK\r\n", 0, Role::Response), Found::At(5));
+        assert_eq!(find_start(b"HTTP/1.1 OK\r\nzz H", 0, Role::Response), Found::Hold(16));
+        assert_eq!(find_start(b"GET / HTTP/1.1\r\n", 0, Role::Response), Found::Nothing);
         // A context byte before `from` counts as the previous byte.
-        assert_eq!(
-            find_start(b"xHTTP/1.1 200 OK\r\n", 1, Role::Response),
-            Found::Nothing
-        );
-        assert_eq!(
-            find_start(b" HTTP/1.1 200 OK\r\n", 1, Role::Response),
-            Found::At(1)
-        );
+        assert_eq!(find_start(b"xHTTP/1.1 200 OK\r\n", 1, Role::Response), Found::Nothing);
+        assert_eq!(find_start(b" HTTP/1.1 200 OK\r\n", 1, Role::Response), Found::At(1));
     }
 }

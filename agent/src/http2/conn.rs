@@ -18,9 +18,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use tapedeck_model::{
-    Body, Exchange, Flags, Header, Interim, Protocol, Request, Response, Timestamp, Timing,
-};
+use tapedeck_model::{Body, Exchange, Flags, Header, Interim, Protocol, Request, Response, Timestamp, Timing};
 
 use super::frame::{self, FrameHeader, HEADER_LEN};
 use super::hpack;
@@ -51,11 +49,7 @@ enum ReadState {
     /// Buffering the payload of a non-DATA frame.
     Payload(FrameHeader),
     /// Passing a DATA payload through. `left` payload bytes remain; `pad` is the pad length once read.
-    Data {
-        h: FrameHeader,
-        left: usize,
-        pad: Option<usize>,
-    },
+    Data { h: FrameHeader, left: usize, pad: Option<usize> },
     /// Discarding `left` bytes of an oversized frame.
     Skip { left: usize },
     /// Looking for a frame boundary.
@@ -199,12 +193,7 @@ impl H2Conn {
                     d.hpack.set_unknown();
                 }
             }
-            H2Start::Upgrade {
-                request,
-                timing,
-                order,
-                settings,
-            } => {
+            H2Start::Upgrade { request, timing, order, settings } => {
                 // RFC 9113 §3.2 (and RFC 7540 §3.2): the upgrade request is stream 1, half-closed (local) for the
                 // client; HTTP2-Settings carries the client's SETTINGS payload.
                 if let Some(s) = settings {
@@ -246,20 +235,11 @@ impl H2Conn {
     pub fn gap(&mut self, side: Side, len: u64, ts: Timestamp, out: &mut Vec<Exchange>) {
         self.stats.gap_bytes += len;
         let d = &mut self.dirs[idx(side)];
-        if let ReadState::Data {
-            h,
-            left,
-            pad: Some(pad),
-        } = d.state
-        {
+        if let ReadState::Data { h, left, pad: Some(pad) } = d.state {
             // The gap ends inside this DATA frame's data (before its padding): framing and HPACK stay in sync.
             if len <= left.saturating_sub(pad) as u64 {
                 let left = left - len as usize;
-                d.state = ReadState::Data {
-                    h,
-                    left,
-                    pad: Some(pad),
-                };
+                d.state = ReadState::Data { h, left, pad: Some(pad) };
                 self.stats.gaps_in_data += 1;
                 if let Some(st) = self.streams.get_mut(&h.stream) {
                     half_mut(st, side).body.gap(len);
@@ -283,12 +263,7 @@ impl H2Conn {
             return;
         }
         // Streams this side had not finished can never finish now.
-        let ids: Vec<u32> = self
-            .streams
-            .iter()
-            .filter(|(_, st)| !half(st, side).ended)
-            .map(|(&id, _)| id)
-            .collect();
+        let ids: Vec<u32> = self.streams.iter().filter(|(_, st)| !half(st, side).ended).map(|(&id, _)| id).collect();
         for id in ids {
             let Some(st) = self.streams.get_mut(&id) else {
                 continue;
@@ -349,13 +324,7 @@ impl H2Conn {
 
     /// One step of the reader on `input` (not empty): returns the bytes consumed and, when a resync found a frame
     /// boundary, the window bytes from that boundary on, to be read before the rest.
-    fn step(
-        &mut self,
-        side: Side,
-        input: &[u8],
-        ts: Timestamp,
-        out: &mut Vec<Exchange>,
-    ) -> (usize, Option<Vec<u8>>) {
+    fn step(&mut self, side: Side, input: &[u8], ts: Timestamp, out: &mut Vec<Exchange>) -> (usize, Option<Vec<u8>>) {
         let i = idx(side);
         let total = input.len();
         let mut input = input;
@@ -371,11 +340,8 @@ impl H2Conn {
                         return (total - input.len(), None);
                     }
                     input = &input[take..];
-                    self.dirs[i].state = if n + take == PREFACE.len() {
-                        ReadState::Header
-                    } else {
-                        ReadState::Preface(n + take)
-                    };
+                    self.dirs[i].state =
+                        if n + take == PREFACE.len() { ReadState::Header } else { ReadState::Preface(n + take) };
                 }
                 ReadState::Header => {
                     let d = &mut self.dirs[i];
@@ -428,17 +394,9 @@ impl H2Conn {
                             left -= 1;
                             if p > left {
                                 self.malformed(h.stream);
-                                self.dirs[i].state = ReadState::Data {
-                                    h,
-                                    left,
-                                    pad: Some(left),
-                                };
+                                self.dirs[i].state = ReadState::Data { h, left, pad: Some(left) };
                             } else {
-                                self.dirs[i].state = ReadState::Data {
-                                    h,
-                                    left,
-                                    pad: Some(p),
-                                };
+                                self.dirs[i].state = ReadState::Data { h, left, pad: Some(p) };
                             }
                             if left == 0 {
                                 self.dirs[i].state = ReadState::Header;
@@ -462,21 +420,14 @@ impl H2Conn {
                         self.dirs[i].state = ReadState::Header;
                         self.end_data_frame(side, h, ts, out);
                     } else {
-                        self.dirs[i].state = ReadState::Data {
-                            h,
-                            left,
-                            pad: Some(pad),
-                        };
+                        self.dirs[i].state = ReadState::Data { h, left, pad: Some(pad) };
                     }
                 }
                 ReadState::Skip { left } => {
                     let take = left.min(input.len());
                     input = &input[take..];
-                    self.dirs[i].state = if take == left {
-                        ReadState::Header
-                    } else {
-                        ReadState::Skip { left: left - take }
-                    };
+                    self.dirs[i].state =
+                        if take == left { ReadState::Header } else { ReadState::Skip { left: left - take } };
                 }
                 ReadState::Resync => {
                     let window = self.resync_window();
@@ -549,11 +500,7 @@ impl H2Conn {
                 let mut keep = buf;
                 // Bytes before `pos` cannot start a frame; from `pos` on there is either a candidate waiting for
                 // confirmation (its frame fits in the window) or less than a header.
-                let drop = if at_end {
-                    keep.len()
-                } else {
-                    pos.min(keep.len())
-                };
+                let drop = if at_end { keep.len() } else { pos.min(keep.len()) };
                 self.stats.bytes_skipped += drop as u64;
                 keep.drain(..drop);
                 self.dirs[i].buf = keep;
@@ -639,11 +586,7 @@ impl H2Conn {
             if len == 0 {
                 self.end_data_frame(side, h, ts, out);
             } else {
-                let pad = if h.has(frame::FLAG_PADDED) {
-                    None
-                } else {
-                    Some(0)
-                };
+                let pad = if h.has(frame::FLAG_PADDED) { None } else { Some(0) };
                 self.dirs[i].state = ReadState::Data { h, left: len, pad };
             }
             return;
@@ -674,14 +617,7 @@ impl H2Conn {
 
     // ===== frames =====
 
-    fn handle_frame(
-        &mut self,
-        side: Side,
-        h: FrameHeader,
-        payload: &[u8],
-        ts: Timestamp,
-        out: &mut Vec<Exchange>,
-    ) {
+    fn handle_frame(&mut self, side: Side, h: FrameHeader, payload: &[u8], ts: Timestamp, out: &mut Vec<Exchange>) {
         let i = idx(side);
         let frame_ts = self.dirs[i].frame_ts;
         match h.ty {
@@ -762,12 +698,8 @@ impl H2Conn {
                     self.goaway[i] = Some(last);
                     // Streams initiated by the receiver of the GOAWAY above last-stream-id were not processed.
                     let refused_parity = if side == Side::Server { 1 } else { 0 };
-                    let mut ids: Vec<u32> = self
-                        .streams
-                        .keys()
-                        .copied()
-                        .filter(|&id| id > last && id % 2 == refused_parity)
-                        .collect();
+                    let mut ids: Vec<u32> =
+                        self.streams.keys().copied().filter(|&id| id > last && id % 2 == refused_parity).collect();
                     ids.sort_unstable();
                     for id in ids {
                         self.stats.streams_refused += 1;
@@ -778,9 +710,7 @@ impl H2Conn {
             },
             frame::PRIORITY if frame::fixed(&h, payload, 5).is_err() => self.malformed(h.stream),
             frame::PING if frame::fixed(&h, payload, 8).is_err() => self.malformed(0),
-            frame::WINDOW_UPDATE if frame::window_update(&h, payload).is_err() => {
-                self.malformed(h.stream)
-            }
+            frame::WINDOW_UPDATE if frame::window_update(&h, payload).is_err() => self.malformed(h.stream),
             // Well-formed PRIORITY, PING, WINDOW_UPDATE carry nothing an exchange records; RFC 9113 §4.1: unknown
             // frame types are ignored (counted in begin_frame).
             _ => {}
@@ -850,14 +780,7 @@ impl H2Conn {
     }
 
     /// Decodes a complete header block and applies it to its stream.
-    fn finish_block(
-        &mut self,
-        side: Side,
-        b: PendingBlock,
-        block: &[u8],
-        ts: Timestamp,
-        out: &mut Vec<Exchange>,
-    ) {
+    fn finish_block(&mut self, side: Side, b: PendingBlock, block: &[u8], ts: Timestamp, out: &mut Vec<Exchange>) {
         let i = idx(side);
         let cap = self.cfg.max_header_list_bytes;
         let mut fields: Vec<Header> = Vec::new();
@@ -979,11 +902,7 @@ impl H2Conn {
             }
             match status {
                 Some(s @ 100..=199) => {
-                    st.interim.push(Interim {
-                        status: s,
-                        headers,
-                        at: Some(b.ts),
-                    });
+                    st.interim.push(Interim { status: s, headers, at: Some(b.ts) });
                 }
                 s => {
                     // A missing :status is kept as 0 (never invented); with a known table it is malformed.
@@ -1041,13 +960,7 @@ impl H2Conn {
         }
     }
 
-    fn end_data_frame(
-        &mut self,
-        side: Side,
-        h: FrameHeader,
-        ts: Timestamp,
-        out: &mut Vec<Exchange>,
-    ) {
+    fn end_data_frame(&mut self, side: Side, h: FrameHeader, ts: Timestamp, out: &mut Vec<Exchange>) {
         if let Some(st) = self.streams.get_mut(&h.stream) {
             touch(st, side, ts);
         }
@@ -1157,11 +1070,7 @@ impl H2Conn {
 
     /// Emits every open stream, in stream order, with `flags` on those not finished.
     fn flush_all(&mut self, flags: Flags, out: &mut Vec<Exchange>) {
-        let mut ids: Vec<(u32, u32)> = self
-            .streams
-            .iter()
-            .map(|(&id, st)| (st.order, id))
-            .collect();
+        let mut ids: Vec<(u32, u32)> = self.streams.iter().map(|(&id, st)| (st.order, id)).collect();
         ids.sort_unstable();
         for (_, id) in ids {
             self.stats.streams_incomplete += 1;
@@ -1284,11 +1193,7 @@ fn chain(buf: &[u8], pos: usize, max: usize) -> Option<(usize, bool)> {
             return Some((n, false));
         };
         // The candidate itself must be a known frame type; extension frames may follow it.
-        let ok = if n == 0 {
-            h.plausible(max)
-        } else {
-            h.plausible_or_extension(max)
-        };
+        let ok = if n == 0 { h.plausible(max) } else { h.plausible_or_extension(max) };
         if !ok {
             return None;
         }

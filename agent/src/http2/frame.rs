@@ -98,23 +98,11 @@ impl FrameHeader {
         }
         let (allowed_flags, conn_level, len_ok) = match self.ty {
             // An empty DATA frame without END_STREAM is legal but pointless, and zero-filled bytes look like one.
-            DATA => (
-                FLAG_END_STREAM | FLAG_PADDED,
-                false,
-                len > 0 || self.has(FLAG_END_STREAM),
-            ),
-            HEADERS => (
-                FLAG_END_STREAM | FLAG_END_HEADERS | FLAG_PADDED | FLAG_PRIORITY,
-                false,
-                len > 0,
-            ),
+            DATA => (FLAG_END_STREAM | FLAG_PADDED, false, len > 0 || self.has(FLAG_END_STREAM)),
+            HEADERS => (FLAG_END_STREAM | FLAG_END_HEADERS | FLAG_PADDED | FLAG_PRIORITY, false, len > 0),
             PRIORITY => (0, false, len == 5),
             RST_STREAM => (0, false, len == 4),
-            SETTINGS => (
-                FLAG_ACK,
-                true,
-                len.is_multiple_of(6) && (!self.has(FLAG_ACK) || len == 0),
-            ),
+            SETTINGS => (FLAG_ACK, true, len.is_multiple_of(6) && (!self.has(FLAG_ACK) || len == 0)),
             PUSH_PROMISE => (FLAG_END_HEADERS | FLAG_PADDED, false, len >= 4),
             PING => (FLAG_ACK, true, len == 8),
             GOAWAY => (0, true, len >= 8),
@@ -143,10 +131,7 @@ pub fn strip_padding<'a>(h: &FrameHeader, payload: &'a [u8]) -> Result<&'a [u8],
         return Ok(payload);
     }
     let (&pad, rest) = payload.split_first().ok_or(FrameError::Padding)?;
-    let keep = rest
-        .len()
-        .checked_sub(usize::from(pad))
-        .ok_or(FrameError::Padding)?;
+    let keep = rest.len().checked_sub(usize::from(pad)).ok_or(FrameError::Padding)?;
     Ok(&rest[..keep])
 }
 
@@ -186,27 +171,17 @@ pub fn window_update(h: &FrameHeader, payload: &[u8]) -> Result<u32, FrameError>
 
 /// Checks the length of a PRIORITY (5) or PING (8) frame.
 pub fn fixed(h: &FrameHeader, payload: &[u8], want: usize) -> Result<(), FrameError> {
-    if payload.len() == want {
-        Ok(())
-    } else {
-        Err(FrameError::Length(h.ty, payload.len()))
-    }
+    if payload.len() == want { Ok(()) } else { Err(FrameError::Length(h.ty, payload.len())) }
 }
 
 /// The (identifier, value) pairs of a SETTINGS frame (§6.5.1).
-pub fn settings<'a>(
-    h: &FrameHeader,
-    payload: &'a [u8],
-) -> Result<impl Iterator<Item = (u16, u32)> + 'a, FrameError> {
+pub fn settings<'a>(h: &FrameHeader, payload: &'a [u8]) -> Result<impl Iterator<Item = (u16, u32)> + 'a, FrameError> {
     if !payload.len().is_multiple_of(6) || (h.has(FLAG_ACK) && !payload.is_empty()) {
         return Err(FrameError::Length(h.ty, payload.len()));
     }
-    Ok(payload.chunks_exact(6).map(|c| {
-        (
-            u16::from_be_bytes([c[0], c[1]]),
-            u32::from_be_bytes([c[2], c[3], c[4], c[5]]),
-        )
-    }))
+    Ok(payload
+        .chunks_exact(6)
+        .map(|c| (u16::from_be_bytes([c[0], c[1]]), u32::from_be_bytes([c[2], c[3], c[4], c[5]]))))
 }
 
 fn read_u32(b: &[u8]) -> Option<u32> {
@@ -221,31 +196,15 @@ mod tests {
     #[test]
     fn parses_header_fields() {
         // A HEADERS frame, length 0x000102, flags END_STREAM|END_HEADERS, stream 3 with the reserved bit set.
-        let h =
-            FrameHeader::parse(&[0x00, 0x01, 0x02, 0x01, 0x05, 0x80, 0x00, 0x00, 0x03]).unwrap();
-        assert_eq!(
-            h,
-            FrameHeader {
-                len: 258,
-                ty: HEADERS,
-                flags: 5,
-                stream: 3,
-                reserved: true
-            }
-        );
+        let h = FrameHeader::parse(&[0x00, 0x01, 0x02, 0x01, 0x05, 0x80, 0x00, 0x00, 0x03]).unwrap();
+        assert_eq!(h, FrameHeader { len: 258, ty: HEADERS, flags: 5, stream: 3, reserved: true });
         assert!(h.has(FLAG_END_STREAM) && h.has(FLAG_END_HEADERS) && !h.has(FLAG_PADDED));
         assert_eq!(FrameHeader::parse(&[0; 8]), None);
     }
 
     #[test]
     fn plausibility() {
-        let hdr = |len: u32, ty: u8, flags: u8, stream: u32| FrameHeader {
-            len,
-            ty,
-            flags,
-            stream,
-            reserved: false,
-        };
+        let hdr = |len: u32, ty: u8, flags: u8, stream: u32| FrameHeader { len, ty, flags, stream, reserved: false };
         assert!(hdr(0, SETTINGS, 0, 0).plausible(16384));
         assert!(hdr(12, SETTINGS, 0, 0).plausible(16384));
         assert!(!hdr(12, SETTINGS, FLAG_ACK, 0).plausible(16384));
@@ -271,70 +230,31 @@ mod tests {
 
     #[test]
     fn padding_and_priority() {
-        let h = FrameHeader {
-            len: 0,
-            ty: HEADERS,
-            flags: FLAG_PADDED | FLAG_PRIORITY,
-            stream: 1,
-            reserved: false,
-        };
+        let h = FrameHeader { len: 0, ty: HEADERS, flags: FLAG_PADDED | FLAG_PRIORITY, stream: 1, reserved: false };
         // pad length 2, priority (5 bytes), fragment "ab", padding 2 bytes.
         let p = [2, 0, 0, 0, 3, 16, b'a', b'b', 0, 0];
         assert_eq!(headers_fragment(&h, &p), Ok(&b"ab"[..]));
         assert_eq!(strip_padding(&h, &[5, 1, 2]), Err(FrameError::Padding));
         assert_eq!(strip_padding(&h, &[]), Err(FrameError::Padding));
-        let h2 = FrameHeader {
-            flags: FLAG_PRIORITY,
-            ..h
-        };
-        assert_eq!(
-            headers_fragment(&h2, &[0, 0, 0]),
-            Err(FrameError::Length(HEADERS, 3))
-        );
+        let h2 = FrameHeader { flags: FLAG_PRIORITY, ..h };
+        assert_eq!(headers_fragment(&h2, &[0, 0, 0]), Err(FrameError::Length(HEADERS, 3)));
     }
 
     #[test]
     fn fixed_frames() {
-        let h = FrameHeader {
-            len: 8,
-            ty: GOAWAY,
-            flags: 0,
-            stream: 0,
-            reserved: false,
-        };
+        let h = FrameHeader { len: 8, ty: GOAWAY, flags: 0, stream: 0, reserved: false };
         assert_eq!(goaway(&h, &[0x80, 0, 0, 5, 0, 0, 0, 2, b'x']), Ok((5, 2)));
         assert!(goaway(&h, &[0, 0, 0]).is_err());
-        let r = FrameHeader {
-            ty: RST_STREAM,
-            ..h
-        };
+        let r = FrameHeader { ty: RST_STREAM, ..h };
         assert_eq!(rst_stream(&r, &[0, 0, 0, 8]), Ok(8));
         assert!(rst_stream(&r, &[0, 0, 8]).is_err());
-        let w = FrameHeader {
-            ty: WINDOW_UPDATE,
-            ..h
-        };
+        let w = FrameHeader { ty: WINDOW_UPDATE, ..h };
         assert_eq!(window_update(&w, &[0x80, 0, 1, 0]), Ok(256));
         let s = FrameHeader { ty: SETTINGS, ..h };
-        let v: Vec<_> = settings(&s, &[0, 1, 0, 0, 0x10, 0, 0, 5, 0, 0, 0x40, 0])
-            .unwrap()
-            .collect();
-        assert_eq!(
-            v,
-            vec![
-                (SETTINGS_HEADER_TABLE_SIZE, 4096),
-                (SETTINGS_MAX_FRAME_SIZE, 16384)
-            ]
-        );
+        let v: Vec<_> = settings(&s, &[0, 1, 0, 0, 0x10, 0, 0, 5, 0, 0, 0x40, 0]).unwrap().collect();
+        assert_eq!(v, vec![(SETTINGS_HEADER_TABLE_SIZE, 4096), (SETTINGS_MAX_FRAME_SIZE, 16384)]);
         assert!(settings(&s, &[0, 1, 0]).is_err());
-        let pp = FrameHeader {
-            ty: PUSH_PROMISE,
-            flags: FLAG_PADDED,
-            ..h
-        };
-        assert_eq!(
-            push_promise(&pp, &[1, 0x80, 0, 0, 2, b'h', 0]),
-            Ok((2, &b"h"[..]))
-        );
+        let pp = FrameHeader { ty: PUSH_PROMISE, flags: FLAG_PADDED, ..h };
+        assert_eq!(push_promise(&pp, &[1, 0x80, 0, 0, 2, b'h', 0]), Ok((2, &b"h"[..])));
     }
 }

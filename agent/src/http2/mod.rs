@@ -43,21 +43,13 @@ pub struct H2Config {
 
 impl Default for H2Config {
     fn default() -> Self {
-        H2Config {
-            max_body: 1 << 20,
-            max_streams: 1024,
-            max_header_list_bytes: 256 << 10,
-            max_frame_bytes: 1 << 16,
-        }
+        H2Config { max_body: 1 << 20, max_streams: 1024, max_header_list_bytes: 256 << 10, max_frame_bytes: 1 << 16 }
     }
 }
 
 /// How a connection's HTTP/2 begins.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "built once per connection; the signature is the contract"
-)]
+#[expect(clippy::large_enum_variant, reason = "built once per connection; the signature is the contract")]
 pub enum H2Start {
     /// Prior-knowledge h2c: the client sends the preface first.
     PriorKnowledge,

@@ -20,12 +20,7 @@ fn info() -> ConnInfo {
 }
 
 fn cfg() -> H2Config {
-    H2Config {
-        max_body: 1000,
-        max_streams: 100,
-        max_header_list_bytes: 16 << 10,
-        max_frame_bytes: 16384,
-    }
+    H2Config { max_body: 1000, max_streams: 100, max_header_list_bytes: 16 << 10, max_frame_bytes: 16384 }
 }
 
 fn frame(ty: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
@@ -57,8 +52,7 @@ impl Enc {
         Enc(loona_hpack::Encoder::new())
     }
     fn block(&mut self, h: &[(&str, &str)]) -> Vec<u8> {
-        self.0
-            .encode(h.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())))
+        self.0.encode(h.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())))
     }
 }
 
@@ -71,12 +65,7 @@ fn conversation() -> Vec<(Side, Vec<u8>)> {
     // E0, client: preface, SETTINGS, stream 1 GET (END_STREAM), stream 3 gRPC call whose header block is split
     // over HEADERS + CONTINUATION in the middle of a field, then a padded DATA frame with half the message.
     let mut c = PREFACE.to_vec();
-    c.extend(frame(
-        SETTINGS,
-        0,
-        0,
-        &[0, 1, 0, 0, 0x10, 0, 0, 3, 0, 0, 0, 100],
-    ));
+    c.extend(frame(SETTINGS, 0, 0, &[0, 1, 0, 0, 0x10, 0, 0, 3, 0, 0, 0, 100]));
     let b1 = ce.block(&[
         (":method", "GET"),
         (":scheme", "http"),
@@ -121,18 +110,8 @@ fn conversation() -> Vec<(Side, Vec<u8>)> {
         ("x-trace", "t1"),
     ]);
     c.extend(frame(HEADERS, FLAG_END_STREAM | FLAG_END_HEADERS, 5, &b5));
-    let b7 = ce.block(&[
-        (":method", "GET"),
-        (":scheme", "http"),
-        (":authority", "svc:8080"),
-        (":path", "/late"),
-    ]);
-    c.extend(frame(
-        HEADERS,
-        FLAG_END_STREAM | FLAG_END_HEADERS | FLAG_PADDED,
-        7,
-        &padded(&b7, 3),
-    ));
+    let b7 = ce.block(&[(":method", "GET"), (":scheme", "http"), (":authority", "svc:8080"), (":path", "/late")]);
+    c.extend(frame(HEADERS, FLAG_END_STREAM | FLAG_END_HEADERS | FLAG_PADDED, 7, &padded(&b7, 3)));
     c.extend(frame(PRIORITY, 0, 7, &[0, 0, 0, 1, 16]));
     ev.push((Side::Client, c));
 
@@ -141,12 +120,7 @@ fn conversation() -> Vec<(Side, Vec<u8>)> {
     let mut s = Vec::new();
     let i1 = se.block(&[(":status", "103"), ("link", "</style.css>; rel=preload")]);
     s.extend(frame(HEADERS, FLAG_END_HEADERS, 1, &i1));
-    let pp = se.block(&[
-        (":method", "GET"),
-        (":scheme", "http"),
-        (":authority", "svc:8080"),
-        (":path", "/style.css"),
-    ]);
+    let pp = se.block(&[(":method", "GET"), (":scheme", "http"), (":authority", "svc:8080"), (":path", "/style.css")]);
     let mut ppp = 2u32.to_be_bytes().to_vec();
     ppp.extend(pp);
     s.extend(frame(PUSH_PROMISE, FLAG_END_HEADERS, 1, &ppp));
@@ -155,12 +129,7 @@ fn conversation() -> Vec<(Side, Vec<u8>)> {
     s.extend(frame(DATA, FLAG_END_STREAM, 1, b"hello"));
     let r2 = se.block(&[(":status", "200"), ("content-type", "text/css")]);
     s.extend(frame(HEADERS, FLAG_END_HEADERS, 2, &r2));
-    s.extend(frame(
-        DATA,
-        FLAG_END_STREAM | FLAG_PADDED,
-        2,
-        &padded(b"body{}", 2),
-    ));
+    s.extend(frame(DATA, FLAG_END_STREAM | FLAG_PADDED, 2, &padded(b"body{}", 2)));
     let t3 = se.block(&[("grpc-status", "0"), ("grpc-message", "")]);
     s.extend(frame(HEADERS, FLAG_END_STREAM | FLAG_END_HEADERS, 3, &t3));
     s.extend(frame(RST_STREAM, 0, 5, &[0, 0, 0, 8]));
@@ -173,11 +142,7 @@ fn conversation() -> Vec<(Side, Vec<u8>)> {
 }
 
 /// Feeds events, each split at the given cut points (offsets into that event's bytes), then closes.
-fn run(
-    start: H2Start,
-    events: &[(Side, Vec<u8>)],
-    cuts: &[Vec<usize>],
-) -> (Vec<Exchange>, H2Stats) {
+fn run(start: H2Start, events: &[(Side, Vec<u8>)], cuts: &[Vec<usize>]) -> (Vec<Exchange>, H2Stats) {
     let mut conn = H2Conn::new(&cfg(), info(), start);
     let mut out = Vec::new();
     for (i, (side, bytes)) in events.iter().enumerate() {
@@ -211,31 +176,16 @@ fn full_conversation() {
     assert_eq!(e1.connection_id, 7);
     let rq = e1.request.as_ref().unwrap();
     assert_eq!(
-        (
-            &rq.method[..],
-            &rq.scheme[..],
-            &rq.authority[..],
-            &rq.path[..]
-        ),
+        (&rq.method[..], &rq.scheme[..], &rq.authority[..], &rq.path[..]),
         (&b"GET"[..], &b"http"[..], &b"svc:8080"[..], &b"/a"[..])
     );
-    assert_eq!(
-        rq.headers,
-        vec![
-            hdr("cookie", "a=1"),
-            hdr("cookie", "b=2"),
-            hdr("x-trace", "t1")
-        ]
-    );
+    assert_eq!(rq.headers, vec![hdr("cookie", "a=1"), hdr("cookie", "b=2"), hdr("x-trace", "t1")]);
     let rs = e1.response.as_ref().unwrap();
     assert_eq!(rs.status, 200);
     assert_eq!(rs.body.bytes, b"hello");
     assert_eq!(rs.interim.len(), 1);
     assert_eq!(rs.interim[0].status, 103);
-    assert_eq!(
-        rs.interim[0].headers,
-        vec![hdr("link", "</style.css>; rel=preload")]
-    );
+    assert_eq!(rs.interim[0].headers, vec![hdr("link", "</style.css>; rel=preload")]);
     assert_eq!(
         e1.timing,
         Timing {
@@ -250,47 +200,29 @@ fn full_conversation() {
     assert_eq!(e2.flags, Flags::PUSHED);
     assert_eq!(e2.request.as_ref().unwrap().path, b"/style.css");
     assert_eq!(e2.response.as_ref().unwrap().body.bytes, b"body{}");
-    assert_eq!(
-        e2.response.as_ref().unwrap().headers,
-        vec![hdr("content-type", "text/css")]
-    );
+    assert_eq!(e2.response.as_ref().unwrap().headers, vec![hdr("content-type", "text/css")]);
 
     let e3 = &ex[2];
     assert_eq!(e3.flags, Flags::NONE);
     assert_eq!(e3.order, 1);
     let rq = e3.request.as_ref().unwrap();
     assert_eq!(rq.path, b"/pkg.Greeter/SayHello");
-    assert_eq!(
-        rq.headers,
-        vec![
-            hdr("content-type", "application/grpc"),
-            hdr("te", "trailers")
-        ]
-    );
+    assert_eq!(rq.headers, vec![hdr("content-type", "application/grpc"), hdr("te", "trailers")]);
     assert_eq!(rq.body.bytes, grpc_msg(b"hello world"));
     let rs = e3.response.as_ref().unwrap();
     assert_eq!(rs.body.bytes, grpc_msg(b"hi"));
-    assert_eq!(
-        rs.trailers,
-        vec![hdr("grpc-status", "0"), hdr("grpc-message", "")]
-    );
+    assert_eq!(rs.trailers, vec![hdr("grpc-status", "0"), hdr("grpc-message", "")]);
     assert_eq!(e3.timing.request_last, Some(Timestamp(1002)));
     assert_eq!(e3.timing.response_first, Some(Timestamp(1001)));
     let g = tapedeck_model::grpc::grpc_summary(e3).unwrap();
-    assert_eq!(
-        (g.service.as_str(), g.method.as_str(), g.status),
-        ("pkg.Greeter", "SayHello", Some(0))
-    );
+    assert_eq!((g.service.as_str(), g.method.as_str(), g.status), ("pkg.Greeter", "SayHello", Some(0)));
     assert_eq!(g.request.messages.len(), 1);
     assert_eq!(g.response.messages[0].len, 2);
 
     let e5 = &ex[3];
     assert_eq!(e5.flags, Flags::RESET | Flags::NO_RESPONSE);
     assert_eq!(e5.request.as_ref().unwrap().path, b"/reset");
-    assert_eq!(
-        e5.request.as_ref().unwrap().headers,
-        vec![hdr("x-trace", "t1")]
-    );
+    assert_eq!(e5.request.as_ref().unwrap().headers, vec![hdr("x-trace", "t1")]);
 
     let e7 = &ex[4];
     assert_eq!(e7.flags, Flags::REFUSED | Flags::NO_RESPONSE);
@@ -308,10 +240,7 @@ fn full_conversation() {
     assert_eq!(st.streams_closed, 3);
     assert_eq!(st.streams_opened, 5);
     assert_eq!(st.exchanges, 5);
-    assert_eq!(
-        st.hpack_errors + st.malformed_frames + st.protocol_errors + st.bytes_skipped,
-        0
-    );
+    assert_eq!(st.hpack_errors + st.malformed_frames + st.protocol_errors + st.bytes_skipped, 0);
 }
 
 #[test]
@@ -321,13 +250,7 @@ fn byte_at_a_time_equals_whole() {
     let cuts: Vec<Vec<usize>> = conv.iter().map(|(_, b)| (1..b.len()).collect()).collect();
     let split = run(H2Start::PriorKnowledge, &conv, &cuts);
     assert_eq!(whole.0, split.0);
-    assert_eq!(
-        whole.1,
-        H2Stats {
-            bytes: whole.1.bytes,
-            ..split.1
-        }
-    );
+    assert_eq!(whole.1, H2Stats { bytes: whole.1.bytes, ..split.1 });
 }
 
 proptest! {
@@ -485,32 +408,15 @@ fn h2c_upgrade_stream_one() {
         authority: b"svc".to_vec(),
         path: b"/up".to_vec(),
         headers: vec![hdr("upgrade", "h2c")],
-        body: tapedeck_model::Body {
-            bytes: b"abc".to_vec(),
-            full_len: 3,
-        },
+        body: tapedeck_model::Body { bytes: b"abc".to_vec(), full_len: 3 },
         ..Request::default()
     };
-    let timing = Timing {
-        request_first: Some(Timestamp(5)),
-        request_last: Some(Timestamp(5)),
-        ..Timing::default()
-    };
-    let start = H2Start::Upgrade {
-        request: req,
-        timing,
-        order: 2,
-        settings: Some(vec![0, 1, 0, 0, 0x20, 0]),
-    };
+    let timing = Timing { request_first: Some(Timestamp(5)), request_last: Some(Timestamp(5)), ..Timing::default() };
+    let start = H2Start::Upgrade { request: req, timing, order: 2, settings: Some(vec![0, 1, 0, 0, 0x20, 0]) };
     let mut se = Enc::new();
     let mut ce = Enc::new();
     let mut s = frame(SETTINGS, 0, 0, &[]);
-    s.extend(frame(
-        HEADERS,
-        FLAG_END_HEADERS,
-        1,
-        &se.block(&[(":status", "200")]),
-    ));
+    s.extend(frame(HEADERS, FLAG_END_HEADERS, 1, &se.block(&[(":status", "200")])));
     s.extend(frame(DATA, FLAG_END_STREAM, 1, b"up!"));
     let mut c = PREFACE.to_vec();
     c.extend(frame(SETTINGS, 0, 0, &[]));
@@ -539,34 +445,20 @@ fn h2c_upgrade_stream_one() {
 fn bad_preface_resyncs_and_is_counted() {
     let mut c = b"PRI * HTTP/1.1\r\n\r\nXX\r\n\r\n".to_vec();
     c.extend(frame(SETTINGS, 0, 0, &[]));
-    c.extend(frame(
-        HEADERS,
-        FLAG_END_STREAM | FLAG_END_HEADERS,
-        1,
-        &[0x82, 0x84],
-    ));
+    c.extend(frame(HEADERS, FLAG_END_STREAM | FLAG_END_HEADERS, 1, &[0x82, 0x84]));
     c.extend(frame(PING, 0, 0, &[0; 8]));
     let (ex, st) = run(H2Start::PriorKnowledge, &[(Side::Client, c)], &[]);
     assert_eq!(st.preface_errors, 1);
     assert_eq!(st.mid_stream_recoveries, 1);
     assert_eq!(ex.len(), 1);
     assert_eq!(ex[0].request.as_ref().unwrap().method, b"GET");
-    assert!(
-        ex[0]
-            .flags
-            .contains(Flags::HPACK_UNKNOWN | Flags::NO_RESPONSE)
-    );
+    assert!(ex[0].flags.contains(Flags::HPACK_UNKNOWN | Flags::NO_RESPONSE));
 }
 
 #[test]
 fn malformed_frames_flag_parse_error() {
     let mut c = PREFACE.to_vec();
-    c.extend(frame(
-        HEADERS,
-        FLAG_END_STREAM | FLAG_END_HEADERS,
-        1,
-        &[0x82, 0x84],
-    ));
+    c.extend(frame(HEADERS, FLAG_END_STREAM | FLAG_END_HEADERS, 1, &[0x82, 0x84]));
     // RST_STREAM of the wrong length, then a padded DATA whose pad length exceeds the frame.
     c.extend(frame(RST_STREAM, 0, 1, &[0, 0, 8]));
     c.extend(frame(DATA, FLAG_PADDED, 1, &[9, 1, 2]));
@@ -580,12 +472,7 @@ fn header_block_interrupted_is_a_protocol_error() {
     let mut c = PREFACE.to_vec();
     c.extend(frame(HEADERS, FLAG_END_STREAM, 1, &[0x82]));
     c.extend(frame(PING, 0, 0, &[0; 8]));
-    c.extend(frame(
-        HEADERS,
-        FLAG_END_STREAM | FLAG_END_HEADERS,
-        3,
-        &[0x82, 0x84],
-    ));
+    c.extend(frame(HEADERS, FLAG_END_STREAM | FLAG_END_HEADERS, 3, &[0x82, 0x84]));
     let (ex, st) = run(H2Start::PriorKnowledge, &[(Side::Client, c)], &[]);
     assert_eq!(st.protocol_errors, 1);
     let e3 = ex.iter().find(|e| e.stream_id == Some(3)).unwrap();
@@ -600,19 +487,9 @@ fn oversized_frames_and_blocks_are_counted() {
     let mut c = PREFACE.to_vec();
     let mut e = Enc::new();
     let big = "x".repeat(100);
-    c.extend(frame(
-        HEADERS,
-        FLAG_END_STREAM | FLAG_END_HEADERS,
-        1,
-        &e.block(&[(":method", "GET"), ("x-big", &big)]),
-    ));
+    c.extend(frame(HEADERS, FLAG_END_STREAM | FLAG_END_HEADERS, 1, &e.block(&[(":method", "GET"), ("x-big", &big)])));
     c.extend(frame(PING, 0, 0, &vec![0; 20000])); // above max_frame_bytes: skipped
-    c.extend(frame(
-        HEADERS,
-        FLAG_END_STREAM | FLAG_END_HEADERS,
-        3,
-        &[0x82, 0x84],
-    ));
+    c.extend(frame(HEADERS, FLAG_END_STREAM | FLAG_END_HEADERS, 3, &[0x82, 0x84]));
     let mut conn = H2Conn::new(&small, info(), H2Start::PriorKnowledge);
     let mut out = Vec::new();
     conn.data(Side::Client, &c, Timestamp(1), &mut out);
@@ -621,11 +498,7 @@ fn oversized_frames_and_blocks_are_counted() {
     assert_eq!(st.header_blocks_oversized, 1);
     assert_eq!(st.oversized_frames, 1);
     assert_eq!(out.len(), 2);
-    assert!(
-        out[0]
-            .flags
-            .contains(Flags::PARSE_ERROR | Flags::HPACK_UNKNOWN)
-    );
+    assert!(out[0].flags.contains(Flags::PARSE_ERROR | Flags::HPACK_UNKNOWN));
     assert_eq!(out[1].request.as_ref().unwrap().path, b"/");
 }
 
@@ -633,12 +506,7 @@ fn oversized_frames_and_blocks_are_counted() {
 fn open_streams_are_bounded() {
     let mut c = PREFACE.to_vec();
     for id in [1u32, 3, 5, 7] {
-        c.extend(frame(
-            HEADERS,
-            FLAG_END_STREAM | FLAG_END_HEADERS,
-            id,
-            &[0x82, 0x84],
-        ));
+        c.extend(frame(HEADERS, FLAG_END_STREAM | FLAG_END_HEADERS, id, &[0x82, 0x84]));
     }
     let mut small = cfg();
     small.max_streams = 2;
@@ -651,12 +519,7 @@ fn open_streams_are_bounded() {
     assert_eq!(conn.stats().streams_evicted, 2);
     // A late response on an evicted stream is dropped and counted.
     let mut se = Enc::new();
-    let s = frame(
-        HEADERS,
-        FLAG_END_STREAM | FLAG_END_HEADERS,
-        1,
-        &se.block(&[(":status", "200")]),
-    );
+    let s = frame(HEADERS, FLAG_END_STREAM | FLAG_END_HEADERS, 1, &se.block(&[(":status", "200")]));
     conn.data(Side::Server, &s, Timestamp(2), &mut out);
     assert_eq!(conn.stats().frames_on_closed_streams, 1);
     conn.close(Timestamp(3), &mut out);
@@ -676,22 +539,13 @@ fn body_cap_truncates_and_fin_flushes() {
     assert_eq!(out.len(), 1);
     let b = &out[0].request.as_ref().unwrap().body;
     assert_eq!((b.bytes.len(), b.full_len), (1000, 1500));
-    assert!(
-        out[0]
-            .flags
-            .contains(Flags::TRUNCATED | Flags::INCOMPLETE | Flags::NO_RESPONSE)
-    );
+    assert!(out[0].flags.contains(Flags::TRUNCATED | Flags::INCOMPLETE | Flags::NO_RESPONSE));
 }
 
 #[test]
 fn tcp_reset_flags_open_streams() {
     let mut c = PREFACE.to_vec();
-    c.extend(frame(
-        HEADERS,
-        FLAG_END_STREAM | FLAG_END_HEADERS,
-        1,
-        &[0x82, 0x84],
-    ));
+    c.extend(frame(HEADERS, FLAG_END_STREAM | FLAG_END_HEADERS, 1, &[0x82, 0x84]));
     let mut conn = H2Conn::new(&cfg(), info(), H2Start::PriorKnowledge);
     let mut out = Vec::new();
     conn.data(Side::Client, &c, Timestamp(1), &mut out);
@@ -733,12 +587,7 @@ fn throughput() {
                 &se.block(&[(":status", "200"), ("content-type", "application/grpc")]),
             ));
             s.extend(frame(DATA, 0, id, &grpc_msg(&[1u8; 40])));
-            s.extend(frame(
-                HEADERS,
-                FLAG_END_STREAM | FLAG_END_HEADERS,
-                id,
-                &se.block(&[("grpc-status", "0")]),
-            ));
+            s.extend(frame(HEADERS, FLAG_END_STREAM | FLAG_END_HEADERS, id, &se.block(&[("grpc-status", "0")])));
             calls_bytes.push((c, s));
         }
         let total: usize = calls_bytes.iter().map(|(c, s)| c.len() + s.len()).sum();

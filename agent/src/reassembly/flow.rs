@@ -20,11 +20,7 @@ pub(crate) struct FlowKey {
 impl FlowKey {
     /// The key of the connection between `a` and `b`, whichever sent the packet.
     pub fn new(a: SocketAddr, b: SocketAddr) -> FlowKey {
-        if a <= b {
-            FlowKey { lo: a, hi: b }
-        } else {
-            FlowKey { lo: b, hi: a }
-        }
+        if a <= b { FlowKey { lo: a, hi: b } } else { FlowKey { lo: b, hi: a } }
     }
 }
 
@@ -66,22 +62,12 @@ pub(crate) struct Flow<S> {
 impl<S: StreamSink> Flow<S> {
     /// A flow with no segment processed yet.
     pub fn new(meta: ConnMeta, sink: S, now: u64) -> Flow<S> {
-        Flow {
-            meta,
-            sink,
-            dirs: Default::default(),
-            isn: [None; 2],
-            last_seen: now,
-        }
+        Flow { meta, sink, dirs: Default::default(), isn: [None; 2], last_seen: now }
     }
 
     /// The direction of a segment sent by `src`.
     pub fn direction_of(&self, src: SocketAddr) -> Direction {
-        if src == self.meta.originator {
-            Direction::ToResponder
-        } else {
-            Direction::ToOriginator
-        }
+        if src == self.meta.originator { Direction::ToResponder } else { Direction::ToOriginator }
     }
 
     /// Whether `seg` is a SYN opening a new connection on this 4-tuple rather than a retransmitted SYN.
@@ -107,9 +93,7 @@ impl<S: StreamSink> Flow<S> {
         }
         let dir = self.direction_of(seg.src);
         let (i, r) = (dir.index(), dir.reverse().index());
-        let Flow {
-            sink, dirs, isn, ..
-        } = self;
+        let Flow { sink, dirs, isn, .. } = self;
         if seg.flags.syn {
             let seq = SeqNumber(seg.seq);
             isn[i].get_or_insert(seq);
@@ -119,31 +103,13 @@ impl<S: StreamSink> Flow<S> {
             }
         }
         if seg.flags.ack {
-            let mut t = Target {
-                sink: &mut *sink,
-                dir: dir.reverse(),
-            };
+            let mut t = Target { sink: &mut *sink, dir: dir.reverse() };
             dirs[r].on_ack(SeqNumber(seg.ack), seg.ts, &mut t, ctx);
         }
         let start = SeqNumber(seg.seq) + u32::from(seg.flags.syn);
-        let mut t = Target {
-            sink: &mut *sink,
-            dir,
-        };
-        dirs[i].on_segment(
-            start,
-            seg.payload,
-            seg.missing,
-            seg.flags.fin,
-            seg.ts,
-            &mut t,
-            ctx,
-        );
-        if dirs[0].finished() && dirs[1].finished() {
-            SegmentOutcome::BothFinished
-        } else {
-            SegmentOutcome::Open
-        }
+        let mut t = Target { sink: &mut *sink, dir };
+        dirs[i].on_segment(start, seg.payload, seg.missing, seg.flags.fin, seg.ts, &mut t, ctx);
+        if dirs[0].finished() && dirs[1].finished() { SegmentOutcome::BothFinished } else { SegmentOutcome::Open }
     }
 
     /// Ends the flow: holes become gaps, buffered data and seen FINs are delivered, then `reset` (if `reset`) and
@@ -151,10 +117,7 @@ impl<S: StreamSink> Flow<S> {
     pub fn finish(&mut self, reason: CloseReason, reset: bool, ts: Timestamp, ctx: &mut Ctx<'_>) {
         let Flow { sink, dirs, .. } = self;
         for dir in [Direction::ToResponder, Direction::ToOriginator] {
-            let mut t = Target {
-                sink: &mut *sink,
-                dir,
-            };
+            let mut t = Target { sink: &mut *sink, dir };
             dirs[dir.index()].flush(ts, &mut t, ctx);
         }
         if reset {

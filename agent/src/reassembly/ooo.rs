@@ -61,12 +61,7 @@ impl Span<'_> {
     fn captured(&self, from: u64, to: u64) -> Option<(u64, &[u8])> {
         let a = from.max(self.start);
         let b = to.min(self.captured_end());
-        (a < b).then(|| {
-            (
-                a,
-                &self.data[(a - self.start) as usize..(b - self.start) as usize],
-            )
-        })
+        (a < b).then(|| (a, &self.data[(a - self.start) as usize..(b - self.start) as usize]))
     }
 }
 
@@ -100,12 +95,7 @@ pub(crate) struct Piece {
 impl Piece {
     /// This piece as a span starting at `start`.
     pub fn span(&self, start: u64) -> Span<'_> {
-        Span {
-            start,
-            data: &self.data,
-            missing: self.missing,
-            ts: self.ts,
-        }
+        Span { start, data: &self.data, missing: self.missing, ts: self.ts }
     }
 }
 
@@ -180,11 +170,7 @@ impl OooBuffer {
             let mut part = *span;
             part.trim_front(cursor - span.start);
             part.truncate(limit - cursor);
-            let piece = Piece {
-                data: part.data.to_vec(),
-                missing: part.missing,
-                ts: span.ts,
-            };
+            let piece = Piece { data: part.data.to_vec(), missing: part.missing, ts: span.ts };
             self.bytes += piece.data.len();
             *total += piece.data.len();
             self.pieces.insert(cursor, piece);
@@ -223,19 +209,11 @@ mod tests {
     use super::*;
 
     fn span(start: u64, data: &[u8]) -> Span<'_> {
-        Span {
-            start,
-            data,
-            missing: 0,
-            ts: Timestamp(0),
-        }
+        Span { start, data, missing: 0, ts: Timestamp(0) }
     }
 
     fn contents(buf: &OooBuffer) -> Vec<(u64, Vec<u8>, u32)> {
-        buf.pieces
-            .iter()
-            .map(|(&s, p)| (s, p.data.clone(), p.missing))
-            .collect()
+        buf.pieces.iter().map(|(&s, p)| (s, p.data.clone(), p.missing)).collect()
     }
 
     #[test]
@@ -255,14 +233,7 @@ mod tests {
                 (22, b"mn".to_vec(), 0),
             ]
         );
-        assert_eq!(
-            out,
-            InsertOutcome {
-                pieces_added: 3,
-                duplicate_bytes: 4,
-                conflicts: 2
-            }
-        );
+        assert_eq!(out, InsertOutcome { pieces_added: 3, duplicate_bytes: 4, conflicts: 2 });
         assert_eq!(buf.bytes(), 16);
         assert_eq!(total, 16);
     }
@@ -273,14 +244,7 @@ mod tests {
         let mut total = 0;
         buf.insert(&span(5, b"hello"), &mut total);
         let out = buf.insert(&span(5, b"hello"), &mut total);
-        assert_eq!(
-            out,
-            InsertOutcome {
-                pieces_added: 0,
-                duplicate_bytes: 5,
-                conflicts: 0
-            }
-        );
+        assert_eq!(out, InsertOutcome { pieces_added: 0, duplicate_bytes: 5, conflicts: 0 });
         assert_eq!(total, 5);
     }
 
@@ -288,15 +252,7 @@ mod tests {
     fn missing_bytes_are_not_compared() {
         let mut buf = OooBuffer::default();
         let mut total = 0;
-        buf.insert(
-            &Span {
-                start: 0,
-                data: b"ab",
-                missing: 3,
-                ts: Timestamp(0),
-            },
-            &mut total,
-        );
+        buf.insert(&Span { start: 0, data: b"ab", missing: 3, ts: Timestamp(0) }, &mut total);
         let out = buf.insert(&span(0, b"abXYZ"), &mut total);
         assert_eq!(out.conflicts, 0);
         assert_eq!(out.duplicate_bytes, 5);
@@ -317,22 +273,12 @@ mod tests {
 
     #[test]
     fn span_trims() {
-        let mut s = Span {
-            start: 100,
-            data: b"abcd",
-            missing: 4,
-            ts: Timestamp(0),
-        };
+        let mut s = Span { start: 100, data: b"abcd", missing: 4, ts: Timestamp(0) };
         assert_eq!(s.trim_front(2), 2);
         assert_eq!((s.start, s.data, s.missing), (102, &b"cd"[..], 4));
         assert_eq!(s.trim_front(3), 2);
         assert_eq!((s.start, s.data, s.missing), (105, &b""[..], 3));
-        let mut t = Span {
-            start: 0,
-            data: b"abcd",
-            missing: 4,
-            ts: Timestamp(0),
-        };
+        let mut t = Span { start: 0, data: b"abcd", missing: 4, ts: Timestamp(0) };
         assert_eq!(t.truncate(6), 0);
         assert_eq!((t.data, t.missing), (&b"abcd"[..], 2));
         assert_eq!(t.truncate(1), 3);

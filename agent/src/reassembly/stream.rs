@@ -73,13 +73,7 @@ impl HalfStream {
     }
 
     /// The other side acknowledged up to `ack`: bytes before it that were never captured are a gap.
-    pub fn on_ack<S: StreamSink>(
-        &mut self,
-        ack: SeqNumber,
-        ts: Timestamp,
-        t: &mut Target<'_, S>,
-        ctx: &mut Ctx<'_>,
-    ) {
+    pub fn on_ack<S: StreamSink>(&mut self, ack: SeqNumber, ts: Timestamp, t: &mut Target<'_, S>, ctx: &mut Ctx<'_>) {
         let Some(base) = self.base else { return };
         if self.fin_sent {
             return;
@@ -104,10 +98,7 @@ impl HalfStream {
 
     /// A segment of this direction: payload starting at `start` (the SYN's own sequence number excluded), then
     /// `missing` uncaptured bytes, then a FIN if `fin`.
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "one segment's fields, passed apart to avoid a copy type"
-    )]
+    #[expect(clippy::too_many_arguments, reason = "one segment's fields, passed apart to avoid a copy type")]
     pub fn on_segment<S: StreamSink>(
         &mut self,
         start: SeqNumber,
@@ -129,12 +120,7 @@ impl HalfStream {
             return;
         }
         let rel = self.next as i64 + ahead;
-        let mut span = Span {
-            start: 0,
-            data: payload,
-            missing,
-            ts,
-        };
+        let mut span = Span { start: 0, data: payload, missing, ts };
         if rel < 0 {
             // Before the stream's first byte: only the part from offset 0 on is kept.
             let skip = rel.unsigned_abs();
@@ -170,12 +156,7 @@ impl HalfStream {
     }
 
     /// The flow is closing: every hole becomes a gap, buffered data is delivered, a seen FIN is delivered.
-    pub fn flush<S: StreamSink>(
-        &mut self,
-        ts: Timestamp,
-        t: &mut Target<'_, S>,
-        ctx: &mut Ctx<'_>,
-    ) {
+    pub fn flush<S: StreamSink>(&mut self, ts: Timestamp, t: &mut Target<'_, S>, ctx: &mut Ctx<'_>) {
         while !self.ooo.is_empty() {
             self.skip_hole(GapCause::AtClose, ts, t, ctx);
         }
@@ -226,10 +207,7 @@ impl HalfStream {
                 if outcome.pieces_added == 0 {
                     ctx.stats.retransmitted_segments += 1;
                 }
-                ctx.stats.peak_buffered_bytes = ctx
-                    .stats
-                    .peak_buffered_bytes
-                    .max(*ctx.buffered_total as u64);
+                ctx.stats.peak_buffered_bytes = ctx.stats.peak_buffered_bytes.max(*ctx.buffered_total as u64);
                 // Filling between pieces may split one segment into several: enforce the count again.
                 while self.ooo.len() > cfg.max_ooo_segments_per_direction {
                     ctx.stats.cap_hits_direction_segments += 1;
@@ -251,12 +229,7 @@ impl HalfStream {
 
     /// Delivers a span that starts at or before `next`, merged with buffered pieces it reaches (the buffered,
     /// earlier copy wins where both cover a byte), then everything buffered that became contiguous.
-    fn deliver_in_order<S: StreamSink>(
-        &mut self,
-        span: Span<'_>,
-        t: &mut Target<'_, S>,
-        ctx: &mut Ctx<'_>,
-    ) {
+    fn deliver_in_order<S: StreamSink>(&mut self, span: Span<'_>, t: &mut Target<'_, S>, ctx: &mut Ctx<'_>) {
         ctx.stats.retransmitted_bytes += self.next.saturating_sub(span.start);
         let end = span.end();
         while self.next < end {
@@ -303,13 +276,7 @@ impl HalfStream {
     }
 
     /// Declares the hole before the first buffered piece a gap and delivers what became contiguous.
-    fn skip_hole<S: StreamSink>(
-        &mut self,
-        cause: GapCause,
-        ts: Timestamp,
-        t: &mut Target<'_, S>,
-        ctx: &mut Ctx<'_>,
-    ) {
+    fn skip_hole<S: StreamSink>(&mut self, cause: GapCause, ts: Timestamp, t: &mut Target<'_, S>, ctx: &mut Ctx<'_>) {
         if let Some(first) = self.ooo.first_start()
             && first > self.next
         {
@@ -320,17 +287,10 @@ impl HalfStream {
 
     /// Delivers `[next, to)` out of `span` (`span.start <= next`, `to <= span.end()`): captured bytes as data, the
     /// uncaptured rest as a snaplen gap.
-    fn emit<S: StreamSink>(
-        &mut self,
-        span: &Span<'_>,
-        to: u64,
-        t: &mut Target<'_, S>,
-        ctx: &mut Ctx<'_>,
-    ) {
+    fn emit<S: StreamSink>(&mut self, span: &Span<'_>, to: u64, t: &mut Target<'_, S>, ctx: &mut Ctx<'_>) {
         let cap_end = span.captured_end().min(to);
         if self.next < cap_end && self.next >= span.start {
-            let bytes =
-                &span.data[(self.next - span.start) as usize..(cap_end - span.start) as usize];
+            let bytes = &span.data[(self.next - span.start) as usize..(cap_end - span.start) as usize];
             t.sink.data(t.dir, bytes, span.ts, ctx.out);
             ctx.stats.delivered_bytes += bytes.len() as u64;
             self.next = cap_end;
@@ -364,12 +324,7 @@ impl HalfStream {
         self.next += len;
     }
 
-    fn check_fin<S: StreamSink>(
-        &mut self,
-        ts: Timestamp,
-        t: &mut Target<'_, S>,
-        ctx: &mut Ctx<'_>,
-    ) {
+    fn check_fin<S: StreamSink>(&mut self, ts: Timestamp, t: &mut Target<'_, S>, ctx: &mut Ctx<'_>) {
         if !self.fin_sent
             && let Some(fin_at) = self.fin_at
             && self.next >= fin_at

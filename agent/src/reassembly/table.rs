@@ -131,22 +131,11 @@ impl<F: SinkFactory> FlowTable<F> {
             }
         };
         self.touch(s);
-        let FlowTable {
-            cfg,
-            slots,
-            stats,
-            buffered,
-            ..
-        } = self;
+        let FlowTable { cfg, slots, stats, buffered, .. } = self;
         let Some((_, flow)) = slots[s as usize].flow.as_mut() else {
             return;
         };
-        let mut ctx = Ctx {
-            cfg,
-            stats,
-            buffered_total: buffered,
-            out: &mut *out,
-        };
+        let mut ctx = Ctx { cfg, stats, buffered_total: buffered, out: &mut *out };
         match flow.on_segment(seg, &mut ctx) {
             SegmentOutcome::Open => {}
             SegmentOutcome::BothFinished => self.end(s, Ending::Finished, seg.ts, out),
@@ -195,10 +184,7 @@ impl<F: SinkFactory> FlowTable<F> {
     }
 
     fn flow(&self, s: u32) -> Option<&Flow<F::Sink>> {
-        self.slots
-            .get(s as usize)
-            .and_then(|slot| slot.flow.as_ref())
-            .map(|(_, f)| f)
+        self.slots.get(s as usize).and_then(|slot| slot.flow.as_ref()).map(|(_, f)| f)
     }
 
     fn open_flow(&mut self, key: FlowKey, seg: &TcpSegment<'_>, out: &mut Vec<Exchange>) -> u32 {
@@ -207,13 +193,7 @@ impl<F: SinkFactory> FlowTable<F> {
             self.end(self.tail, Ending::Evicted, seg.ts, out);
         }
         let (originator, responder, handshake_seen) = roles(seg);
-        let meta = ConnMeta {
-            id: self.next_id,
-            originator,
-            responder,
-            handshake_seen,
-            first_seen: seg.ts,
-        };
+        let meta = ConnMeta { id: self.next_id, originator, responder, handshake_seen, first_seen: seg.ts };
         self.next_id += 1;
         let sink = self.factory.new_sink(&meta);
         let flow = Flow::new(meta, sink, self.now);
@@ -223,11 +203,7 @@ impl<F: SinkFactory> FlowTable<F> {
                 s
             }
             None => {
-                self.slots.push(Slot {
-                    flow: Some((key, flow)),
-                    prev: NIL,
-                    next: NIL,
-                });
+                self.slots.push(Slot { flow: Some((key, flow)), prev: NIL, next: NIL });
                 (self.slots.len() - 1) as u32
             }
         };
@@ -254,23 +230,14 @@ impl<F: SinkFactory> FlowTable<F> {
 
     /// Removes a flow from the table and closes it.
     fn end(&mut self, s: u32, ending: Ending, ts: Timestamp, out: &mut Vec<Exchange>) {
-        let Some((key, mut flow)) = self
-            .slots
-            .get_mut(s as usize)
-            .and_then(|slot| slot.flow.take())
-        else {
+        let Some((key, mut flow)) = self.slots.get_mut(s as usize).and_then(|slot| slot.flow.take()) else {
             return;
         };
         self.unlink(s);
         self.free.push(s);
         self.index.remove(&key);
         self.open -= 1;
-        let mut ctx = Ctx {
-            cfg: &self.cfg,
-            stats: &mut self.stats,
-            buffered_total: &mut self.buffered,
-            out,
-        };
+        let mut ctx = Ctx { cfg: &self.cfg, stats: &mut self.stats, buffered_total: &mut self.buffered, out };
         flow.finish(ending.reason(), ending == Ending::Reset, ts, &mut ctx);
         match ending {
             Ending::Finished | Ending::Reset => self.stats.flows_closed += 1,
@@ -284,10 +251,7 @@ impl<F: SinkFactory> FlowTable<F> {
                 expires: self.now.saturating_add(self.cfg.tombstone_nanos),
                 originator: flow.meta.originator,
                 responder: flow.meta.responder,
-                isn: [
-                    flow.isn[Direction::ToResponder.index()],
-                    flow.isn[Direction::ToOriginator.index()],
-                ],
+                isn: [flow.isn[Direction::ToResponder.index()], flow.isn[Direction::ToOriginator.index()]],
             };
             self.tombstones.insert(key, tomb, self.cfg.max_tombstones);
         }

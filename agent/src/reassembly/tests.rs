@@ -42,12 +42,7 @@ struct Recorder {
 
 impl Recorder {
     fn push(&self, ev: Ev, ts: Timestamp, ptr: usize) {
-        self.log.borrow_mut().push(Rec {
-            conn: self.conn,
-            ev,
-            ts: ts.as_nanos(),
-            ptr,
-        });
+        self.log.borrow_mut().push(Rec { conn: self.conn, ev, ts: ts.as_nanos(), ptr });
     }
 }
 
@@ -81,10 +76,7 @@ impl SinkFactory for RecFactory {
     type Sink = Recorder;
     fn new_sink(&mut self, meta: &ConnMeta) -> Recorder {
         self.metas.push(*meta);
-        Recorder {
-            conn: meta.id,
-            log: self.log.clone(),
-        }
+        Recorder { conn: meta.id, log: self.log.clone() }
     }
 }
 
@@ -102,14 +94,7 @@ fn s() -> SocketAddr {
 }
 
 /// A segment; `flags` uses tcpdump letters: S (SYN), A (ACK), F (FIN), R (RST). ACK number only with `A`.
-fn seg<'a>(
-    src: SocketAddr,
-    dst: SocketAddr,
-    flags: &str,
-    seq: u32,
-    ack: u32,
-    payload: &'a [u8],
-) -> TcpSegment<'a> {
+fn seg<'a>(src: SocketAddr, dst: SocketAddr, flags: &str, seq: u32, ack: u32, payload: &'a [u8]) -> TcpSegment<'a> {
     TcpSegment {
         ts: Timestamp(0),
         src,
@@ -143,12 +128,7 @@ impl H {
     fn new(cfg: ReassemblyConfig) -> H {
         let factory = RecFactory::default();
         let log = factory.log.clone();
-        H {
-            t: FlowTable::new(cfg, factory),
-            log,
-            out: Vec::new(),
-            ts: 1_000_000_000,
-        }
+        H { t: FlowTable::new(cfg, factory), log, out: Vec::new(), ts: 1_000_000_000 }
     }
     fn send(&mut self, mut sg: TcpSegment<'_>) {
         self.ts += 1_000_000;
@@ -187,11 +167,7 @@ impl H {
     }
     /// Raw (unmerged) events of connection `conn`.
     fn raw(&self, conn: u64) -> Vec<Ev> {
-        self.records()
-            .into_iter()
-            .filter(|r| r.conn == conn)
-            .map(|r| r.ev)
-            .collect()
+        self.records().into_iter().filter(|r| r.conn == conn).map(|r| r.ev).collect()
     }
     fn metas(&mut self) -> Vec<ConnMeta> {
         self.t.factory_mut().metas.clone()
@@ -232,13 +208,7 @@ fn syn_sender_is_originator() {
     assert_eq!(metas[0].responder, s());
     assert!(metas[0].handshake_seen);
     assert_eq!(metas[0].first_seen, Timestamp(1_001_000_000));
-    assert_eq!(
-        h.events(1),
-        vec![
-            data(TO_R, b"GET / HTTP/1.1\r\n\r\n"),
-            data(TO_O, b"HTTP/1.1 200 OK\r\n\r\n")
-        ]
-    );
+    assert_eq!(h.events(1), vec![data(TO_R, b"GET / HTTP/1.1\r\n\r\n"), data(TO_O, b"HTTP/1.1 200 OK\r\n\r\n")]);
     assert_eq!(h.t.open_flows(), 1);
     assert_eq!(h.stats().flows_created, 1);
 }
@@ -264,14 +234,7 @@ fn mid_stream_join_uses_first_sender_and_first_data() {
     let metas = h.metas();
     assert_eq!(metas[0].originator, s());
     assert!(!metas[0].handshake_seen);
-    assert_eq!(
-        h.events(1),
-        vec![
-            data(TO_R, b"tail of a response"),
-            data(TO_O, b"GET /next"),
-            data(TO_R, b"HTTP/1.1")
-        ]
-    );
+    assert_eq!(h.events(1), vec![data(TO_R, b"tail of a response"), data(TO_O, b"GET /next"), data(TO_R, b"HTTP/1.1")]);
 }
 
 // ===== established: in order, wrap-around, retransmission, overlap, out of order =====
@@ -282,10 +245,7 @@ fn in_order_data_is_passed_without_copy() {
     let payload = b"zero-copy please".to_vec();
     h.send(seg(c(), s(), "A", C_ISN + 1, S_ISN + 1, &payload));
     let recs = h.records();
-    let rec = recs
-        .iter()
-        .find(|r| matches!(r.ev, Ev::Data(..)))
-        .expect("a data event");
+    let rec = recs.iter().find(|r| matches!(r.ev, Ev::Data(..))).expect("a data event");
     assert_eq!(rec.ptr, payload.as_ptr() as usize);
     assert_eq!(rec.ts, h.ts);
 }
@@ -350,10 +310,7 @@ fn out_of_order_segments_are_buffered_then_delivered() {
     assert_eq!(h.raw(1), vec![]);
     assert_eq!(h.t.buffered_bytes(), 6);
     h.c(0, b"abc");
-    assert_eq!(
-        h.raw(1),
-        vec![data(TO_R, b"abc"), data(TO_R, b"def"), data(TO_R, b"ghi")]
-    );
+    assert_eq!(h.raw(1), vec![data(TO_R, b"abc"), data(TO_R, b"def"), data(TO_R, b"ghi")]);
     let st = h.stats();
     assert_eq!(st.ooo_segments_buffered, 2);
     assert_eq!(st.peak_buffered_bytes, 6);
@@ -370,10 +327,7 @@ fn offload_super_segment_in_order_and_out_of_order() {
     h.c(0, &big);
     assert_eq!(h.raw(1), vec![data(TO_R, &big)]);
     // Out of order behind a hole, with a per-direction cap smaller than the segment: skipped to, not buffered.
-    let cfg = ReassemblyConfig {
-        max_ooo_bytes_per_direction: 4096,
-        ..Default::default()
-    };
+    let cfg = ReassemblyConfig { max_ooo_bytes_per_direction: 4096, ..Default::default() };
     let mut h = established(cfg);
     h.c(10, &big);
     assert_eq!(h.raw(1), vec![Ev::Gap(TO_R, 10), data(TO_R, &big)]);
@@ -391,10 +345,7 @@ fn hole_acked_by_peer_becomes_gap() {
     assert_eq!(h.raw(1), vec![data(TO_R, b"01234")]);
     // The server acknowledges everything: bytes 5..10 reached it but not the capture.
     h.send(seg(s(), c(), "A", S_ISN + 1, C_ISN + 1 + 15, b""));
-    assert_eq!(
-        h.raw(1),
-        vec![data(TO_R, b"01234"), Ev::Gap(TO_R, 5), data(TO_R, b"ABCDE")]
-    );
+    assert_eq!(h.raw(1), vec![data(TO_R, b"01234"), Ev::Gap(TO_R, 5), data(TO_R, b"ABCDE")]);
     let st = h.stats();
     assert_eq!((st.gaps, st.gap_bytes, st.gaps_acked_unseen), (1, 5, 1));
 }
@@ -406,15 +357,7 @@ fn ack_past_everything_seen_is_a_gap_even_without_buffered_data() {
     h.s(0, b"reply");
     h.send(seg(s(), c(), "A", S_ISN + 6, C_ISN + 1 + 9, b""));
     h.c(9, b"next");
-    assert_eq!(
-        h.events(1),
-        vec![
-            data(TO_R, b"01234"),
-            data(TO_O, b"reply"),
-            Ev::Gap(TO_R, 4),
-            data(TO_R, b"next")
-        ]
-    );
+    assert_eq!(h.events(1), vec![data(TO_R, b"01234"), data(TO_O, b"reply"), Ev::Gap(TO_R, 4), data(TO_R, b"next")]);
     // The late copy of the skipped bytes is dropped as a retransmission.
     h.c(5, b"late");
     assert_eq!(h.stats().retransmitted_bytes, 4);
@@ -425,24 +368,14 @@ fn ack_within_delivered_or_absurdly_far_is_ignored() {
     let mut h = default_established();
     h.c(0, b"01234");
     h.send(seg(s(), c(), "A", S_ISN + 1, C_ISN + 1 + 3, b""));
-    h.send(seg(
-        s(),
-        c(),
-        "A",
-        S_ISN + 1,
-        C_ISN.wrapping_add(1 << 31),
-        b"",
-    ));
+    h.send(seg(s(), c(), "A", S_ISN + 1, C_ISN.wrapping_add(1 << 31), b""));
     assert_eq!(h.raw(1), vec![data(TO_R, b"01234")]);
     assert_eq!(h.stats().gaps, 0);
 }
 
 #[test]
 fn per_direction_byte_cap_skips_the_hole() {
-    let cfg = ReassemblyConfig {
-        max_ooo_bytes_per_direction: 8,
-        ..Default::default()
-    };
+    let cfg = ReassemblyConfig { max_ooo_bytes_per_direction: 8, ..Default::default() };
     let mut h = established(cfg);
     h.c(2, b"cdef");
     h.c(8, b"ijkl");
@@ -453,24 +386,15 @@ fn per_direction_byte_cap_skips_the_hole() {
     assert_eq!(h.raw(1), vec![Ev::Gap(TO_R, 2), data(TO_R, b"cdef")]);
     assert_eq!(h.t.buffered_bytes(), 5);
     h.c(6, b"gh");
-    assert_eq!(
-        h.events(1),
-        vec![Ev::Gap(TO_R, 2), data(TO_R, b"cdefghijklm")]
-    );
+    assert_eq!(h.events(1), vec![Ev::Gap(TO_R, 2), data(TO_R, b"cdefghijklm")]);
     let st = h.stats();
-    assert_eq!(
-        (st.cap_hits_direction_bytes, st.gaps_cap, st.gap_bytes),
-        (1, 1, 2)
-    );
+    assert_eq!((st.cap_hits_direction_bytes, st.gaps_cap, st.gap_bytes), (1, 1, 2));
     assert_eq!(st.peak_buffered_bytes, 8);
 }
 
 #[test]
 fn per_direction_segment_cap_skips_the_hole() {
-    let cfg = ReassemblyConfig {
-        max_ooo_segments_per_direction: 2,
-        ..Default::default()
-    };
+    let cfg = ReassemblyConfig { max_ooo_segments_per_direction: 2, ..Default::default() };
     let mut h = established(cfg);
     h.c(1, b"b");
     h.c(3, b"d");
@@ -478,22 +402,11 @@ fn per_direction_segment_cap_skips_the_hole() {
     assert_eq!(h.raw(1), vec![Ev::Gap(TO_R, 1), data(TO_R, b"b")]);
     assert_eq!(h.stats().cap_hits_direction_segments, 1);
     h.c(7, b"h");
-    assert_eq!(
-        h.raw(1),
-        vec![
-            Ev::Gap(TO_R, 1),
-            data(TO_R, b"b"),
-            Ev::Gap(TO_R, 1),
-            data(TO_R, b"d")
-        ]
-    );
+    assert_eq!(h.raw(1), vec![Ev::Gap(TO_R, 1), data(TO_R, b"b"), Ev::Gap(TO_R, 1), data(TO_R, b"d")]);
     assert_eq!(h.stats().cap_hits_direction_segments, 2);
 
     // A segment that fills between buffered pieces splits into several: the count is enforced afterwards too.
-    let cfg = ReassemblyConfig {
-        max_ooo_segments_per_direction: 3,
-        ..Default::default()
-    };
+    let cfg = ReassemblyConfig { max_ooo_segments_per_direction: 3, ..Default::default() };
     let mut h = established(cfg);
     h.c(2, b"c");
     h.c(6, b"g");
@@ -505,10 +418,7 @@ fn per_direction_segment_cap_skips_the_hole() {
 
 #[test]
 fn global_cap_makes_a_direction_skip_instead_of_buffering() {
-    let cfg = ReassemblyConfig {
-        max_buffered_bytes_total: 6,
-        ..Default::default()
-    };
+    let cfg = ReassemblyConfig { max_buffered_bytes_total: 6, ..Default::default() };
     let mut h = established(cfg);
     h.c(4, b"efgh");
     // The server direction may not buffer 4 more bytes: it skips to its segment instead.
@@ -542,14 +452,7 @@ fn snaplen_missing_bytes_become_a_gap_after_the_captured_ones() {
         ]
     );
     let st = h.stats();
-    assert_eq!(
-        (
-            st.snaplen_truncated_segments,
-            st.snaplen_missing_bytes,
-            st.gaps_snaplen
-        ),
-        (2, 9, 2)
-    );
+    assert_eq!((st.snaplen_truncated_segments, st.snaplen_missing_bytes, st.gaps_snaplen), (2, 9, 2));
     assert_eq!(st.gap_bytes, 9);
 }
 
@@ -557,14 +460,7 @@ fn snaplen_missing_bytes_become_a_gap_after_the_captured_ones() {
 fn out_of_window_segments_are_dropped() {
     let mut h = default_established();
     h.c(0, b"ok");
-    h.send(seg(
-        c(),
-        s(),
-        "A",
-        C_ISN + 1 + (1 << 30) + 5,
-        S_ISN + 1,
-        b"far",
-    ));
+    h.send(seg(c(), s(), "A", C_ISN + 1 + (1 << 30) + 5, S_ISN + 1, b"far"));
     h.send(seg(c(), s(), "A", C_ISN - 20, S_ISN + 1, b"before isn"));
     // Straddling the start: only the part from the ISN on counts, and it was delivered already.
     h.send(seg(c(), s(), "A", C_ISN - 1, S_ISN + 1, b"xxok"));
@@ -584,15 +480,7 @@ fn fin_waits_for_out_of_order_data_before_it() {
     h.send(seg(c(), s(), "FA", C_ISN + 1 + 10, S_ISN + 1, b"ABCDE"));
     assert_eq!(h.raw(1), vec![data(TO_R, b"01234")]);
     h.c(5, b"56789");
-    assert_eq!(
-        h.raw(1),
-        vec![
-            data(TO_R, b"01234"),
-            data(TO_R, b"56789"),
-            data(TO_R, b"ABCDE"),
-            Ev::Fin(TO_R)
-        ]
-    );
+    assert_eq!(h.raw(1), vec![data(TO_R, b"01234"), data(TO_R, b"56789"), data(TO_R, b"ABCDE"), Ev::Fin(TO_R)]);
     // Bytes beyond the FIN cannot belong to the stream.
     h.c(15, b"zz");
     assert_eq!(h.stats().out_of_window_segments, 1);
@@ -609,13 +497,7 @@ fn both_fins_close_the_flow_and_trailing_packets_are_dropped() {
     assert_eq!(h.t.open_flows(), 0);
     assert_eq!(
         h.events(1),
-        vec![
-            data(TO_R, b"req"),
-            Ev::Fin(TO_R),
-            data(TO_O, b"resp"),
-            Ev::Fin(TO_O),
-            Ev::Close(CloseReason::Closed)
-        ]
+        vec![data(TO_R, b"req"), Ev::Fin(TO_R), data(TO_O, b"resp"), Ev::Fin(TO_O), Ev::Close(CloseReason::Closed)]
     );
     // The last ACK and a late retransmission: no new flow with reversed roles.
     h.send(seg(c(), s(), "A", C_ISN + 5, S_ISN + 6, b""));
@@ -623,36 +505,24 @@ fn both_fins_close_the_flow_and_trailing_packets_are_dropped() {
     assert_eq!(h.t.open_flows(), 0);
     assert_eq!(h.metas().len(), 1);
     let st = h.stats();
-    assert_eq!(
-        (st.flows_closed, st.late_segments_after_close, st.fins),
-        (1, 2, 2)
-    );
+    assert_eq!((st.flows_closed, st.late_segments_after_close, st.fins), (1, 2, 2));
     // A new connection on the same 4-tuple (new ISN) is a new flow.
     h.send(seg(c(), s(), "S", 90_000, 0, b""));
     assert_eq!(h.t.open_flows(), 1);
     let metas = h.metas();
-    assert_eq!(
-        (metas[1].id, metas[1].originator, metas[1].handshake_seen),
-        (2, c(), true)
-    );
+    assert_eq!((metas[1].id, metas[1].originator, metas[1].handshake_seen), (2, c(), true));
 }
 
 #[test]
 fn tombstone_drops_a_retransmitted_syn_and_expires() {
-    let cfg = ReassemblyConfig {
-        tombstone_nanos: 1_000_000_000,
-        ..Default::default()
-    };
+    let cfg = ReassemblyConfig { tombstone_nanos: 1_000_000_000, ..Default::default() };
     let mut h = established(cfg);
     h.send(seg(c(), s(), "RA", C_ISN + 1, S_ISN + 1, b""));
     h.send(seg(c(), s(), "S", C_ISN, 0, b""));
     assert_eq!(h.t.open_flows(), 0);
     assert_eq!(h.stats().late_segments_after_close, 1);
     // Long after: the same 4-tuple opens a mid-stream flow again.
-    h.at(
-        h.ts + 2_000_000_000,
-        seg(s(), c(), "A", S_ISN + 1, C_ISN + 1, b"hi"),
-    );
+    h.at(h.ts + 2_000_000_000, seg(s(), c(), "A", S_ISN + 1, C_ISN + 1, b"hi"));
     assert_eq!(h.t.open_flows(), 1);
     assert_eq!(h.metas()[1].originator, s());
     assert_eq!(h.t.tombstones(), 0);
@@ -666,13 +536,7 @@ fn rst_resets_then_closes_and_flushes_buffered_data() {
     h.send(seg(s(), c(), "R", S_ISN + 1, 0, b""));
     assert_eq!(
         h.raw(1),
-        vec![
-            data(TO_R, b"ab"),
-            Ev::Gap(TO_R, 2),
-            data(TO_R, b"ef"),
-            Ev::Reset,
-            Ev::Close(CloseReason::Closed)
-        ]
+        vec![data(TO_R, b"ab"), Ev::Gap(TO_R, 2), data(TO_R, b"ef"), Ev::Reset, Ev::Close(CloseReason::Closed)]
     );
     assert_eq!(h.t.open_flows(), 0);
     assert_eq!(h.t.buffered_bytes(), 0);
@@ -689,18 +553,11 @@ fn syn_with_new_isn_replaces_an_open_flow() {
     let mut h = default_established();
     h.c(0, b"old");
     h.send(seg(c(), s(), "S", C_ISN, 0, b""));
-    assert_eq!(
-        h.metas().len(),
-        1,
-        "a retransmitted SYN is not a new connection"
-    );
+    assert_eq!(h.metas().len(), 1, "a retransmitted SYN is not a new connection");
     h.send(seg(c(), s(), "S", 42, 0, b""));
     h.send(seg(s(), c(), "SA", 7, 43, b""));
     h.send(seg(c(), s(), "A", 43, 8, b"new"));
-    assert_eq!(
-        h.events(1),
-        vec![data(TO_R, b"old"), Ev::Close(CloseReason::Closed)]
-    );
+    assert_eq!(h.events(1), vec![data(TO_R, b"old"), Ev::Close(CloseReason::Closed)]);
     assert_eq!(h.events(2), vec![data(TO_R, b"new")]);
     assert_eq!(h.stats().flows_replaced, 1);
 }
@@ -718,10 +575,7 @@ fn late_syn_after_syn_ack_first_is_the_same_connection() {
 
 #[test]
 fn tombstones_are_bounded() {
-    let cfg = ReassemblyConfig {
-        max_tombstones: 1,
-        ..Default::default()
-    };
+    let cfg = ReassemblyConfig { max_tombstones: 1, ..Default::default() };
     let mut h = H::new(cfg);
     let other = addr("10.0.0.7:7");
     h.send(seg(c(), s(), "A", 1, 1, b"a"));
@@ -742,10 +596,7 @@ fn tombstones_are_bounded() {
 
 #[test]
 fn idle_flows_expire_by_capture_time() {
-    let cfg = ReassemblyConfig {
-        idle_timeout_nanos: 1_000_000_000,
-        ..Default::default()
-    };
+    let cfg = ReassemblyConfig { idle_timeout_nanos: 1_000_000_000, ..Default::default() };
     let mut h = H::new(cfg);
     let a = addr("10.0.0.3:1000");
     let b = addr("10.0.0.4:2000");
@@ -755,15 +606,8 @@ fn idle_flows_expire_by_capture_time() {
     assert_eq!(h.t.open_flows(), 2, "exactly the timeout is not idle yet");
     h.at(11_200_000_000, seg(a, b, "A", 3, 1, b"y"));
     assert_eq!(h.t.open_flows(), 1);
-    assert_eq!(
-        h.raw(1),
-        vec![data(TO_R, b"x"), Ev::Close(CloseReason::Idle)]
-    );
-    let close = h
-        .records()
-        .into_iter()
-        .find(|r| r.ev == Ev::Close(CloseReason::Idle))
-        .expect("idle close");
+    assert_eq!(h.raw(1), vec![data(TO_R, b"x"), Ev::Close(CloseReason::Idle)]);
+    let close = h.records().into_iter().find(|r| r.ev == Ev::Close(CloseReason::Idle)).expect("idle close");
     assert_eq!(close.ts, 11_000_000_000, "closed at last seen + timeout");
     assert_eq!(h.stats().flows_expired_idle, 1);
     // The 4-tuple comes back: a new (mid-stream) flow.
@@ -773,10 +617,7 @@ fn idle_flows_expire_by_capture_time() {
 
 #[test]
 fn flow_cap_evicts_the_least_recently_seen() {
-    let cfg = ReassemblyConfig {
-        max_flows: 2,
-        ..Default::default()
-    };
+    let cfg = ReassemblyConfig { max_flows: 2, ..Default::default() };
     let mut h = H::new(cfg);
     let p = |n: u16| addr(&format!("10.0.1.1:{n}"));
     h.send(seg(p(1), s(), "A", 1, 1, b"one"));
@@ -784,10 +625,7 @@ fn flow_cap_evicts_the_least_recently_seen() {
     h.send(seg(p(1), s(), "A", 4, 1, b"ONE"));
     h.send(seg(p(3), s(), "A", 1, 1, b"three"));
     assert_eq!(h.t.open_flows(), 2);
-    assert_eq!(
-        h.raw(2),
-        vec![data(TO_R, b"two"), Ev::Close(CloseReason::Evicted)]
-    );
+    assert_eq!(h.raw(2), vec![data(TO_R, b"two"), Ev::Close(CloseReason::Evicted)]);
     assert_eq!(h.raw(1), vec![data(TO_R, b"one"), data(TO_R, b"ONE")]);
     assert_eq!(h.stats().flows_evicted, 1);
 }
@@ -814,12 +652,7 @@ fn flush_all_closes_in_id_order_and_declares_trailing_holes() {
             Ev::Close(CloseReason::EndOfInput),
         ]
     );
-    let closes: Vec<u64> = h
-        .records()
-        .iter()
-        .filter(|r| matches!(r.ev, Ev::Close(_)))
-        .map(|r| r.conn)
-        .collect();
+    let closes: Vec<u64> = h.records().iter().filter(|r| matches!(r.ev, Ev::Close(_))).map(|r| r.conn).collect();
     assert_eq!(closes, vec![1, 2]);
     assert_eq!(h.t.open_flows(), 0);
     assert_eq!(h.t.buffered_bytes(), 0);
@@ -859,26 +692,21 @@ mod props {
 
     fn scenario() -> impl Strategy<Value = Scenario> {
         (
-            [
-                proptest::collection::vec(any::<u8>(), 0..3000),
-                proptest::collection::vec(any::<u8>(), 0..3000),
-            ],
+            [proptest::collection::vec(any::<u8>(), 0..3000), proptest::collection::vec(any::<u8>(), 0..3000)],
             [isn(), isn()],
             proptest::collection::vec(1usize..400, 1..20),
             proptest::collection::vec((0usize..2, 0usize..3000, 1usize..500), 0..12),
             proptest::collection::vec(0usize..8, 1..50),
             [any::<bool>(), any::<bool>()],
         )
-            .prop_map(
-                |(streams, isn, sizes, dups, jitter, fin_on_last)| Scenario {
-                    streams,
-                    isn,
-                    sizes,
-                    dups,
-                    jitter,
-                    fin_on_last,
-                },
-            )
+            .prop_map(|(streams, isn, sizes, dups, jitter, fin_on_last)| Scenario {
+                streams,
+                isn,
+                sizes,
+                dups,
+                jitter,
+                fin_on_last,
+            })
     }
 
     /// Cuts both streams into segments (sizes cycle through `sizes`), adds duplicates with their own boundaries
@@ -891,23 +719,13 @@ mod props {
             let mut k = dir;
             while off < len {
                 let n = sc.sizes[k % sc.sizes.len()].min(len - off);
-                pkts.push(Pkt {
-                    dir,
-                    off,
-                    len: n,
-                    fin: false,
-                });
+                pkts.push(Pkt { dir, off, len: n, fin: false });
                 off += n;
                 k += 1;
             }
             match pkts.last_mut() {
                 Some(last) if sc.fin_on_last[dir] => last.fin = true,
-                _ => pkts.push(Pkt {
-                    dir,
-                    off: len,
-                    len: 0,
-                    fin: true,
-                }),
+                _ => pkts.push(Pkt { dir, off: len, len: 0, fin: true }),
             }
         }
         for &(dir, start, n) in &sc.dups {
@@ -916,15 +734,7 @@ mod props {
                 let off = start % len;
                 let n = n.min(len - off);
                 let at = start % (per_dir[dir].len() + 1);
-                per_dir[dir].insert(
-                    at,
-                    Pkt {
-                        dir,
-                        off,
-                        len: n,
-                        fin: false,
-                    },
-                );
+                per_dir[dir].insert(at, Pkt { dir, off, len: n, fin: false });
             }
         }
         let mut all: Vec<Pkt> = Vec::new();
@@ -935,11 +745,8 @@ mod props {
                 (x, y) => all.extend(x.into_iter().chain(y).copied()),
             }
         }
-        let mut keyed: Vec<(usize, Pkt)> = all
-            .into_iter()
-            .enumerate()
-            .map(|(i, p)| (i + sc.jitter[i % sc.jitter.len()], p))
-            .collect();
+        let mut keyed: Vec<(usize, Pkt)> =
+            all.into_iter().enumerate().map(|(i, p)| (i + sc.jitter[i % sc.jitter.len()], p)).collect();
         keyed.sort_by_key(|&(k, _)| k);
         keyed.into_iter().map(|(_, p)| p).collect()
     }
@@ -954,11 +761,7 @@ mod props {
 
     impl Receiver {
         fn new(len: usize) -> Receiver {
-            Receiver {
-                got: vec![false; len],
-                prefix: 0,
-                fin: false,
-            }
+            Receiver { got: vec![false; len], prefix: 0, fin: false }
         }
         fn receive(&mut self, p: &Pkt) {
             for b in &mut self.got[p.off..p.off + p.len] {
@@ -971,9 +774,7 @@ mod props {
         }
         fn ack(&self, isn: u32) -> u32 {
             let fin = u32::from(self.fin && self.prefix == self.got.len());
-            isn.wrapping_add(1)
-                .wrapping_add(self.prefix as u32)
-                .wrapping_add(fin)
+            isn.wrapping_add(1).wrapping_add(self.prefix as u32).wrapping_add(fin)
         }
     }
 
@@ -983,32 +784,15 @@ mod props {
         let addrs = [c(), s()];
         let mut h = H::new(cfg.clone());
         h.send(seg(c(), s(), "S", sc.isn[0], 0, b""));
-        h.send(seg(
-            s(),
-            c(),
-            "SA",
-            sc.isn[1],
-            sc.isn[0].wrapping_add(1),
-            b"",
-        ));
-        let mut rx = [
-            Receiver::new(sc.streams[0].len()),
-            Receiver::new(sc.streams[1].len()),
-        ];
+        h.send(seg(s(), c(), "SA", sc.isn[1], sc.isn[0].wrapping_add(1), b""));
+        let mut rx = [Receiver::new(sc.streams[0].len()), Receiver::new(sc.streams[1].len())];
         for (i, p) in pkts.iter().enumerate() {
             let (d, r) = (p.dir, 1 - p.dir);
             let ack = rx[r].ack(sc.isn[r]);
             let payload = &sc.streams[d][p.off..p.off + p.len];
             let seq = sc.isn[d].wrapping_add(1).wrapping_add(p.off as u32);
             if keep.get(i).copied().unwrap_or(true) {
-                h.send(seg(
-                    addrs[d],
-                    addrs[r],
-                    if p.fin { "FA" } else { "A" },
-                    seq,
-                    ack,
-                    payload,
-                ));
+                h.send(seg(addrs[d], addrs[r], if p.fin { "FA" } else { "A" }, seq, ack, payload));
             }
             rx[d].receive(p);
             assert!(h.t.buffered_bytes() <= cfg.max_buffered_bytes_total);

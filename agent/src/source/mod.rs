@@ -85,10 +85,7 @@ pub struct SourceConfig {
 
 impl Default for SourceConfig {
     fn default() -> Self {
-        SourceConfig {
-            max_record: 16 << 20,
-            initial_buffer: 1 << 20,
-        }
+        SourceConfig { max_record: 16 << 20, initial_buffer: 1 << 20 }
     }
 }
 
@@ -176,10 +173,7 @@ impl PcapSource {
         if path.as_os_str() == "-" {
             return Self::from_reader_with(name, Box::new(std::io::stdin()), cfg);
         }
-        let file = File::open(path).map_err(|source| SourceError::Io {
-            name: name.clone(),
-            source,
-        })?;
+        let file = File::open(path).map_err(|source| SourceError::Io { name: name.clone(), source })?;
         Self::from_reader_with(name, Box::new(file), cfg)
     }
 
@@ -190,20 +184,9 @@ impl PcapSource {
 
     /// [`PcapSource::from_reader`] with explicit limits. Reads and checks the file header (pcap) or the first
     /// section header (pcapng).
-    pub fn from_reader_with(
-        name: String,
-        r: Box<dyn Read + Send>,
-        cfg: SourceConfig,
-    ) -> Result<Self, SourceError> {
-        let cfg = SourceConfig {
-            max_record: cfg.max_record.max(64),
-            ..cfg
-        };
-        let mut win = Window::new(
-            r,
-            cfg.initial_buffer.min(cfg.max_record + 64),
-            cfg.max_record + 64,
-        );
+    pub fn from_reader_with(name: String, r: Box<dyn Read + Send>, cfg: SourceConfig) -> Result<Self, SourceError> {
+        let cfg = SourceConfig { max_record: cfg.max_record.max(64), ..cfg };
+        let mut win = Window::new(r, cfg.initial_buffer.min(cfg.max_record + 64), cfg.max_record + 64);
         if let Err(source) = win.fill(4) {
             return Err(SourceError::Io { name, source });
         }
@@ -211,22 +194,14 @@ impl PcapSource {
         let magic = match <[u8; 4]>::try_from(head).ok().and_then(Magic::from_bytes) {
             Some(m) => m,
             None => {
-                let what = if head.is_empty() {
-                    "empty input".to_string()
-                } else {
-                    format!("starts with {head:02x?}")
-                };
+                let what = if head.is_empty() { "empty input".to_string() } else { format!("starts with {head:02x?}") };
                 return Err(SourceError::NotACapture { name, what });
             }
         };
         let mut src = PcapSource {
             name,
             win,
-            format: Format::PcapNg(NgSection {
-                big_endian: false,
-                interfaces: Vec::new(),
-                last_ts: Timestamp(0),
-            }),
+            format: Format::PcapNg(NgSection { big_endian: false, interfaces: Vec::new(), last_ts: Timestamp(0) }),
             cfg,
             stats: SourceStats::default(),
             number: 0,
@@ -234,14 +209,9 @@ impl PcapSource {
             done: false,
         };
         match magic {
-            Magic::Pcap {
-                big_endian,
-                nanos,
-                modified,
-            } => {
+            Magic::Pcap { big_endian, nanos, modified } => {
                 src.need(FILE_HEADER_LEN)?;
-                let fmt =
-                    PcapFormat::new(src.win.peek(FILE_HEADER_LEN), big_endian, nanos, modified);
+                let fmt = PcapFormat::new(src.win.peek(FILE_HEADER_LEN), big_endian, nanos, modified);
                 src.format = Format::Pcap(fmt);
                 src.consume(FILE_HEADER_LEN);
             }
@@ -249,14 +219,8 @@ impl PcapSource {
                 // The first block must be a well-formed section header; anything else is not pcapng.
                 src.need(12)?;
                 if src.section_order().is_none() {
-                    let what = format!(
-                        "pcapng block type but byte-order magic {:02x?}",
-                        src.win.slice(8, 4)
-                    );
-                    return Err(SourceError::NotACapture {
-                        name: src.name,
-                        what,
-                    });
+                    let what = format!("pcapng block type but byte-order magic {:02x?}", src.win.slice(8, 4));
+                    return Err(SourceError::NotACapture { name: src.name, what });
                 }
             }
         }
@@ -324,10 +288,7 @@ impl PcapSource {
             return Err(self.too_long(u64::from(rec.caplen)));
         }
         if rec.caplen > fmt.snaplen.max(LIBPCAP_MAX_SNAPLEN) {
-            return Err(self.damage(Damage::BeyondSnaplen {
-                len: u64::from(rec.caplen),
-                snaplen: fmt.snaplen,
-            }));
+            return Err(self.damage(Damage::BeyondSnaplen { len: u64::from(rec.caplen), snaplen: fmt.snaplen }));
         }
         if fmt.snaplen != 0 && rec.caplen > fmt.snaplen {
             self.stats.caplen_above_snaplen += 1;
@@ -372,30 +333,21 @@ impl PcapSource {
                 pcapng::EPB | pcapng::OPB => {
                     let name = block_name(block_type);
                     if body.len() < 20 {
-                        return Err(
-                            self.corrupt(name, format!("{} bytes of body, 20 needed", body.len()))
-                        );
+                        return Err(self.corrupt(name, format!("{} bytes of body, 20 needed", body.len())));
                     }
                     let (iface, ts_hi) = if block_type == pcapng::EPB {
                         (pcapng::u32_at(be, body, 0), pcapng::u32_at(be, body, 4))
                     } else {
                         let id = pcapng::u32_at(be, body, 0);
-                        (
-                            if be { id >> 16 } else { id & 0xffff },
-                            pcapng::u32_at(be, body, 4),
-                        )
+                        (if be { id >> 16 } else { id & 0xffff }, pcapng::u32_at(be, body, 4))
                     };
                     let ts_lo = pcapng::u32_at(be, body, 8);
                     let caplen = pcapng::u32_at(be, body, 12);
                     let orig_len = pcapng::u32_at(be, body, 16);
                     if caplen as usize > body.len() - 20 {
                         let room = body.len() - 20;
-                        return Err(self.corrupt(
-                            name,
-                            format!(
-                                "captured length {caplen} exceeds the {room} bytes of the block"
-                            ),
-                        ));
+                        return Err(self
+                            .corrupt(name, format!("captured length {caplen} exceeds the {room} bytes of the block")));
                     }
                     self.number += 1;
                     let Some(&info) = sec.interfaces.get(iface as usize) else {
@@ -417,10 +369,7 @@ impl PcapSource {
                 }
                 pcapng::SPB => {
                     if body.len() < 4 {
-                        return Err(self.corrupt(
-                            "simple packet",
-                            format!("{} bytes of body, 4 needed", body.len()),
-                        ));
+                        return Err(self.corrupt("simple packet", format!("{} bytes of body, 4 needed", body.len())));
                     }
                     let orig_len = pcapng::u32_at(be, body, 0);
                     self.number += 1;
@@ -446,10 +395,9 @@ impl PcapSource {
                 }
                 pcapng::IDB => {
                     let Some((iface, trouble)) = pcapng::parse_idb(body, be) else {
-                        return Err(self.corrupt(
-                            "interface description",
-                            format!("{} bytes of body, 8 needed", body.len()),
-                        ));
+                        return Err(
+                            self.corrupt("interface description", format!("{} bytes of body, 8 needed", body.len()))
+                        );
                     };
                     if trouble != pcapng::OptionTrouble::default() {
                         self.stats.bad_interface_options += 1;
@@ -487,41 +435,25 @@ impl PcapSource {
         };
         let len = pcapng::u32_at(be, self.win.peek(8), 4);
         let len = self.check_block_len(len, 28, "section header", be)?;
-        self.format = Format::PcapNg(NgSection {
-            big_endian: be,
-            interfaces: Vec::new(),
-            last_ts: Timestamp(0),
-        });
+        self.format = Format::PcapNg(NgSection { big_endian: be, interfaces: Vec::new(), last_ts: Timestamp(0) });
         self.stats.sections += 1;
         self.consume(len);
         Ok(())
     }
 
     /// Checks a pcapng block length and makes the whole block available.
-    fn check_block_len(
-        &mut self,
-        len: u32,
-        min: u32,
-        block: &'static str,
-        be: bool,
-    ) -> Result<usize, SourceError> {
+    fn check_block_len(&mut self, len: u32, min: u32, block: &'static str, be: bool) -> Result<usize, SourceError> {
         if u64::from(len) > self.cfg.max_record as u64 {
             return Err(self.too_long(u64::from(len)));
         }
         if len < min || !len.is_multiple_of(4) {
-            return Err(self.corrupt(
-                block,
-                format!("block length {len} (at least {min}, a multiple of 4)"),
-            ));
+            return Err(self.corrupt(block, format!("block length {len} (at least {min}, a multiple of 4)")));
         }
         let n = len as usize;
         self.need(n)?;
         let trailer = pcapng::u32_at(be, self.win.peek(n), n - 4);
         if trailer != len {
-            return Err(self.corrupt(
-                block,
-                format!("trailing length {trailer} differs from leading length {len}"),
-            ));
+            return Err(self.corrupt(block, format!("trailing length {trailer} differs from leading length {len}")));
         }
         Ok(n)
     }
@@ -547,10 +479,7 @@ impl PcapSource {
             Ok(())
         } else {
             let available = self.win.available() as u64;
-            Err(self.damage(Damage::CutShort {
-                needed: n as u64,
-                available,
-            }))
+            Err(self.damage(Damage::CutShort { needed: n as u64, available }))
         }
     }
 
@@ -560,19 +489,12 @@ impl PcapSource {
         if available == 0 {
             return Ok(None);
         }
-        Err(self.damage(Damage::CutShort {
-            needed: needed as u64,
-            available: available as u64,
-        }))
+        Err(self.damage(Damage::CutShort { needed: needed as u64, available: available as u64 }))
     }
 
     fn too_long(&mut self, len: u64) -> SourceError {
         let limit = self.cfg.max_record as u64;
-        self.damage(Damage::RecordTooLong {
-            len,
-            limit,
-            limit_text: human_bytes(limit),
-        })
+        self.damage(Damage::RecordTooLong { len, limit, limit_text: human_bytes(limit) })
     }
 
     fn corrupt(&mut self, block: &'static str, reason: String) -> SourceError {
@@ -583,12 +505,7 @@ impl PcapSource {
     fn damage(&mut self, damage: Damage) -> SourceError {
         self.done = true;
         self.stats.damaged = 1;
-        SourceError::Damaged {
-            name: self.name.clone(),
-            offset: self.win.offset(),
-            packet: self.number + 1,
-            damage,
-        }
+        SourceError::Damaged { name: self.name.clone(), offset: self.win.offset(), packet: self.number + 1, damage }
     }
 }
 

@@ -32,13 +32,7 @@ pub(crate) enum Magic {
 impl Magic {
     /// Recognises the first four bytes of an input.
     pub(crate) fn from_bytes(b: [u8; 4]) -> Option<Magic> {
-        let pcap = |big_endian, nanos, modified| {
-            Some(Magic::Pcap {
-                big_endian,
-                nanos,
-                modified,
-            })
-        };
+        let pcap = |big_endian, nanos, modified| Some(Magic::Pcap { big_endian, nanos, modified });
         match b {
             [0xa1, 0xb2, 0xc3, 0xd4] => pcap(true, false, false),
             [0xd4, 0xc3, 0xb2, 0xa1] => pcap(false, false, false),
@@ -92,11 +86,7 @@ impl PcapFormat {
     #[inline]
     fn u32_at(&self, b: &[u8], at: usize) -> u32 {
         let v = [b[at], b[at + 1], b[at + 2], b[at + 3]];
-        if self.big_endian {
-            u32::from_be_bytes(v)
-        } else {
-            u32::from_le_bytes(v)
-        }
+        if self.big_endian { u32::from_be_bytes(v) } else { u32::from_le_bytes(v) }
     }
 
     /// Decodes a record header (`b` holds at least `record_header_len` bytes).
@@ -104,11 +94,7 @@ impl PcapFormat {
     pub(crate) fn record(&self, b: &[u8]) -> RecordHeader {
         let secs = u64::from(self.u32_at(b, 0));
         let frac = self.u32_at(b, 4);
-        let nanos = if self.nanos {
-            u64::from(frac)
-        } else {
-            u64::from(frac) * 1000
-        };
+        let nanos = if self.nanos { u64::from(frac) } else { u64::from(frac) * 1000 };
         RecordHeader {
             ts: Timestamp(secs.saturating_mul(1_000_000_000).saturating_add(nanos)),
             caplen: self.u32_at(b, 8),
@@ -125,24 +111,13 @@ mod tests {
     fn magics() {
         assert_eq!(
             Magic::from_bytes([0xd4, 0xc3, 0xb2, 0xa1]),
-            Some(Magic::Pcap {
-                big_endian: false,
-                nanos: false,
-                modified: false
-            })
+            Some(Magic::Pcap { big_endian: false, nanos: false, modified: false })
         );
         assert_eq!(
             Magic::from_bytes([0xa1, 0xb2, 0x3c, 0x4d]),
-            Some(Magic::Pcap {
-                big_endian: true,
-                nanos: true,
-                modified: false
-            })
+            Some(Magic::Pcap { big_endian: true, nanos: true, modified: false })
         );
-        assert_eq!(
-            Magic::from_bytes([0x0a, 0x0d, 0x0d, 0x0a]),
-            Some(Magic::PcapNg)
-        );
+        assert_eq!(Magic::from_bytes([0x0a, 0x0d, 0x0d, 0x0a]), Some(Magic::PcapNg));
         assert_eq!(Magic::from_bytes(*b"GET "), None);
     }
 

@@ -27,21 +27,13 @@ pub(crate) const BYTE_ORDER_MAGIC: u32 = 0x1A2B_3C4D;
 #[inline]
 pub(crate) fn u32_at(big_endian: bool, b: &[u8], at: usize) -> u32 {
     let v = [b[at], b[at + 1], b[at + 2], b[at + 3]];
-    if big_endian {
-        u32::from_be_bytes(v)
-    } else {
-        u32::from_le_bytes(v)
-    }
+    if big_endian { u32::from_be_bytes(v) } else { u32::from_le_bytes(v) }
 }
 
 #[inline]
 fn u16_at(big_endian: bool, b: &[u8], at: usize) -> u16 {
     let v = [b[at], b[at + 1]];
-    if big_endian {
-        u16::from_be_bytes(v)
-    } else {
-        u16::from_le_bytes(v)
-    }
+    if big_endian { u16::from_be_bytes(v) } else { u16::from_le_bytes(v) }
 }
 
 /// The unit of an interface's timestamps.
@@ -57,11 +49,7 @@ impl TsUnit {
     /// Decodes `if_tsresol`; `None` for a resolution no 64-bit counter can use.
     pub(crate) fn from_tsresol(v: u8) -> Option<TsUnit> {
         let n = v & 0x7f;
-        if v & 0x80 == 0 {
-            (n <= 19).then_some(TsUnit::Decimal(n))
-        } else {
-            (n <= 63).then_some(TsUnit::Binary(n))
-        }
+        if v & 0x80 == 0 { (n <= 19).then_some(TsUnit::Decimal(n)) } else { (n <= 63).then_some(TsUnit::Binary(n)) }
     }
 
     /// Nanoseconds in `ticks` of this unit (saturating).
@@ -142,14 +130,8 @@ pub(crate) fn parse_idb(body: &[u8], big_endian: bool) -> Option<(Interface, Opt
                 None => trouble.bad_tsresol = true,
             },
             (14, 8) => {
-                let v: [u8; 8] = [
-                    value[0], value[1], value[2], value[3], value[4], value[5], value[6], value[7],
-                ];
-                iface.offset_secs = if big_endian {
-                    i64::from_be_bytes(v)
-                } else {
-                    i64::from_le_bytes(v)
-                };
+                let v: [u8; 8] = [value[0], value[1], value[2], value[3], value[4], value[5], value[6], value[7]];
+                iface.offset_secs = if big_endian { i64::from_be_bytes(v) } else { i64::from_le_bytes(v) };
             }
             _ => {}
         }

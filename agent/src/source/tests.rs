@@ -17,10 +17,7 @@ struct PcapFile {
 
 impl PcapFile {
     fn new(big_endian: bool, nanos: bool, link: u32, snaplen: u32) -> Self {
-        let mut f = PcapFile {
-            big_endian,
-            bytes: Vec::new(),
-        };
+        let mut f = PcapFile { big_endian, bytes: Vec::new() };
         f.u32(if nanos { 0xa1b2_3c4d } else { 0xa1b2_c3d4 });
         f.u16(2);
         f.u16(4);
@@ -31,19 +28,11 @@ impl PcapFile {
         f
     }
     fn u16(&mut self, v: u16) {
-        let b = if self.big_endian {
-            v.to_be_bytes()
-        } else {
-            v.to_le_bytes()
-        };
+        let b = if self.big_endian { v.to_be_bytes() } else { v.to_le_bytes() };
         self.bytes.extend_from_slice(&b);
     }
     fn u32(&mut self, v: u32) {
-        let b = if self.big_endian {
-            v.to_be_bytes()
-        } else {
-            v.to_le_bytes()
-        };
+        let b = if self.big_endian { v.to_be_bytes() } else { v.to_le_bytes() };
         self.bytes.extend_from_slice(&b);
     }
     /// A record; `frac` is in the file's unit.
@@ -65,26 +54,15 @@ struct NgFile {
 
 impl NgFile {
     fn new(big_endian: bool) -> Self {
-        let mut f = NgFile {
-            big_endian,
-            bytes: Vec::new(),
-        };
+        let mut f = NgFile { big_endian, bytes: Vec::new() };
         f.section(big_endian);
         f
     }
     fn u16v(&self, v: u16) -> [u8; 2] {
-        if self.big_endian {
-            v.to_be_bytes()
-        } else {
-            v.to_le_bytes()
-        }
+        if self.big_endian { v.to_be_bytes() } else { v.to_le_bytes() }
     }
     fn u32v(&self, v: u32) -> [u8; 4] {
-        if self.big_endian {
-            v.to_be_bytes()
-        } else {
-            v.to_le_bytes()
-        }
+        if self.big_endian { v.to_be_bytes() } else { v.to_le_bytes() }
     }
     fn block(&mut self, kind: u32, body: &[u8]) -> &mut Self {
         let padded = (body.len() + 3) & !3;
@@ -119,22 +97,9 @@ impl NgFile {
         }
         self.block(1, &body)
     }
-    fn epb(
-        &mut self,
-        iface: u32,
-        ticks: u64,
-        data: &[u8],
-        orig_len: u32,
-        with_option: bool,
-    ) -> &mut Self {
+    fn epb(&mut self, iface: u32, ticks: u64, data: &[u8], orig_len: u32, with_option: bool) -> &mut Self {
         let mut body = Vec::new();
-        for v in [
-            iface,
-            (ticks >> 32) as u32,
-            ticks as u32,
-            data.len() as u32,
-            orig_len,
-        ] {
+        for v in [iface, (ticks >> 32) as u32, ticks as u32, data.len() as u32, orig_len] {
             body.extend_from_slice(&self.u32v(v));
         }
         body.extend_from_slice(data);
@@ -198,37 +163,19 @@ fn read_all(src: &mut PcapSource) -> (Vec<Owned>, Option<SourceError>) {
 #[test]
 fn pcap_little_endian_microseconds() {
     let mut f = PcapFile::new(false, false, 1, 65535);
-    f.record(10, 500_000, b"abcdef", 6)
-        .record(11, 1, b"xy", 1500);
+    f.record(10, 500_000, b"abcdef", 6).record(11, 1, b"xy", 1500);
     let mut src = source(f.bytes);
     let (frames, err) = read_all(&mut src);
     assert!(err.is_none());
     assert_eq!(
         frames,
         vec![
-            Owned {
-                ts: 10_500_000_000,
-                link: 1,
-                data: b"abcdef".to_vec(),
-                orig_len: 6,
-                interface: 0,
-                number: 1
-            },
-            Owned {
-                ts: 11_000_001_000,
-                link: 1,
-                data: b"xy".to_vec(),
-                orig_len: 1500,
-                interface: 0,
-                number: 2
-            },
+            Owned { ts: 10_500_000_000, link: 1, data: b"abcdef".to_vec(), orig_len: 6, interface: 0, number: 1 },
+            Owned { ts: 11_000_001_000, link: 1, data: b"xy".to_vec(), orig_len: 1500, interface: 0, number: 2 },
         ]
     );
     let s = src.stats();
-    assert_eq!(
-        (s.frames, s.frame_bytes, s.truncated_records, s.bytes_read),
-        (2, 8, 1, 24 + 16 + 6 + 16 + 2)
-    );
+    assert_eq!((s.frames, s.frame_bytes, s.truncated_records, s.bytes_read), (2, 8, 1, 24 + 16 + 6 + 16 + 2));
 }
 
 #[test]
@@ -266,24 +213,14 @@ fn pcap_cut_short_at_every_offset_of_the_last_record() {
         assert_eq!(frames.len(), 1, "cut at {cut}");
         let err = err.unwrap_or_else(|| panic!("no error when cut at {cut}"));
         match &err {
-            SourceError::Damaged {
-                offset,
-                packet,
-                damage: Damage::CutShort { available, .. },
-                ..
-            } => {
+            SourceError::Damaged { offset, packet, damage: Damage::CutShort { available, .. }, .. } => {
                 assert_eq!(*offset, last_start as u64, "cut at {cut}");
                 assert_eq!(*packet, 2);
                 assert_eq!(*available, (cut - last_start) as u64);
             }
             other => panic!("cut at {cut}: {other:?}"),
         }
-        assert!(
-            err.to_string().starts_with(&format!(
-                "test.pcap: byte {last_start} (packet 2): cut short"
-            )),
-            "{err}"
-        );
+        assert!(err.to_string().starts_with(&format!("test.pcap: byte {last_start} (packet 2): cut short")), "{err}");
         assert_eq!(src.stats().damaged, 1);
     }
     // Cut exactly at the record boundary: a clean end.
@@ -304,12 +241,7 @@ fn pcap_absurd_record_length() {
     let (frames, err) = read_all(&mut src);
     assert_eq!(frames.len(), 1);
     let msg = err.unwrap().to_string();
-    assert_eq!(
-        msg,
-        format!(
-            "test.pcap: byte {at} (packet 2): record length 4000000000 exceeds the 16 MiB limit"
-        )
-    );
+    assert_eq!(msg, format!("test.pcap: byte {at} (packet 2): record length 4000000000 exceeds the 16 MiB limit"));
 }
 
 #[test]
@@ -324,65 +256,31 @@ fn pcap_record_beyond_snaplen_and_libpcap_maximum() {
     let err = err.unwrap();
     assert!(matches!(
         &err,
-        SourceError::Damaged {
-            offset: 24,
-            damage: Damage::BeyondSnaplen { len: 300_000, .. },
-            ..
-        }
+        SourceError::Damaged { offset: 24, damage: Damage::BeyondSnaplen { len: 300_000, .. }, .. }
     ));
 }
 
 #[test]
 fn header_cut_short_and_not_a_capture() {
     let f = PcapFile::new(false, false, 1, 65535);
-    let err = PcapSource::from_reader(
-        "h.pcap".into(),
-        Box::new(Cursor::new(f.bytes[..10].to_vec())),
-    )
-    .err()
-    .unwrap();
+    let err = PcapSource::from_reader("h.pcap".into(), Box::new(Cursor::new(f.bytes[..10].to_vec()))).err().unwrap();
     assert!(matches!(
         &err,
-        SourceError::Damaged {
-            offset: 0,
-            damage: Damage::CutShort {
-                needed: 24,
-                available: 10
-            },
-            ..
-        }
+        SourceError::Damaged { offset: 0, damage: Damage::CutShort { needed: 24, available: 10 }, .. }
     ));
 
-    let err = PcapSource::from_reader(
-        "x.html".into(),
-        Box::new(Cursor::new(b"<!DOCTYPE html>".to_vec())),
-    )
-    .err()
-    .unwrap();
+    let err =
+        PcapSource::from_reader("x.html".into(), Box::new(Cursor::new(b"<!DOCTYPE html>".to_vec()))).err().unwrap();
     assert!(matches!(err, SourceError::NotACapture { .. }));
-    assert!(
-        err.to_string()
-            .starts_with("x.html: not a pcap or pcapng capture"),
-        "{err}"
-    );
+    assert!(err.to_string().starts_with("x.html: not a pcap or pcapng capture"), "{err}");
     assert!(!err.is_damage());
 
-    let err = PcapSource::from_reader("e".into(), Box::new(Cursor::new(Vec::new())))
-        .err()
-        .unwrap();
-    assert_eq!(
-        err.to_string(),
-        "e: not a pcap or pcapng capture (empty input)"
-    );
+    let err = PcapSource::from_reader("e".into(), Box::new(Cursor::new(Vec::new()))).err().unwrap();
+    assert_eq!(err.to_string(), "e: not a pcap or pcapng capture (empty input)");
 
-    let err = PcapSource::open(Path::new("/nonexistent/file.pcap"))
-        .err()
-        .unwrap();
+    let err = PcapSource::open(Path::new("/nonexistent/file.pcap")).err().unwrap();
     assert!(matches!(err, SourceError::Io { .. }));
-    assert!(
-        err.to_string().starts_with("/nonexistent/file.pcap: "),
-        "{err}"
-    );
+    assert!(err.to_string().starts_with("/nonexistent/file.pcap: "), "{err}");
 }
 
 /// A reader that hands out at most `step` bytes per call, like a pipe.
@@ -405,24 +303,12 @@ impl Read for Trickle {
 fn pipe_with_short_reads_and_a_record_larger_than_the_buffer() {
     let mut f = PcapFile::new(false, true, 1, 262_144);
     let big: Vec<u8> = (0..200_000u32).map(|i| i as u8).collect();
-    f.record(1, 1, b"first", 5)
-        .record(2, 2, &big, 200_000)
-        .record(3, 3, b"last", 4);
+    f.record(1, 1, b"first", 5).record(2, 2, &big, 200_000).record(3, 3, b"last", 4);
     let whole = f.bytes.clone();
-    let cfg = SourceConfig {
-        max_record: 1 << 20,
-        initial_buffer: 64,
-    };
-    let mut src = PcapSource::from_reader_with(
-        "-".into(),
-        Box::new(Trickle {
-            data: whole.clone(),
-            pos: 0,
-            step: 3,
-        }),
-        cfg,
-    )
-    .unwrap();
+    let cfg = SourceConfig { max_record: 1 << 20, initial_buffer: 64 };
+    let mut src =
+        PcapSource::from_reader_with("-".into(), Box::new(Trickle { data: whole.clone(), pos: 0, step: 3 }), cfg)
+            .unwrap();
     let (frames, err) = read_all(&mut src);
     assert!(err.is_none());
     assert_eq!(frames.len(), 3);
@@ -437,17 +323,10 @@ fn pipe_with_short_reads_and_a_record_larger_than_the_buffer() {
 fn record_over_a_small_configured_cap() {
     let mut f = PcapFile::new(false, false, 1, 65535);
     f.record(1, 0, &[0; 3000], 3000);
-    let cfg = SourceConfig {
-        max_record: 2048,
-        initial_buffer: 64,
-    };
-    let mut src =
-        PcapSource::from_reader_with("c".into(), Box::new(Cursor::new(f.bytes)), cfg).unwrap();
+    let cfg = SourceConfig { max_record: 2048, initial_buffer: 64 };
+    let mut src = PcapSource::from_reader_with("c".into(), Box::new(Cursor::new(f.bytes)), cfg).unwrap();
     let err = src.next_frame().err().unwrap();
-    assert_eq!(
-        err.to_string(),
-        "c: byte 24 (packet 1): record length 3000 exceeds the 2 KiB limit"
-    );
+    assert_eq!(err.to_string(), "c: byte 24 (packet 1): record length 3000 exceeds the 2 KiB limit");
 }
 
 // ===== pcapng =====
@@ -469,63 +348,25 @@ fn pcapng_two_interfaces_of_different_link_types() {
     assert_eq!(
         frames,
         vec![
-            Owned {
-                ts: 1_500_000_000,
-                link: 1,
-                data: b"ether".to_vec(),
-                orig_len: 60,
-                interface: 0,
-                number: 1
-            },
-            Owned {
-                ts: 2_000_000_007,
-                link: 101,
-                data: b"rawip!".to_vec(),
-                orig_len: 6,
-                interface: 1,
-                number: 2
-            },
+            Owned { ts: 1_500_000_000, link: 1, data: b"ether".to_vec(), orig_len: 60, interface: 0, number: 1 },
+            Owned { ts: 2_000_000_007, link: 101, data: b"rawip!".to_vec(), orig_len: 6, interface: 1, number: 2 },
             // A simple packet: interface 0, the previous packet's time.
-            Owned {
-                ts: 2_000_000_007,
-                link: 1,
-                data: b"simple".to_vec(),
-                orig_len: 6,
-                interface: 0,
-                number: 3
-            },
-            Owned {
-                ts: 3_000_000_000,
-                link: 101,
-                data: b"end".to_vec(),
-                orig_len: 3,
-                interface: 1,
-                number: 5
-            },
+            Owned { ts: 2_000_000_007, link: 1, data: b"simple".to_vec(), orig_len: 6, interface: 0, number: 3 },
+            Owned { ts: 3_000_000_000, link: 101, data: b"end".to_vec(), orig_len: 3, interface: 1, number: 5 },
         ]
     );
     let s = src.stats();
     assert_eq!((s.sections, s.interfaces, s.skipped_blocks), (1, 2, 1));
-    assert_eq!(
-        (
-            s.simple_packets,
-            s.unknown_interface_packets,
-            s.truncated_records
-        ),
-        (1, 1, 1)
-    );
+    assert_eq!((s.simple_packets, s.unknown_interface_packets, s.truncated_records), (1, 1, 1));
     assert_eq!(s.bytes_read, f.bytes.len() as u64);
 }
 
 #[test]
 fn pcapng_big_endian_and_a_second_section() {
     let mut f = NgFile::new(true);
-    f.interface(113, 0, Some(0x80 | 20))
-        .epb(0, 3 << 20, b"sll", 3, true);
+    f.interface(113, 0, Some(0x80 | 20)).epb(0, 3 << 20, b"sll", 3, true);
     // A new little-endian section: interfaces start over.
-    f.section(false)
-        .interface(228, 0, Some(3))
-        .epb(0, 4_000, b"v4", 2, false);
+    f.section(false).interface(228, 0, Some(3)).epb(0, 4_000, b"v4", 2, false);
     let mut src = source(f.bytes);
     let (frames, err) = read_all(&mut src);
     assert!(err.is_none(), "{err:?}");
@@ -538,8 +379,7 @@ fn pcapng_big_endian_and_a_second_section() {
 #[test]
 fn pcapng_cut_short_at_every_offset_of_the_last_block() {
     let mut f = NgFile::new(false);
-    f.interface(1, 0, None)
-        .epb(0, 1, b"first packet", 12, false);
+    f.interface(1, 0, None).epb(0, 1, b"first packet", 12, false);
     let last_start = f.bytes.len();
     f.epb(0, 2, b"second packet", 13, true);
     let whole = f.bytes.clone();
@@ -547,12 +387,7 @@ fn pcapng_cut_short_at_every_offset_of_the_last_block() {
         let (frames, err) = read_all(&mut source(whole[..cut].to_vec()));
         assert_eq!(frames.len(), 1, "cut at {cut}");
         match err {
-            Some(SourceError::Damaged {
-                offset,
-                packet: 2,
-                damage: Damage::CutShort { .. },
-                ..
-            }) => {
+            Some(SourceError::Damaged { offset, packet: 2, damage: Damage::CutShort { .. }, .. }) => {
                 assert_eq!(offset, last_start as u64, "cut at {cut}")
             }
             other => panic!("cut at {cut}: {other:?}"),
@@ -570,10 +405,7 @@ fn pcapng_corrupt_blocks() {
     let (frames, err) = read_all(&mut source(f.bytes));
     assert!(frames.is_empty());
     let msg = err.unwrap().to_string();
-    assert!(
-        msg.contains("corrupt enhanced packet block: trailing length"),
-        "{msg}"
-    );
+    assert!(msg.contains("corrupt enhanced packet block: trailing length"), "{msg}");
 
     // Captured length beyond the block.
     let mut f = NgFile::new(false);
@@ -581,11 +413,7 @@ fn pcapng_corrupt_blocks() {
     let caplen_at = f.bytes.len() - 4 - 4 - 4 - 4; // trailer, data, orig_len, caplen
     f.bytes[caplen_at..caplen_at + 4].copy_from_slice(&100u32.to_le_bytes());
     let (_, err) = read_all(&mut source(f.bytes));
-    assert!(
-        err.unwrap()
-            .to_string()
-            .contains("captured length 100 exceeds")
-    );
+    assert!(err.unwrap().to_string().contains("captured length 100 exceeds"));
 
     // Absurd block length.
     let mut f = NgFile::new(false);
@@ -595,17 +423,13 @@ fn pcapng_corrupt_blocks() {
     let (_, err) = read_all(&mut source(f.bytes));
     assert_eq!(
         err.unwrap().to_string(),
-        format!(
-            "test.pcap: byte {at} (packet 1): record length 4294967280 exceeds the 16 MiB limit"
-        )
+        format!("test.pcap: byte {at} (packet 1): record length 4294967280 exceeds the 16 MiB limit")
     );
 
     // A pcapng block type without a valid byte-order magic is not a capture.
     let err = PcapSource::from_reader(
         "b".into(),
-        Box::new(Cursor::new(vec![
-            0x0a, 0x0d, 0x0d, 0x0a, 28, 0, 0, 0, 1, 2, 3, 4,
-        ])),
+        Box::new(Cursor::new(vec![0x0a, 0x0d, 0x0d, 0x0a, 28, 0, 0, 0, 1, 2, 3, 4])),
     )
     .err()
     .unwrap();
@@ -689,10 +513,7 @@ fn corpus_corrupted_pcap_reports_damage_after_the_good_packets() {
     assert!(msg.contains("corrupted.pcap: byte "), "{msg}");
     // tshark also reads 27 frames before "File has 8323328-byte packet, bigger than maximum of 262144".
     assert_eq!(frames.len(), 27);
-    assert!(
-        msg.contains("(packet 28): record length 8323328 exceeds"),
-        "{msg}"
-    );
+    assert!(msg.contains("(packet 28): record length 8323328 exceeds"), "{msg}");
     assert_eq!(src.stats().damaged, 1);
     eprintln!("corrupted.pcap: {} frames, then: {msg}", frames.len());
 }

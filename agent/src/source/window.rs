@@ -27,15 +27,7 @@ impl Window {
     /// A window with `initial` bytes of room that may grow to `max` (at least `initial`).
     pub(crate) fn new(reader: Box<dyn Read + Send>, initial: usize, max: usize) -> Self {
         let initial = initial.max(64);
-        Window {
-            reader,
-            buf: vec![0; initial],
-            start: 0,
-            end: 0,
-            offset: 0,
-            eof: false,
-            max: max.max(initial),
-        }
+        Window { reader, buf: vec![0; initial], start: 0, end: 0, offset: 0, eof: false, max: max.max(initial) }
     }
 
     /// Unread bytes currently held.
@@ -67,10 +59,7 @@ impl Window {
             self.end -= self.start;
             self.start = 0;
             if self.buf.len() < n {
-                let grown = n
-                    .checked_next_power_of_two()
-                    .unwrap_or(n)
-                    .clamp(n, self.max);
+                let grown = n.checked_next_power_of_two().unwrap_or(n).clamp(n, self.max);
                 self.buf.resize(grown, 0);
             }
         }
@@ -133,15 +122,7 @@ mod tests {
     #[test]
     fn fills_across_short_reads_and_grows_to_the_cap() {
         let data: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
-        let mut w = Window::new(
-            Box::new(Trickle {
-                data: data.clone(),
-                pos: 0,
-                step: 7,
-            }),
-            64,
-            512,
-        );
+        let mut w = Window::new(Box::new(Trickle { data: data.clone(), pos: 0, step: 7 }), 64, 512);
         assert!(w.fill(10).unwrap());
         assert_eq!(w.peek(10), &data[..10]);
         w.consume(10);

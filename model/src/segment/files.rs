@@ -20,12 +20,7 @@ pub fn utc_stamp(ts: Timestamp) -> String {
     let days = secs / 86_400;
     let rem = secs % 86_400;
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    format!("{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 /// Days since 1970-01-01 to a proleptic Gregorian (year, month, day). Howard Hinnant's `civil_from_days`
@@ -46,10 +41,7 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 /// The final and temporary paths of segment number `seq` starting at `first`.
 pub fn segment_paths(dir: &Path, prefix: &str, first: Timestamp, seq: u64) -> (PathBuf, PathBuf) {
     let stem = format!("{prefix}-{}-{seq:06}", utc_stamp(first));
-    (
-        dir.join(format!("{stem}{SEGMENT_EXT}")),
-        dir.join(format!("{stem}{TMP_EXT}")),
-    )
+    (dir.join(format!("{stem}{SEGMENT_EXT}")), dir.join(format!("{stem}{TMP_EXT}")))
 }
 
 /// Creates `dir` (and missing parents) with mode 0700 if it does not exist.
@@ -66,18 +58,12 @@ pub fn ensure_dir(dir: &Path) -> Result<(), SegmentError> {
 
 /// Creates a new file with mode 0600, failing if it exists.
 pub fn create_private(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
+    OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)
 }
 
 /// Fsyncs a directory so that a create or rename in it is durable.
 pub fn sync_dir(dir: &Path) -> Result<(), SegmentError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| SegmentError::io(dir, "syncing directory", e))
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| SegmentError::io(dir, "syncing directory", e))
 }
 
 /// The segment files at `path`: the file itself if it is one, or the `.seg` files of a directory sorted by name
@@ -119,30 +105,16 @@ mod tests {
     fn utc_stamps_match_known_dates() {
         assert_eq!(utc_stamp(Timestamp(0)), "19700101T000000Z");
         // 2026-11-21T19:33:00Z = 1795289580 s (date -u -d @1795289580).
-        assert_eq!(
-            utc_stamp(Timestamp::from_secs_nanos(1_795_289_580, 999_999_999)),
-            "20261121T193300Z"
-        );
+        assert_eq!(utc_stamp(Timestamp::from_secs_nanos(1_795_289_580, 999_999_999)), "20261121T193300Z");
         // 2000-02-29T23:59:59Z = 951868799 s: a leap day in a century leap year.
-        assert_eq!(
-            utc_stamp(Timestamp::from_secs_nanos(951_868_799, 0)),
-            "20000229T235959Z"
-        );
+        assert_eq!(utc_stamp(Timestamp::from_secs_nanos(951_868_799, 0)), "20000229T235959Z");
         // 2100-03-01T00:00:00Z = 4107542400 s: 2100 is not a leap year.
-        assert_eq!(
-            utc_stamp(Timestamp::from_secs_nanos(4_107_542_400, 0)),
-            "21000301T000000Z"
-        );
+        assert_eq!(utc_stamp(Timestamp::from_secs_nanos(4_107_542_400, 0)), "21000301T000000Z");
     }
 
     #[test]
     fn names_follow_the_pattern() {
-        let (fin, tmp) = segment_paths(
-            Path::new("/d"),
-            "cap",
-            Timestamp::from_secs_nanos(1_795_289_580, 0),
-            3,
-        );
+        let (fin, tmp) = segment_paths(Path::new("/d"), "cap", Timestamp::from_secs_nanos(1_795_289_580, 0), 3);
         assert_eq!(fin, Path::new("/d/cap-20261121T193300Z-000003.seg"));
         assert_eq!(tmp, Path::new("/d/cap-20261121T193300Z-000003.seg.tmp"));
     }

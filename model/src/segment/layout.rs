@@ -104,11 +104,7 @@ pub fn decode_prefix(b: &[u8; FILE_PREFIX_LEN]) -> Result<FilePrefix, PrefixErro
     if body_len > MAX_HEADER_BODY {
         return Err(PrefixError::BodyTooLarge(body_len));
     }
-    Ok(FilePrefix {
-        major: u16_at(b, 8),
-        minor: u16_at(b, 10),
-        body_len,
-    })
+    Ok(FilePrefix { major: u16_at(b, 8), minor: u16_at(b, 10), body_len })
 }
 
 /// The fields of the header body (version 1.0).
@@ -195,10 +191,7 @@ pub fn decode_header_body(b: &[u8]) -> Result<HeaderBody, String> {
     let writer = c.string("writer name")?;
     let masking_fingerprint = c.bytes("masking fingerprint")?.to_vec();
     if masking_fingerprint.len() > MAX_FINGERPRINT {
-        return Err(format!(
-            "masking fingerprint of {} bytes (max {MAX_FINGERPRINT})",
-            masking_fingerprint.len()
-        ));
+        return Err(format!("masking fingerprint of {} bytes (max {MAX_FINGERPRINT})", masking_fingerprint.len()));
     }
     let count = c.u32("label count")?;
     // Each label takes at least 8 bytes, so the count is bounded by the (already bounded) body length.
@@ -208,15 +201,7 @@ pub fn decode_header_body(b: &[u8]) -> Result<HeaderBody, String> {
         let v = c.string("label value")?;
         labels.push((k, v));
     }
-    Ok(HeaderBody {
-        created_unix_nanos,
-        first_capture,
-        sequence,
-        pid,
-        writer,
-        masking_fingerprint,
-        labels,
-    })
+    Ok(HeaderBody { created_unix_nanos, first_capture, sequence, pid, writer, masking_fingerprint, labels })
 }
 
 /// The fields of a block header (and of its footer index entry).
@@ -328,15 +313,9 @@ pub fn decode_footer(b: &[u8]) -> Result<Vec<(u64, BlockFields)>, String> {
     let count = u32_at(b, 8) as usize;
     let entries = &body[FOOTER_PREFIX_LEN..];
     if count.checked_mul(INDEX_ENTRY_LEN) != Some(entries.len()) {
-        return Err(format!(
-            "footer declares {count} blocks but holds {} entry bytes",
-            entries.len()
-        ));
+        return Err(format!("footer declares {count} blocks but holds {} entry bytes", entries.len()));
     }
-    Ok(entries
-        .chunks_exact(INDEX_ENTRY_LEN)
-        .map(|e| (u64_at(e, 0), decode_fields(&e[8..44])))
-        .collect())
+    Ok(entries.chunks_exact(INDEX_ENTRY_LEN).map(|e| (u64_at(e, 0), decode_fields(&e[8..44]))).collect())
 }
 
 /// Encodes the 24-byte trailer that locates the footer.
@@ -379,24 +358,15 @@ mod tests {
         assert_eq!(&b[12..16], &[0x04, 0x03, 0x02, 0x01]);
         assert_eq!(&b[16..20], &[0x0D, 0x0C, 0x0B, 0x0A]);
         assert_eq!(&b[20..24], &[7, 0, 0, 0]);
-        assert_eq!(
-            &b[24..32],
-            &[0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11]
-        );
-        assert_eq!(
-            &b[32..40],
-            &[0x00, 0xFF, 0xEE, 0xDD, 0xCC, 0xBB, 0xAA, 0x99]
-        );
+        assert_eq!(&b[24..32], &[0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11]);
+        assert_eq!(&b[32..40], &[0x00, 0xFF, 0xEE, 0xDD, 0xCC, 0xBB, 0xAA, 0x99]);
         assert_eq!(&b[40..44], &[0xEF, 0xBE, 0xAD, 0xDE]);
         assert_eq!(&b[44..48], &crc32fast::hash(&b[0..44]).to_le_bytes());
         assert_eq!(decode_block_header(&b), Ok(f));
         for bit in 0..(BLOCK_HEADER_LEN * 8) {
             let mut d = b;
             d[bit / 8] ^= 1 << (bit % 8);
-            assert!(
-                decode_block_header(&d).is_err(),
-                "flip of bit {bit} accepted"
-            );
+            assert!(decode_block_header(&d).is_err(), "flip of bit {bit} accepted");
         }
     }
 
@@ -414,15 +384,8 @@ mod tests {
         d[3] ^= 0x10;
         assert_eq!(decode_trailer(&d), None);
 
-        let f = BlockFields {
-            codec: 1,
-            stored_len: 5,
-            raw_len: 9,
-            records: 2,
-            first_ts: 3,
-            last_ts: 4,
-            payload_crc: 6,
-        };
+        let f =
+            BlockFields { codec: 1, stored_len: 5, raw_len: 9, records: 2, first_ts: 3, last_ts: 4, payload_crc: 6 };
         let mut entries = Vec::new();
         push_index_entry(&mut entries, 99, &f);
         let footer = encode_footer(&entries);
@@ -445,10 +408,7 @@ mod tests {
             labels: vec![("node".into(), "n1".into())],
         };
         let mut b = encode_header_body(&h);
-        assert_eq!(
-            b.len(),
-            8 + 8 + 8 + 4 + (4 + 3) + (4 + 3) + 4 + (4 + 4) + (4 + 2)
-        );
+        assert_eq!(b.len(), 8 + 8 + 8 + 4 + (4 + 3) + (4 + 3) + 4 + (4 + 4) + (4 + 2));
         assert_eq!(decode_header_body(&b), Ok(h.clone()));
         b.extend_from_slice(b"future");
         assert_eq!(decode_header_body(&b), Ok(h));

@@ -229,31 +229,15 @@ pub enum SegmentError {
 
 impl SegmentError {
     pub(crate) fn io(path: &Path, context: &'static str, source: io::Error) -> Self {
-        SegmentError::Io {
-            path: path.to_path_buf(),
-            context,
-            source,
-        }
+        SegmentError::Io { path: path.to_path_buf(), context, source }
     }
-    pub(crate) fn io_at(
-        path: &Path,
-        offset: u64,
-        context: &'static str,
-        source: io::Error,
-    ) -> Self {
-        SegmentError::IoAt {
-            path: path.to_path_buf(),
-            offset,
-            context,
-            source,
-        }
+    pub(crate) fn io_at(path: &Path, offset: u64, context: &'static str, source: io::Error) -> Self {
+        SegmentError::IoAt { path: path.to_path_buf(), offset, context, source }
     }
     /// The file offset the error is about, if any.
     pub fn offset(&self) -> Option<u64> {
         match self {
-            SegmentError::IoAt { offset, .. } | SegmentError::BlockDamaged { offset, .. } => {
-                Some(*offset)
-            }
+            SegmentError::IoAt { offset, .. } | SegmentError::BlockDamaged { offset, .. } => Some(*offset),
             _ => None,
         }
     }

@@ -9,8 +9,8 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use super::layout::{
-    self, BLOCK_HEADER_LEN, BLOCK_MAGIC, BlockFields, CODEC_STORED, CODEC_ZSTD, FILE_PREFIX_LEN,
-    FOOTER_MAGIC, MAX_BLOCK_BYTES, TRAILER_LEN,
+    self, BLOCK_HEADER_LEN, BLOCK_MAGIC, BlockFields, CODEC_STORED, CODEC_ZSTD, FILE_PREFIX_LEN, FOOTER_MAGIC,
+    MAX_BLOCK_BYTES, TRAILER_LEN,
 };
 use super::{BlockInfo, FORMAT_MAJOR, SegmentError, SegmentHeader, bincode_decode_config};
 use crate::{Exchange, Timestamp};
@@ -74,13 +74,10 @@ impl std::fmt::Display for RecoveryReport {
             FooterStatus::Missing => write!(f, "unfinished (no footer): blocks found by a scan")?,
             FooterStatus::Damaged(why) => write!(f, "footer damaged ({why}): blocks found by a scan")?,
         }
-        write!(
-            f,
-            "; recovered {} exchanges from {} of {} blocks",
-            self.exchanges, self.blocks_ok, self.blocks
-        )?;
+        write!(f, "; recovered {} exchanges from {} of {} blocks", self.exchanges, self.blocks_ok, self.blocks)?;
         if !self.damaged.is_empty() {
-            let offsets: Vec<String> = self.damaged.iter().map(|d| format!("byte {}: {}", d.offset, d.reason)).collect();
+            let offsets: Vec<String> =
+                self.damaged.iter().map(|d| format!("byte {}: {}", d.offset, d.reason)).collect();
             write!(f, "; {} damaged region(s) skipped ({})", self.damaged.len(), offsets.join("; "))?;
         }
         if self.torn_tail_bytes > 0 {
@@ -120,25 +117,15 @@ pub struct SegmentReader {
     decompressor: Option<zstd::bulk::Decompressor<'static>>,
 }
 
-fn read_at(
-    file: &File,
-    path: &Path,
-    offset: u64,
-    buf: &mut [u8],
-    what: &'static str,
-) -> Result<(), SegmentError> {
-    file.read_exact_at(buf, offset)
-        .map_err(|e| SegmentError::io_at(path, offset, what, e))
+fn read_at(file: &File, path: &Path, offset: u64, buf: &mut [u8], what: &'static str) -> Result<(), SegmentError> {
+    file.read_exact_at(buf, offset).map_err(|e| SegmentError::io_at(path, offset, what, e))
 }
 
 impl SegmentReader {
     /// Opens a segment: checks the header, then lists blocks from the footer or by a scan.
     pub fn open(path: &Path) -> Result<Self, SegmentError> {
         let file = File::open(path).map_err(|e| SegmentError::io(path, "opening", e))?;
-        let file_len = file
-            .metadata()
-            .map_err(|e| SegmentError::io(path, "reading metadata", e))?
-            .len();
+        let file_len = file.metadata().map_err(|e| SegmentError::io(path, "reading metadata", e))?.len();
         let (header, header_end) = read_header(&file, path, file_len)?;
         let mut r = SegmentReader {
             path: path.to_path_buf(),
@@ -178,18 +165,9 @@ impl SegmentReader {
         r.state = vec![BlockState::Unread; r.blocks.len()];
         r.report.blocks = r.blocks.len() as u64;
         r.report.damaged = r.scan_damage.clone();
-        let mut order: Vec<(u64, Item)> = r
-            .blocks
-            .iter()
-            .enumerate()
-            .map(|(i, b)| (b.offset, Item::Block(i)))
-            .collect();
-        order.extend(
-            r.scan_damage
-                .iter()
-                .enumerate()
-                .map(|(i, d)| (d.offset, Item::Skipped(i))),
-        );
+        let mut order: Vec<(u64, Item)> =
+            r.blocks.iter().enumerate().map(|(i, b)| (b.offset, Item::Block(i))).collect();
+        order.extend(r.scan_damage.iter().enumerate().map(|(i, d)| (d.offset, Item::Skipped(i))));
         order.sort_by_key(|(o, _)| *o);
         r.order = order.into_iter().map(|(_, it)| it).collect();
         Ok(r)
@@ -213,9 +191,7 @@ impl SegmentReader {
     /// Indices of the blocks whose time range meets `[from, to]`: the blocks to read to find the exchanges
     /// starting in that window.
     pub fn blocks_in_range(&self, from: Timestamp, to: Timestamp) -> Vec<usize> {
-        (0..self.blocks.len())
-            .filter(|&i| self.blocks[i].overlaps(from, to))
-            .collect()
+        (0..self.blocks.len()).filter(|&i| self.blocks[i].overlaps(from, to)).collect()
     }
 
     /// What was found and skipped so far.
@@ -228,11 +204,7 @@ impl SegmentReader {
     /// returned.
     pub fn read_block(&mut self, i: usize) -> Result<Vec<Exchange>, SegmentError> {
         let Some(b) = self.blocks.get(i).copied() else {
-            return Err(SegmentError::NoSuchBlock {
-                path: self.path.clone(),
-                index: i,
-                count: self.blocks.len(),
-            });
+            return Err(SegmentError::NoSuchBlock { path: self.path.clone(), index: i, count: self.blocks.len() });
         };
         match self.load_block(&b) {
             Ok(exchanges) => {
@@ -253,11 +225,7 @@ impl SegmentReader {
                         reason: reason.clone(),
                     });
                 }
-                Err(SegmentError::BlockDamaged {
-                    path: self.path.clone(),
-                    offset: b.offset,
-                    reason,
-                })
+                Err(SegmentError::BlockDamaged { path: self.path.clone(), offset: b.offset, reason })
             }
             Err(Loaded::Io(e)) => Err(e),
         }
@@ -266,22 +234,15 @@ impl SegmentReader {
     /// Every exchange of the file in file order. A damaged block (or a region the scan skipped) yields one `Err`
     /// naming the file and offset, and reading goes on with the next block.
     pub fn exchanges(&mut self) -> ExchangeIter<'_> {
-        ExchangeIter {
-            reader: self,
-            next: 0,
-            current: Vec::new().into_iter(),
-        }
+        ExchangeIter { reader: self, next: 0, current: Vec::new().into_iter() }
     }
 
     fn load_block(&mut self, b: &BlockInfo) -> Result<Vec<Exchange>, Loaded> {
         let mut hdr = [0u8; BLOCK_HEADER_LEN];
         self.read_or_damage(b.offset, &mut hdr, "reading block header")?;
-        let fields = layout::decode_block_header(&hdr)
-            .map_err(|e| Loaded::Damaged(format!("block header: {e:?}")))?;
+        let fields = layout::decode_block_header(&hdr).map_err(|e| Loaded::Damaged(format!("block header: {e:?}")))?;
         if fields != b.fields() {
-            return Err(Loaded::Damaged(
-                "block header disagrees with the footer index".into(),
-            ));
+            return Err(Loaded::Damaged("block header disagrees with the footer index".into()));
         }
         check_fields(&fields).map_err(Loaded::Damaged)?;
         if fields.codec != CODEC_STORED && fields.codec != CODEC_ZSTD {
@@ -289,11 +250,7 @@ impl SegmentReader {
         }
         let mut payload = std::mem::take(&mut self.payload);
         payload.resize(fields.stored_len as usize, 0);
-        let read = self.read_or_damage(
-            b.offset + BLOCK_HEADER_LEN as u64,
-            &mut payload,
-            "reading block payload",
-        );
+        let read = self.read_or_damage(b.offset + BLOCK_HEADER_LEN as u64, &mut payload, "reading block payload");
         let result = read.and_then(|()| self.decode_payload(&fields, &payload));
         self.payload = payload;
         result
@@ -307,24 +264,18 @@ impl SegmentReader {
         let raw: &[u8] = if f.codec == CODEC_ZSTD {
             let decompressor = match &mut self.decompressor {
                 Some(d) => d,
-                None => {
-                    self.decompressor
-                        .insert(zstd::bulk::Decompressor::new().map_err(|e| {
-                            Loaded::Io(SegmentError::io(&self.path, "setting up zstd", e))
-                        })?)
-                }
+                None => self.decompressor.insert(
+                    zstd::bulk::Decompressor::new()
+                        .map_err(|e| Loaded::Io(SegmentError::io(&self.path, "setting up zstd", e)))?,
+                ),
             };
             self.raw.clear();
             // Capacity bounds the output: raw_len was checked against MAX_BLOCK_BYTES.
             self.raw.reserve_exact(f.raw_len as usize);
-            let n = decompressor
-                .decompress_to_buffer(payload, &mut self.raw)
-                .map_err(|e| damaged(format!("zstd: {e}")))?;
+            let n =
+                decompressor.decompress_to_buffer(payload, &mut self.raw).map_err(|e| damaged(format!("zstd: {e}")))?;
             if n != f.raw_len as usize {
-                return Err(damaged(format!(
-                    "decompressed to {n} bytes, header says {}",
-                    f.raw_len
-                )));
+                return Err(damaged(format!("decompressed to {n} bytes, header says {}", f.raw_len)));
             }
             &self.raw
         } else {
@@ -334,17 +285,12 @@ impl SegmentReader {
     }
 
     /// Reads exactly `buf.len()` bytes; the file ending early is damage (the listed block is not all there).
-    fn read_or_damage(
-        &self,
-        offset: u64,
-        buf: &mut [u8],
-        what: &'static str,
-    ) -> Result<(), Loaded> {
+    fn read_or_damage(&self, offset: u64, buf: &mut [u8], what: &'static str) -> Result<(), Loaded> {
         match self.file.read_exact_at(buf, offset) {
             Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(Loaded::Damaged(format!(
-                "file ends inside the block ({what})"
-            ))),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                Err(Loaded::Damaged(format!("file ends inside the block ({what})")))
+            }
             Err(e) => Err(Loaded::Io(SegmentError::io_at(&self.path, offset, what, e))),
         }
     }
@@ -354,44 +300,23 @@ impl SegmentReader {
             return Ok(FooterRead::Missing);
         }
         let mut t = [0u8; TRAILER_LEN];
-        read_at(
-            &self.file,
-            &self.path,
-            file_len - TRAILER_LEN as u64,
-            &mut t,
-            "reading trailer",
-        )?;
+        read_at(&self.file, &self.path, file_len - TRAILER_LEN as u64, &mut t, "reading trailer")?;
         let Some((footer_offset, footer_len)) = layout::decode_trailer(&t) else {
             if t[16..24] == layout::TRAILER_MAGIC {
-                return Ok(FooterRead::Damaged {
-                    reason: "trailer checksum does not match".into(),
-                    blocks_end: None,
-                });
+                return Ok(FooterRead::Damaged { reason: "trailer checksum does not match".into(), blocks_end: None });
             }
             return Ok(FooterRead::Missing);
         };
         let footer_len = u64::from(footer_len);
         if footer_offset < header_end
-            || footer_offset
-                .checked_add(footer_len)
-                .and_then(|e| e.checked_add(TRAILER_LEN as u64))
-                != Some(file_len)
+            || footer_offset.checked_add(footer_len).and_then(|e| e.checked_add(TRAILER_LEN as u64)) != Some(file_len)
             || footer_len > u64::from(MAX_BLOCK_BYTES)
         {
-            return Ok(FooterRead::Damaged {
-                reason: "trailer points outside the file".into(),
-                blocks_end: None,
-            });
+            return Ok(FooterRead::Damaged { reason: "trailer points outside the file".into(), blocks_end: None });
         }
         let blocks_end = Some(footer_offset);
         let mut buf = vec![0u8; footer_len as usize];
-        read_at(
-            &self.file,
-            &self.path,
-            footer_offset,
-            &mut buf,
-            "reading footer",
-        )?;
+        read_at(&self.file, &self.path, footer_offset, &mut buf, "reading footer")?;
         let entries = match layout::decode_footer(&buf) {
             Ok(e) => e,
             Err(reason) => return Ok(FooterRead::Damaged { reason, blocks_end }),
@@ -399,15 +324,13 @@ impl SegmentReader {
         let mut prev_end = header_end;
         let mut blocks = Vec::with_capacity(entries.len());
         for (i, (offset, f)) in entries.iter().enumerate() {
-            let end = check_fields(f).ok().and_then(|()| {
-                offset.checked_add(BLOCK_HEADER_LEN as u64 + u64::from(f.stored_len))
-            });
+            let end = check_fields(f)
+                .ok()
+                .and_then(|()| offset.checked_add(BLOCK_HEADER_LEN as u64 + u64::from(f.stored_len)));
             match end {
                 Some(end) if *offset >= prev_end && end <= footer_offset => prev_end = end,
                 _ => {
-                    let reason = format!(
-                        "footer entry {i} (offset {offset}) is out of place or out of range"
-                    );
+                    let reason = format!("footer entry {i} (offset {offset}) is out of place or out of range");
                     return Ok(FooterRead::Damaged { reason, blocks_end });
                 }
             }
@@ -426,13 +349,7 @@ impl SegmentReader {
                 return Ok(());
             }
             let mut hdr = [0u8; BLOCK_HEADER_LEN];
-            read_at(
-                &self.file,
-                &self.path,
-                pos,
-                &mut hdr,
-                "reading block header",
-            )?;
+            read_at(&self.file, &self.path, pos, &mut hdr, "reading block header")?;
             if hdr[0..8] == FOOTER_MAGIC {
                 // A footer we could not use: cut short (no trailer), or damaged (counted as such, not torn).
                 if self.report.footer == FooterStatus::Missing {
@@ -472,11 +389,7 @@ impl SegmentReader {
                     return Ok(());
                 }
                 None => {
-                    self.scan_damage.push(Damage {
-                        offset: pos,
-                        len: remaining,
-                        reason,
-                    });
+                    self.scan_damage.push(Damage { offset: pos, len: remaining, reason });
                     return Ok(());
                 }
             }
@@ -509,13 +422,7 @@ impl SegmentReader {
         while start < end {
             let len = (CHUNK + BLOCK_HEADER_LEN as u64).min(end - start);
             buf.resize(len as usize, 0);
-            read_at(
-                &self.file,
-                &self.path,
-                start,
-                &mut buf,
-                "searching for the next block",
-            )?;
+            read_at(&self.file, &self.path, start, &mut buf, "searching for the next block")?;
             for p in finder.find_iter(&buf) {
                 if p as u64 >= CHUNK {
                     break;
@@ -541,10 +448,7 @@ impl SegmentReader {
 enum FooterRead {
     Listed(Vec<BlockInfo>),
     Missing,
-    Damaged {
-        reason: String,
-        blocks_end: Option<u64>,
-    },
+    Damaged { reason: String, blocks_end: Option<u64> },
 }
 
 enum Loaded {
@@ -555,10 +459,7 @@ enum Loaded {
 /// Size rules every block must meet before anything is allocated for it.
 fn check_fields(f: &BlockFields) -> Result<(), String> {
     if f.raw_len > MAX_BLOCK_BYTES || f.stored_len > MAX_BLOCK_BYTES {
-        return Err(format!(
-            "block sizes {}/{} exceed the {MAX_BLOCK_BYTES}-byte cap",
-            f.stored_len, f.raw_len
-        ));
+        return Err(format!("block sizes {}/{} exceed the {MAX_BLOCK_BYTES}-byte cap", f.stored_len, f.raw_len));
     }
     if f.codec == CODEC_STORED && f.stored_len != f.raw_len {
         return Err("stored block with different stored and raw lengths".into());
@@ -575,15 +476,13 @@ fn decode_records(raw: &[u8], count: u32) -> Result<Vec<Exchange>, String> {
         let Some(len_bytes) = raw.get(at..at + 4) else {
             return Err(format!("record {i}: block ends inside its length"));
         };
-        let len =
-            u32::from_le_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]) as usize;
+        let len = u32::from_le_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]) as usize;
         at += 4;
         let Some(body) = raw.get(at..at + len) else {
             return Err(format!("record {i}: length {len} runs past the block"));
         };
-        let (ex, used): (Exchange, usize) =
-            bincode::decode_from_slice(body, bincode_decode_config())
-                .map_err(|e| format!("record {i}: bincode: {e}"))?;
+        let (ex, used): (Exchange, usize) = bincode::decode_from_slice(body, bincode_decode_config())
+            .map_err(|e| format!("record {i}: bincode: {e}"))?;
         if used != len {
             return Err(format!("record {i}: {used} of {len} bytes decoded"));
         }
@@ -597,11 +496,7 @@ fn decode_records(raw: &[u8], count: u32) -> Result<Vec<Exchange>, String> {
 }
 
 /// Reads and verifies the file header; returns it and the offset of the first block.
-fn read_header(
-    file: &File,
-    path: &Path,
-    file_len: u64,
-) -> Result<(SegmentHeader, u64), SegmentError> {
+fn read_header(file: &File, path: &Path, file_len: u64) -> Result<(SegmentHeader, u64), SegmentError> {
     let mut prefix = [0u8; FILE_PREFIX_LEN];
     let have = file_len.min(FILE_PREFIX_LEN as u64) as usize;
     read_at(file, path, 0, &mut prefix[..have], "reading file header")?;
@@ -612,37 +507,20 @@ fn read_header(
             reason: "the file does not start with the segment magic".into(),
         });
     }
-    let damaged = |reason: String| SegmentError::HeaderDamaged {
-        path: path.into(),
-        reason,
-    };
+    let damaged = |reason: String| SegmentError::HeaderDamaged { path: path.into(), reason };
     if have < FILE_PREFIX_LEN {
-        return Err(damaged(format!(
-            "the file ends inside its header ({file_len} bytes)"
-        )));
+        return Err(damaged(format!("the file ends inside its header ({file_len} bytes)")));
     }
     let p = layout::decode_prefix(&prefix).map_err(|e| damaged(format!("{e:?}")))?;
     if p.major != FORMAT_MAJOR {
-        return Err(SegmentError::UnsupportedVersion {
-            path: path.into(),
-            major: p.major,
-            minor: p.minor,
-        });
+        return Err(SegmentError::UnsupportedVersion { path: path.into(), major: p.major, minor: p.minor });
     }
     let header_end = FILE_PREFIX_LEN as u64 + u64::from(p.body_len) + 4;
     if file_len < header_end {
-        return Err(damaged(format!(
-            "the file ends inside its header ({file_len} of {header_end} bytes)"
-        )));
+        return Err(damaged(format!("the file ends inside its header ({file_len} of {header_end} bytes)")));
     }
     let mut rest = vec![0u8; p.body_len as usize + 4];
-    read_at(
-        file,
-        path,
-        FILE_PREFIX_LEN as u64,
-        &mut rest,
-        "reading file header",
-    )?;
+    read_at(file, path, FILE_PREFIX_LEN as u64, &mut rest, "reading file header")?;
     let (body, crc_bytes) = rest.split_at(p.body_len as usize);
     let mut h = crc32fast::Hasher::new();
     h.update(&prefix);

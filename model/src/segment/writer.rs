@@ -63,25 +63,16 @@ impl Default for SegmentWriterConfig {
 impl SegmentWriterConfig {
     /// The defaults, writing into `dir`.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        SegmentWriterConfig {
-            dir: dir.into(),
-            ..Default::default()
-        }
+        SegmentWriterConfig { dir: dir.into(), ..Default::default() }
     }
 
     fn validate(&self) -> Result<(), SegmentError> {
         let bad = |m: String| Err(SegmentError::Config(m));
         if self.prefix.is_empty() || self.prefix.contains(['/', '\0']) {
-            return bad(format!(
-                "prefix {:?} must be non-empty without '/' or NUL",
-                self.prefix
-            ));
+            return bad(format!("prefix {:?} must be non-empty without '/' or NUL", self.prefix));
         }
         if self.block_raw_bytes == 0 || self.block_raw_bytes > MAX_BLOCK_BYTES as usize {
-            return bad(format!(
-                "block_raw_bytes {} must be in 1..={MAX_BLOCK_BYTES}",
-                self.block_raw_bytes
-            ));
+            return bad(format!("block_raw_bytes {} must be in 1..={MAX_BLOCK_BYTES}", self.block_raw_bytes));
         }
         if self.max_block_exchanges == 0 || self.max_block_exchanges > u32::MAX as usize {
             return bad("max_block_exchanges must be at least 1".into());
@@ -93,9 +84,7 @@ impl SegmentWriterConfig {
             return bad(format!("zstd level {} is out of range", self.zstd_level));
         }
         if self.masking_fingerprint.len() > MAX_FINGERPRINT {
-            return bad(format!(
-                "masking fingerprint is over {MAX_FINGERPRINT} bytes"
-            ));
+            return bad(format!("masking fingerprint is over {MAX_FINGERPRINT} bytes"));
         }
         Ok(())
     }
@@ -229,9 +218,7 @@ impl SegmentWriter {
 
         let start = self.raw.len();
         self.raw.extend_from_slice(&[0; 4]);
-        if let Err(source) =
-            bincode::encode_into_writer(ex, VecWriter(&mut self.raw), bincode_config())
-        {
+        if let Err(source) = bincode::encode_into_writer(ex, VecWriter(&mut self.raw), bincode_config()) {
             self.raw.truncate(start);
             self.stats.exchanges_rejected += 1;
             return Err(SegmentError::Encode { id: ex.id, source });
@@ -239,8 +226,7 @@ impl SegmentWriter {
         let size = self.raw.len() - start - 4;
         if size > MAX_RECORD_BYTES as usize {
             self.raw.truncate(start);
-            self.raw
-                .shrink_to(self.cfg.block_raw_bytes + self.cfg.block_raw_bytes / 8);
+            self.raw.shrink_to(self.cfg.block_raw_bytes + self.cfg.block_raw_bytes / 8);
             self.stats.exchanges_rejected += 1;
             return Err(SegmentError::RecordTooLarge { id: ex.id, size });
         }
@@ -277,15 +263,9 @@ impl SegmentWriter {
         self.last_key = key;
         self.stats.exchanges += 1;
 
-        if self.raw.len() >= self.cfg.block_raw_bytes
-            || self.pending as usize >= self.cfg.max_block_exchanges
-        {
+        if self.raw.len() >= self.cfg.block_raw_bytes || self.pending as usize >= self.cfg.max_block_exchanges {
             self.seal_block()?;
-            if self
-                .file
-                .as_ref()
-                .is_some_and(|f| f.len >= self.cfg.max_file_bytes)
-            {
+            if self.file.as_ref().is_some_and(|f| f.len >= self.cfg.max_file_bytes) {
                 self.stats.rotations_by_size += 1;
                 self.finish_current()?;
             }
@@ -297,9 +277,7 @@ impl SegmentWriter {
     pub fn flush(&mut self) -> Result<(), SegmentError> {
         self.seal_block()?;
         if let Some(f) = &self.file {
-            f.file
-                .sync_data()
-                .map_err(|e| SegmentError::io(&f.tmp, "syncing", e))?;
+            f.file.sync_data().map_err(|e| SegmentError::io(&f.tmp, "syncing", e))?;
         }
         Ok(())
     }
@@ -313,9 +291,10 @@ impl SegmentWriter {
     /// Rotates if the open file's first capture time is more than `max_file_age` before `now` (a capture time).
     /// Call it as capture time advances so that a quiet period still closes files.
     pub fn advance_time(&mut self, now: Timestamp) -> Result<Option<PathBuf>, SegmentError> {
-        let old = self.file.as_ref().is_some_and(|f| {
-            u128::from(now.0.saturating_sub(f.min_key)) > self.cfg.max_file_age.as_nanos()
-        });
+        let old = self
+            .file
+            .as_ref()
+            .is_some_and(|f| u128::from(now.0.saturating_sub(f.min_key)) > self.cfg.max_file_age.as_nanos());
         if old {
             self.stats.rotations_by_age += 1;
             return self.finish_current();
@@ -365,12 +344,7 @@ impl SegmentWriter {
         let body_len = u32::try_from(body.len())
             .ok()
             .filter(|&n| n <= layout::MAX_HEADER_BODY)
-            .ok_or_else(|| {
-                SegmentError::Config(format!(
-                    "header (labels) of {} bytes is over 1 MiB",
-                    body.len()
-                ))
-            })?;
+            .ok_or_else(|| SegmentError::Config(format!("header (labels) of {} bytes is over 1 MiB", body.len())))?;
         let mut header = Vec::with_capacity(layout::FILE_PREFIX_LEN + body.len() + 4);
         header.extend_from_slice(&layout::encode_prefix(body_len));
         header.extend_from_slice(&body);
@@ -414,11 +388,8 @@ impl SegmentWriter {
         };
 
         self.packed.clear();
-        self.packed
-            .reserve(zstd::zstd_safe::compress_bound(self.raw.len()));
-        let compressed = self
-            .compressor
-            .compress_to_buffer(&self.raw[..], &mut self.packed);
+        self.packed.reserve(zstd::zstd_safe::compress_bound(self.raw.len()));
+        let compressed = self.compressor.compress_to_buffer(&self.raw[..], &mut self.packed);
         let (codec, payload): (u8, &[u8]) = match compressed {
             Ok(n) if n < self.raw.len() => (CODEC_ZSTD, &self.packed[..n]),
             _ => (CODEC_STORED, &self.raw[..]),
@@ -434,10 +405,7 @@ impl SegmentWriter {
             payload_crc: layout::crc(payload),
         };
         let header = layout::encode_block_header(&fields);
-        let written = f
-            .file
-            .write_all(&header)
-            .and_then(|()| f.file.write_all(payload));
+        let written = f.file.write_all(&header).and_then(|()| f.file.write_all(payload));
         if let Err(e) = written {
             let offset = f.len;
             let tmp = f.tmp.clone();
@@ -473,14 +441,9 @@ impl SegmentWriter {
             .write_all(&footer)
             .and_then(|()| f.file.write_all(&trailer))
             .map_err(|e| SegmentError::io_at(&f.tmp, f.len, "writing footer", e))
+            .and_then(|()| f.file.sync_all().map_err(|e| SegmentError::io(&f.tmp, "syncing", e)))
             .and_then(|()| {
-                f.file
-                    .sync_all()
-                    .map_err(|e| SegmentError::io(&f.tmp, "syncing", e))
-            })
-            .and_then(|()| {
-                std::fs::rename(&f.tmp, &f.path)
-                    .map_err(|e| SegmentError::io(&f.tmp, "renaming to .seg", e))
+                std::fs::rename(&f.tmp, &f.path).map_err(|e| SegmentError::io(&f.tmp, "renaming to .seg", e))
             });
         if let Err(e) = done {
             self.stats.files_abandoned += 1;

@@ -40,12 +40,8 @@ fn canonical() -> &'static Canonical {
             let (code, len) = CODES[usize::from(s)];
             (len, code)
         });
-        let mut c = Canonical {
-            first: [0; MAX_LEN + 1],
-            count: [0; MAX_LEN + 1],
-            offset: [0; MAX_LEN + 1],
-            symbols: [0; 257],
-        };
+        let mut c =
+            Canonical { first: [0; MAX_LEN + 1], count: [0; MAX_LEN + 1], offset: [0; MAX_LEN + 1], symbols: [0; 257] };
         for (i, &s) in order.iter().enumerate() {
             let (code, len) = CODES[usize::from(s)];
             let len = usize::from(len).min(MAX_LEN);
@@ -152,13 +148,7 @@ mod tests {
     fn rfc_c4_strings() {
         // RFC 7541 C.4.1: "www.example.com".
         let mut out = Vec::new();
-        decode(
-            &[
-                0xf1, 0xe3, 0xc2, 0xe5, 0xf2, 0x3a, 0x6b, 0xa0, 0xab, 0x90, 0xf4, 0xff,
-            ],
-            &mut out,
-        )
-        .unwrap();
+        decode(&[0xf1, 0xe3, 0xc2, 0xe5, 0xf2, 0x3a, 0x6b, 0xa0, 0xab, 0x90, 0xf4, 0xff], &mut out).unwrap();
         assert_eq!(out, b"www.example.com");
         out.clear();
         // C.4.2: "no-cache".
@@ -181,15 +171,9 @@ mod tests {
         assert_eq!(decode(&[0b0001_1000], &mut out), Err(HuffmanError::Padding));
         // 8 bits of ones after a full symbol byte: padding too long.
         out.clear();
-        assert_eq!(
-            decode(&[0b0001_1111, 0xff], &mut out),
-            Err(HuffmanError::Padding)
-        );
+        assert_eq!(decode(&[0b0001_1111, 0xff], &mut out), Err(HuffmanError::Padding));
         // EOS itself (30 ones) followed by padding.
         out.clear();
-        assert_eq!(
-            decode(&[0xff, 0xff, 0xff, 0xff], &mut out),
-            Err(HuffmanError::Eos)
-        );
+        assert_eq!(decode(&[0xff, 0xff, 0xff, 0xff], &mut out), Err(HuffmanError::Eos));
     }
 }

@@ -193,15 +193,8 @@ impl Decoder {
     /// Decodes a complete header block (HEADERS/PUSH_PROMISE fragment plus CONTINUATIONs), calling `emit` for each
     /// field in order. On error the table state becomes unknown and the error is returned; fields before it were
     /// emitted.
-    pub fn decode(
-        &mut self,
-        block: &[u8],
-        emit: &mut dyn FnMut(&[u8], &[u8]),
-    ) -> Result<BlockInfo, HpackError> {
-        let mut info = BlockInfo {
-            skipped: 0,
-            was_unknown: !self.known,
-        };
+    pub fn decode(&mut self, block: &[u8], emit: &mut dyn FnMut(&[u8], &[u8])) -> Result<BlockInfo, HpackError> {
+        let mut info = BlockInfo { skipped: 0, was_unknown: !self.known };
         let r = self.decode_inner(block, emit, &mut info);
         if r.is_err() {
             self.set_unknown();
@@ -243,11 +236,7 @@ impl Decoder {
                 self.evict_to(self.max_size);
             } else {
                 // §6.2.1 with incremental indexing (01), §6.2.2 without (0000), §6.2.3 never indexed (0001).
-                let (prefix, add) = if first & 0x40 != 0 {
-                    (6, true)
-                } else {
-                    (4, false)
-                };
+                let (prefix, add) = if first & 0x40 != 0 { (6, true) } else { (4, false) };
                 let (index, n) = decode_int(&block[pos..], prefix)?;
                 pos += n;
                 // Name: indexed or literal.
@@ -308,28 +297,16 @@ impl Decoder {
 
     /// Decodes a string at the start of `buf` (which starts at `base` in the block). Raw strings are returned as a
     /// range of the block; Huffman strings are decoded into the name or value scratch buffer.
-    fn decode_str(
-        &mut self,
-        buf: &[u8],
-        base: usize,
-        name: bool,
-    ) -> Result<(Str, usize), HpackError> {
+    fn decode_str(&mut self, buf: &[u8], base: usize, name: bool) -> Result<(Str, usize), HpackError> {
         let Some(&first) = buf.first() else {
             return Err(HpackError::StringLength);
         };
         let (len, n) = decode_int(buf, 7)?;
-        let end = n
-            .checked_add(len)
-            .filter(|&e| e <= buf.len())
-            .ok_or(HpackError::StringLength)?;
+        let end = n.checked_add(len).filter(|&e| e <= buf.len()).ok_or(HpackError::StringLength)?;
         if first & 0x80 == 0 {
             return Ok((Str::Raw(base + n, base + end), end));
         }
-        let scratch = if name {
-            &mut self.name_buf
-        } else {
-            &mut self.value_buf
-        };
+        let scratch = if name { &mut self.name_buf } else { &mut self.value_buf };
         scratch.clear();
         huffman::decode(&buf[n..end], scratch).map_err(HpackError::Huffman)?;
         Ok((Str::Scratch, end))
@@ -365,11 +342,7 @@ impl Decoder {
 /// Values past `u32::MAX` are errors (no legitimate field needs them).
 pub fn decode_int(buf: &[u8], prefix: u8) -> Result<(usize, usize), HpackError> {
     let first = *buf.first().ok_or(HpackError::Integer)?;
-    let mask: u8 = if prefix >= 8 {
-        0xff
-    } else {
-        (1u8 << prefix) - 1
-    };
+    let mask: u8 = if prefix >= 8 { 0xff } else { (1u8 << prefix) - 1 };
     let mut value = u64::from(first & mask);
     if value < u64::from(mask) {
         return Ok((value as usize, 1));

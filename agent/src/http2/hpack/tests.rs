@@ -4,40 +4,27 @@ use super::*;
 
 fn hex(s: &str) -> Vec<u8> {
     let s: String = s.chars().filter(|c| c.is_ascii_hexdigit()).collect();
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
 }
 
 fn decode_all(d: &mut Decoder, block: &[u8]) -> (Vec<(String, String)>, BlockInfo) {
     let mut out = Vec::new();
     let info = d
         .decode(block, &mut |n, v| {
-            out.push((
-                String::from_utf8_lossy(n).into_owned(),
-                String::from_utf8_lossy(v).into_owned(),
-            ))
+            out.push((String::from_utf8_lossy(n).into_owned(), String::from_utf8_lossy(v).into_owned()))
         })
         .unwrap();
     (out, info)
 }
 
 fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
-    v.iter()
-        .map(|(a, b)| (a.to_string(), b.to_string()))
-        .collect()
+    v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
 }
 
 fn table(d: &Decoder) -> Vec<(String, String)> {
     d.entries
         .iter()
-        .map(|(n, v)| {
-            (
-                String::from_utf8_lossy(n).into_owned(),
-                String::from_utf8_lossy(v).into_owned(),
-            )
-        })
+        .map(|(n, v)| (String::from_utf8_lossy(n).into_owned(), String::from_utf8_lossy(v).into_owned()))
         .collect()
 }
 
@@ -48,24 +35,13 @@ fn integers_rfc_c1() {
     assert_eq!(decode_int(&[0x1f, 0x9a, 0x0a], 5), Ok((1337, 3)));
     assert_eq!(decode_int(&[0x2a], 8), Ok((42, 1)));
     assert_eq!(decode_int(&[0x1f, 0x9a], 5), Err(HpackError::Integer));
-    assert_eq!(
-        decode_int(&[0x1f, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01], 5),
-        Err(HpackError::Integer)
-    );
+    assert_eq!(decode_int(&[0x1f, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01], 5), Err(HpackError::Integer));
 }
 
 fn request_sequence(blocks: [&str; 3]) {
     let mut d = Decoder::new();
     let (h, _) = decode_all(&mut d, &hex(blocks[0]));
-    assert_eq!(
-        h,
-        pairs(&[
-            (":method", "GET"),
-            (":scheme", "http"),
-            (":path", "/"),
-            (":authority", "www.example.com")
-        ])
-    );
+    assert_eq!(h, pairs(&[(":method", "GET"), (":scheme", "http"), (":path", "/"), (":authority", "www.example.com")]));
     assert_eq!(table(&d), pairs(&[(":authority", "www.example.com")]));
     assert_eq!(d.table_size(), (57, 1));
 
@@ -95,11 +71,7 @@ fn request_sequence(blocks: [&str; 3]) {
     );
     assert_eq!(
         table(&d),
-        pairs(&[
-            ("custom-key", "custom-value"),
-            ("cache-control", "no-cache"),
-            (":authority", "www.example.com")
-        ])
+        pairs(&[("custom-key", "custom-value"), ("cache-control", "no-cache"), (":authority", "www.example.com")])
     );
     assert_eq!(d.table_size(), (164, 3));
 }
@@ -174,11 +146,7 @@ fn response_sequence(blocks: [&str; 3]) {
     );
     assert_eq!(
         table(&d),
-        pairs(&[
-            ("set-cookie", cookie),
-            ("content-encoding", "gzip"),
-            ("date", "Mon, 21 Oct 2013 20:13:22 GMT")
-        ])
+        pairs(&[("set-cookie", cookie), ("content-encoding", "gzip"), ("date", "Mon, 21 Oct 2013 20:13:22 GMT")])
     );
     assert_eq!(d.table_size(), (215, 3));
 }
@@ -209,30 +177,21 @@ fn rfc_c6_responses_with_huffman_and_eviction() {
 #[test]
 fn size_update_resizes_and_evicts() {
     let mut d = Decoder::new();
-    decode_all(
-        &mut d,
-        &hex("8286 8441 0f77 7777 2e65 7861 6d70 6c65 2e63 6f6d"),
-    );
+    decode_all(&mut d, &hex("8286 8441 0f77 7777 2e65 7861 6d70 6c65 2e63 6f6d"));
     assert_eq!(d.table_size(), (57, 1));
     // Size update to 0 (0x20), then to 4096 (0x3f e1 1f), then an indexed static field.
     let (h, _) = decode_all(&mut d, &hex("20 3fe1 1f 82"));
     assert_eq!(h, pairs(&[(":method", "GET")]));
     assert_eq!(d.table_size(), (0, 0));
     // Index 62 no longer exists.
-    assert_eq!(
-        d.decode(&[0xbe], &mut |_, _| {}),
-        Err(HpackError::Index(62))
-    );
+    assert_eq!(d.decode(&[0xbe], &mut |_, _| {}), Err(HpackError::Index(62)));
 }
 
 #[test]
 fn size_update_above_allowed_is_an_error_and_settings_raise_it() {
     let mut d = Decoder::new();
     // 0x3f e1 3f = 31 + 0x61 + (0x3f << 7) = 8192.
-    assert_eq!(
-        d.decode(&hex("3fe1 3f"), &mut |_, _| {}),
-        Err(HpackError::SizeUpdate(8192))
-    );
+    assert_eq!(d.decode(&hex("3fe1 3f"), &mut |_, _| {}), Err(HpackError::SizeUpdate(8192)));
     assert!(!d.is_known());
     let mut d = Decoder::new();
     d.set_max_allowed(8192);
@@ -250,22 +209,8 @@ fn unknown_table_keeps_only_what_needs_no_table() {
     // 10 03 "pwd" 02 "pw": never indexed literal. 44 01 "/": incremental with static name :path.
     let block = hex("82 be 0003 666f6f 03 626172 7e 03 78797a 1003 707764 02 7077 4401 2f");
     let (h, info) = decode_all(&mut d, &block);
-    assert_eq!(
-        h,
-        pairs(&[
-            (":method", "GET"),
-            ("foo", "bar"),
-            ("pwd", "pw"),
-            (":path", "/")
-        ])
-    );
-    assert_eq!(
-        info,
-        BlockInfo {
-            skipped: 2,
-            was_unknown: true
-        }
-    );
+    assert_eq!(h, pairs(&[(":method", "GET"), ("foo", "bar"), ("pwd", "pw"), (":path", "/")]));
+    assert_eq!(info, BlockInfo { skipped: 2, was_unknown: true });
     assert_eq!(d.table_size(), (0, 0));
     assert!(!d.is_known());
     // A size update to 0 makes the (empty) table known again.
@@ -294,14 +239,8 @@ fn truncated_blocks_are_errors_not_panics() {
         let _ = d.decode(&full[..cut], &mut |_, _| {});
     }
     let mut d = Decoder::new();
-    assert_eq!(
-        d.decode(&hex("80"), &mut |_, _| {}),
-        Err(HpackError::Index(0))
-    );
-    assert_eq!(
-        d.decode(&hex("4005 6162"), &mut |_, _| {}),
-        Err(HpackError::StringLength)
-    );
+    assert_eq!(d.decode(&hex("80"), &mut |_, _| {}), Err(HpackError::Index(0)));
+    assert_eq!(d.decode(&hex("4005 6162"), &mut |_, _| {}), Err(HpackError::StringLength));
 }
 
 #[test]

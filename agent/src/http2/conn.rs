@@ -151,6 +151,9 @@ struct Stream {
     upgraded_body: Option<Body>,
 }
 
+/// Frames to wait, after a RST_STREAM from one side, for the other side's frames already in flight.
+pub(crate) const RESET_GRACE_FRAMES: u64 = 64;
+
 /// A passive HTTP/2 decoder for one connection. See the module documentation.
 #[derive(Debug)]
 pub struct H2Conn {
@@ -159,6 +162,11 @@ pub struct H2Conn {
     dirs: [Dir; 2],
     streams: HashMap<u32, Stream>,
     recently_closed: VecDeque<u32>,
+    /// Streams reset by one side whose other side may still answer (frames already in flight when the
+    /// RST_STREAM was sent): emitted when that side ends too, or after [`RESET_GRACE_FRAMES`] more frames.
+    reset_pending: VecDeque<(u32, u64)>,
+    /// Frames handled on the connection so far (the clock of `reset_pending`).
+    frames_handled: u64,
     /// Highest stream id opened by each side (odd: client, even: server pushes).
     max_opened: [u32; 2],
     next_order: u32,
@@ -178,6 +186,8 @@ impl H2Conn {
             dirs: [Dir::new(ReadState::Preface(0)), Dir::new(ReadState::Header)],
             streams: HashMap::new(),
             recently_closed: VecDeque::new(),
+            reset_pending: VecDeque::new(),
+            frames_handled: 0,
             max_opened: [0, 0],
             next_order: 0,
             goaway: [None, None],
@@ -618,6 +628,14 @@ impl H2Conn {
     // ===== frames =====
 
     fn handle_frame(&mut self, side: Side, h: FrameHeader, payload: &[u8], ts: Timestamp, out: &mut Vec<Exchange>) {
+        self.frames_handled += 1;
+        while let Some(&(id, deadline)) = self.reset_pending.front() {
+            if deadline > self.frames_handled {
+                break;
+            }
+            self.reset_pending.pop_front();
+            self.emit(id, Flags::RESET, out);
+        }
         let i = idx(side);
         let frame_ts = self.dirs[i].frame_ts;
         match h.ty {
@@ -672,9 +690,17 @@ impl H2Conn {
             },
             frame::RST_STREAM => match frame::rst_stream(&h, payload) {
                 Ok(_code) => {
-                    if self.streams.contains_key(&h.stream) {
+                    if let Some(st) = self.streams.get_mut(&h.stream) {
                         self.stats.streams_reset += 1;
-                        self.emit(h.stream, Flags::RESET, out);
+                        st.flags |= Flags::RESET;
+                        half_mut(st, side).ended = true;
+                        // The other side may have answered before it saw the reset: its frames are still on the
+                        // wire. Wait a little for them rather than dropping a response that was sent.
+                        if half(st, side.other()).ended {
+                            self.emit(h.stream, Flags::RESET, out);
+                        } else {
+                            self.reset_pending.push_back((h.stream, self.frames_handled + RESET_GRACE_FRAMES));
+                        }
                     } else {
                         self.stats.frames_on_closed_streams += 1;
                     }

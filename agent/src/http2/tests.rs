@@ -543,6 +543,54 @@ fn body_cap_truncates_and_fin_flushes() {
 }
 
 #[test]
+fn response_in_flight_after_client_reset_is_kept() {
+    // The client cancels stream 1 (RST_STREAM) but the server had already answered: its HEADERS and DATA arrive
+    // after the reset (seen in a real capture of a DNS-over-HTTPS client). The response belongs to the exchange.
+    let mut enc_c = Enc::new();
+    let mut enc_s = Enc::new();
+    let mut c = PREFACE.to_vec();
+    c.extend(frame(
+        HEADERS,
+        FLAG_END_STREAM | FLAG_END_HEADERS,
+        1,
+        &enc_c.block(&[(":method", "GET"), (":scheme", "http"), (":path", "/q"), (":authority", "a")]),
+    ));
+    let rst = frame(RST_STREAM, 0, 1, &8u32.to_be_bytes());
+    let mut s = frame(HEADERS, FLAG_END_HEADERS, 1, &enc_s.block(&[(":status", "200")]));
+    s.extend(frame(DATA, FLAG_END_STREAM, 1, b"answer"));
+    let (ex, stats) = run(H2Start::PriorKnowledge, &[(Side::Client, c), (Side::Client, rst), (Side::Server, s)], &[]);
+    assert_eq!(ex.len(), 1);
+    let resp = ex[0].response.as_ref().expect("the response sent before the reset was seen is kept");
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.body.bytes, b"answer");
+    assert!(ex[0].flags.contains(Flags::RESET));
+    assert_eq!(stats.streams_reset, 1);
+}
+
+#[test]
+fn reset_stream_without_answer_is_emitted_after_the_grace() {
+    let mut enc_c = Enc::new();
+    let mut c = PREFACE.to_vec();
+    c.extend(frame(
+        HEADERS,
+        FLAG_END_STREAM | FLAG_END_HEADERS,
+        1,
+        &enc_c.block(&[(":method", "GET"), (":scheme", "http"), (":path", "/q"), (":authority", "a")]),
+    ));
+    c.extend(frame(RST_STREAM, 0, 1, &8u32.to_be_bytes()));
+    let mut conn = H2Conn::new(&cfg(), info(), H2Start::PriorKnowledge);
+    let mut out = Vec::new();
+    conn.data(Side::Client, &c, Timestamp(1), &mut out);
+    assert!(out.is_empty(), "waits for frames in flight");
+    let ping = frame(PING, 0, 0, &[0; 8]);
+    for _ in 0..super::conn::RESET_GRACE_FRAMES {
+        conn.data(Side::Server, &ping, Timestamp(2), &mut out);
+    }
+    assert_eq!(out.len(), 1, "emitted once the grace is over, before the connection ends");
+    assert!(out[0].flags.contains(Flags::RESET | Flags::NO_RESPONSE));
+}
+
+#[test]
 fn tcp_reset_flags_open_streams() {
     let mut c = PREFACE.to_vec();
     c.extend(frame(HEADERS, FLAG_END_STREAM | FLAG_END_HEADERS, 1, &[0x82, 0x84]));

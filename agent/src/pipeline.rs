@@ -117,16 +117,19 @@ pub fn run_files(
 ) -> Result<RunSummary, PipelineError> {
     let started = Instant::now();
     let (tx, rx) = bounded::<Vec<Exchange>>(CHANNEL_BATCHES);
+    // Emptied batch vectors travel back so that their memory is reused instead of fresh pages per batch.
+    let (recycle_tx, recycle_rx) = bounded::<Vec<Exchange>>(CHANNEL_BATCHES + 2);
     let writer_cfg = cfg.writer.clone();
     let writer = std::thread::Builder::new()
         .name("segment-writer".into())
-        .spawn(move || write_segments(writer_cfg, rx))
+        .spawn(move || write_segments(writer_cfg, rx, recycle_tx))
         .map_err(|_| PipelineError::WriterGone)?;
 
     let mut summary = RunSummary::default();
     let mut decoder = Decoder::new(cfg.decode);
     let mut table = FlowTable::new(cfg.reassembly.clone(), SessionFactory::new(cfg.session.clone()));
-    let mut batcher = Batcher { tx, next_id: 1, pending: Vec::with_capacity(BATCH), labels: cfg.labels.clone() };
+    let mut batcher =
+        Batcher { tx, recycled: recycle_rx, next_id: 1, pending: Vec::with_capacity(BATCH), labels: cfg.labels.clone() };
     let mut tally = ExchangeTally::default();
     let mut last_ts = Timestamp(0);
     let mut send_failed = false;
@@ -212,6 +215,7 @@ fn report_source_error(e: &SourceError) {
 /// Gives exchanges their ids and labels, and sends them to the writer in batches.
 struct Batcher {
     tx: Sender<Vec<Exchange>>,
+    recycled: Receiver<Vec<Exchange>>,
     next_id: u64,
     pending: Vec<Exchange>,
     labels: Vec<(String, String)>,
@@ -230,7 +234,8 @@ impl Batcher {
             }
             tally.add(ex);
         }
-        let batch = std::mem::replace(&mut self.pending, Vec::with_capacity(BATCH));
+        let empty = self.recycled.try_recv().unwrap_or_else(|_| Vec::with_capacity(BATCH));
+        let batch = std::mem::replace(&mut self.pending, empty);
         self.tx.send(batch).map_err(|_| ())
     }
 }
@@ -239,12 +244,15 @@ impl Batcher {
 fn write_segments(
     cfg: SegmentWriterConfig,
     rx: Receiver<Vec<Exchange>>,
+    recycle: Sender<Vec<Exchange>>,
 ) -> Result<(WriterStats, Vec<PathBuf>), PipelineError> {
     let mut writer = SegmentWriter::create(cfg)?;
-    for batch in rx {
+    for mut batch in rx {
         for ex in &batch {
             writer.write(ex)?;
         }
+        batch.clear();
+        let _ = recycle.try_send(batch);
     }
     writer.flush()?;
     let stats = writer.stats().clone();

@@ -16,7 +16,9 @@
 //! A gap that falls inside a DATA payload keeps the direction in sync; any other gap loses framing and the
 //! direction's HPACK table, which is then decoded in "unknown table" mode (fields that need no table only).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashMap;
 
 use tapedeck_model::{Body, Exchange, Flags, Header, Interim, Protocol, Request, Response, Timestamp, Timing};
 
@@ -160,7 +162,7 @@ pub struct H2Conn {
     cfg: H2Config,
     info: ConnInfo,
     dirs: [Dir; 2],
-    streams: HashMap<u32, Stream>,
+    streams: FxHashMap<u32, Stream>,
     recently_closed: VecDeque<u32>,
     /// Streams reset by one side whose other side may still answer (frames already in flight when the
     /// RST_STREAM was sent): emitted when that side ends too, or after [`RESET_GRACE_FRAMES`] more frames.
@@ -184,7 +186,7 @@ impl H2Conn {
             cfg: cfg.clone(),
             info,
             dirs: [Dir::new(ReadState::Preface(0)), Dir::new(ReadState::Header)],
-            streams: HashMap::new(),
+            streams: FxHashMap::default(),
             recently_closed: VecDeque::new(),
             reset_pending: VecDeque::new(),
             frames_handled: 0,

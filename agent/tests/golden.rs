@@ -202,4 +202,12 @@ fn grpc() {
     let ex = check_against_tshark("grpc-unary-stream.pcap");
     let summaries: Vec<_> = ex.iter().filter_map(tapedeck_model::grpc::grpc_summary).collect();
     assert_eq!(summaries.len(), 3);
+    // testdata/README.md: Unary, ServerStream and Fail (aborted with NOT_FOUND = 5, "no such item: ...").
+    let by_method = |m: &str| summaries.iter().find(|s| s.method == m).unwrap_or_else(|| panic!("{m}: {summaries:?}"));
+    assert_eq!(by_method("Unary").status, Some(0));
+    assert_eq!(by_method("Unary").response.messages.len(), 1);
+    assert!(by_method("ServerStream").response.messages.len() > 1);
+    let fail = by_method("Fail");
+    assert_eq!(fail.status, Some(5));
+    assert!(fail.message.as_deref().unwrap_or("").contains("no such item"), "{fail:?}");
 }

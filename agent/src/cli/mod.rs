@@ -55,7 +55,7 @@ pub struct Args {
     pub segment_max_age: std::time::Duration,
 
     /// zstd compression level of segment blocks (1 fastest ... 19 smallest).
-    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=19))]
     pub zstd_level: i32,
 
     /// Maximum TCP connections tracked at once; beyond it the least recently active is evicted (counted, and its

@@ -128,8 +128,13 @@ pub fn run_files(
     let mut summary = RunSummary::default();
     let mut decoder = Decoder::new(cfg.decode);
     let mut table = FlowTable::new(cfg.reassembly.clone(), SessionFactory::new(cfg.session.clone()));
-    let mut batcher =
-        Batcher { tx, recycled: recycle_rx, next_id: 1, pending: Vec::with_capacity(BATCH), labels: cfg.labels.clone() };
+    let mut batcher = Batcher {
+        tx,
+        recycled: recycle_rx,
+        next_id: 1,
+        pending: Vec::with_capacity(BATCH),
+        labels: cfg.labels.clone(),
+    };
     let mut tally = ExchangeTally::default();
     let mut last_ts = Timestamp(0);
     let mut send_failed = false;

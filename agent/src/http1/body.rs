@@ -31,25 +31,13 @@ pub(crate) struct Decision {
 }
 
 /// Values of every field named `name` (case-insensitive), in order.
-pub(crate) fn values<'a>(
-    headers: &'a [Header],
-    name: &'a str,
-) -> impl Iterator<Item = &'a [u8]> + 'a {
-    headers
-        .iter()
-        .filter(move |h| h.name.eq_ignore_ascii_case(name.as_bytes()))
-        .map(|h| h.value.as_slice())
+pub(crate) fn values<'a>(headers: &'a [Header], name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+    headers.iter().filter(move |h| h.name.eq_ignore_ascii_case(name.as_bytes())).map(|h| h.value.as_slice())
 }
 
 /// The comma-separated list elements of every field named `name`, trimmed, empty ones skipped.
-pub(crate) fn list<'a>(
-    headers: &'a [Header],
-    name: &'a str,
-) -> impl Iterator<Item = &'a [u8]> + 'a {
-    values(headers, name)
-        .flat_map(|v| v.split(|&b| b == b','))
-        .map(|e| e.trim_ascii())
-        .filter(|e| !e.is_empty())
+pub(crate) fn list<'a>(headers: &'a [Header], name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+    values(headers, name).flat_map(|v| v.split(|&b| b == b',')).map(|e| e.trim_ascii()).filter(|e| !e.is_empty())
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -64,11 +52,7 @@ fn transfer_coding(headers: &[Header]) -> TransferCoding {
     let mut only_identity = true;
     for coding in list(headers, "transfer-encoding") {
         // A coding may carry parameters (`gzip;q=1` is not valid here, but be lenient).
-        let name = coding
-            .split(|&b| b == b';')
-            .next()
-            .unwrap_or(coding)
-            .trim_ascii();
+        let name = coding.split(|&b| b == b';').next().unwrap_or(coding).trim_ascii();
         if !name.eq_ignore_ascii_case(b"identity") {
             only_identity = false;
         }
@@ -90,13 +74,17 @@ enum ContentLength {
     Invalid,
 }
 
+/// Largest Content-Length taken as valid: 2^63 - 1, what servers store lengths in (off_t, int64). A larger value is
+/// refused by them (400), and tshark does not read it either: it is invalid here, and a request with it has no body.
+const MAX_CONTENT_LENGTH: u64 = i64::MAX as u64;
+
 fn parse_decimal(s: &[u8]) -> Option<u64> {
     if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    s.iter().try_fold(0u64, |acc, d| {
-        acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-    })
+    s.iter()
+        .try_fold(0u64, |acc, d| acc.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+        .filter(|&n| n <= MAX_CONTENT_LENGTH)
 }
 
 fn content_length(headers: &[Header]) -> ContentLength {
@@ -122,43 +110,24 @@ fn content_length(headers: &[Header]) -> ContentLength {
 }
 
 fn by_length(n: u64) -> Framing {
-    if n == 0 {
-        Framing::Empty
-    } else {
-        Framing::Length(n)
-    }
+    if n == 0 { Framing::Empty } else { Framing::Length(n) }
 }
 
 /// How the body of a request with these headers is framed.
 pub(crate) fn request_framing(headers: &[Header]) -> Decision {
     match transfer_coding(headers) {
         TransferCoding::ChunkedLast => {
-            return Decision {
-                framing: Framing::Chunked,
-                anomaly: false,
-            };
+            return Decision { framing: Framing::Chunked, anomaly: false };
         }
         TransferCoding::Other => {
-            return Decision {
-                framing: Framing::Empty,
-                anomaly: true,
-            };
+            return Decision { framing: Framing::Empty, anomaly: true };
         }
         TransferCoding::Absent => {}
     }
     match content_length(headers) {
-        ContentLength::Absent => Decision {
-            framing: Framing::Empty,
-            anomaly: false,
-        },
-        ContentLength::Valid(n, conflict) => Decision {
-            framing: by_length(n),
-            anomaly: conflict,
-        },
-        ContentLength::Invalid => Decision {
-            framing: Framing::Empty,
-            anomaly: true,
-        },
+        ContentLength::Absent => Decision { framing: Framing::Empty, anomaly: false },
+        ContentLength::Valid(n, conflict) => Decision { framing: by_length(n), anomaly: conflict },
+        ContentLength::Invalid => Decision { framing: Framing::Empty, anomaly: true },
     }
 }
 
@@ -166,39 +135,21 @@ pub(crate) fn request_framing(headers: &[Header]) -> Decision {
 /// request.
 pub(crate) fn response_framing(status: u16, headers: &[Header], answers_head: bool) -> Decision {
     if answers_head || (100..200).contains(&status) || status == 204 || status == 304 {
-        return Decision {
-            framing: Framing::Empty,
-            anomaly: false,
-        };
+        return Decision { framing: Framing::Empty, anomaly: false };
     }
     match transfer_coding(headers) {
         TransferCoding::ChunkedLast => {
-            return Decision {
-                framing: Framing::Chunked,
-                anomaly: false,
-            };
+            return Decision { framing: Framing::Chunked, anomaly: false };
         }
         TransferCoding::Other => {
-            return Decision {
-                framing: Framing::Close,
-                anomaly: false,
-            };
+            return Decision { framing: Framing::Close, anomaly: false };
         }
         TransferCoding::Absent => {}
     }
     match content_length(headers) {
-        ContentLength::Absent => Decision {
-            framing: Framing::Close,
-            anomaly: false,
-        },
-        ContentLength::Valid(n, conflict) => Decision {
-            framing: by_length(n),
-            anomaly: conflict,
-        },
-        ContentLength::Invalid => Decision {
-            framing: Framing::Close,
-            anomaly: true,
-        },
+        ContentLength::Absent => Decision { framing: Framing::Close, anomaly: false },
+        ContentLength::Valid(n, conflict) => Decision { framing: by_length(n), anomaly: conflict },
+        ContentLength::Invalid => Decision { framing: Framing::Close, anomaly: true },
     }
 }
 
@@ -210,10 +161,7 @@ pub(crate) const MAX_CHUNK_LINE: usize = 4096;
 pub(crate) fn parse_chunk_size(line: &[u8]) -> Option<u64> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let line = line.trim_ascii_start();
-    let digits = line
-        .iter()
-        .position(|b| !b.is_ascii_hexdigit())
-        .unwrap_or(line.len());
+    let digits = line.iter().position(|b| !b.is_ascii_hexdigit()).unwrap_or(line.len());
     if digits == 0 || digits > 16 {
         return None;
     }
@@ -244,10 +192,7 @@ mod tests {
     }
 
     const fn ok(framing: Framing) -> Decision {
-        Decision {
-            framing,
-            anomaly: false,
-        }
+        Decision { framing, anomaly: false }
     }
 
     #[test]
@@ -255,83 +200,29 @@ mod tests {
         assert_eq!(req(&[]), ok(Framing::Empty));
         assert_eq!(req(&[("Content-Length", "12")]), ok(Framing::Length(12)));
         assert_eq!(req(&[("content-length", "0")]), ok(Framing::Empty));
-        assert_eq!(
-            req(&[
-                ("Transfer-Encoding", "gzip, chunked"),
-                ("Content-Length", "3")
-            ]),
-            ok(Framing::Chunked)
-        );
-        assert_eq!(
-            req(&[("Transfer-Encoding", "lalala")]),
-            Decision {
-                framing: Framing::Empty,
-                anomaly: true
-            }
-        );
-        assert_eq!(
-            req(&[("Content-Length", "5, 5"), ("Content-Length", "5")]),
-            ok(Framing::Length(5))
-        );
+        assert_eq!(req(&[("Transfer-Encoding", "gzip, chunked"), ("Content-Length", "3")]), ok(Framing::Chunked));
+        assert_eq!(req(&[("Transfer-Encoding", "lalala")]), Decision { framing: Framing::Empty, anomaly: true });
+        assert_eq!(req(&[("Content-Length", "5, 5"), ("Content-Length", "5")]), ok(Framing::Length(5)));
         assert_eq!(
             req(&[("Content-Length", "5"), ("Content-Length", "7")]),
-            Decision {
-                framing: Framing::Length(5),
-                anomaly: true
-            }
+            Decision { framing: Framing::Length(5), anomaly: true }
         );
-        assert_eq!(
-            req(&[("Content-Length", "-1")]),
-            Decision {
-                framing: Framing::Empty,
-                anomaly: true
-            }
-        );
-        assert_eq!(
-            req(&[("Transfer-Encoding", "identity"), ("Content-Length", "2")]),
-            ok(Framing::Length(2))
-        );
+        assert_eq!(req(&[("Content-Length", "-1")]), Decision { framing: Framing::Empty, anomaly: true });
+        assert_eq!(req(&[("Transfer-Encoding", "identity"), ("Content-Length", "2")]), ok(Framing::Length(2)));
     }
 
     #[test]
     fn response_rules() {
         assert_eq!(resp(200, &[]), ok(Framing::Close));
-        assert_eq!(
-            resp(200, &[("Content-Length", "4")]),
-            ok(Framing::Length(4))
-        );
+        assert_eq!(resp(200, &[("Content-Length", "4")]), ok(Framing::Length(4)));
         assert_eq!(resp(204, &[("Content-Length", "4")]), ok(Framing::Empty));
-        assert_eq!(
-            resp(304, &[("Transfer-Encoding", "chunked")]),
-            ok(Framing::Empty)
-        );
+        assert_eq!(resp(304, &[("Transfer-Encoding", "chunked")]), ok(Framing::Empty));
         assert_eq!(resp(100, &[]), ok(Framing::Empty));
-        assert_eq!(
-            response_framing(200, &h(&[("Content-Length", "9")]), true),
-            ok(Framing::Empty)
-        );
-        assert_eq!(
-            resp(200, &[("Transfer-Encoding", "chunked")]),
-            ok(Framing::Chunked)
-        );
-        assert_eq!(
-            resp(
-                200,
-                &[("Transfer-Encoding", "lalala"), ("Content-Length", "3")]
-            ),
-            ok(Framing::Close)
-        );
-        assert_eq!(
-            resp(200, &[("Transfer-Encoding", "chunked, gzip")]),
-            ok(Framing::Close)
-        );
-        assert_eq!(
-            resp(200, &[("Content-Length", "x")]),
-            Decision {
-                framing: Framing::Close,
-                anomaly: true
-            }
-        );
+        assert_eq!(response_framing(200, &h(&[("Content-Length", "9")]), true), ok(Framing::Empty));
+        assert_eq!(resp(200, &[("Transfer-Encoding", "chunked")]), ok(Framing::Chunked));
+        assert_eq!(resp(200, &[("Transfer-Encoding", "lalala"), ("Content-Length", "3")]), ok(Framing::Close));
+        assert_eq!(resp(200, &[("Transfer-Encoding", "chunked, gzip")]), ok(Framing::Close));
+        assert_eq!(resp(200, &[("Content-Length", "x")]), Decision { framing: Framing::Close, anomaly: true });
     }
 
     #[test]

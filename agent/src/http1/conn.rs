@@ -13,9 +13,7 @@
 use std::collections::VecDeque;
 use std::mem;
 
-use tapedeck_model::{
-    Exchange, Flags, Header, Interim, Protocol, Request, Response, Timestamp, Timing,
-};
+use tapedeck_model::{Exchange, Flags, Header, Interim, Protocol, Request, Response, Timestamp, Timing};
 
 use crate::body::BodyBuf;
 use crate::stream::{ConnInfo, Side};
@@ -111,11 +109,7 @@ impl Dir {
             off: 0,
             pend_ts: Timestamp::default(),
             stalled: false,
-            carry: if mid_stream {
-                Flags::MID_STREAM
-            } else {
-                Flags::NONE
-            },
+            carry: if mid_stream { Flags::MID_STREAM } else { Flags::NONE },
             last_ts: None,
             ended: false,
         }
@@ -136,12 +130,7 @@ impl Dir {
 #[allow(clippy::large_enum_variant, reason = "at most one per connection")]
 enum SwitchKind {
     Tunnel,
-    H2c {
-        request: Request,
-        timing: Timing,
-        order: u32,
-        settings: Option<Vec<u8>>,
-    },
+    H2c { request: Request, timing: Timing, order: u32, settings: Option<Vec<u8>> },
 }
 
 /// An HTTP/1 connection being parsed.
@@ -201,13 +190,7 @@ impl Http1Conn {
 
     /// In-order bytes from `side`, the first of them captured at `ts`. Completed exchanges are appended to `out`.
     /// Returns a [`Switch`] when the connection leaves HTTP/1 (only on server bytes); later calls are ignored.
-    pub fn data(
-        &mut self,
-        side: Side,
-        bytes: &[u8],
-        ts: Timestamp,
-        out: &mut Vec<Exchange>,
-    ) -> Option<Switch> {
+    pub fn data(&mut self, side: Side, bytes: &[u8], ts: Timestamp, out: &mut Vec<Exchange>) -> Option<Switch> {
         if self.switched || self.closed || self.dir(side).ended {
             self.stats.ignored_bytes += bytes.len() as u64;
             return None;
@@ -242,11 +225,7 @@ impl Http1Conn {
             }
             State::ChunkData(rem) if len <= rem => {
                 self.body_gap(side, len);
-                let next = if len == rem {
-                    State::ChunkEnd
-                } else {
-                    State::ChunkData(rem - len)
-                };
+                let next = if len == rem { State::ChunkEnd } else { State::ChunkData(rem - len) };
                 self.dir_mut(side).reader.state = next;
                 return;
             }
@@ -264,11 +243,7 @@ impl Http1Conn {
                     self.stats.incomplete_heads += 1;
                 }
             }
-            State::Resync
-            | State::Paused
-            | State::AwaitFraming
-            | State::EndPending
-            | State::Closed => {}
+            State::Resync | State::Paused | State::AwaitFraming | State::EndPending | State::Closed => {}
         }
         let d = self.dir_mut(side);
         let dropped = d.pending().len() as u64;
@@ -326,13 +301,7 @@ impl Http1Conn {
     }
 
     /// Runs `side`'s reader over its pending bytes, then over `input`, until it needs more.
-    fn feed(
-        &mut self,
-        side: Side,
-        mut input: &[u8],
-        ts: Timestamp,
-        out: &mut Vec<Exchange>,
-    ) -> Option<Switch> {
+    fn feed(&mut self, side: Side, mut input: &[u8], ts: Timestamp, out: &mut Vec<Exchange>) -> Option<Switch> {
         loop {
             let d = self.dir_mut(side);
             if d.off < d.pend.len() {
@@ -438,10 +407,7 @@ impl Http1Conn {
         match ev {
             Ev::NeedMore | Ev::Progress => {}
             Ev::Skipped => self.stats.resync_skipped_bytes += n as u64,
-            Ev::HeadError {
-                too_large,
-                resynced,
-            } => {
+            Ev::HeadError { too_large, resynced } => {
                 if !resynced {
                     self.stats.parse_errors += 1;
                     self.stats.resyncs += 1;
@@ -490,6 +456,10 @@ impl Http1Conn {
         self.stats.dropped_header_lines += u64::from(h.bad_lines);
         let Decision { framing, anomaly } = body::request_framing(&h.headers);
         let mut flags = mem::take(&mut self.client.carry);
+        if h.malformed {
+            flags |= Flags::PARSE_ERROR;
+            self.stats.malformed_start_lines += 1;
+        }
         if anomaly {
             flags |= Flags::PARSE_ERROR;
             self.stats.framing_anomalies += 1;
@@ -501,10 +471,7 @@ impl Http1Conn {
         let (scheme, authority) = authority_of(&h);
 
         if self.queue.len() >= self.cfg.max_pipelined.max(1) {
-            let evict = self
-                .queue
-                .iter()
-                .position(|e| e.done && matches!(e.resp, RespSlot::None));
+            let evict = self.queue.iter().position(|e| e.done && matches!(e.resp, RespSlot::None));
             if let Some(e) = evict.and_then(|i| self.queue.remove(i)) {
                 self.stats.pipeline_overflows += 1;
                 self.emit(e, Flags::NONE, out);
@@ -531,10 +498,7 @@ impl Http1Conn {
             is_connect,
             holds: upgrade || is_connect,
             h2c,
-            timing: Timing {
-                request_first: Some(first_ts),
-                ..Timing::default()
-            },
+            timing: Timing { request_first: Some(first_ts), ..Timing::default() },
             flags,
             interims: Vec::new(),
             resp: RespSlot::None,
@@ -573,17 +537,10 @@ impl Http1Conn {
 
     /// The index of the first request without a response.
     fn target_index(&self) -> Option<usize> {
-        self.queue
-            .iter()
-            .position(|e| matches!(e.resp, RespSlot::None))
+        self.queue.iter().position(|e| matches!(e.resp, RespSlot::None))
     }
 
-    fn on_response(
-        &mut self,
-        h: ResponseHead,
-        first_ts: Timestamp,
-        out: &mut Vec<Exchange>,
-    ) -> Option<SwitchKind> {
+    fn on_response(&mut self, h: ResponseHead, first_ts: Timestamp, out: &mut Vec<Exchange>) -> Option<SwitchKind> {
         if h.lenient {
             self.stats.lenient_heads += 1;
         }
@@ -592,11 +549,7 @@ impl Http1Conn {
         let target = self.target_index();
         if (100..200).contains(&status) && status != 101 {
             self.stats.interim += 1;
-            let interim = Interim {
-                status,
-                headers: h.headers,
-                at: Some(first_ts),
-            };
+            let interim = Interim { status, headers: h.headers, at: Some(first_ts) };
             let list = match target {
                 Some(i) => &mut self.queue[i].interims,
                 None => &mut self.orphan_interims,
@@ -617,14 +570,15 @@ impl Http1Conn {
         };
         let upgrade = status == 101 || (is_connect && (200..300).contains(&status));
         let Decision { framing, anomaly } = if upgrade {
-            Decision {
-                framing: Framing::Empty,
-                anomaly: false,
-            }
+            Decision { framing: Framing::Empty, anomaly: false }
         } else {
             body::response_framing(status, &h.headers, answers_head)
         };
         let mut flags = mem::take(&mut self.server.carry);
+        if h.malformed {
+            flags |= Flags::PARSE_ERROR;
+            self.stats.malformed_start_lines += 1;
+        }
         if anomaly {
             flags |= Flags::PARSE_ERROR;
             self.stats.framing_anomalies += 1;
@@ -683,13 +637,7 @@ impl Http1Conn {
         }
     }
 
-    fn end_message(
-        &mut self,
-        side: Side,
-        trailers: Vec<Header>,
-        ts: Timestamp,
-        out: &mut Vec<Exchange>,
-    ) {
+    fn end_message(&mut self, side: Side, trailers: Vec<Header>, ts: Timestamp, out: &mut Vec<Exchange>) {
         match side {
             Side::Client => self.end_request(trailers, ts, out),
             Side::Server => self.end_response(trailers, ts, out),
@@ -771,15 +719,8 @@ impl Http1Conn {
                     let (body, _) = e.body.finish();
                     let mut request = e.request;
                     request.body = body;
-                    let settings = body::values(&request.headers, "http2-settings")
-                        .next()
-                        .and_then(base64_lenient);
-                    SwitchKind::H2c {
-                        request,
-                        timing: e.timing,
-                        order: e.order,
-                        settings,
-                    }
+                    let settings = body::values(&request.headers, "http2-settings").next().and_then(base64_lenient);
+                    SwitchKind::H2c { request, timing: e.timing, order: e.order, settings }
                 }
                 None => SwitchKind::Tunnel,
             },
@@ -800,22 +741,10 @@ impl Http1Conn {
     fn finish_switch(&mut self, kind: SwitchKind, server_rest: Vec<u8>) -> Switch {
         match kind {
             SwitchKind::Tunnel => Switch::Tunnel,
-            SwitchKind::H2c {
-                request,
-                timing,
-                order,
-                settings,
-            } => {
+            SwitchKind::H2c { request, timing, order, settings } => {
                 let client_rest = self.client.pending().to_vec();
                 self.client.clear();
-                Switch::H2cUpgrade {
-                    request,
-                    timing,
-                    order,
-                    settings,
-                    client_rest,
-                    server_rest,
-                }
+                Switch::H2cUpgrade { request, timing, order, settings, client_rest, server_rest }
             }
         }
     }
@@ -824,14 +753,7 @@ impl Http1Conn {
 
     /// Ends `side`'s reader: a close-delimited body gets `close_flags`, any other message in progress
     /// `broken | INCOMPLETE`.
-    fn end_direction(
-        &mut self,
-        side: Side,
-        broken: Flags,
-        close_flags: Flags,
-        ts: Timestamp,
-        out: &mut Vec<Exchange>,
-    ) {
+    fn end_direction(&mut self, side: Side, broken: Flags, close_flags: Flags, ts: Timestamp, out: &mut Vec<Exchange>) {
         let state = self.dir(side).reader.state;
         match state {
             State::Close => {
@@ -841,11 +763,7 @@ impl Http1Conn {
                     self.end_message(side, Vec::new(), ts, out);
                 }
             }
-            State::Length(_)
-            | State::ChunkSize
-            | State::ChunkData(_)
-            | State::ChunkEnd
-            | State::Trailers => {
+            State::Length(_) | State::ChunkSize | State::ChunkData(_) | State::ChunkEnd | State::Trailers => {
                 self.dir_mut(side).reader.state = State::Closed;
                 self.broken_message(side, broken | Flags::INCOMPLETE, ts, out);
             }
@@ -855,9 +773,7 @@ impl Http1Conn {
                     self.stats.incomplete_heads += 1;
                 }
             }
-            State::Resync => {
-                self.stats.resync_skipped_bytes += self.dir(side).pending().len() as u64
-            }
+            State::Resync => self.stats.resync_skipped_bytes += self.dir(side).pending().len() as u64,
             State::Paused | State::AwaitFraming | State::Closed => {}
         }
         let d = self.dir_mut(side);
@@ -876,11 +792,7 @@ impl Http1Conn {
                 continue;
             }
             let last = self.dir(side).last_ts.unwrap_or(ts);
-            let close_flags = if kind.is_empty() {
-                Flags::INCOMPLETE
-            } else {
-                kind
-            };
+            let close_flags = if kind.is_empty() { Flags::INCOMPLETE } else { kind };
             self.end_direction(side, kind, close_flags, last, out);
         }
         self.server_ended = true;
@@ -949,25 +861,12 @@ impl Http1Conn {
         body
     }
 
-    fn response_of(
-        &mut self,
-        b: RespBuild,
-        interim: Vec<Interim>,
-        flags: &mut Flags,
-        timing: &mut Timing,
-    ) -> Response {
+    fn response_of(&mut self, b: RespBuild, interim: Vec<Interim>, flags: &mut Flags, timing: &mut Timing) -> Response {
         *flags |= b.flags;
         timing.response_first = Some(b.first);
         timing.response_last = Some(b.last.unwrap_or(b.first));
         let body = self.finish_body(b.body, flags);
-        Response {
-            status: b.status,
-            reason: b.reason,
-            headers: b.headers,
-            body,
-            trailers: b.trailers,
-            interim,
-        }
+        Response { status: b.status, reason: b.reason, headers: b.headers, body, trailers: b.trailers, interim }
     }
 
     fn emit(&mut self, e: ReqEntry, extra: Flags, out: &mut Vec<Exchange>) {
@@ -989,15 +888,7 @@ impl Http1Conn {
                 None
             }
         };
-        self.push(
-            e.order,
-            proto(e.minor),
-            timing,
-            Some(request),
-            response,
-            flags,
-            out,
-        );
+        self.push(e.order, proto(e.minor), timing, Some(request), response, flags, out);
     }
 
     fn emit_orphan(&mut self, b: RespBuild, extra: Flags, out: &mut Vec<Exchange>) {
@@ -1008,21 +899,10 @@ impl Http1Conn {
         let interim = mem::take(&mut self.orphan_interims);
         let response = self.response_of(b, interim, &mut flags, &mut timing);
         let order = self.take_order();
-        self.push(
-            order,
-            proto(minor),
-            timing,
-            None,
-            Some(response),
-            flags,
-            out,
-        );
+        self.push(order, proto(minor), timing, None, Some(response), flags, out);
     }
 
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "one place builds every exchange from its parts"
-    )]
+    #[allow(clippy::too_many_arguments, reason = "one place builds every exchange from its parts")]
     fn push(
         &mut self,
         order: u32,
@@ -1052,11 +932,7 @@ impl Http1Conn {
 }
 
 fn proto(minor: u8) -> Protocol {
-    if minor == 0 {
-        Protocol::Http10
-    } else {
-        Protocol::Http11
-    }
+    if minor == 0 { Protocol::Http10 } else { Protocol::Http11 }
 }
 
 /// Whether held bytes are more than the empty lines allowed between messages.
@@ -1066,34 +942,21 @@ fn has_content(b: &[u8]) -> bool {
 
 fn strip_prefix_ci<'a>(s: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
     let head = s.get(..prefix.len())?;
-    if head.eq_ignore_ascii_case(prefix) {
-        Some(&s[prefix.len()..])
-    } else {
-        None
-    }
+    if head.eq_ignore_ascii_case(prefix) { Some(&s[prefix.len()..]) } else { None }
 }
 
 /// The scheme (absolute-form targets only) and the authority: Host, else the authority of an absolute-form
 /// target, else a CONNECT authority-form target.
 fn authority_of(h: &RequestHead) -> (Vec<u8>, Vec<u8>) {
-    let host = body::values(&h.headers, "host")
-        .next()
-        .map(|v| v.trim_ascii())
-        .filter(|v| !v.is_empty());
-    let absolute = [
-        (b"http://".as_slice(), b"http".as_slice()),
-        (b"https://", b"https"),
-    ]
-    .into_iter()
-    .find_map(|(prefix, scheme)| strip_prefix_ci(&h.target, prefix).map(|rest| (scheme, rest)));
+    let host = body::values(&h.headers, "host").next().map(|v| v.trim_ascii()).filter(|v| !v.is_empty());
+    let absolute = [(b"http://".as_slice(), b"http".as_slice()), (b"https://", b"https")]
+        .into_iter()
+        .find_map(|(prefix, scheme)| strip_prefix_ci(&h.target, prefix).map(|rest| (scheme, rest)));
     let scheme = absolute.map(|(s, _)| s.to_vec()).unwrap_or_default();
     let authority = match (host, absolute) {
         (Some(host), _) => host.to_vec(),
         (None, Some((_, rest))) => {
-            let end = rest
-                .iter()
-                .position(|&b| matches!(b, b'/' | b'?' | b'#'))
-                .unwrap_or(rest.len());
+            let end = rest.iter().position(|&b| matches!(b, b'/' | b'?' | b'#')).unwrap_or(rest.len());
             rest[..end].to_vec()
         }
         (None, None) if h.method == b"CONNECT" => h.target.clone(),
@@ -1135,14 +998,8 @@ mod unit {
 
     #[test]
     fn base64url_is_lenient() {
-        assert_eq!(
-            base64_lenient(b"AAMAAABkAAQAAP__"),
-            Some(vec![0, 3, 0, 0, 0, 100, 0, 4, 0, 0, 255, 255])
-        );
-        assert_eq!(
-            base64_lenient(b"AAMAAABkAAQAAP//"),
-            Some(vec![0, 3, 0, 0, 0, 100, 0, 4, 0, 0, 255, 255])
-        );
+        assert_eq!(base64_lenient(b"AAMAAABkAAQAAP__"), Some(vec![0, 3, 0, 0, 0, 100, 0, 4, 0, 0, 255, 255]));
+        assert_eq!(base64_lenient(b"AAMAAABkAAQAAP//"), Some(vec![0, 3, 0, 0, 0, 100, 0, 4, 0, 0, 255, 255]));
         assert_eq!(base64_lenient(b"aGk="), Some(b"hi".to_vec()));
         assert_eq!(base64_lenient(b"aGk"), Some(b"hi".to_vec()));
         assert_eq!(base64_lenient(b"a*b"), None);

@@ -45,20 +45,13 @@ pub struct Http1Config {
 
 impl Default for Http1Config {
     fn default() -> Self {
-        Http1Config {
-            max_body: 1 << 20,
-            max_head_bytes: 256 << 10,
-            max_pipelined: 1024,
-        }
+        Http1Config { max_body: 1 << 20, max_head_bytes: 256 << 10, max_pipelined: 1024 }
     }
 }
 
 /// The connection leaves HTTP/1 after this point (bytes after the switch are not HTTP/1).
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[allow(
-    clippy::large_enum_variant,
-    reason = "at most one per connection; the request travels by value to HTTP/2"
-)]
+#[allow(clippy::large_enum_variant, reason = "at most one per connection; the request travels by value to HTTP/2")]
 pub enum Switch {
     /// A request with `Upgrade: h2c` was answered by 101: HTTP/2 takes over and answers the request on stream 1.
     /// The exchange for that request is not emitted by HTTP/1.

@@ -91,17 +91,8 @@ pub(crate) struct Reader {
 impl Reader {
     /// A reader for `role`, starting at a message boundary or (`resync`) by scanning for one.
     pub fn new(role: Role, max_head: usize, resync: bool) -> Self {
-        let state = if resync {
-            State::Resync
-        } else {
-            State::Head { resynced: false }
-        };
-        Reader {
-            role,
-            state,
-            max_head,
-            ctx: false,
-        }
+        let state = if resync { State::Resync } else { State::Head { resynced: false } };
+        Reader { role, state, max_head, ctx: false }
     }
 
     /// Starts scanning for the next message start at the next byte (after a gap: no context).
@@ -137,11 +128,7 @@ impl Reader {
                 }
                 let n = clamp(rem, data.len());
                 let left = rem - n as u64;
-                self.state = if left == 0 {
-                    State::EndPending
-                } else {
-                    State::Length(left)
-                };
+                self.state = if left == 0 { State::EndPending } else { State::Length(left) };
                 (n, Ev::Data(&data[..n]))
             }
             State::Close => {
@@ -174,11 +161,7 @@ impl Reader {
                 }
                 let n = clamp(rem, data.len());
                 let left = rem - n as u64;
-                self.state = if left == 0 {
-                    State::ChunkEnd
-                } else {
-                    State::ChunkData(left)
-                };
+                self.state = if left == 0 { State::ChunkEnd } else { State::ChunkData(left) };
                 (n, Ev::Data(&data[..n]))
             }
             State::ChunkEnd => match data {
@@ -236,18 +219,11 @@ impl Reader {
             Found::Nothing => data.len() - 1,
         };
         self.ctx = true;
-        if keep_from == 0 {
-            (0, Ev::NeedMore)
-        } else {
-            (keep_from, Ev::Skipped)
-        }
+        if keep_from == 0 { (0, Ev::NeedMore) } else { (keep_from, Ev::Skipped) }
     }
 
     fn head<'a>(&mut self, data: &'a [u8], resynced: bool) -> (usize, Ev<'a>) {
-        let skip = data
-            .iter()
-            .position(|&b| b != b'\r' && b != b'\n')
-            .unwrap_or(data.len());
+        let skip = data.iter().position(|&b| b != b'\r' && b != b'\n').unwrap_or(data.len());
         let d = &data[skip..];
         if d.is_empty() {
             return (skip, Ev::NeedMore);
@@ -280,13 +256,7 @@ impl Reader {
         // Resync scans from the byte after the bad head's first, which stays as context.
         self.state = State::Resync;
         self.ctx = true;
-        (
-            skip,
-            Ev::HeadError {
-                too_large,
-                resynced,
-            },
-        )
+        (skip, Ev::HeadError { too_large, resynced })
     }
 
     /// How many bytes of `input` are worth appending to `pending` (the unconsumed bytes the last step needed
@@ -315,11 +285,7 @@ impl Reader {
 /// All of `input`, unless that takes `pending` past `cap`: then just past it, and ready (to fail).
 fn capped(pending: &[u8], input: &[u8], cap: usize) -> (usize, bool) {
     let room = (cap + 1).saturating_sub(pending.len());
-    if input.len() >= room {
-        (room, true)
-    } else {
-        (input.len(), false)
-    }
+    if input.len() >= room { (room, true) } else { (input.len(), false) }
 }
 
 fn clamp(rem: u64, len: usize) -> usize {
@@ -327,7 +293,8 @@ fn clamp(rem: u64, len: usize) -> usize {
 }
 
 /// The index in `input` just past the first empty line, looking back into `pending` (which starts at a line
-/// start) for the line ends before it. At worst an early match makes the reader ask again.
+/// start) for the line ends before it. At worst an early match makes the reader ask again. A line of nothing but
+/// CRs counts as empty.
 fn empty_line_end(pending: &[u8], input: &[u8]) -> Option<usize> {
     let at = |k: isize| -> Option<u8> {
         if k >= 0 {
@@ -335,17 +302,18 @@ fn empty_line_end(pending: &[u8], input: &[u8]) -> Option<usize> {
         } else {
             // `pending` starts at a line start: treat the byte before it as a line end.
             let i = pending.len() as isize + k;
-            if i >= 0 {
-                pending.get(i as usize).copied()
-            } else {
-                Some(b'\n')
-            }
+            if i >= 0 { pending.get(i as usize).copied() } else { Some(b'\n') }
         }
     };
     let mut from = 0usize;
     while let Some(p) = input[from..].iter().position(|&b| b == b'\n') {
         let j = (from + p) as isize;
-        if at(j - 1) == Some(b'\n') || (at(j - 1) == Some(b'\r') && at(j - 2) == Some(b'\n')) {
+        // A line of nothing but CRs is empty too (as in `head::find_head_end`).
+        let mut k = j - 1;
+        while at(k) == Some(b'\r') {
+            k -= 1;
+        }
+        if at(k) == Some(b'\n') {
             return Some(j as usize + 1);
         }
         from += p + 1;
@@ -362,10 +330,7 @@ mod tests {
         assert_eq!(empty_line_end(b"GET / HTTP/1.1\r\n", b"\r\nBODY"), Some(2));
         assert_eq!(empty_line_end(b"GET / HTTP/1.1\r\n\r", b"\nBODY"), Some(1));
         assert_eq!(empty_line_end(b"GET / HTTP/1.1\n", b"\nBODY"), Some(1));
-        assert_eq!(
-            empty_line_end(b"GET / HTTP/1.1", b"\r\nA: b\r\n\r\nX"),
-            Some(10)
-        );
+        assert_eq!(empty_line_end(b"GET / HTTP/1.1", b"\r\nA: b\r\n\r\nX"), Some(10));
         assert_eq!(empty_line_end(b"GET / HTTP/1.1", b"\r\nA: b\r\n"), None);
         // An empty trailer section split after its CR.
         assert_eq!(empty_line_end(b"\r", b"\nHTTP"), Some(1));
@@ -408,10 +373,7 @@ mod tests {
     #[test]
     fn want_stops_at_the_end_of_the_head() {
         let r = Reader::new(Role::Request, 1024, false);
-        assert_eq!(
-            r.want(b"GET / HTTP/1.1\r\nA: b", b"\r\n\r\nBODY"),
-            (4, true)
-        );
+        assert_eq!(r.want(b"GET / HTTP/1.1\r\nA: b", b"\r\n\r\nBODY"), (4, true));
         assert_eq!(r.want(b"GET / HTT", b"P/1.1\r\n"), (7, false));
         let mut big = Reader::new(Role::Request, 10, false);
         assert_eq!(big.want(b"GET /aaaa", b"aaaaaaaaaa"), (2, true));

@@ -3,12 +3,14 @@
 //!
 //! A request line start is a method token, a space, a target without spaces or controls, a space, `HTTP/1.` and a
 //! digit, then the end of the line. Resync accepts only known methods; detection accepts any upper-case token. A
-//! status line start is `HTTP/1.` and a digit, spaces, three digits, then a space or the end of the line. Both
-//! reject binary bytes at the first byte that cannot belong.
+//! status line start is `HTTP/`, a digit, `.` and a digit (tshark and browsers take `HTTP/2.0 200` or `HTTP/0.9
+//! 200` on an HTTP/1 connection for a status line; it is framed as HTTP/1.1), spaces, three digits, then a space
+//! or the end of the line. Both reject binary bytes at the first byte that cannot belong.
 
 use super::head::is_tchar;
 
-/// Methods resync accepts (RFC 9110, WebDAV, and a few common extensions).
+/// Methods resync accepts, and the only ones a malformed request line may carry (RFC 9110, WebDAV, DeltaV, CalDAV,
+/// UPnP, and the extensions tshark also recognises).
 const KNOWN_METHODS: &[&[u8]] = &[
     b"GET",
     b"POST",
@@ -40,7 +42,28 @@ const KNOWN_METHODS: &[&[u8]] = &[
     b"SUBSCRIBE",
     b"UNSUBSCRIBE",
     b"M-SEARCH",
+    b"CCM_POST",
+    b"POLL",
+    b"BCOPY",
+    b"BMOVE",
+    b"BDELETE",
+    b"BPROPFIND",
+    b"BPROPPATCH",
+    b"LABEL",
+    b"UPDATE",
+    b"CHECKIN",
+    b"UNCHECKOUT",
+    b"MKWORKSPACE",
+    b"VERSION-CONTROL",
+    b"BASELINE-CONTROL",
+    b"RPC_IN_DATA",
+    b"RPC_OUT_DATA",
 ];
+
+/// Whether `m` is one of the known methods.
+pub(crate) fn is_known_method(m: &[u8]) -> bool {
+    KNOWN_METHODS.contains(&m)
+}
 
 /// Longest method token considered.
 const MAX_METHOD: usize = 24;
@@ -89,13 +112,14 @@ fn spaces(b: &[u8], mut i: usize) -> Option<usize> {
     Some(i)
 }
 
-/// `HTTP/1.` and a digit at `i`; returns the index after it.
-fn version_at(b: &[u8], i: usize) -> Result<usize, Match> {
+/// `HTTP/1.` and a digit at `i` (with `any_major`, `HTTP/`, a digit, `.` and a digit); returns the index after it.
+fn version_at(b: &[u8], i: usize, any_major: bool) -> Result<usize, Match> {
     const V: &[u8] = b"HTTP/1.";
     for (k, want) in V.iter().enumerate() {
+        let ok = |c: u8| c == *want || (any_major && k == 5 && c.is_ascii_digit());
         match b.get(i + k) {
             None => return Err(Match::More),
-            Some(c) if c == want => {}
+            Some(&c) if ok(c) => {}
             Some(_) => return Err(Match::No),
         }
     }
@@ -142,7 +166,7 @@ pub(crate) fn request_line_at(b: &[u8], known_only: bool) -> Match {
     let Some(v) = spaces(b, i) else {
         return Match::No;
     };
-    i = match version_at(b, v) {
+    i = match version_at(b, v, false) {
         Ok(i) => i,
         Err(m) => return m,
     };
@@ -160,7 +184,7 @@ pub(crate) fn request_line_at(b: &[u8], known_only: bool) -> Match {
 
 /// Whether `b` starts with a status line.
 pub(crate) fn status_line_at(b: &[u8]) -> Match {
-    let mut i = match version_at(b, 0) {
+    let mut i = match version_at(b, 0, true) {
         Ok(i) => i,
         Err(m) => return m,
     };
@@ -260,97 +284,43 @@ mod tests {
     #[test]
     fn request_starts() {
         assert_eq!(looks_like_request_start(b"GET / HTTP/1.1\r\n"), Some(true));
-        assert_eq!(
-            looks_like_request_start(b"\r\nPOST /x?y HTTP/1.0\n"),
-            Some(true)
-        );
-        assert_eq!(
-            looks_like_request_start(b"BREW /pot HTTP/1.1\r\n"),
-            Some(true)
-        );
+        assert_eq!(looks_like_request_start(b"\r\nPOST /x?y HTTP/1.0\n"), Some(true));
+        assert_eq!(looks_like_request_start(b"BREW /pot HTTP/1.1\r\n"), Some(true));
         assert_eq!(looks_like_request_start(b"GET / HTTP/1.1"), None);
         assert_eq!(looks_like_request_start(b"GE"), None);
         assert_eq!(looks_like_request_start(b""), None);
-        assert_eq!(
-            looks_like_request_start(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
-            Some(false)
-        );
-        assert_eq!(
-            looks_like_request_start(b"\x16\x03\x01\x00\xa5\x01"),
-            Some(false)
-        );
+        assert_eq!(looks_like_request_start(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), Some(false));
+        assert_eq!(looks_like_request_start(b"\x16\x03\x01\x00\xa5\x01"), Some(false));
         assert_eq!(looks_like_request_start(b"get / HTTP/1.1\r\n"), Some(false));
-        assert_eq!(
-            looks_like_request_start(b"GET /\x00 HTTP/1.1\r\n"),
-            Some(false)
-        );
-        assert_eq!(
-            looks_like_request_start(b"GET / HTTP/1.1x\r\n"),
-            Some(false)
-        );
-        assert_eq!(
-            looks_like_request_start(b"HTTP/1.1 200 OK\r\n"),
-            Some(false)
-        );
+        assert_eq!(looks_like_request_start(b"GET /\x00 HTTP/1.1\r\n"), Some(false));
+        assert_eq!(looks_like_request_start(b"GET / HTTP/1.1x\r\n"), Some(false));
+        assert_eq!(looks_like_request_start(b"HTTP/1.1 200 OK\r\n"), Some(false));
     }
 
     #[test]
     fn response_starts() {
-        assert_eq!(
-            looks_like_response_start(b"HTTP/1.1 200 OK\r\n"),
-            Some(true)
-        );
+        assert_eq!(looks_like_response_start(b"HTTP/1.1 200 OK\r\n"), Some(true));
         assert_eq!(looks_like_response_start(b"HTTP/1.0 404\r\n"), Some(true));
         assert_eq!(looks_like_response_start(b"HTTP/1.1 20"), None);
         assert_eq!(looks_like_response_start(b"HTT"), None);
         assert_eq!(looks_like_response_start(b"HTTP/2 200\r\n"), Some(false));
         assert_eq!(looks_like_response_start(b"HTTP/1.1 2000\r\n"), Some(false));
-        assert_eq!(
-            looks_like_response_start(b"\x00\x00\x12\x04\x00"),
-            Some(false)
-        );
-        assert_eq!(
-            looks_like_response_start(b"GET / HTTP/1.1\r\n"),
-            Some(false)
-        );
+        assert_eq!(looks_like_response_start(b"\x00\x00\x12\x04\x00"), Some(false));
+        assert_eq!(looks_like_response_start(b"GET / HTTP/1.1\r\n"), Some(false));
     }
 
     #[test]
     fn find_in_garbage() {
-        assert_eq!(
-            find_start(b"xx\x00\x01GET /a HTTP/1.1\r\n", 0, Role::Request),
-            Found::At(4)
-        );
+        assert_eq!(find_start(b"xx\x00\x01GET /a HTTP/1.1\r\n", 0, Role::Request), Found::At(4));
         // Inside a word does not count; an unknown method does not count for resync.
-        assert_eq!(
-            find_start(b"XGET /a HTTP/1.1\r\nFOO / HTTP/1.1\r\n", 0, Role::Request),
-            Found::Nothing
-        );
-        assert_eq!(
-            find_start(b"abc\nPUT /a HTT", 0, Role::Request),
-            Found::Hold(4)
-        );
+        assert_eq!(find_start(b"XGET /a HTTP/1.1\r\nFOO / HTTP/1.1\r\n", 0, Role::Request), Found::Nothing);
+        assert_eq!(find_start(b"abc\nPUT /a HTT", 0, Role::Request), Found::Hold(4));
         assert_eq!(find_start(b"abc\nPU", 0, Role::Request), Found::Hold(4));
-        assert_eq!(
-            find_start(b"body HTTP/1.1 200 OK\r\n", 0, Role::Response),
-            Found::At(5)
-        );
-        assert_eq!(
-            find_start(b"HTTP/1.1 OK\r\nzz H", 0, Role::Response),
-            Found::Hold(16)
-        );
-        assert_eq!(
-            find_start(b"GET / HTTP/1.1\r\n", 0, Role::Response),
-            Found::Nothing
-        );
+        assert_eq!(find_start(b"body HTTP/1.1 200 OK\r\n", 0, Role::Response), Found::At(5));
+        assert_eq!(find_start(b"HTTP/1.1 OK\r\nzz H", 0, Role::Response), Found::Hold(16));
+        assert_eq!(find_start(b"GET / HTTP/1.1\r\n", 0, Role::Response), Found::Nothing);
         // A context byte before `from` counts as the previous byte.
-        assert_eq!(
-            find_start(b"xHTTP/1.1 200 OK\r\n", 1, Role::Response),
-            Found::Nothing
-        );
-        assert_eq!(
-            find_start(b" HTTP/1.1 200 OK\r\n", 1, Role::Response),
-            Found::At(1)
-        );
+        assert_eq!(find_start(b"xHTTP/1.1 200 OK\r\n", 1, Role::Response), Found::Nothing);
+        assert_eq!(find_start(b" HTTP/1.1 200 OK\r\n", 1, Role::Response), Found::At(1));
     }
 }

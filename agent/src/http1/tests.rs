@@ -71,20 +71,11 @@ fn run_with(steps: &[Step], cfg: &Http1Config, mid_stream: bool, split: Splitter
         let t = ts(i);
         match step {
             Step::C(b) | Step::S(b) => {
-                let side = if matches!(step, Step::C(_)) {
-                    Side::Client
-                } else {
-                    Side::Server
-                };
+                let side = if matches!(step, Step::C(_)) { Side::Client } else { Side::Server };
                 for piece in split(i, b) {
                     // Like the session: once switched, a side's bytes go to the next protocol, here appended to
                     // the rest the switch handed over.
-                    if let Some(Switch::H2cUpgrade {
-                        client_rest,
-                        server_rest,
-                        ..
-                    }) = switches.last_mut()
-                    {
+                    if let Some(Switch::H2cUpgrade { client_rest, server_rest, .. }) = switches.last_mut() {
                         match side {
                             Side::Client => client_rest.extend_from_slice(&piece),
                             Side::Server => server_rest.extend_from_slice(&piece),
@@ -105,12 +96,7 @@ fn run_with(steps: &[Step], cfg: &Http1Config, mid_stream: bool, split: Splitter
         }
         after.push(out.len());
     }
-    Run {
-        ex: out,
-        switches,
-        stats: conn.stats().clone(),
-        after,
-    }
+    Run { ex: out, switches, stats: conn.stats().clone(), after }
 }
 
 fn whole(_: usize, b: &[u8]) -> Vec<Vec<u8>> {
@@ -143,23 +129,15 @@ fn h(n: &str, v: &str) -> Header {
 /// both sides, bare LF and folding, 204 and 304 with misleading lengths, and a close-delimited HTTP/1.0 ending.
 fn conversation() -> Vec<Step> {
     vec![
-        c(
-            "GET /one HTTP/1.1\r\nHost: example.com\r\n\r\nHEAD /two HTTP/1.1\r\nHost: example.com\r\n\r\n",
-        ),
-        s(
-            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloHTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n",
-        ),
-        c(
-            "POST /three HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n",
-        ),
+        c("GET /one HTTP/1.1\r\nHost: example.com\r\n\r\nHEAD /two HTTP/1.1\r\nHost: example.com\r\n\r\n"),
+        s("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloHTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n"),
+        c("POST /three HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n"),
         s("HTTP/1.1 100 Continue\r\n\r\n"),
         c("4;ext=1\r\nabcd\r\n3\r\nefg\r\n0\r\nX-Trailer: t\r\n\r\n"),
         s(
             "HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\nA;n=\"v\"\r\n0123456789\r\n0\r\n\r\n",
         ),
-        c(
-            "GET /four HTTP/1.1\nHost: example.com\nX-Folded: a\n b\n\nGET /five HTTP/1.1\r\nHost: example.com\r\n\r\n",
-        ),
+        c("GET /four HTTP/1.1\nHost: example.com\nX-Folded: a\n b\n\nGET /five HTTP/1.1\r\nHost: example.com\r\n\r\n"),
         s(
             "HTTP/1.1 204 No Content\r\nContent-Length: 10\r\n\r\nHTTP/1.1 304 Not Modified\r\nContent-Length: 3\r\n\r\n",
         ),
@@ -228,19 +206,13 @@ fn conversation_exchanges() {
     assert_eq!(three.timing.response_last, Some(ts(5)));
 
     let four = &r.ex[3];
-    assert_eq!(
-        req(four).headers,
-        vec![h("Host", "example.com"), h("X-Folded", "a b")]
-    );
+    assert_eq!(req(four).headers, vec![h("Host", "example.com"), h("X-Folded", "a b")]);
     assert_eq!(resp(four).status, 204);
     assert!(resp(four).body.bytes.is_empty());
     assert_eq!(resp(&r.ex[4]).status, 304);
 
     let six = &r.ex[5];
-    assert_eq!(
-        resp(six).body.bytes,
-        b"close-delimited body\r\nHTTP/1.1 200 not a head"
-    );
+    assert_eq!(resp(six).body.bytes, b"close-delimited body\r\nHTTP/1.1 200 not a head");
     assert_eq!(six.timing.response_last, Some(ts(9)));
 
     assert_eq!(r.stats.requests, 6);
@@ -256,11 +228,7 @@ fn conversation_exchanges() {
 
 fn split_at(item: usize, at: usize) -> impl Fn(usize, &[u8]) -> Vec<Vec<u8>> {
     move |i, b| {
-        if i == item && at < b.len() {
-            vec![b[..at].to_vec(), b[at..].to_vec()]
-        } else {
-            vec![b.to_vec()]
-        }
+        if i == item && at < b.len() { vec![b[..at].to_vec(), b[at..].to_vec()] } else { vec![b.to_vec()] }
     }
 }
 
@@ -318,10 +286,7 @@ fn rough_conversation() -> Vec<Step> {
 
 #[test]
 fn rough_conversation_exchanges() {
-    let cfg = Http1Config {
-        max_body: 8,
-        ..Http1Config::default()
-    };
+    let cfg = Http1Config { max_body: 8, ..Http1Config::default() };
     let r = run_with(&rough_conversation(), &cfg, false, &whole);
     assert_eq!(r.ex.len(), 5, "{:#?}", r.ex);
     // /a answered by the first 200.
@@ -356,10 +321,7 @@ fn rough_conversation_exchanges() {
     assert_eq!(resp(d).status, 500);
     assert_eq!(resp(d).body.bytes, b"bad");
     assert_eq!(d.flags, Flags::GAP);
-    assert_eq!(
-        r.ex.iter().map(|e| e.order).collect::<Vec<_>>(),
-        [0, 1, 2, 3, 4]
-    );
+    assert_eq!(r.ex.iter().map(|e| e.order).collect::<Vec<_>>(), [0, 1, 2, 3, 4]);
 
     assert_eq!(r.stats.parse_errors, 1);
     assert_eq!(r.stats.resyncs, 2);
@@ -372,18 +334,12 @@ fn rough_conversation_exchanges() {
     let skipped_garbage = b"\x00\x01garbage\r\nxHTTP/1.1 200 no\r\nmore junk ".len() as u64;
     // The partial head "HTTP/1.1 200 OK\r\nCont" was dropped at the gap, and "tent\r\n\r\n" skipped after it.
     let skipped_after_gap = "HTTP/1.1 200 OK\r\nCont".len() as u64 + "tent\r\n\r\n".len() as u64;
-    assert_eq!(
-        r.stats.resync_skipped_bytes,
-        skipped_garbage + skipped_after_gap
-    );
+    assert_eq!(r.stats.resync_skipped_bytes, skipped_garbage + skipped_after_gap);
 }
 
 #[test]
 fn shotgun_rough_conversation() {
-    let cfg = Http1Config {
-        max_body: 8,
-        ..Http1Config::default()
-    };
+    let cfg = Http1Config { max_body: 8, ..Http1Config::default() };
     let base = shotgun(&rough_conversation(), &cfg, false);
     assert_eq!(base.ex.len(), 5);
 }
@@ -436,25 +392,15 @@ fn keep_alive_emits_each_exchange_when_its_response_completes() {
 #[test]
 fn pipelined_requests_pair_in_order() {
     let r = run(&[
-        c(
-            "GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\nGET /3 HTTP/1.1\r\nHost: a\r\n\r\n",
-        ),
-        s(
-            "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n1HTTP/1.1 201 OK\r\nContent-Length: 1\r\n\r\n2",
-        ),
+        c("GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\nGET /3 HTTP/1.1\r\nHost: a\r\n\r\n"),
+        s("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n1HTTP/1.1 201 OK\r\nContent-Length: 1\r\n\r\n2"),
         s("HTTP/1.1 202 OK\r\nContent-Length: 1\r\n\r\n3"),
     ]);
     let got: Vec<(String, u16, Vec<u8>)> =
-        r.ex.iter()
-            .map(|e| (path(e), resp(e).status, resp(e).body.bytes.clone()))
-            .collect();
+        r.ex.iter().map(|e| (path(e), resp(e).status, resp(e).body.bytes.clone())).collect();
     assert_eq!(
         got,
-        [
-            ("/1".into(), 200, b"1".to_vec()),
-            ("/2".into(), 201, b"2".to_vec()),
-            ("/3".into(), 202, b"3".to_vec())
-        ]
+        [("/1".into(), 200, b"1".to_vec()), ("/2".into(), 201, b"2".to_vec()), ("/3".into(), 202, b"3".to_vec())]
     );
     assert_eq!(r.after, [0, 2, 3]);
 }
@@ -479,11 +425,7 @@ fn http10_close_delimited_response_ends_at_fin() {
 
 #[test]
 fn close_delimited_response_without_fin_is_incomplete_at_close() {
-    let r = run(&[
-        c("GET / HTTP/1.1\r\nHost: a\r\n\r\n"),
-        s("HTTP/1.1 200 OK\r\n\r\npartial"),
-        Close,
-    ]);
+    let r = run(&[c("GET / HTTP/1.1\r\nHost: a\r\n\r\n"), s("HTTP/1.1 200 OK\r\n\r\npartial"), Close]);
     assert_eq!(r.ex.len(), 1);
     assert_eq!(resp(&r.ex[0]).body.bytes, b"partial");
     assert_eq!(r.ex[0].flags, Flags::INCOMPLETE);
@@ -507,11 +449,7 @@ fn reset_flags_what_is_open() {
 
 #[test]
 fn request_body_cut_by_fin_is_incomplete() {
-    let r = run(&[
-        c("PUT /u HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nabc"),
-        FinC,
-        FinS,
-    ]);
+    let r = run(&[c("PUT /u HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nabc"), FinC, FinS]);
     assert_eq!(r.ex.len(), 1);
     assert_eq!(req(&r.ex[0]).body.bytes, b"abc");
     assert_eq!(req(&r.ex[0]).body.full_len, 3);
@@ -520,11 +458,8 @@ fn request_body_cut_by_fin_is_incomplete() {
 
 #[test]
 fn response_without_request_and_request_without_response() {
-    let r = run(&[
-        s("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi"),
-        c("GET /never HTTP/1.1\r\nHost: a\r\n\r\n"),
-        Close,
-    ]);
+    let r =
+        run(&[s("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi"), c("GET /never HTTP/1.1\r\nHost: a\r\n\r\n"), Close]);
     assert_eq!(r.ex.len(), 2);
     assert!(r.ex[0].request.is_none());
     assert_eq!(r.ex[0].flags, Flags::NO_REQUEST);
@@ -550,14 +485,10 @@ fn server_fin_flushes_unanswered_requests() {
 fn websocket_upgrade_is_recorded_and_switches_to_a_tunnel() {
     let mut conn = Http1Conn::new(&Http1Config::default(), info(false));
     let mut out = Vec::new();
-    let upgrade =
-        b"GET /chat HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+    let upgrade = b"GET /chat HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
     assert_eq!(conn.data(Side::Client, upgrade, ts(0), &mut out), None);
     // A frame the client sends early is held, not parsed as HTTP/1.
-    assert_eq!(
-        conn.data(Side::Client, b"\x81\x85abcd", ts(1), &mut out),
-        None
-    );
+    assert_eq!(conn.data(Side::Client, b"\x81\x85abcd", ts(1), &mut out), None);
     let sw = conn.data(
         Side::Server,
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x02hi",
@@ -571,10 +502,7 @@ fn websocket_upgrade_is_recorded_and_switches_to_a_tunnel() {
     assert_eq!(conn.stats().upgrades, 1);
     assert_eq!(conn.stats().parse_errors, 0);
     // Nothing after the switch is HTTP/1.
-    assert_eq!(
-        conn.data(Side::Client, b"GET / HTTP/1.1\r\n\r\n", ts(3), &mut out),
-        None
-    );
+    assert_eq!(conn.data(Side::Client, b"GET / HTTP/1.1\r\n\r\n", ts(3), &mut out), None);
     conn.close(ts(4), &mut out);
     assert_eq!(out.len(), 1);
     assert_eq!(conn.stats().ignored_bytes, 18);
@@ -611,24 +539,13 @@ fn h2c_upgrade_hands_over_the_request_and_the_rest() {
         ),
         cb(preface),
     ];
-    let mut server =
-        b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n".to_vec();
+    let mut server = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n".to_vec();
     server.extend_from_slice(b"\x00\x00\x00\x04\x00\x00\x00\x00\x00");
     steps.push(Step::S(server));
     let r = shotgun(&steps, &Http1Config::default(), false);
     assert_eq!(r.ex.len(), 1, "only the first exchange is HTTP/1's");
     assert_eq!(path(&r.ex[0]), "/first");
-    let [
-        Switch::H2cUpgrade {
-            request,
-            timing,
-            order,
-            settings,
-            client_rest,
-            server_rest,
-        },
-    ] = &r.switches[..]
-    else {
+    let [Switch::H2cUpgrade { request, timing, order, settings, client_rest, server_rest }] = &r.switches[..] else {
         panic!("expected one h2c switch, got {:?}", r.switches);
     };
     assert_eq!(request.path, b"/up");
@@ -636,10 +553,7 @@ fn h2c_upgrade_hands_over_the_request_and_the_rest() {
     assert_eq!(*order, 1);
     assert_eq!(timing.request_first, Some(ts(2)));
     assert_eq!(timing.request_last, Some(ts(2)));
-    assert_eq!(
-        settings.as_deref(),
-        Some(&[0u8, 3, 0, 0, 0, 100, 0, 4, 0, 0, 255, 255][..])
-    );
+    assert_eq!(settings.as_deref(), Some(&[0u8, 3, 0, 0, 0, 100, 0, 4, 0, 0, 255, 255][..]));
     assert_eq!(client_rest, preface);
     assert_eq!(server_rest, b"\x00\x00\x00\x04\x00\x00\x00\x00\x00");
     assert_eq!(r.stats.h2c_upgrades, 1);
@@ -653,32 +567,19 @@ fn refused_upgrade_releases_the_held_requests() {
         c(
             "GET /up HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\nGET /next HTTP/1.1\r\nHost: a\r\n\r\n",
         ),
-        s(
-            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nnoHTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nyes",
-        ),
+        s("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nnoHTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nyes"),
     ]);
     assert!(r.switches.is_empty());
     assert_eq!(r.ex.len(), 2);
-    assert_eq!(
-        (path(&r.ex[0]), resp(&r.ex[0]).body.bytes.clone()),
-        ("/up".into(), b"no".to_vec())
-    );
-    assert_eq!(
-        (path(&r.ex[1]), resp(&r.ex[1]).body.bytes.clone()),
-        ("/next".into(), b"yes".to_vec())
-    );
+    assert_eq!((path(&r.ex[0]), resp(&r.ex[0]).body.bytes.clone()), ("/up".into(), b"no".to_vec()));
+    assert_eq!((path(&r.ex[1]), resp(&r.ex[1]).body.bytes.clone()), ("/next".into(), b"yes".to_vec()));
     assert_eq!(r.ex[1].timing.request_first, Some(ts(0)));
 }
 
 #[test]
 fn held_bytes_are_bounded() {
-    let cfg = Http1Config {
-        max_head_bytes: 64,
-        ..Http1Config::default()
-    };
-    let mut steps = vec![c(
-        "GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n",
-    )];
+    let cfg = Http1Config { max_head_bytes: 64, ..Http1Config::default() };
+    let mut steps = vec![c("GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n")];
     for _ in 0..4 {
         steps.push(c("GET /more HTTP/1.1\r\nHost: a\r\n\r\n"));
     }
@@ -695,9 +596,7 @@ fn gap_inside_a_length_body_keeps_framing() {
         c("POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc"),
         GapC(4),
         c("xyzGET /q HTTP/1.1\r\nHost: a\r\n\r\n"),
-        s(
-            "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
-        ),
+        s("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
     ]);
     assert_eq!(r.ex.len(), 2);
     assert_eq!(req(&r.ex[0]).body.bytes, b"abc");
@@ -723,10 +622,7 @@ fn gap_that_ends_a_length_body_then_eats_the_next_head() {
     assert_eq!(resp(&r.ex[1]).body.bytes, b"z");
     assert_eq!(r.ex[1].flags, Flags::NO_REQUEST | Flags::GAP);
     assert_eq!(r.stats.resyncs, 1);
-    assert_eq!(
-        r.stats.resync_skipped_bytes,
-        "garbage tail\r\n\r\n".len() as u64
-    );
+    assert_eq!(r.stats.resync_skipped_bytes, "garbage tail\r\n\r\n".len() as u64);
 }
 
 #[test]
@@ -753,13 +649,7 @@ fn gap_inside_chunk_data_continues_and_gap_in_chunk_framing_resyncs() {
 
 #[test]
 fn gap_in_a_close_delimited_body_is_counted() {
-    let r = run(&[
-        c("GET / HTTP/1.0\r\n\r\n"),
-        s("HTTP/1.0 200 OK\r\n\r\nabc"),
-        GapS(5),
-        s("def"),
-        FinS,
-    ]);
+    let r = run(&[c("GET / HTTP/1.0\r\n\r\n"), s("HTTP/1.0 200 OK\r\n\r\nabc"), GapS(5), s("def"), FinS]);
     assert_eq!(r.ex.len(), 1);
     assert_eq!(resp(&r.ex[0]).body.bytes, b"abc");
     assert_eq!(resp(&r.ex[0]).body.full_len, 11);
@@ -795,10 +685,7 @@ fn broken_chunked_framing_is_a_parse_error() {
 
 #[test]
 fn huge_head_is_an_error_and_parsing_resumes() {
-    let cfg = Http1Config {
-        max_head_bytes: 1024,
-        ..Http1Config::default()
-    };
+    let cfg = Http1Config { max_head_bytes: 1024, ..Http1Config::default() };
     let mut huge = b"GET /huge HTTP/1.1\r\nHost: a\r\n".to_vec();
     for i in 0..200 {
         huge.extend_from_slice(format!("X-Filler-{i}: {}\r\n", "v".repeat(20)).as_bytes());
@@ -840,15 +727,9 @@ fn mid_stream_connection_starts_by_resynchronising() {
 
 #[test]
 fn body_is_truncated_at_the_cap() {
-    let cfg = Http1Config {
-        max_body: 4,
-        ..Http1Config::default()
-    };
+    let cfg = Http1Config { max_body: 4, ..Http1Config::default() };
     let r = run_with(
-        &[
-            c("GET / HTTP/1.1\r\nHost: a\r\n\r\n"),
-            s("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789"),
-        ],
+        &[c("GET / HTTP/1.1\r\nHost: a\r\n\r\n"), s("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789")],
         &cfg,
         false,
         &whole,
@@ -861,10 +742,7 @@ fn body_is_truncated_at_the_cap() {
 
 #[test]
 fn pipeline_overflow_flushes_the_oldest() {
-    let cfg = Http1Config {
-        max_pipelined: 2,
-        ..Http1Config::default()
-    };
+    let cfg = Http1Config { max_pipelined: 2, ..Http1Config::default() };
     let r = run_with(
         &[
             c("GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\n"),
@@ -890,9 +768,7 @@ fn pipeline_overflow_flushes_the_oldest() {
 fn invalid_transfer_encoding_and_content_length() {
     let r = run(&[
         c("GET /a HTTP/1.1\r\nHost: a\r\n\r\n"),
-        s(
-            "HTTP/1.1 200 OK\r\nTransfer-Encoding: lalala\r\nContent-Length: 2\r\n\r\nall of this until close",
-        ),
+        s("HTTP/1.1 200 OK\r\nTransfer-Encoding: lalala\r\nContent-Length: 2\r\n\r\nall of this until close"),
         FinS,
     ]);
     assert_eq!(resp(&r.ex[0]).body.bytes, b"all of this until close");
@@ -901,9 +777,7 @@ fn invalid_transfer_encoding_and_content_length() {
     let r = run(&[
         c("POST /b HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc"),
         c("POST /c HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nContent-Length: 5\r\n\r\nde"),
-        s(
-            "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
-        ),
+        s("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
     ]);
     assert_eq!(req(&r.ex[0]).body.bytes, b"abc");
     assert_eq!(r.ex[0].flags, Flags::NONE);
@@ -914,11 +788,7 @@ fn invalid_transfer_encoding_and_content_length() {
 
 #[test]
 fn absolute_form_target_gives_the_authority() {
-    let r = run(&[
-        c("GET http://proxy.example:8080/p?q HTTP/1.1\r\n\r\n"),
-        s("HTTP/1.1 200 OK\r\n\r\n"),
-        FinS,
-    ]);
+    let r = run(&[c("GET http://proxy.example:8080/p?q HTTP/1.1\r\n\r\n"), s("HTTP/1.1 200 OK\r\n\r\n"), FinS]);
     assert_eq!(req(&r.ex[0]).authority, b"proxy.example:8080");
     assert_eq!(req(&r.ex[0]).scheme, b"http");
     assert_eq!(req(&r.ex[0]).path, b"http://proxy.example:8080/p?q");
@@ -933,10 +803,7 @@ fn interim_responses_before_a_final_one_are_kept() {
     ]);
     let interim: Vec<u16> = resp(&r.ex[0]).interim.iter().map(|i| i.status).collect();
     assert_eq!(interim, [102, 103]);
-    assert_eq!(
-        resp(&r.ex[0]).interim[1].headers,
-        vec![h("Link", "</s.css>")]
-    );
+    assert_eq!(resp(&r.ex[0]).interim[1].headers, vec![h("Link", "</s.css>")]);
     assert_eq!(r.stats.interim, 2);
     assert_eq!(r.stats.responses, 1);
 }
@@ -951,10 +818,7 @@ fn head_arriving_byte_by_byte_is_not_reparsed_each_time() {
     head.extend_from_slice(b"\r\n");
     let start = std::time::Instant::now();
     let r = run_with(
-        &[
-            Step::C(head),
-            s("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
-        ],
+        &[Step::C(head), s("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")],
         &Http1Config::default(),
         false,
         &pieces_of(1),

@@ -235,15 +235,20 @@ fn request_line(line: &[u8]) -> Option<(&[u8], &[u8], u8, bool)> {
 /// Any line starting with `HTTP/` where a response head is expected is a status line for tshark and for browsers.
 /// The version token runs to the first space (`HTTP/2.0`, `HTTP/0.9`, `HTTP/1.01` are framed as HTTP/1.1, what
 /// starts like `HTTP/1.0` as HTTP/1.0); the status is the run of digits after the spaces (`2000` is 2000, `0204`
-/// is 204, `2xx` is 2, none is 0) and the reason what follows it.
+/// is 204, `2xx` is 2) and the reason what follows it. Without a status digit after the version and a space it is
+/// not a status line.
 fn status_line(line: &[u8]) -> Option<(u8, u16, &[u8], bool)> {
     if !line.starts_with(b"HTTP/") {
         return None;
     }
-    let v_end = line.iter().position(|&b| is_ws(b)).unwrap_or(line.len());
+    let v_end = line.iter().position(|&b| is_ws(b))?;
     let version = &line[..v_end];
     let rest = trim(&line[v_end..]);
     let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 {
+        // No status code at all (`HTTP/1.1`, `HTTP/1.1 abc`, `HTTP/1.1foobar`): not a status line.
+        return None;
+    }
     let status = rest[..digits].iter().fold(0u16, |acc, d| acc.saturating_mul(10).saturating_add(u16::from(d - b'0')));
     let after = &rest[digits..];
     let (minor, odd_v) = match http1_version(version) {
@@ -260,10 +265,10 @@ fn plausible_request_prefix(buf: &[u8]) -> bool {
     if m_end == 0 && !buf.is_empty() {
         return false;
     }
-    buf[m_end..]
-        .iter()
-        .enumerate()
-        .all(|(i, &b)| (i == 0 && is_ws(b)) || (i > 0 && (b >= 0x20 && b != 0x7f || b == b'\t' || b == b'\r')))
+    buf[m_end..].iter().enumerate().all(|(i, &b)| {
+        // A CR right after the method: a method alone on its line (read when the method is known).
+        (i == 0 && (is_ws(b) || b == b'\r')) || (i > 0 && (b >= 0x20 && b != 0x7f || b == b'\t' || b == b'\r'))
+    })
 }
 
 /// Whether `buf` (no complete first line yet) could still become a status line: it starts with `HTTP/` (or a
@@ -432,6 +437,10 @@ mod tests {
         assert_eq!(parse_response(b"HTTX/1.1 200 OK\r\n\r\n"), Parsed::Invalid);
         assert_eq!(parse_response(b"HTTP"), Parsed::Partial);
         assert_eq!(parse_response(b"HTTPS 200\r\n\r\n"), Parsed::Invalid);
+        assert_eq!(parse_response(b"HTTP/1.1 abc\r\n\r\n"), Parsed::Invalid);
+        assert_eq!(parse_response(b"HTTP/1.1foobar\r\n\r\n"), Parsed::Invalid);
+        assert_eq!(parse_response(b"HTTP/1.1\r\nA: b\r\n\r\n"), Parsed::Invalid);
+        assert_eq!(parse_response(b"HTTP/1.1\x00200\x00ok\r\n\r\n"), Parsed::Invalid);
         // A folded line in an incomplete head waits for the end of the head.
         assert_eq!(parse_request(b"GET / HTTP/1.1\r\nA: b\r\n c\r\n"), Parsed::Partial);
     }
@@ -450,7 +459,7 @@ mod tests {
             (b"HTTP/1.1 2000 ok", 1, 2000, b"ok"),
             (b"HTTP/1.1 0204 ok", 1, 204, b"ok"),
             (b"HTTP/1.1 200Transfer-Encoding:chunked", 1, 200, b"Transfer-Encoding:chunked"),
-            (b"HTTP/1.1 abc", 1, 0, b"abc"),
+            (b"HTTP/1.1\r 200 ok", 1, 200, b"ok"),
         ];
         for &(line, minor, status, reason) in cases {
             let mut buf = line.to_vec();

@@ -1,8 +1,8 @@
 //! Recognising where an HTTP/1 message starts, by content: for protocol detection (`looks_like_*`) and for
 //! resynchronising after a gap or garbage (scan forward for the next plausible request or status line).
 //!
-//! A request line start is a method token, a space, a target without spaces or controls, a space, `HTTP/1.` and a
-//! digit, then the end of the line. Resync accepts only known methods; detection accepts any upper-case token. A
+//! A request line start is a method token, a space, a target without controls (spaces inside it are taken, as
+//! the lenient head parser takes them), a space, `HTTP/1.` and a digit, then the end of the line. Resync accepts only known methods; detection accepts any upper-case token. A
 //! status line start is `HTTP/`, a digit, `.` and a digit (tshark and browsers take `HTTP/2.0 200` or `HTTP/0.9
 //! 200` on an HTTP/1 connection for a status line; it is framed as HTTP/1.1), spaces, three digits, then a space
 //! or the end of the line. Both reject binary bytes at the first byte that cannot belong.
@@ -151,25 +151,32 @@ pub(crate) fn request_line_at(b: &[u8], known_only: bool) -> Match {
         return Match::No;
     };
     i = t0;
-    while i < b.len() && is_target_byte(b[i]) {
-        i += 1;
-        if i - t0 > MAX_TARGET {
+    // The target runs to the space before the version; it may hold spaces itself (clients do send them).
+    loop {
+        while i < b.len() && is_target_byte(b[i]) {
+            i += 1;
+            if i - t0 > MAX_TARGET {
+                return Match::No;
+            }
+        }
+        if i == b.len() {
+            return Match::More;
+        }
+        if i == t0 || b[i] != b' ' {
             return Match::No;
         }
+        let Some(v) = spaces(b, i) else {
+            return Match::No;
+        };
+        match version_at(b, v, false) {
+            Ok(after) => {
+                i = after;
+                break;
+            }
+            Err(Match::No) if b.get(v).is_some_and(|&c| is_target_byte(c)) => i = v,
+            Err(m) => return m,
+        }
     }
-    if i == b.len() {
-        return Match::More;
-    }
-    if i == t0 || b[i] != b' ' {
-        return Match::No;
-    }
-    let Some(v) = spaces(b, i) else {
-        return Match::No;
-    };
-    i = match version_at(b, v, false) {
-        Ok(i) => i,
-        Err(m) => return m,
-    };
     let Some(i) = spaces(b, i) else {
         return Match::No;
     };
@@ -304,6 +311,9 @@ mod tests {
         assert_eq!(looks_like_response_start(b"HTTP/1.1 20"), None);
         assert_eq!(looks_like_response_start(b"HTT"), None);
         assert_eq!(looks_like_response_start(b"HTTP/2 200\r\n"), Some(false));
+        assert_eq!(looks_like_response_start(b"HTTP/2.0 200 ok\r\n"), Some(true));
+        assert_eq!(looks_like_response_start(b"HTTP/0.9 200 ok\r\n"), Some(true));
+        assert_eq!(looks_like_response_start(b"HTTP/x.1 200\r\n"), Some(false));
         assert_eq!(looks_like_response_start(b"HTTP/1.1 2000\r\n"), Some(false));
         assert_eq!(looks_like_response_start(b"\x00\x00\x12\x04\x00"), Some(false));
         assert_eq!(looks_like_response_start(b"GET / HTTP/1.1\r\n"), Some(false));

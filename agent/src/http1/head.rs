@@ -479,7 +479,8 @@ mod tests {
     #[test]
     fn malformed_request_lines_with_known_methods() {
         // (line, method, target, minor)
-        let cases: &[(&[u8], &[u8], &[u8], u8)] = &[
+        type Case = (&'static [u8], &'static [u8], &'static [u8], u8);
+        let cases: &[Case] = &[
             (b"GET / HTTP/1.", b"GET", b"/", 1),
             (b"GET / HTTP/2.0", b"GET", b"/", 1),
             (b"GET /HTTP/1.1", b"GET", b"/HTTP/1.1", 0),

@@ -74,11 +74,17 @@ enum ContentLength {
     Invalid,
 }
 
+/// Largest Content-Length taken as valid: 2^63 - 1, what servers store lengths in (off_t, int64). A larger value is
+/// refused by them (400), and tshark does not read it either: it is invalid here, and a request with it has no body.
+const MAX_CONTENT_LENGTH: u64 = i64::MAX as u64;
+
 fn parse_decimal(s: &[u8]) -> Option<u64> {
     if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    s.iter().try_fold(0u64, |acc, d| acc.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+    s.iter()
+        .try_fold(0u64, |acc, d| acc.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+        .filter(|&n| n <= MAX_CONTENT_LENGTH)
 }
 
 fn content_length(headers: &[Header]) -> ContentLength {

@@ -456,6 +456,10 @@ impl Http1Conn {
         self.stats.dropped_header_lines += u64::from(h.bad_lines);
         let Decision { framing, anomaly } = body::request_framing(&h.headers);
         let mut flags = mem::take(&mut self.client.carry);
+        if h.malformed {
+            flags |= Flags::PARSE_ERROR;
+            self.stats.malformed_start_lines += 1;
+        }
         if anomaly {
             flags |= Flags::PARSE_ERROR;
             self.stats.framing_anomalies += 1;
@@ -571,6 +575,10 @@ impl Http1Conn {
             body::response_framing(status, &h.headers, answers_head)
         };
         let mut flags = mem::take(&mut self.server.carry);
+        if h.malformed {
+            flags |= Flags::PARSE_ERROR;
+            self.stats.malformed_start_lines += 1;
+        }
         if anomaly {
             flags |= Flags::PARSE_ERROR;
             self.stats.framing_anomalies += 1;

@@ -8,6 +8,8 @@
 
 use tapedeck_model::Header;
 
+use super::scan::is_known_method;
+
 /// Header fields the fast path can hold; heads with more go through the lenient parser.
 const FAST_HEADERS: usize = 64;
 
@@ -26,6 +28,9 @@ pub(crate) struct RequestHead {
     pub lenient: bool,
     /// Header lines the lenient parser could not read and dropped.
     pub bad_lines: u32,
+    /// The request line is malformed (no target, no version or a version that is not `HTTP/1.x`) and was read
+    /// leniently; only known methods are read that way.
+    pub malformed: bool,
 }
 
 /// A parsed response head.
@@ -43,6 +48,9 @@ pub(crate) struct ResponseHead {
     pub lenient: bool,
     /// Header lines the lenient parser could not read and dropped.
     pub bad_lines: u32,
+    /// The status line is malformed (a version that is not `HTTP/1.x`, a status that is not three digits) and was
+    /// read leniently.
+    pub malformed: bool,
 }
 
 /// The result of parsing a head from the start of a buffer.
@@ -84,6 +92,7 @@ pub(crate) fn parse_request(buf: &[u8]) -> Parsed<RequestHead> {
                 headers: fields(req.headers),
                 lenient: false,
                 bad_lines: 0,
+                malformed: false,
             };
             Parsed::Complete(head, n)
         }
@@ -108,6 +117,7 @@ pub(crate) fn parse_response(buf: &[u8]) -> Parsed<ResponseHead> {
                 headers: fields(resp.headers),
                 lenient: false,
                 bad_lines: 0,
+                malformed: false,
             };
             Parsed::Complete(head, n)
         }
@@ -117,15 +127,14 @@ pub(crate) fn parse_response(buf: &[u8]) -> Parsed<ResponseHead> {
 }
 
 /// The index just past the first empty line of `buf` (the end of a head or trailer section), accepting CRLF and
-/// bare LF line endings. `buf` must start at the beginning of a line that is not itself empty.
+/// bare LF line endings. A line of nothing but CRs counts as empty (`LF CR CR LF` ends a head for browsers too).
+/// `buf` must start at the beginning of a line that is not itself empty.
 pub(crate) fn find_head_end(buf: &[u8]) -> Option<usize> {
     let mut i = 0;
     while let Some(p) = buf[i..].iter().position(|&b| b == b'\n') {
         let j = i + p;
-        if j >= 1 && buf[j - 1] == b'\n' {
-            return Some(j + 1);
-        }
-        if j >= 2 && buf[j - 1] == b'\r' && buf[j - 2] == b'\n' {
+        let crs = buf[..j].iter().rev().take_while(|&&b| b == b'\r').count();
+        if j > crs && buf[j - crs - 1] == b'\n' {
             return Some(j + 1);
         }
         i = j + 1;
@@ -158,8 +167,11 @@ fn trim(mut s: &[u8]) -> &[u8] {
     s
 }
 
-fn strip_cr(line: &[u8]) -> &[u8] {
-    line.strip_suffix(b"\r").unwrap_or(line)
+fn strip_cr(mut line: &[u8]) -> &[u8] {
+    while let Some(l) = line.strip_suffix(b"\r") {
+        line = l;
+    }
+    line
 }
 
 /// `HTTP/1.d` → the minor version (capped at 1).
@@ -170,44 +182,81 @@ fn http1_version(v: &[u8]) -> Option<u8> {
     }
 }
 
-/// A lenient request line: method, target (may hold spaces), version.
-fn request_line(line: &[u8]) -> Option<(&[u8], &[u8], u8)> {
+/// The minor version a malformed version token (`HTTP/` and anything: `HTTP/2.0`, `HTTP/1.`, `HTTP/1.01`) is
+/// framed as: 0 for what starts like 1.0 or 0.x, otherwise 1 (HTTP/1.1).
+fn odd_version(v: &[u8]) -> u8 {
+    if v.starts_with(b"HTTP/1.0") || v.starts_with(b"HTTP/0.") { 0 } else { 1 }
+}
+
+/// A lenient request line: method, target (may hold spaces), minor version, and whether it is malformed.
+///
+/// Besides `METHOD target HTTP/1.x`, a known method may come with a version token that is not `HTTP/1.x`
+/// (`GET / HTTP/1.`), without a version (`GET /path`, the HTTP/0.9 form), without a target (`GET HTTP/1.1`) or
+/// alone (`OPTIONS`): real clients send those, servers answer them (400 mostly), and tshark counts them as
+/// requests.
+fn request_line(line: &[u8]) -> Option<(&[u8], &[u8], u8, bool)> {
     let line = trim(line);
-    let m_end = line.iter().position(|&b| is_ws(b))?;
+    if line.iter().any(|&b| b < 0x20 && b != b'\t' || b == 0x7f) {
+        return None;
+    }
+    let m_end = line.iter().position(|&b| is_ws(b)).unwrap_or(line.len());
     let method = &line[..m_end];
     if method.is_empty() || !method.iter().all(|&b| is_tchar(b)) {
         return None;
     }
+    let known = is_known_method(method);
+    if m_end == line.len() {
+        // The method alone.
+        return known.then_some((method, &line[m_end..], 0, true));
+    }
     let v_start = line.iter().rposition(|&b| is_ws(b))? + 1;
-    let minor = http1_version(&line[v_start..])?;
-    if v_start <= m_end {
-        return None;
+    let last = &line[v_start..];
+    let middle = trim(&line[m_end..v_start]);
+    if v_start <= m_end + 1 || middle.is_empty() {
+        // Two tokens: the method and a target or a version.
+        if !known {
+            return None;
+        }
+        return Some(if last.starts_with(b"HTTP/") {
+            (method, &line[line.len()..], http1_version(last).unwrap_or(odd_version(last)), true)
+        } else {
+            (method, last, 0, true)
+        });
     }
-    let target = trim(&line[m_end..v_start]);
-    if target.is_empty() || target.iter().any(|&b| b < 0x20 && b != b'\t' || b == 0x7f) {
-        return None;
+    match http1_version(last) {
+        Some(minor) => Some((method, middle, minor, false)),
+        None if known && last.starts_with(b"HTTP/") => Some((method, middle, odd_version(last), true)),
+        None => None,
     }
-    Some((method, target, minor))
 }
 
-/// A lenient status line: version, three-digit status, optional reason.
-fn status_line(line: &[u8]) -> Option<(u8, u16, &[u8])> {
-    let minor = http1_version(line.get(..8)?)?;
-    let rest = &line[8..];
-    if !rest.first().is_some_and(|&b| is_ws(b)) {
+/// A lenient status line: minor version, status, reason, and whether it is malformed.
+///
+/// Any line starting with `HTTP/` where a response head is expected is a status line for tshark and for browsers.
+/// The version token runs to the first space (`HTTP/2.0`, `HTTP/0.9`, `HTTP/1.01` are framed as HTTP/1.1, what
+/// starts like `HTTP/1.0` as HTTP/1.0); the status is the run of digits after the spaces (`2000` is 2000, `0204`
+/// is 204, `2xx` is 2) and the reason what follows it. Without a status digit after the version and a space it is
+/// not a status line.
+fn status_line(line: &[u8]) -> Option<(u8, u16, &[u8], bool)> {
+    if !line.starts_with(b"HTTP/") {
         return None;
     }
-    let rest = trim(rest);
-    let code = rest.get(..3)?;
-    if !code.iter().all(u8::is_ascii_digit) {
+    let v_end = line.iter().position(|&b| is_ws(b))?;
+    let version = &line[..v_end];
+    let rest = trim(&line[v_end..]);
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 {
+        // No status code at all (`HTTP/1.1`, `HTTP/1.1 abc`, `HTTP/1.1foobar`): not a status line.
         return None;
     }
-    let status = code.iter().fold(0u16, |acc, d| acc * 10 + u16::from(d - b'0'));
-    let after = &rest[3..];
-    if after.first().is_some_and(|&b| !is_ws(b)) {
-        return None;
-    }
-    Some((minor, status, trim(after)))
+    let status = rest[..digits].iter().fold(0u16, |acc, d| acc.saturating_mul(10).saturating_add(u16::from(d - b'0')));
+    let after = &rest[digits..];
+    let (minor, odd_v) = match http1_version(version) {
+        Some(m) => (m, false),
+        None => (odd_version(version), true),
+    };
+    let malformed = odd_v || digits != 3 || after.first().is_some_and(|&b| !is_ws(b));
+    Some((minor, status, trim(after), malformed))
 }
 
 /// Whether `buf` (no complete first line yet) could still become a request line.
@@ -216,23 +265,17 @@ fn plausible_request_prefix(buf: &[u8]) -> bool {
     if m_end == 0 && !buf.is_empty() {
         return false;
     }
-    buf[m_end..]
-        .iter()
-        .enumerate()
-        .all(|(i, &b)| (i == 0 && is_ws(b)) || (i > 0 && (b >= 0x20 && b != 0x7f || b == b'\t' || b == b'\r')))
+    buf[m_end..].iter().enumerate().all(|(i, &b)| {
+        // A CR right after the method: a method alone on its line (read when the method is known).
+        (i == 0 && (is_ws(b) || b == b'\r')) || (i > 0 && (b >= 0x20 && b != 0x7f || b == b'\t' || b == b'\r'))
+    })
 }
 
-/// Whether `buf` (no complete first line yet) could still become a status line.
+/// Whether `buf` (no complete first line yet) could still become a status line: it starts with `HTTP/` (or a
+/// prefix of it).
 fn plausible_response_prefix(buf: &[u8]) -> bool {
-    let n = buf.len().min(7);
-    if buf[..n] != b"HTTP/1."[..n] {
-        return false;
-    }
-    match buf.get(7) {
-        None => true,
-        Some(d) if d.is_ascii_digit() => buf[8..].iter().all(|&b| b >= 0x20 && b != 0x7f || b == b'\t' || b == b'\r'),
-        Some(_) => false,
-    }
+    let n = buf.len().min(5);
+    buf[..n] == b"HTTP/"[..n]
 }
 
 /// Parses header lines (after the start line, through the empty line). Folded lines are joined to the previous
@@ -279,15 +322,22 @@ fn lenient_request(buf: &[u8]) -> Parsed<RequestHead> {
     let Some(first_end) = buf.iter().position(|&b| b == b'\n') else {
         return if plausible_request_prefix(buf) { Parsed::Partial } else { Parsed::Invalid };
     };
-    let Some((method, target, minor)) = request_line(strip_cr(&buf[..first_end])) else {
+    let Some((method, target, minor, malformed)) = request_line(strip_cr(&buf[..first_end])) else {
         return Parsed::Invalid;
     };
     let Some(end) = find_head_end(buf) else {
         return Parsed::Partial;
     };
     let (headers, bad_lines) = parse_fields(&buf[first_end + 1..end]);
-    let head =
-        RequestHead { method: method.to_vec(), target: target.to_vec(), minor, headers, lenient: true, bad_lines };
+    let head = RequestHead {
+        method: method.to_vec(),
+        target: target.to_vec(),
+        minor,
+        headers,
+        lenient: true,
+        bad_lines,
+        malformed,
+    };
     Parsed::Complete(head, end)
 }
 
@@ -295,14 +345,14 @@ fn lenient_response(buf: &[u8]) -> Parsed<ResponseHead> {
     let Some(first_end) = buf.iter().position(|&b| b == b'\n') else {
         return if plausible_response_prefix(buf) { Parsed::Partial } else { Parsed::Invalid };
     };
-    let Some((minor, status, reason)) = status_line(strip_cr(&buf[..first_end])) else {
+    let Some((minor, status, reason, malformed)) = status_line(strip_cr(&buf[..first_end])) else {
         return Parsed::Invalid;
     };
     let Some(end) = find_head_end(buf) else {
         return Parsed::Partial;
     };
     let (headers, bad_lines) = parse_fields(&buf[first_end + 1..end]);
-    let head = ResponseHead { minor, status, reason: reason.to_vec(), headers, lenient: true, bad_lines };
+    let head = ResponseHead { minor, status, reason: reason.to_vec(), headers, lenient: true, bad_lines, malformed };
     Parsed::Complete(head, end)
 }
 
@@ -378,12 +428,105 @@ mod tests {
         assert_eq!(parse_request(b"GET / HTTP/1.1\r\nHost: x\r\n"), Parsed::Partial);
         assert_eq!(parse_request(b"GE"), Parsed::Partial);
         assert_eq!(parse_request(b"\x16\x03\x01\x02\x00"), Parsed::Invalid);
-        assert_eq!(parse_request(b"GET / HTTP/2.0\r\n\r\n"), Parsed::Invalid);
+        // The HTTP/2 preface: PRI is not a known method, so its odd version is not read leniently.
+        assert_eq!(parse_request(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), Parsed::Invalid);
+        assert_eq!(parse_request(b"FOO /x\r\n\r\n"), Parsed::Invalid);
+        assert_eq!(parse_request(b"GET/ HTTP/1.1\r\n\r\n"), Parsed::Invalid);
         assert_eq!(parse_response(b"HTTP/1.1 2"), Parsed::Partial);
         assert_eq!(parse_response(b"HTTX/1.1 200 OK\r\n\r\n"), Parsed::Invalid);
+        assert_eq!(parse_response(b"HTTX/1.1 200 OK\r\n\r\n"), Parsed::Invalid);
+        assert_eq!(parse_response(b"HTTP"), Parsed::Partial);
+        assert_eq!(parse_response(b"HTTPS 200\r\n\r\n"), Parsed::Invalid);
         assert_eq!(parse_response(b"HTTP/1.1 abc\r\n\r\n"), Parsed::Invalid);
+        assert_eq!(parse_response(b"HTTP/1.1foobar\r\n\r\n"), Parsed::Invalid);
+        assert_eq!(parse_response(b"HTTP/1.1\r\nA: b\r\n\r\n"), Parsed::Invalid);
+        assert_eq!(parse_response(b"HTTP/1.1\x00200\x00ok\r\n\r\n"), Parsed::Invalid);
         // A folded line in an incomplete head waits for the end of the head.
         assert_eq!(parse_request(b"GET / HTTP/1.1\r\nA: b\r\n c\r\n"), Parsed::Partial);
+    }
+
+    #[test]
+    fn odd_status_lines_are_responses() {
+        // (line, minor, status, reason)
+        let cases: &[(&[u8], u8, u16, &[u8])] = &[
+            (b"HTTP/2.0 200 ok", 1, 200, b"ok"),
+            (b"HTTP/0.9 200 ok", 0, 200, b"ok"),
+            (b"HTTP/1.01 200 ok", 0, 200, b"ok"),
+            (b"HTTP/1.10 200 ok", 1, 200, b"ok"),
+            (b"HTTP/1..1 200 ok", 1, 200, b"ok"),
+            (b"HTTP/1.1\x00 200 ok", 1, 200, b"ok"),
+            (b"HTTP/1.0 2XX OK", 0, 2, b"XX OK"),
+            (b"HTTP/1.1 2000 ok", 1, 2000, b"ok"),
+            (b"HTTP/1.1 0204 ok", 1, 204, b"ok"),
+            (b"HTTP/1.1 200Transfer-Encoding:chunked", 1, 200, b"Transfer-Encoding:chunked"),
+            (b"HTTP/1.1\r 200 ok", 1, 200, b"ok"),
+        ];
+        for &(line, minor, status, reason) in cases {
+            let mut buf = line.to_vec();
+            buf.extend_from_slice(b"\r\nContent-Length: 2\r\n\r\nok");
+            let (h, n) = resp(&buf);
+            let what = String::from_utf8_lossy(line);
+            assert_eq!((h.minor, h.status), (minor, status), "{what}");
+            assert_eq!(h.reason, reason, "{what}");
+            assert!(h.malformed, "{what}");
+            assert_eq!(h.headers, vec![Header::new("Content-Length", "2")], "{what}");
+            assert_eq!(n, buf.len() - 2, "{what}");
+        }
+        let (h, _) = resp(b"HTTP/1.1 200 OK\r\n\r\n");
+        assert!(!h.malformed);
+    }
+
+    #[test]
+    fn malformed_request_lines_with_known_methods() {
+        // (line, method, target, minor)
+        type Case = (&'static [u8], &'static [u8], &'static [u8], u8);
+        let cases: &[Case] = &[
+            (b"GET / HTTP/1.", b"GET", b"/", 1),
+            (b"GET / HTTP/2.0", b"GET", b"/", 1),
+            (b"GET /HTTP/1.1", b"GET", b"/HTTP/1.1", 0),
+            (b"GET HTTP/1.1", b"GET", b"", 1),
+            (b"OPTIONS HTTP/1.1", b"OPTIONS", b"", 1),
+            (b"OPTIONS", b"OPTIONS", b"", 0),
+            (b"CCM_POST / HTTP/1.", b"CCM_POST", b"/", 1),
+        ];
+        for &(line, method, target, minor) in cases {
+            let mut buf = line.to_vec();
+            buf.extend_from_slice(b"\r\nHost: h\r\n\r\n");
+            let (h, n) = req(&buf);
+            let what = String::from_utf8_lossy(line);
+            assert_eq!(h.method, method, "{what}");
+            assert_eq!(h.target, target, "{what}");
+            assert_eq!(h.minor, minor, "{what}");
+            assert!(h.malformed, "{what}");
+            assert_eq!(h.headers, vec![Header::new("Host", "h")], "{what}");
+            assert_eq!(n, buf.len(), "{what}");
+        }
+        // Unknown methods, a method glued to its target, non-token methods: not requests.
+        for bad in [
+            &b"FOO / HTTP/1.\r\n\r\n"[..],
+            b"FOO /x\r\n\r\n",
+            b"FOO\r\n\r\n",
+            b"GET/ HTTP/1.1\r\n\r\n",
+            b"GET/HTTP/1.1\r\n\r\n",
+            b"\xc3\x83\xc3\x82 / HTTP/1.1\r\n\r\n",
+            b"GET /\x01 HTTP/1.\r\n\r\n",
+        ] {
+            assert_eq!(parse_request(bad), Parsed::Invalid, "{bad:?}");
+        }
+        // The usual form with an extension method is fine, and not malformed.
+        let (h, _) = req(b"WEIRD / HTTP/1.1\r\n\r\n");
+        assert_eq!(h.method, b"WEIRD");
+        assert!(!h.malformed);
+    }
+
+    #[test]
+    fn a_line_of_crs_ends_the_head() {
+        let buf = b"HTTP/1.1 200 ok\r\nContent-length: 2\n\r\r\nokNEXT";
+        let (h, n) = resp(buf);
+        assert_eq!(h.headers, vec![Header::new("Content-length", "2")]);
+        assert_eq!(&buf[n..], b"okNEXT");
+        assert_eq!(find_head_end(b"A\n\r\r\r\nx"), Some(6));
+        assert_eq!(find_head_end(b"A\r\nB\r\r\nx"), None);
     }
 
     #[test]

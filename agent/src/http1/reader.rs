@@ -293,7 +293,8 @@ fn clamp(rem: u64, len: usize) -> usize {
 }
 
 /// The index in `input` just past the first empty line, looking back into `pending` (which starts at a line
-/// start) for the line ends before it. At worst an early match makes the reader ask again.
+/// start) for the line ends before it. At worst an early match makes the reader ask again. A line of nothing but
+/// CRs counts as empty.
 fn empty_line_end(pending: &[u8], input: &[u8]) -> Option<usize> {
     let at = |k: isize| -> Option<u8> {
         if k >= 0 {
@@ -307,7 +308,12 @@ fn empty_line_end(pending: &[u8], input: &[u8]) -> Option<usize> {
     let mut from = 0usize;
     while let Some(p) = input[from..].iter().position(|&b| b == b'\n') {
         let j = (from + p) as isize;
-        if at(j - 1) == Some(b'\n') || (at(j - 1) == Some(b'\r') && at(j - 2) == Some(b'\n')) {
+        // A line of nothing but CRs is empty too (as in `head::find_head_end`).
+        let mut k = j - 1;
+        while at(k) == Some(b'\r') {
+            k -= 1;
+        }
+        if at(k) == Some(b'\n') {
             return Some(j as usize + 1);
         }
         from += p + 1;

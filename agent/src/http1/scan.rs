@@ -1,14 +1,16 @@
 //! Recognising where an HTTP/1 message starts, by content: for protocol detection (`looks_like_*`) and for
 //! resynchronising after a gap or garbage (scan forward for the next plausible request or status line).
 //!
-//! A request line start is a method token, a space, a target without spaces or controls, a space, `HTTP/1.` and a
-//! digit, then the end of the line. Resync accepts only known methods; detection accepts any upper-case token. A
-//! status line start is `HTTP/1.` and a digit, spaces, three digits, then a space or the end of the line. Both
-//! reject binary bytes at the first byte that cannot belong.
+//! A request line start is a method token, a space, a target without controls (spaces inside it are taken, as
+//! the lenient head parser takes them), a space, `HTTP/1.` and a digit, then the end of the line. Resync accepts only known methods; detection accepts any upper-case token. A
+//! status line start is `HTTP/`, a digit, `.` and a digit (tshark and browsers take `HTTP/2.0 200` or `HTTP/0.9
+//! 200` on an HTTP/1 connection for a status line; it is framed as HTTP/1.1), spaces, three digits, then a space
+//! or the end of the line. Both reject binary bytes at the first byte that cannot belong.
 
 use super::head::is_tchar;
 
-/// Methods resync accepts (RFC 9110, WebDAV, and a few common extensions).
+/// Methods resync accepts, and the only ones a malformed request line may carry (RFC 9110, WebDAV, DeltaV, CalDAV,
+/// UPnP, and the extensions tshark also recognises).
 const KNOWN_METHODS: &[&[u8]] = &[
     b"GET",
     b"POST",
@@ -40,7 +42,28 @@ const KNOWN_METHODS: &[&[u8]] = &[
     b"SUBSCRIBE",
     b"UNSUBSCRIBE",
     b"M-SEARCH",
+    b"CCM_POST",
+    b"POLL",
+    b"BCOPY",
+    b"BMOVE",
+    b"BDELETE",
+    b"BPROPFIND",
+    b"BPROPPATCH",
+    b"LABEL",
+    b"UPDATE",
+    b"CHECKIN",
+    b"UNCHECKOUT",
+    b"MKWORKSPACE",
+    b"VERSION-CONTROL",
+    b"BASELINE-CONTROL",
+    b"RPC_IN_DATA",
+    b"RPC_OUT_DATA",
 ];
+
+/// Whether `m` is one of the known methods.
+pub(crate) fn is_known_method(m: &[u8]) -> bool {
+    KNOWN_METHODS.contains(&m)
+}
 
 /// Longest method token considered.
 const MAX_METHOD: usize = 24;
@@ -89,13 +112,14 @@ fn spaces(b: &[u8], mut i: usize) -> Option<usize> {
     Some(i)
 }
 
-/// `HTTP/1.` and a digit at `i`; returns the index after it.
-fn version_at(b: &[u8], i: usize) -> Result<usize, Match> {
+/// `HTTP/1.` and a digit at `i` (with `any_major`, `HTTP/`, a digit, `.` and a digit); returns the index after it.
+fn version_at(b: &[u8], i: usize, any_major: bool) -> Result<usize, Match> {
     const V: &[u8] = b"HTTP/1.";
     for (k, want) in V.iter().enumerate() {
+        let ok = |c: u8| c == *want || (any_major && k == 5 && c.is_ascii_digit());
         match b.get(i + k) {
             None => return Err(Match::More),
-            Some(c) if c == want => {}
+            Some(&c) if ok(c) => {}
             Some(_) => return Err(Match::No),
         }
     }
@@ -127,25 +151,32 @@ pub(crate) fn request_line_at(b: &[u8], known_only: bool) -> Match {
         return Match::No;
     };
     i = t0;
-    while i < b.len() && is_target_byte(b[i]) {
-        i += 1;
-        if i - t0 > MAX_TARGET {
+    // The target runs to the space before the version; it may hold spaces itself (clients do send them).
+    loop {
+        while i < b.len() && is_target_byte(b[i]) {
+            i += 1;
+            if i - t0 > MAX_TARGET {
+                return Match::No;
+            }
+        }
+        if i == b.len() {
+            return Match::More;
+        }
+        if i == t0 || b[i] != b' ' {
             return Match::No;
         }
+        let Some(v) = spaces(b, i) else {
+            return Match::No;
+        };
+        match version_at(b, v, false) {
+            Ok(after) => {
+                i = after;
+                break;
+            }
+            Err(Match::No) if b.get(v).is_some_and(|&c| is_target_byte(c)) => i = v,
+            Err(m) => return m,
+        }
     }
-    if i == b.len() {
-        return Match::More;
-    }
-    if i == t0 || b[i] != b' ' {
-        return Match::No;
-    }
-    let Some(v) = spaces(b, i) else {
-        return Match::No;
-    };
-    i = match version_at(b, v) {
-        Ok(i) => i,
-        Err(m) => return m,
-    };
     let Some(i) = spaces(b, i) else {
         return Match::No;
     };
@@ -160,7 +191,7 @@ pub(crate) fn request_line_at(b: &[u8], known_only: bool) -> Match {
 
 /// Whether `b` starts with a status line.
 pub(crate) fn status_line_at(b: &[u8]) -> Match {
-    let mut i = match version_at(b, 0) {
+    let mut i = match version_at(b, 0, true) {
         Ok(i) => i,
         Err(m) => return m,
     };
@@ -280,6 +311,9 @@ mod tests {
         assert_eq!(looks_like_response_start(b"HTTP/1.1 20"), None);
         assert_eq!(looks_like_response_start(b"HTT"), None);
         assert_eq!(looks_like_response_start(b"HTTP/2 200\r\n"), Some(false));
+        assert_eq!(looks_like_response_start(b"HTTP/2.0 200 ok\r\n"), Some(true));
+        assert_eq!(looks_like_response_start(b"HTTP/0.9 200 ok\r\n"), Some(true));
+        assert_eq!(looks_like_response_start(b"HTTP/x.1 200\r\n"), Some(false));
         assert_eq!(looks_like_response_start(b"HTTP/1.1 2000\r\n"), Some(false));
         assert_eq!(looks_like_response_start(b"\x00\x00\x12\x04\x00"), Some(false));
         assert_eq!(looks_like_response_start(b"GET / HTTP/1.1\r\n"), Some(false));

@@ -19,6 +19,10 @@ pub struct Http1Stats {
     pub framing_anomalies: u64,
     /// Heads that httparse refused and the lenient parser read (obs-fold, odd spacing, odd versions...).
     pub lenient_heads: u64,
+    /// Heads whose start line was malformed and read leniently (a request line without target or version, a
+    /// status line with a version other than HTTP/1.x or a status that is not three digits); the exchange is
+    /// flagged `parse_error`. Also counted in `lenient_heads`.
+    pub malformed_start_lines: u64,
     /// Header lines the lenient parser dropped (no colon, empty name).
     pub dropped_header_lines: u64,
     /// Heads larger than `max_head_bytes` (also counted in `parse_errors`).
@@ -67,6 +71,7 @@ impl Http1Stats {
             parse_errors,
             framing_anomalies,
             lenient_heads,
+            malformed_start_lines,
             dropped_header_lines,
             oversized_heads,
             incomplete_heads,
@@ -92,6 +97,7 @@ impl Http1Stats {
         self.parse_errors += parse_errors;
         self.framing_anomalies += framing_anomalies;
         self.lenient_heads += lenient_heads;
+        self.malformed_start_lines += malformed_start_lines;
         self.dropped_header_lines += dropped_header_lines;
         self.oversized_heads += oversized_heads;
         self.incomplete_heads += incomplete_heads;

@@ -913,3 +913,217 @@ proptest! {
         prop_assert_eq!(orders.len(), out.len());
     }
 }
+
+// ===== what real captures showed (each case written here from scratch) =====
+
+/// Status lines with a version other than `HTTP/1.x` or a status that is not three digits are still responses
+/// (tshark and browsers take them); they are framed by their fields and flagged `parse_error`.
+#[test]
+fn malformed_status_lines_are_responses() {
+    let steps = [
+        c("GET /a HTTP/1.1\r\nHost: h\r\n\r\n"),
+        s("HTTP/2.0 200 ok\r\nContent-Length: 2\r\n\r\nok"),
+        c("GET /b HTTP/1.1\r\nHost: h\r\n\r\n"),
+        s("HTTP/1.1 0204 ok\r\nContent-Length: 0\r\n\r\n"),
+        c("GET /c HTTP/1.1\r\nHost: h\r\n\r\n"),
+        s("HTTP/1.0 2XX OK\r\nServer: POC\r\n\r\ntoto"),
+        FinS,
+        Close,
+    ];
+    let r = shotgun(&steps, &Http1Config::default(), false);
+    assert_eq!(r.ex.len(), 3, "{:#?}", r.ex);
+    let got: Vec<(String, u16, Vec<u8>)> =
+        r.ex.iter().map(|e| (path(e), resp(e).status, resp(e).body.bytes.clone())).collect();
+    assert_eq!(
+        got,
+        [
+            ("/a".to_string(), 200, b"ok".to_vec()),
+            ("/b".to_string(), 204, Vec::new()),
+            ("/c".to_string(), 2, b"toto".to_vec()),
+        ]
+    );
+    for e in &r.ex {
+        assert_eq!(e.flags, Flags::PARSE_ERROR, "{}", path(e));
+    }
+    assert_eq!(r.stats.malformed_start_lines, 3);
+    assert_eq!(r.stats.parse_errors, 0);
+}
+
+/// `HTTP/1.1` with no status code is not a status line: resync, no response invented.
+#[test]
+fn status_line_without_a_status_is_not_a_response() {
+    let r = run(&[c("GET /a HTTP/1.1\r\nHost: h\r\n\r\n"), s("HTTP/1.1\r\nContent-Length: 2\r\n\r\nok"), FinS, Close]);
+    assert_eq!(r.ex.len(), 1);
+    assert!(r.ex[0].response.is_none());
+    assert_eq!(r.stats.parse_errors, 1);
+}
+
+/// A line of nothing but CRs ends a head (`LF CR CR LF`), however the bytes are cut.
+#[test]
+fn head_ended_by_a_line_of_crs() {
+    let steps = [
+        c("GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /b HTTP/1.1\r\nHost: h\r\n\r\n"),
+        s("HTTP/1.1 200 ok\r\nContent-length: 2\n\r\r\nokHTTP/1.1 200 ok\r\nContent-Length: 1\r\n\r\nx"),
+    ];
+    let r = shotgun(&steps, &Http1Config::default(), false);
+    assert_eq!(r.ex.len(), 2, "{:#?}", r.ex);
+    assert_eq!(resp(&r.ex[0]).body.bytes, b"ok");
+    assert_eq!(resp(&r.ex[0]).headers, vec![h("Content-length", "2")]);
+    assert_eq!(resp(&r.ex[1]).body.bytes, b"x");
+    assert_eq!(r.ex[0].flags, Flags::NONE);
+}
+
+/// Request lines with a known method but no target, no version or a broken version are requests: clients send
+/// them and servers answer them. Unknown methods or a method glued to the target are not.
+#[test]
+fn malformed_request_lines_with_known_methods_are_requests() {
+    let steps = [
+        c("GET / HTTP/1.\r\nHost: h\r\n\r\n"),
+        s("HTTP/1.0 400 Bad Request\r\nContent-Length: 0\r\n\r\n"),
+        c("OPTIONS\r\nHost: h\r\n\r\n"),
+        s("HTTP/1.0 400 Bad Request\r\nContent-Length: 0\r\n\r\n"),
+        c("GET /HTTP/1.1\r\nHost: h\r\n\r\n"),
+        s("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+        c("GET HTTP/1.1\r\nHost: h\r\n\r\n"),
+        s("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+        Close,
+    ];
+    let r = shotgun(&steps, &Http1Config::default(), false);
+    let got: Vec<(String, String, u16)> =
+        r.ex.iter()
+            .map(|e| {
+                let m = String::from_utf8_lossy(&req(e).method).into_owned();
+                (m, path(e), resp(e).status)
+            })
+            .collect();
+    let want = [("GET", "/", 400), ("OPTIONS", "", 400), ("GET", "/HTTP/1.1", 200), ("GET", "", 200)];
+    let want: Vec<(String, String, u16)> = want.iter().map(|(m, p, s)| (m.to_string(), p.to_string(), *s)).collect();
+    assert_eq!(got, want);
+    for e in &r.ex {
+        assert_eq!(e.flags, Flags::PARSE_ERROR);
+    }
+    assert_eq!(r.stats.malformed_start_lines, 4);
+
+    let r = run(&[
+        c("GET/ HTTP/1.1\r\nHost: h\r\n\r\n"),
+        s("HTTP/1.0 400 Bad Request\r\nContent-Length: 0\r\n\r\n"),
+        Close,
+    ]);
+    assert_eq!(r.ex.len(), 1);
+    assert!(r.ex[0].request.is_none());
+    assert_eq!(r.ex[0].flags, Flags::NO_REQUEST);
+}
+
+/// An HTTP/0.9-style line followed by an empty line, answered after a response the server sent first.
+#[test]
+fn versionless_request_line_ending_in_an_empty_line() {
+    let r = run(&[
+        s("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n"),
+        c("GET /\r\n\r\n"),
+        s("this is too much.\r\n"),
+        Close,
+    ]);
+    let requests: Vec<String> = r.ex.iter().filter(|e| e.request.is_some()).map(path).collect();
+    assert_eq!(requests, ["/"]);
+}
+
+/// A Content-Length beyond 2^63-1 is invalid (servers refuse it): the request has no body, and what follows is the
+/// next request. The largest valid value is still a length.
+#[test]
+fn content_length_beyond_i64_max_is_invalid() {
+    let r = run(&[
+        c(
+            "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 18446744073709551615\r\n\r\nGET /next HTTP/1.1\r\nHost: t\r\n\r\n",
+        ),
+        Close,
+    ]);
+    let paths: Vec<String> = r.ex.iter().map(path).collect();
+    assert_eq!(paths, ["/", "/next"]);
+    assert!(r.ex[0].flags.contains(Flags::PARSE_ERROR));
+    assert_eq!(r.stats.framing_anomalies, 1);
+
+    let r = run(&[
+        c(
+            "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 9223372036854775807\r\n\r\nGET /next HTTP/1.1\r\nHost: t\r\n\r\n",
+        ),
+        Close,
+    ]);
+    assert_eq!(r.ex.len(), 1);
+    assert_eq!(req(&r.ex[0]).body.bytes, b"GET /next HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(r.stats.framing_anomalies, 0);
+}
+
+// ----- where tshark 4.0 counts differently, and why we keep our reading -----
+
+/// tshark dissects only a fixed list of methods; RFC 9110 §9.1 allows any token. QUERY (the IETF httpbis draft),
+/// and extension methods answered by real servers, are requests.
+#[test]
+fn extension_methods_are_requests() {
+    let r = run(&[
+        c("QUERY /search HTTP/1.1\r\nHost: h\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nq=abc"),
+        s("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+        c("WEIRD / HTTP/1.1\r\nHost: h\r\n\r\n"),
+        s("HTTP/1.1 301 Moved Permanently\r\nContent-Length: 0\r\n\r\n"),
+        Close,
+    ]);
+    let methods: Vec<&[u8]> = r.ex.iter().map(|e| req(e).method.as_slice()).collect();
+    assert_eq!(methods, [&b"QUERY"[..], b"WEIRD"]);
+    assert_eq!(req(&r.ex[0]).body.bytes, b"q=abc");
+    assert!(r.ex.iter().all(|e| e.flags == Flags::NONE));
+}
+
+/// A request line cut into one-byte segments is one request (tshark's heuristic misses a first segment of one
+/// byte).
+#[test]
+fn request_in_one_byte_segments() {
+    let steps = [c("GET / HTTP/1.0\r\n\r\n"), s("HTTP/1.0 200 OK\r\nContent-Length: 6\r\n\r\nHello\n"), Close];
+    let r = run_with(&steps, &Http1Config::default(), false, &pieces_of(1));
+    assert_eq!(r.ex.len(), 1);
+    assert_eq!(path(&r.ex[0]), "/");
+    assert_eq!(resp(&r.ex[0]).body.bytes, b"Hello\n");
+}
+
+/// Junk before a request line (here four bytes and a space) is skipped by resync; tshark gives up on the segment.
+#[test]
+fn junk_before_the_request_line_is_skipped() {
+    let r = run(&[
+        cb(b"\xdd\x00\x00\x00 GET /txt HTTP/1.1\r\nHost: h\r\n\r\n"),
+        s("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+        Close,
+    ]);
+    assert_eq!(r.ex.len(), 1);
+    assert_eq!(path(&r.ex[0]), "/txt");
+    assert_eq!(r.stats.resync_skipped_bytes, 5);
+}
+
+/// An obs-fold `Transfer-Encoding` is unfolded (RFC 9112 §5.2): the body is chunked, and the request after it is
+/// found. tshark reads the folded field as empty and loses the second request.
+#[test]
+fn folded_transfer_encoding_is_chunked() {
+    let r = run(&[
+        c(
+            "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\nGET /second HTTP/1.1\r\nHost: t\r\n\r\n",
+        ),
+        Close,
+    ]);
+    let paths: Vec<String> = r.ex.iter().map(path).collect();
+    assert_eq!(paths, ["/", "/second"]);
+    assert!(req(&r.ex[0]).body.bytes.is_empty());
+    assert!(!r.ex[0].flags.contains(Flags::PARSE_ERROR));
+}
+
+/// A chunk size that overflows 64 bits breaks the framing: the request is flagged, and resync finds the request
+/// the bytes carry after it (tshark stops at the broken body).
+#[test]
+fn chunk_size_overflow_resyncs_to_the_next_request() {
+    let r = run(&[
+        c(
+            "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n10000000000000000\r\n\r\nGET /after HTTP/1.1\r\nHost: t\r\n\r\n",
+        ),
+        Close,
+    ]);
+    let paths: Vec<String> = r.ex.iter().map(path).collect();
+    assert_eq!(paths, ["/", "/after"]);
+    assert!(r.ex[0].flags.contains(Flags::PARSE_ERROR | Flags::INCOMPLETE));
+    assert_eq!(r.stats.parse_errors, 1);
+}

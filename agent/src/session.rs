@@ -330,9 +330,18 @@ impl Session {
                 }
                 self.state = State::H2 { conn, client_dir };
             }
-            Switch::Tunnel => {
+            Switch::Tunnel { client_rest, server_rest } => {
+                // A tunnel (CONNECT, WebSocket, other upgrades) may carry anything, HTTP included (a proxy's
+                // CONNECT to a plain-HTTP origin): detect again on the tunnelled bytes, as on a new connection.
                 self.totals.borrow_mut().tunnels += 1;
-                self.state = State::Ignored;
+                self.state = State::Detecting(Detect::default());
+                let server_dir = client_dir.reverse();
+                if !client_rest.is_empty() {
+                    self.data(client_dir, &client_rest, ts, out);
+                }
+                if !server_rest.is_empty() {
+                    self.data(server_dir, &server_rest, ts, out);
+                }
             }
         }
     }
@@ -552,6 +561,53 @@ mod tests {
         assert_eq!(find_http1_start(b"\x00\x5a\x00\x00\x00\x00\x00\x00HTTP/1.1 200 OK\r\n"), Some(false));
         // Text before a method on the same line is not a preamble.
         assert_eq!(find_http1_start(b"xGET / HTTP/1.1 but not at a start"), None);
+    }
+
+    use tapedeck_model::Flags;
+
+    fn session() -> (SessionFactory, Session) {
+        let mut f = SessionFactory::new(SessionConfig::default());
+        let meta = ConnMeta {
+            id: 1,
+            originator: "10.0.0.1:40000".parse().unwrap(),
+            responder: "10.0.0.2:3128".parse().unwrap(),
+            handshake_seen: true,
+            first_seen: Timestamp(1),
+        };
+        let s = f.new_sink(&meta);
+        (f, s)
+    }
+
+    #[test]
+    fn http_inside_a_connect_tunnel_is_recorded() {
+        let (f, mut s) = session();
+        let mut out = Vec::new();
+        let (c, sv) = (Direction::ToResponder, Direction::ToOriginator);
+        s.data(c, b"CONNECT origin:80 HTTP/1.1\r\nHost: origin:80\r\n\r\n", Timestamp(2), &mut out);
+        s.data(sv, b"HTTP/1.1 200 Connection established\r\n\r\n", Timestamp(3), &mut out);
+        s.data(c, b"GET /inside HTTP/1.1\r\nHost: origin\r\n\r\n", Timestamp(4), &mut out);
+        s.data(sv, b"HTTP/1.1 204 No Content\r\n\r\n", Timestamp(5), &mut out);
+        s.close(CloseReason::Closed, Timestamp(6), &mut out);
+        assert_eq!(out.len(), 2, "{out:#?}");
+        assert_eq!(out[0].request.as_ref().unwrap().method, b"CONNECT");
+        assert!(out[0].flags.contains(Flags::UPGRADED));
+        assert_eq!(out[1].request.as_ref().unwrap().path, b"/inside");
+        assert_eq!(out[1].response.as_ref().unwrap().status, 204);
+        assert_eq!(f.stats().tunnels, 1);
+    }
+
+    #[test]
+    fn tls_inside_a_connect_tunnel_is_counted_not_parsed() {
+        let (f, mut s) = session();
+        let mut out = Vec::new();
+        let (c, sv) = (Direction::ToResponder, Direction::ToOriginator);
+        s.data(c, b"CONNECT origin:443 HTTP/1.1\r\nHost: origin:443\r\n\r\n", Timestamp(2), &mut out);
+        s.data(sv, b"HTTP/1.1 200 Connection established\r\n\r\n", Timestamp(3), &mut out);
+        s.data(c, &[0x16, 0x03, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5], Timestamp(4), &mut out);
+        s.close(CloseReason::Closed, Timestamp(6), &mut out);
+        assert_eq!(out.len(), 1);
+        let st = f.stats();
+        assert_eq!((st.tunnels, st.flows_tls), (1, 1));
     }
 
     #[test]

@@ -37,7 +37,8 @@ pub struct SessionStats {
     pub flows_h2: u64,
     /// HTTP/1.1 connections upgraded to HTTP/2 (h2c).
     pub h2c_upgrades: u64,
-    /// Connections that became tunnels (CONNECT, WebSocket and other upgrades); their later bytes are not parsed.
+    /// Connections that became tunnels (CONNECT, WebSocket and other upgrades); what they carry is detected
+    /// again like a new connection (HTTP inside a CONNECT tunnel is recorded; TLS is counted and skipped).
     pub tunnels: u64,
     /// Connections ignored because they carry TLS.
     pub flows_tls: u64,

@@ -241,6 +241,7 @@ impl Http1Conn {
             State::Head { .. } => {
                 if has_content(self.dir(side).pending()) {
                     self.stats.incomplete_heads += 1;
+                    self.salvage_head(side, ts, out);
                 }
             }
             State::Resync | State::Paused | State::AwaitFraming | State::EndPending | State::Closed => {}
@@ -254,6 +255,32 @@ impl Http1Conn {
         self.stats.resync_skipped_bytes += dropped;
         if !was_resync {
             self.stats.resyncs += 1;
+        }
+    }
+
+    /// A gap cut a head short (typically a snaplen that cut the packet): what was captured up to the last whole
+    /// line is still a message start, its line and the headers before the cut. It is recorded as such, flagged
+    /// `gap` and `incomplete` (its body, if any, is unknown), instead of losing the whole message. Never invents a
+    /// header: the line the cut went through is dropped.
+    fn salvage_head(&mut self, side: Side, ts: Timestamp, out: &mut Vec<Exchange>) {
+        let pending = self.dir(side).pending();
+        let Some(last_nl) = pending.iter().rposition(|&c| c == b'\n') else { return };
+        let mut head = pending[..=last_nl].to_vec();
+        // Upgrades and tunnels cannot be followed without their whole head: leave those to the resync.
+        let switching =
+            head.len() >= 12 && (head.starts_with(b"CONNECT ") || &head[..5] == b"HTTP/" && &head[8..12] == b" 101");
+        if switching {
+            return;
+        }
+        head.extend_from_slice(b"\r\n");
+        self.stats.salvaged_heads += 1;
+        let d = self.dir_mut(side);
+        d.clear();
+        d.carry |= Flags::GAP | Flags::INCOMPLETE;
+        let _ = self.feed(side, &head, ts, out);
+        if !matches!(self.dir(side).reader.state, State::Head { .. } | State::Resync) {
+            // The head announced a body: it was lost in the gap.
+            self.broken_message(side, Flags::GAP | Flags::INCOMPLETE, ts, out);
         }
     }
 
@@ -740,7 +767,11 @@ impl Http1Conn {
 
     fn finish_switch(&mut self, kind: SwitchKind, server_rest: Vec<u8>) -> Switch {
         match kind {
-            SwitchKind::Tunnel => Switch::Tunnel,
+            SwitchKind::Tunnel => {
+                let client_rest = self.client.pending().to_vec();
+                self.client.clear();
+                Switch::Tunnel { client_rest, server_rest }
+            }
             SwitchKind::H2c { request, timing, order, settings } => {
                 let client_rest = self.client.pending().to_vec();
                 self.client.clear();

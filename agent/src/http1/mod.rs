@@ -69,7 +69,12 @@ pub enum Switch {
         /// Server bytes that followed the 101 response.
         server_rest: Vec<u8>,
     },
-    /// CONNECT answered 2xx, WebSocket or another 101: the rest is an opaque tunnel. The exchange was emitted,
-    /// flagged `upgraded`.
-    Tunnel,
+    /// CONNECT answered 2xx, WebSocket or another 101: the rest is a tunnel, no longer HTTP/1 of this
+    /// connection (it may carry anything, HTTP included). The exchange was emitted, flagged `upgraded`.
+    Tunnel {
+        /// Client bytes that followed the request (already sent into the tunnel).
+        client_rest: Vec<u8>,
+        /// Server bytes that followed the response.
+        server_rest: Vec<u8>,
+    },
 }

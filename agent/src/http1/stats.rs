@@ -29,6 +29,8 @@ pub struct Http1Stats {
     pub oversized_heads: u64,
     /// Heads cut by the end of their direction (FIN, reset, close) before they were complete.
     pub incomplete_heads: u64,
+    /// Heads cut by a gap whose captured lines were still recorded as a message (flagged gap, incomplete).
+    pub salvaged_heads: u64,
     /// Times a direction started scanning for the next message start (mid-stream start, gap, garbage).
     pub resyncs: u64,
     /// Bytes skipped while scanning for a message start.
@@ -75,6 +77,7 @@ impl Http1Stats {
             dropped_header_lines,
             oversized_heads,
             incomplete_heads,
+            salvaged_heads,
             resyncs,
             resync_skipped_bytes,
             gaps,
@@ -101,6 +104,7 @@ impl Http1Stats {
         self.dropped_header_lines += dropped_header_lines;
         self.oversized_heads += oversized_heads;
         self.incomplete_heads += incomplete_heads;
+        self.salvaged_heads += salvaged_heads;
         self.resyncs += resyncs;
         self.resync_skipped_bytes += resync_skipped_bytes;
         self.gaps += gaps;

@@ -288,7 +288,7 @@ fn rough_conversation() -> Vec<Step> {
 fn rough_conversation_exchanges() {
     let cfg = Http1Config { max_body: 8, ..Http1Config::default() };
     let r = run_with(&rough_conversation(), &cfg, false, &whole);
-    assert_eq!(r.ex.len(), 5, "{:#?}", r.ex);
+    assert_eq!(r.ex.len(), 6, "{:#?}", r.ex);
     // /a answered by the first 200.
     assert_eq!(path(&r.ex[0]), "/a");
     assert_eq!(resp(&r.ex[0]).body.bytes, b"ok");
@@ -315,13 +315,18 @@ fn rough_conversation_exchanges() {
     assert!(orphan.request.is_none());
     assert_eq!(resp(orphan).status, 404);
     assert_eq!(orphan.flags, Flags::NO_REQUEST);
-    // /d: its response head was cut by a gap; resync found the 500 and paired it.
+    // /d: its response head was cut by a gap; its status line was captured, so /d keeps that 200 (flagged),
+    // and the 500 found by resync after the gap answers no request seen.
     let d = &r.ex[4];
     assert_eq!(path(d), "/d");
-    assert_eq!(resp(d).status, 500);
-    assert_eq!(resp(d).body.bytes, b"bad");
-    assert_eq!(d.flags, Flags::GAP);
-    assert_eq!(r.ex.iter().map(|e| e.order).collect::<Vec<_>>(), [0, 1, 2, 3, 4]);
+    assert_eq!(resp(d).status, 200);
+    assert_eq!(d.flags, Flags::GAP | Flags::INCOMPLETE);
+    let late = &r.ex[5];
+    assert!(late.request.is_none());
+    assert_eq!(resp(late).status, 500);
+    assert_eq!(resp(late).body.bytes, b"bad");
+    assert!(late.flags.contains(Flags::NO_REQUEST));
+    assert_eq!(r.ex.iter().map(|e| e.order).collect::<Vec<_>>(), [0, 1, 2, 3, 4, 5]);
 
     assert_eq!(r.stats.parse_errors, 1);
     assert_eq!(r.stats.resyncs, 2);
@@ -329,11 +334,12 @@ fn rough_conversation_exchanges() {
     assert_eq!(r.stats.gap_bytes, 105);
     assert_eq!(r.stats.incomplete_heads, 1);
     assert_eq!(r.stats.truncated_bodies, 1);
-    assert_eq!(r.stats.unmatched_responses, 1);
+    assert_eq!(r.stats.unmatched_responses, 2);
+    assert_eq!(r.stats.salvaged_heads, 1);
     assert_eq!(r.stats.interim, 1);
     let skipped_garbage = b"\x00\x01garbage\r\nxHTTP/1.1 200 no\r\nmore junk ".len() as u64;
-    // The partial head "HTTP/1.1 200 OK\r\nCont" was dropped at the gap, and "tent\r\n\r\n" skipped after it.
-    let skipped_after_gap = "HTTP/1.1 200 OK\r\nCont".len() as u64 + "tent\r\n\r\n".len() as u64;
+    // The partial head's whole line was salvaged; "tent\r\n\r\n" was skipped after the gap.
+    let skipped_after_gap = "tent\r\n\r\n".len() as u64;
     assert_eq!(r.stats.resync_skipped_bytes, skipped_garbage + skipped_after_gap);
 }
 
@@ -341,7 +347,7 @@ fn rough_conversation_exchanges() {
 fn shotgun_rough_conversation() {
     let cfg = Http1Config { max_body: 8, ..Http1Config::default() };
     let base = shotgun(&rough_conversation(), &cfg, false);
-    assert_eq!(base.ex.len(), 5);
+    assert_eq!(base.ex.len(), 6);
 }
 
 proptest! {
@@ -495,7 +501,7 @@ fn websocket_upgrade_is_recorded_and_switches_to_a_tunnel() {
         ts(2),
         &mut out,
     );
-    assert_eq!(sw, Some(Switch::Tunnel));
+    assert!(matches!(sw, Some(Switch::Tunnel { .. })), "{sw:?}");
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].flags, Flags::UPGRADED);
     assert_eq!(resp(&out[0]).status, 101);
@@ -518,7 +524,7 @@ fn connect_2xx_tunnels_and_407_does_not() {
         s("HTTP/1.1 200 Connection Established\r\n\r\n\x16\x03\x03"),
         Close,
     ]);
-    assert_eq!(r.switches, [Switch::Tunnel]);
+    assert!(matches!(r.switches.as_slice(), [Switch::Tunnel { .. }]), "{:?}", r.switches);
     assert_eq!(r.ex.len(), 2);
     assert_eq!(resp(&r.ex[0]).status, 407);
     assert_eq!(r.ex[0].flags, Flags::NONE);
@@ -1126,4 +1132,40 @@ fn chunk_size_overflow_resyncs_to_the_next_request() {
     assert_eq!(paths, ["/", "/after"]);
     assert!(r.ex[0].flags.contains(Flags::PARSE_ERROR | Flags::INCOMPLETE));
     assert_eq!(r.stats.parse_errors, 1);
+}
+
+// ===== heads cut by a gap (snaplen) =====
+
+#[test]
+fn head_cut_by_a_gap_is_recorded_from_its_whole_lines() {
+    // A 200-byte snaplen keeps the start of each head; the rest of the packet is a gap. The request and the
+    // response are still recorded from their complete lines, flagged, and the next exchange parses normally.
+    let r = run(&[
+        c("POST /api/echo HTTP/1.1\r\nHost: a\r\nContent-Length: 14\r\nContent-Ty"),
+        GapC(60),
+        s("HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Length: 12\r\nDa"),
+        GapS(40),
+        c("GET /next HTTP/1.1\r\nHost: a\r\n\r\n"),
+        s("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"),
+    ]);
+    assert_eq!(r.ex.len(), 2, "{:#?}", r.ex);
+    let first = &r.ex[0];
+    let req = first.request.as_ref().unwrap();
+    assert_eq!((req.method.as_slice(), req.path.as_slice()), (&b"POST"[..], &b"/api/echo"[..]));
+    // Only whole lines: the cut "Content-Ty" is not turned into a header.
+    assert_eq!(req.headers, vec![h("Host", "a"), h("Content-Length", "14")]);
+    let resp = first.response.as_ref().unwrap();
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.headers, vec![h("Server", "nginx"), h("Content-Length", "12")]);
+    assert!(first.flags.contains(Flags::GAP | Flags::INCOMPLETE), "{:?}", first.flags);
+    assert_eq!(r.ex[1].response.as_ref().unwrap().status, 404);
+    assert_eq!(r.stats.salvaged_heads, 2);
+}
+
+#[test]
+fn head_cut_inside_its_first_line_is_not_invented() {
+    let r = run(&[c("GET /partial-targ"), GapC(100), c("GET /b HTTP/1.1\r\nHost: a\r\n\r\n"), Close]);
+    assert_eq!(r.stats.salvaged_heads, 0);
+    let paths: Vec<_> = r.ex.iter().filter_map(|e| e.request.as_ref()).map(|q| q.path.clone()).collect();
+    assert_eq!(paths, vec![b"/b".to_vec()]);
 }

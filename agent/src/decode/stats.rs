@@ -75,6 +75,8 @@ pub struct DecodeStats {
     pub bad_tcp_header: u64,
     /// GRE header cut off.
     pub truncated_gre: u64,
+    /// IEEE 802.11 frame (tunnelled by a wireless controller) cut off before its payload.
+    pub truncated_80211: u64,
     /// GRE version, routing or payload type the decoder does not follow.
     pub gre_unsupported: u64,
     /// VXLAN, Geneve or GTP-U header cut off or malformed.
@@ -107,7 +109,7 @@ pub struct DecodeStats {
 
 impl DecodeStats {
     /// Every counter with its name, in declaration order.
-    pub fn counters(&self) -> [(&'static str, u64); 45] {
+    pub fn counters(&self) -> [(&'static str, u64); 46] {
         [
             ("frames", self.frames),
             ("tcp_segments", self.tcp_segments),
@@ -141,6 +143,7 @@ impl DecodeStats {
             ("truncated_tcp_header", self.truncated_tcp_header),
             ("bad_tcp_header", self.bad_tcp_header),
             ("truncated_gre", self.truncated_gre),
+            ("truncated_80211", self.truncated_80211),
             ("gre_unsupported", self.gre_unsupported),
             ("bad_vxlan", self.bad_vxlan),
             ("too_many_encapsulations", self.too_many_encapsulations),
@@ -175,6 +178,7 @@ impl DecodeStats {
             + self.truncated_tcp_header
             + self.bad_tcp_header
             + self.truncated_gre
+            + self.truncated_80211
             + self.gre_unsupported
             + self.bad_vxlan
             + self.too_many_encapsulations

@@ -320,6 +320,37 @@ fn gre_plain_and_with_key_and_bridged_ethernet() {
 }
 
 #[test]
+fn aruba_gre_with_80211_data_frames() {
+    // Wireless controllers tunnel client traffic as GRE type 0x8200 around IEEE 802.11 data frames with LLC/SNAP.
+    let inner = ipv4_tcp(PAYLOAD);
+    let outer = |gre: &[u8]| {
+        let mut out = Vec::new();
+        let h = Ipv4Header::new((gre.len()) as u16, 64, IpNumber::GRE, [192, 168, 0, 1], [192, 168, 0, 2]).unwrap();
+        h.write(&mut out).unwrap();
+        out.extend_from_slice(gre);
+        out
+    };
+    let snap = [0xaa, 0xaa, 0x03, 0, 0, 0, 0x08, 0x00];
+    let addrs = [0x11u8; 18];
+    // QoS data, To DS: frame control 0x88 0x01, duration, 3 addresses, sequence control, QoS control.
+    let qos = [&[0x88, 0x01, 0, 0][..], &addrs, &[0x80, 0x7d], &[0, 0], &snap, &inner].concat();
+    let stats = assert_v4_segment(LinkType::RAW, &outer(&[&[0, 0, 0x82, 0x00][..], &qos].concat()));
+    assert_eq!(stats.gre, 1);
+    // Plain data, To DS and From DS (four addresses).
+    let wds = [&[0x08, 0x03, 0, 0][..], &addrs, &[0, 0], &[0x22; 6], &snap, &inner].concat();
+    assert_v4_segment(LinkType::RAW, &outer(&[&[0, 0, 0x82, 0x00][..], &wds].concat()));
+    // A protected (encrypted) data frame cannot be decoded: counted, not guessed.
+    let protected = [&[0x88, 0x41, 0, 0][..], &addrs, &[0, 0], &[0, 0], &snap, &inner].concat();
+    let mut d = decoder();
+    assert!(d.decode(&frame(LinkType::RAW, &outer(&[&[0, 0, 0x82, 0x00][..], &protected].concat()))).is_none());
+    assert_eq!(d.stats().non_ip, 1);
+    // Cut before the SNAP header.
+    let mut d = decoder();
+    assert!(d.decode(&frame(LinkType::RAW, &outer(&[0, 0, 0x82, 0x00, 0x88, 0x01, 0, 0]))).is_none());
+    assert_eq!(d.stats().truncated_80211, 1);
+}
+
+#[test]
 fn vxlan_and_mpls() {
     let inner = ether(0x0800, &ipv4_tcp(PAYLOAD));
     let mut pkt = Vec::new();

@@ -6,6 +6,9 @@ use super::walk::{Outcome, Walker, be16};
 /// GRE protocol types with an ERSPAN header before the mirrored Ethernet frame.
 const ERSPAN_II: u16 = 0x88BE;
 const ERSPAN_III: u16 = 0x22EB;
+/// GRE protocol types of Aruba wireless controllers: an IEEE 802.11 frame follows (the AP tunnels client traffic).
+const ARUBA_WLAN: u16 = 0x8200;
+const ARUBA_WLAN_ALT: u16 = 0x8210;
 
 impl Walker<'_> {
     /// A GRE header (version 0), then its payload by protocol type.
@@ -50,7 +53,51 @@ impl Walker<'_> {
                     None => self.truncated_gre(),
                 }
             }
+            ARUBA_WLAN | ARUBA_WLAN_ALT => self.ieee80211(rest),
             _ => self.ethertype(proto, rest),
+        }
+    }
+
+    /// An IEEE 802.11 data frame (IEEE 802.11-2020 §9.3.2.1) carrying LLC/SNAP, as tunnelled by wireless
+    /// controllers. Management and control frames, encrypted (protected) frames and frames without SNAP are
+    /// counted and skipped.
+    pub(crate) fn ieee80211<'p>(&mut self, data: &'p [u8]) -> Outcome<'p> {
+        let Some(&fc0) = data.first() else {
+            self.stats.truncated_80211 += 1;
+            return Outcome::Skip;
+        };
+        let fc1 = data.get(1).copied().unwrap_or(0);
+        let frame_type = (fc0 >> 2) & 0x3;
+        let qos = frame_type == 2 && fc0 & 0x80 != 0;
+        if frame_type != 2 || fc0 & 0x40 != 0 || fc1 & 0x40 != 0 {
+            // Not data, a null-data subtype (no body), or protected: nothing to decode here.
+            self.stats.non_ip += 1;
+            return Outcome::Skip;
+        }
+        // Frame control, duration, three addresses, sequence control; a fourth address when both To DS and
+        // From DS are set; QoS control for QoS subtypes; HT control when +HTC/Order is set on a QoS frame.
+        let mut len = 24;
+        if fc1 & 0x03 == 0x03 {
+            len += 6;
+        }
+        if qos {
+            len += 2;
+            if fc1 & 0x80 != 0 {
+                len += 4;
+            }
+        }
+        match data.get(len..len + 8) {
+            Some(snap) if snap[..6] == [0xaa, 0xaa, 0x03, 0, 0, 0] => {
+                self.ethertype(be16(snap, 6), &data[len + 8..])
+            }
+            Some(_) => {
+                self.stats.non_ip += 1;
+                Outcome::Skip
+            }
+            None => {
+                self.stats.truncated_80211 += 1;
+                Outcome::Skip
+            }
         }
     }
 

@@ -211,3 +211,31 @@ fn grpc() {
     assert_eq!(fail.status, Some(5));
     assert!(fail.message.as_deref().unwrap_or("").contains("no such item"), "{fail:?}");
 }
+
+/// Where tapedeck and tshark disagree on purpose: a response whose body never completed. tshark counts an HTTP
+/// response only once its whole body is reassembled, so its oracle has the request and no response; the status
+/// line and headers were on the wire, and tapedeck records them, flagged with why the body is incomplete. This
+/// is the kind behind most of the `over` verdicts of ../shared/corpus/check (gaps, downloads cut short).
+fn check_incomplete_response_kept(name: &str, why: Flags) {
+    let (_, ex) = record(&testdata().join(name));
+    let (want_req, want_status) = oracle(&testdata().join(format!("{name}.tshark.tsv")));
+    let (got_req, _) = ours(&ex);
+    assert_eq!(got_req, want_req, "{name}: requests agree with tshark");
+    assert!(want_status.is_empty(), "{name}: tshark is expected to count no response here: {want_status:?}");
+    assert_eq!(ex.len(), 1, "{ex:#?}");
+    let resp = ex[0].response.as_ref().expect("the response head was captured and is kept");
+    assert_eq!(resp.status, 200);
+    assert!(resp.headers.iter().any(|h| h.name.eq_ignore_ascii_case(b"content-length") && h.value == b"204800"));
+    assert!(resp.body.full_len < 204_800 || ex[0].flags.contains(Flags::GAP), "{:?}", resp.body.full_len);
+    assert!(ex[0].flags.contains(why), "{name}: flagged {:?}, expected {:?}", ex[0].flags, why);
+}
+
+#[test]
+fn aborted_download_keeps_its_response_flagged_incomplete() {
+    check_incomplete_response_kept("h1-aborted-download.pcap", Flags::INCOMPLETE);
+}
+
+#[test]
+fn lost_segment_keeps_its_response_flagged_gap() {
+    check_incomplete_response_kept("h1-lost-segment.pcap", Flags::GAP);
+}

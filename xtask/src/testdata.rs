@@ -46,6 +46,8 @@ enum Post {
     Copy,
     /// `editcap -F pcapng`.
     Pcapng,
+    /// `editcap RAW DEST N`: delete frame N (a segment lost by the capture, while the receiver ACKs it).
+    DropFrame(u32),
 }
 
 /// One golden capture.
@@ -228,6 +230,32 @@ fn captures(env: &Env) -> Vec<Capture> {
             spec: lo_spec(NGINX_PORT),
             clients: vec![env.curl(&["-o", NULL, &h1("/big.bin")])],
             post: Post::Copy,
+            decode: http.clone(),
+            needs: None,
+        },
+        Capture {
+            name: "h1-aborted-download.pcap",
+            about: "curl --limit-rate 50K --max-time 1 gives up on /big.bin (204800 bytes): the response body never \
+                    completes (tshark counts no response; tapedeck keeps it, flagged)",
+            spec: lo_spec(NGINX_PORT),
+            clients: vec![{
+                let mut c = env.ns.command("sh");
+                let url = h1("/big.bin");
+                c.args(["-c", &format!("curl -sS --limit-rate 50K --max-time 1 -o {NULL} {url}; true")]);
+                c
+            }],
+            post: Post::Copy,
+            decode: http.clone(),
+            needs: None,
+        },
+        Capture {
+            name: "h1-lost-segment.pcap",
+            about: "one GET of /big.bin with frame 30 (a response data segment) deleted by editcap: the client's \
+                    ACKs show it arrived, the capture lost it (tshark counts no response; tapedeck keeps it, \
+                    flagged gap)",
+            spec: lo_spec(NGINX_PORT),
+            clients: vec![env.curl(&["-o", NULL, &h1("/big.bin")])],
+            post: Post::DropFrame(30),
             decode: http.clone(),
             needs: None,
         },
@@ -491,10 +519,18 @@ fn make_attempt(ns: &Netns, work: &Path, out: &Path, cap: &mut Capture) -> Resul
             proc::run_ok(&mut cmd, Duration::from_secs(60))?;
             Some(shown)
         }
+        Post::DropFrame(n) => {
+            let mut cmd = Command::new("editcap");
+            cmd.arg(&raw).arg(&dest).arg(n.to_string());
+            let shown = proc::describe(&cmd);
+            proc::run_ok(&mut cmd, Duration::from_secs(60))?;
+            Some(shown)
+        }
     };
+    let removed = u64::from(matches!(cap.post, Post::DropFrame(_)));
     let info = oracle::capinfos(&dest)?;
     let packets = oracle::packet_count(&info).context("capinfos gave no packet count")?;
-    if packets != stats.captured {
+    if packets + removed != stats.captured {
         bail!("{}: tcpdump reported {} packets captured but the file holds {packets}", cap.name, stats.captured);
     }
     let tsv_path = out.join(format!("{}.tshark.tsv", cap.name));

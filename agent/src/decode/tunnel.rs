@@ -87,9 +87,7 @@ impl Walker<'_> {
             }
         }
         match data.get(len..len + 8) {
-            Some(snap) if snap[..6] == [0xaa, 0xaa, 0x03, 0, 0, 0] => {
-                self.ethertype(be16(snap, 6), &data[len + 8..])
-            }
+            Some(snap) if snap[..6] == [0xaa, 0xaa, 0x03, 0, 0, 0] => self.ethertype(be16(snap, 6), &data[len + 8..]),
             Some(_) => {
                 self.stats.non_ip += 1;
                 Outcome::Skip

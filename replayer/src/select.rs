@@ -286,6 +286,10 @@ pub fn select(paths: &[PathBuf], filter: &Filter) -> anyhow::Result<Selection> {
             }
         }
         let recovery = reader.recovery();
+        if recovery.torn_tail_bytes > 0 {
+            let end = recovery.file_len.saturating_sub(recovery.torn_tail_bytes);
+            damage_offsets.push(format!("offset {end} (torn tail)"));
+        }
         if !recovery.is_clean() || !damage_offsets.is_empty() {
             sel.stats.files_damaged += 1;
             let at = if damage_offsets.is_empty() {

@@ -104,12 +104,8 @@ impl Plan {
     /// [`Plan::pace`] is applied.
     pub fn build(exchanges: Vec<Exchange>) -> Plan {
         let mut stats = PlanStats::default();
-        let origin = exchanges
-            .iter()
-            .filter(|e| e.request.is_some())
-            .filter_map(|e| request_time(e))
-            .min()
-            .unwrap_or(Timestamp(0));
+        let origin =
+            exchanges.iter().filter(|e| e.request.is_some()).filter_map(request_time).min().unwrap_or(Timestamp(0));
         let mut index: HashMap<(u64, SocketAddr, SocketAddr), usize> = HashMap::new();
         let mut groups: Vec<(Protocol, Vec<Exchange>)> = Vec::new();
         for ex in exchanges {

@@ -333,7 +333,8 @@ impl Report {
         if shown > 0 {
             let _ = writeln!(s, "  endpoints (top {shown} of {}):", self.endpoints.len());
             for e in &self.endpoints[..shown] {
-                let _ = writeln!(s, "    {:>6} {:<40} {}", e.requests, e.endpoint, p(&e.latency));
+                let errors = if e.errors > 0 { format!("  ({} errors)", e.errors) } else { String::new() };
+                let _ = writeln!(s, "    {:>6} {:<40} {}{errors}", e.requests, e.endpoint, p(&e.latency));
             }
         }
         for w in &self.warnings {

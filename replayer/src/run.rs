@@ -121,7 +121,7 @@ fn dry_run(
             lines.push((
                 r.planned,
                 format!(
-                    "+{:>9.3}s conn {i} {wire} {} {}{} {}{wait}",
+                    "+{:>9.3}s conn {i} {wire} {} {}{} ({} headers){wait}",
                     r.planned.as_secs_f64(),
                     String::from_utf8_lossy(&o.method),
                     o.authority,
@@ -133,7 +133,7 @@ fn dry_run(
     }
     lines.sort_by_key(|(t, _)| *t);
     for (_, l) in &lines {
-        writeln!(out, "{l} headers")?;
+        writeln!(out, "{l}")?;
     }
     let h2 = plan.stats.connections_h2;
     writeln!(

@@ -344,6 +344,43 @@ fn refused_connections_are_counted_and_the_run_goes_on() {
     assert!(String::from_utf8_lossy(&o.stdout).contains("connect_refused: 3"));
 }
 
+/// A raw TCP target that accepts and then, for every connection, either holds it silently or closes it at once.
+fn raw_target(hold: bool) -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in l.incoming().flatten() {
+            if hold {
+                held.push(s);
+            } else {
+                drop(s);
+            }
+        }
+    });
+    addr
+}
+
+#[test]
+fn silent_and_closing_targets_are_counted_per_request() {
+    let exs =
+        vec![ex(1, 0, Protocol::Http11, 0, "/x"), ex(1, 1, Protocol::Http11, 1, "/y"), ex(2, 0, Protocol::H2, 2, "/z")];
+    let (_tmp, dir) = capture(&exs);
+    let started = Instant::now();
+    let (_, rep) =
+        run(&dir, raw_target(true), &["--time-scale", "max", "--timeout", "300ms", "--connect-timeout", "300ms"]);
+    assert_eq!((rep["requests"].as_u64(), rep["errors"].as_u64()), (Some(3), Some(3)), "{rep}");
+    let timeouts = rep["error_kinds"]["timeout"].as_u64().unwrap_or(0)
+        + rep["error_kinds"]["connect_timeout"].as_u64().unwrap_or(0);
+    assert_eq!(timeouts, 3, "{rep}");
+    assert!(started.elapsed() < Duration::from_secs(5), "timeouts are applied");
+
+    let (_, rep) = run(&dir, raw_target(false), &["--time-scale", "max"]);
+    assert_eq!((rep["requests"].as_u64(), rep["errors"].as_u64()), (Some(3), Some(3)), "{rep}");
+    let kinds = rep["error_kinds"].as_object().unwrap();
+    assert!(kinds.keys().all(|k| ["closed", "reset", "protocol"].contains(&k.as_str())), "{rep}");
+}
+
 #[test]
 fn dry_run_sends_nothing_and_says_how_long() {
     let exs = vec![

@@ -31,14 +31,17 @@ struct Ex {
     path: String,
     headers: Vec<(&'static str, &'static str)>,
     body: &'static str,
+    /// When the response was recorded complete; default 1 ms after the request.
+    answered_ms: Option<u64>,
 }
 
 fn ex(conn: u64, order: u32, proto: Protocol, at_ms: u64, path: &str) -> Ex {
-    Ex { conn, order, proto, at_ms, method: "GET", path: path.into(), headers: vec![], body: "" }
+    Ex { conn, order, proto, at_ms, method: "GET", path: path.into(), headers: vec![], body: "", answered_ms: None }
 }
 
 fn exchange(e: &Ex, id: u64) -> Exchange {
     let t = |ms: u64| Some(Timestamp(BASE + ms * 1_000_000));
+    let answered = e.answered_ms.unwrap_or(e.at_ms + 1);
     Exchange {
         id,
         connection_id: e.conn,
@@ -51,8 +54,8 @@ fn exchange(e: &Ex, id: u64) -> Exchange {
         timing: Timing {
             request_first: t(e.at_ms),
             request_last: t(e.at_ms),
-            response_first: t(e.at_ms + 1),
-            response_last: t(e.at_ms + 1),
+            response_first: t(answered),
+            response_last: t(answered),
         },
         request: Some(Request {
             method: e.method.into(),
@@ -283,6 +286,26 @@ fn http2_streams_share_one_connection_in_order() {
     let all: Vec<Got> = log.lock().unwrap().iter().flatten().cloned().collect();
     assert_eq!(all.len(), 4);
     assert!(all.iter().all(|g| g.version == hyper::Version::HTTP_11));
+}
+
+#[test]
+fn h2_streams_recorded_concurrent_are_not_held_back_but_http1_waits() {
+    // Stream 1 is slow (answered at 600 ms); stream 3 started at 10 ms, while stream 1 was open.
+    let run_pair = |proto: Protocol| {
+        let mut exs = vec![ex(1, 0, proto, 0, "/slow"), ex(1, 1, proto, 10, "/fast")];
+        exs[0].answered_ms = Some(600);
+        let (_tmp, dir) = capture(&exs);
+        let (addr, log) = target();
+        run(&dir, addr, &["--time-scale", "1x"]);
+        let all: Vec<Got> = log.lock().unwrap().iter().flatten().cloned().collect();
+        assert_eq!(all.len(), 2);
+        let at = |p: &str| all.iter().find(|g| g.path == p).unwrap().at;
+        at("/fast").duration_since(at("/slow"))
+    };
+    let h2 = run_pair(Protocol::H2);
+    assert!(h2 < Duration::from_millis(300), "h2: /fast multiplexed beside /slow, came {h2:?} after it");
+    let h1 = run_pair(Protocol::Http11);
+    assert!(h1 >= Duration::from_millis(450), "http/1.1: /fast waits for the slow answer, came {h1:?} after");
 }
 
 #[test]

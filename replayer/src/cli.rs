@@ -1,8 +1,15 @@
 //! The replayer's command line.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use regex::bytes::Regex;
+use tapedeck_model::Protocol;
+
+use crate::pace::{TimeScale, parse_duration};
+use crate::select::{StatusMatch, TimeBound, parse_protocols};
+use crate::transform::{HostRewrite, SetHeader, Target};
 
 /// tapedeck replayer: reads recorded HTTP exchanges from segment files written by `agent`.
 #[derive(Debug, Parser)]
@@ -29,4 +36,112 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Replay recorded requests against a target, paced as recorded (scaled), and summarise the results.
+    ///
+    /// Each recorded connection is replayed on its own connection, its requests in recorded order. Errors from
+    /// the target (refused, reset, timeout) are counted per request and never stop the run. Exit status: 0 when
+    /// the run completed (whatever the target answered), 1 when the input could not be read, 2 for bad flags.
+    Run(Box<RunOpts>),
+}
+
+/// Options of `replayer run`.
+#[derive(Debug, Args)]
+pub struct RunOpts {
+    /// Segment files, or directories holding them.
+    #[arg(value_name = "PATH", required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Where to send: http://HOST[:PORT] (scheme, host and port of every request).
+    #[arg(long, value_name = "URL", value_parser = parse_target, required_unless_present = "dry_run")]
+    pub target: Option<Target>,
+    /// Speed: 1x as recorded, 10x ten times faster, 0.5x half speed, max as fast as possible.
+    #[arg(long, value_name = "SCALE", default_value = "1x", value_parser = parse_scale)]
+    pub time_scale: TimeScale,
+    /// Cap idle gaps between requests to this long (before scaling), e.g. 2s.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub max_gap: Option<Duration>,
+    /// Most connections open at once.
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub concurrency: u32,
+    /// Only these methods (repeatable).
+    #[arg(long = "method", value_name = "METHOD")]
+    pub methods: Vec<String>,
+    /// Only this host or authority (repeatable).
+    #[arg(long = "host", value_name = "HOST")]
+    pub hosts: Vec<String>,
+    /// Only paths starting with this prefix (repeatable).
+    #[arg(long = "path-prefix", value_name = "PREFIX")]
+    pub path_prefixes: Vec<String>,
+    /// Only paths (with query) matching this regex.
+    #[arg(long, value_name = "REGEX", value_parser = parse_regex)]
+    pub path_regex: Option<Regex>,
+    /// Only recorded statuses: a code (404) or a class (5xx) (repeatable).
+    #[arg(long = "status", value_name = "STATUS", value_parser = parse_status)]
+    pub statuses: Vec<StatusMatch>,
+    /// Only this protocol: http/1.0, http/1.1, h1 (both) or h2 (repeatable).
+    #[arg(long = "protocol", value_name = "PROTO", value_parser = parse_protocols)]
+    pub protocols: Vec<Vec<Protocol>>,
+    /// Start of the time window: an offset from the capture start (30s) or an RFC 3339 time.
+    #[arg(long, value_name = "TIME", value_parser = parse_time_bound)]
+    pub from: Option<TimeBound>,
+    /// End of the time window (exclusive), same forms as --from.
+    #[arg(long, value_name = "TIME", value_parser = parse_time_bound)]
+    pub to: Option<TimeBound>,
+    /// At most this many requests (the earliest).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Map an authority or host to another: OLD=NEW (repeatable; Host / :authority).
+    #[arg(long = "rewrite-host", value_name = "OLD=NEW", value_parser = parse_rewrite)]
+    pub rewrite_hosts: Vec<HostRewrite>,
+    /// Set a header, replacing recorded ones: 'Name: value' with ${ENV}, {{env.NAME}}, {{now}}, {{uuid}}.
+    #[arg(long = "set-header", value_name = "HEADER", value_parser = parse_set_header)]
+    pub set_headers: Vec<SetHeader>,
+    /// Remove a header (repeatable).
+    #[arg(long = "remove-header", value_name = "NAME")]
+    pub remove_headers: Vec<String>,
+    /// Speak HTTP/1.1 on every connection.
+    #[arg(long, conflicts_with = "http2")]
+    pub http1: bool,
+    /// Speak HTTP/2 (h2c prior knowledge) on every connection.
+    #[arg(long)]
+    pub http2: bool,
+    /// Time allowed to connect (TCP and HTTP handshake).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+    /// Time allowed for a whole response.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Write the full report as JSON to this file.
+    #[arg(long, value_name = "FILE.json")]
+    pub report: Option<PathBuf>,
+    /// Print what would be sent, on how many connections, and how long the run would take; send nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+fn parse_target(s: &str) -> Result<Target, String> {
+    s.parse()
+}
+
+fn parse_scale(s: &str) -> Result<TimeScale, String> {
+    s.parse()
+}
+
+fn parse_regex(s: &str) -> Result<Regex, String> {
+    Regex::new(s).map_err(|e| format!("'{s}' is not a valid regex: {e}"))
+}
+
+fn parse_status(s: &str) -> Result<StatusMatch, String> {
+    s.parse()
+}
+
+fn parse_time_bound(s: &str) -> Result<TimeBound, String> {
+    s.parse()
+}
+
+fn parse_rewrite(s: &str) -> Result<HostRewrite, String> {
+    s.parse()
+}
+
+fn parse_set_header(s: &str) -> Result<SetHeader, String> {
+    SetHeader::parse(s, &|name| std::env::var(name).ok())
 }

@@ -5,25 +5,36 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use tapedeck_replayer::cli::{Cli, Command};
-use tapedeck_replayer::inspect;
+use tapedeck_replayer::{inspect, run};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Inspect { paths, json } => {
-            let stdout = std::io::stdout();
-            let mut out = std::io::BufWriter::new(stdout.lock());
-            match inspect::inspect(&paths, json, &mut out) {
-                Ok(outcome) => {
-                    let _ = out.flush();
-                    if outcome.problems > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS }
-                }
-                Err(e) => {
-                    let _ = out.flush();
-                    eprintln!("replayer: {e:#}");
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let code = match cli.command {
+        Command::Inspect { paths, json } => match inspect::inspect(&paths, json, &mut out) {
+            Ok(outcome) => {
+                if outcome.problems > 0 {
                     ExitCode::from(1)
+                } else {
+                    ExitCode::SUCCESS
                 }
             }
-        }
-    }
+            Err(e) => {
+                let _ = out.flush();
+                eprintln!("replayer: {e:#}");
+                ExitCode::from(1)
+            }
+        },
+        Command::Run(opts) => match run::run(&opts, &mut out) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                let _ = out.flush();
+                eprintln!("replayer: {e:#}");
+                ExitCode::from(1)
+            }
+        },
+    };
+    let _ = out.flush();
+    code
 }

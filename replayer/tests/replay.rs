@@ -1,0 +1,509 @@
+//! `replayer run` as users run it: segments built here from exchanges with chosen timestamps, replayed by the
+//! binary against a small hyper server started by the test on 127.0.0.1 that records what it receives, per
+//! connection. Timing assertions are generous: this is behaviour on a busy machine, not a benchmark.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request as HRequest, Response as HResponse};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tapedeck_model::segment::{SegmentWriter, SegmentWriterConfig, list_segments};
+use tapedeck_model::{Body, Exchange, Flags, Header, Protocol, Request, Response, Timestamp, Timing};
+
+// ===== captures =====
+
+const BASE: u64 = 1_700_000_000_000_000_000;
+
+struct Ex {
+    conn: u64,
+    order: u32,
+    proto: Protocol,
+    at_ms: u64,
+    method: &'static str,
+    path: String,
+    headers: Vec<(&'static str, &'static str)>,
+    body: &'static str,
+    /// When the response was recorded complete; default 1 ms after the request.
+    answered_ms: Option<u64>,
+}
+
+fn ex(conn: u64, order: u32, proto: Protocol, at_ms: u64, path: &str) -> Ex {
+    Ex { conn, order, proto, at_ms, method: "GET", path: path.into(), headers: vec![], body: "", answered_ms: None }
+}
+
+fn exchange(e: &Ex, id: u64) -> Exchange {
+    let t = |ms: u64| Some(Timestamp(BASE + ms * 1_000_000));
+    let answered = e.answered_ms.unwrap_or(e.at_ms + 1);
+    Exchange {
+        id,
+        connection_id: e.conn,
+        order: e.order,
+        stream_id: (e.proto == Protocol::H2).then_some(1 + 2 * e.order),
+        proto: e.proto,
+        client: format!("10.0.0.1:{}", 40_000 + e.conn).parse().unwrap(),
+        server: "10.0.0.2:443".parse().unwrap(),
+        // Answered 1 ms after the request: the recording shows every connection sequential.
+        timing: Timing {
+            request_first: t(e.at_ms),
+            request_last: t(e.at_ms),
+            response_first: t(answered),
+            response_last: t(answered),
+        },
+        request: Some(Request {
+            method: e.method.into(),
+            scheme: b"http".to_vec(),
+            authority: b"api.prod:443".to_vec(),
+            path: e.path.clone().into_bytes(),
+            headers: e.headers.iter().map(|(n, v)| Header::new(*n, *v)).collect(),
+            body: Body { bytes: e.body.into(), full_len: e.body.len() as u64 },
+            trailers: vec![],
+        }),
+        response: Some(Response { status: 200, ..Default::default() }),
+        flags: Flags::NONE,
+        labels: vec![],
+    }
+}
+
+/// Writes the exchanges (one block each, so damage can hit one) into a segment under a fresh directory.
+fn capture(exs: &[Ex]) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = SegmentWriterConfig::new(dir.path());
+    cfg.max_block_exchanges = 1;
+    let mut w = SegmentWriter::create(cfg).unwrap();
+    let mut all: Vec<Exchange> = exs.iter().enumerate().map(|(i, e)| exchange(e, i as u64)).collect();
+    all.sort_by_key(|e| e.timing.request_first);
+    for e in &all {
+        w.write(e).unwrap();
+    }
+    w.finish().unwrap();
+    let path = dir.path().to_path_buf();
+    (dir, path)
+}
+
+// ===== the target =====
+
+#[derive(Clone, Debug)]
+struct Got {
+    version: hyper::Version,
+    method: String,
+    path: String,
+    authority: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    at: Instant,
+}
+
+impl Got {
+    fn header(&self, name: &str) -> Vec<&str> {
+        self.headers.iter().filter(|(n, _)| n == name).map(|(_, v)| v.as_str()).collect()
+    }
+}
+
+/// Requests received, per accepted connection (in accept order).
+type Log = Arc<Mutex<Vec<Vec<Got>>>>;
+
+/// Starts an HTTP/1.1 + h2c server on a free port. Paths containing `slow` are answered after 500 ms.
+fn target() -> (SocketAddr, Log) {
+    let log: Log = Arc::default();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let log2 = Arc::clone(&log);
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let idx = {
+                    let mut l = log2.lock().unwrap();
+                    l.push(Vec::new());
+                    l.len() - 1
+                };
+                let log = Arc::clone(&log2);
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: HRequest<Incoming>| {
+                        let log = Arc::clone(&log);
+                        async move {
+                            let at = Instant::now();
+                            let (parts, body) = req.into_parts();
+                            let body = body.collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
+                            let authority = parts.uri.authority().map(|a| a.to_string()).unwrap_or_default();
+                            let got = Got {
+                                version: parts.version,
+                                method: parts.method.to_string(),
+                                path: parts.uri.path_and_query().map(|p| p.to_string()).unwrap_or_default(),
+                                authority,
+                                headers: parts
+                                    .headers
+                                    .iter()
+                                    .map(|(n, v)| (n.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                                    .collect(),
+                                body,
+                                at,
+                            };
+                            let slow = got.path.contains("slow");
+                            log.lock().unwrap()[idx].push(got);
+                            if slow {
+                                tokio::time::sleep(Duration::from_millis(500)).await;
+                            }
+                            Ok::<_, Infallible>(HResponse::new(Full::new(Bytes::from_static(b"ok"))))
+                        }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+    });
+    (addr, log)
+}
+
+fn replayer() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_replayer"))
+}
+
+/// Runs `replayer run DIR --target http://ADDR --report FILE ARGS...` and returns the output and the report.
+fn run(dir: &Path, addr: SocketAddr, args: &[&str]) -> (Output, serde_json::Value) {
+    let report = dir.join("report.json");
+    let o = replayer()
+        .arg("run")
+        .arg(dir)
+        .arg("--target")
+        .arg(format!("http://{addr}"))
+        .arg("--report")
+        .arg(&report)
+        .args(args)
+        .env("TOKEN", "t0k3n")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}\n{}", String::from_utf8_lossy(&o.stderr), String::from_utf8_lossy(&o.stdout));
+    let json = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    (o, json)
+}
+
+fn paths_per_connection(log: &Log) -> Vec<Vec<String>> {
+    let mut v: Vec<Vec<String>> =
+        log.lock().unwrap().iter().map(|c| c.iter().map(|g| g.path.clone()).collect()).collect();
+    v.retain(|c| !c.is_empty());
+    v.sort();
+    v
+}
+
+// ===== tests =====
+
+#[test]
+fn http1_connections_arrive_in_order_with_rewrites() {
+    let mut exs = vec![
+        ex(1, 0, Protocol::Http11, 0, "/a/1"),
+        ex(1, 1, Protocol::Http11, 20, "/a/2?q=1"),
+        ex(1, 2, Protocol::Http11, 40, "/a/3"),
+        ex(2, 0, Protocol::Http11, 10, "/b/1"),
+        ex(2, 1, Protocol::Http11, 30, "/b/2"),
+    ];
+    exs[1].method = "POST";
+    exs[1].body = "{\"n\":1}";
+    exs[1].headers = vec![
+        ("Host", "api.prod:443"),
+        ("Content-Length", "999"),
+        ("Authorization", "Bearer recorded"),
+        ("Cookie", "secret=1"),
+        ("Connection", "keep-alive"),
+        ("X-Kept", "yes"),
+    ];
+    let (_tmp, dir) = capture(&exs);
+    let (addr, log) = target();
+    let (o, rep) = run(
+        &dir,
+        addr,
+        &[
+            "--time-scale",
+            "max",
+            "--rewrite-host",
+            "api.prod=api.staging:8080",
+            "--set-header",
+            "Authorization: Bearer ${TOKEN}",
+            "--set-header",
+            "X-Replay-Id: {{uuid}}",
+            "--remove-header",
+            "cookie",
+        ],
+    );
+    assert_eq!(
+        paths_per_connection(&log),
+        vec![vec!["/a/1", "/a/2?q=1", "/a/3"], vec!["/b/1", "/b/2"]],
+        "exactly the captured requests, in order, one connection per recorded one"
+    );
+    let all: Vec<Got> = log.lock().unwrap().iter().flatten().cloned().collect();
+    assert!(all.iter().all(|g| g.version == hyper::Version::HTTP_11));
+    assert!(all.iter().all(|g| g.header("host") == ["api.staging:8080"]), "{all:?}");
+    assert!(all.iter().all(|g| g.header("authorization") == ["Bearer t0k3n"]));
+    let ids: std::collections::HashSet<&str> = all.iter().map(|g| g.header("x-replay-id")[0]).collect();
+    assert_eq!(ids.len(), 5, "a fresh uuid per request");
+    let post = all.iter().find(|g| g.method == "POST").unwrap();
+    assert_eq!(post.body, b"{\"n\":1}");
+    assert_eq!(post.header("content-length"), ["7"]);
+    assert!(post.header("cookie").is_empty() && post.header("connection").is_empty());
+    assert_eq!(post.header("x-kept"), ["yes"]);
+    assert_eq!(rep["requests"], 5);
+    assert_eq!(rep["status_classes"]["2xx"], 5);
+    assert_eq!(rep["endpoints"].as_array().unwrap().len(), 5);
+    assert!(rep["latency"]["p99_ms"].is_number() && rep["schedule_lag"]["max_ms"].is_number());
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("replayed 5 requests") && text.contains("2xx: 5"), "{text}");
+}
+
+#[test]
+fn http2_streams_share_one_connection_in_order() {
+    let exs = vec![
+        ex(7, 0, Protocol::H2, 0, "/h2/1"),
+        ex(7, 1, Protocol::H2, 10, "/h2/2"),
+        ex(7, 2, Protocol::H2, 20, "/h2/3"),
+        ex(8, 0, Protocol::H2, 5, "/other/1"),
+    ];
+    let (_tmp, dir) = capture(&exs);
+    let (addr, log) = target();
+    let (_, rep) = run(&dir, addr, &["--time-scale", "max", "--rewrite-host", "api.prod:443=h2.staging"]);
+    assert_eq!(paths_per_connection(&log), vec![vec!["/h2/1", "/h2/2", "/h2/3"], vec!["/other/1"]]);
+    let all: Vec<Got> = log.lock().unwrap().iter().flatten().cloned().collect();
+    assert!(all.iter().all(|g| g.version == hyper::Version::HTTP_2), "{all:?}");
+    assert!(all.iter().all(|g| g.authority == "h2.staging"), "{all:?}");
+    assert_eq!(rep["requests"], 4);
+    assert_eq!(rep["plan"]["connections_h2"], 2);
+
+    // --http1 forces HTTP/1.1 on the same recording.
+    let (addr, log) = target();
+    run(&dir, addr, &["--time-scale", "max", "--http1"]);
+    let all: Vec<Got> = log.lock().unwrap().iter().flatten().cloned().collect();
+    assert_eq!(all.len(), 4);
+    assert!(all.iter().all(|g| g.version == hyper::Version::HTTP_11));
+}
+
+#[test]
+fn h2_streams_recorded_concurrent_are_not_held_back_but_http1_waits() {
+    // Stream 1 is slow (answered at 600 ms); stream 3 started at 10 ms, while stream 1 was open.
+    let run_pair = |proto: Protocol| {
+        let mut exs = vec![ex(1, 0, proto, 0, "/slow"), ex(1, 1, proto, 10, "/fast")];
+        exs[0].answered_ms = Some(600);
+        let (_tmp, dir) = capture(&exs);
+        let (addr, log) = target();
+        run(&dir, addr, &["--time-scale", "1x"]);
+        let all: Vec<Got> = log.lock().unwrap().iter().flatten().cloned().collect();
+        assert_eq!(all.len(), 2);
+        let at = |p: &str| all.iter().find(|g| g.path == p).unwrap().at;
+        at("/fast").duration_since(at("/slow"))
+    };
+    let h2 = run_pair(Protocol::H2);
+    assert!(h2 < Duration::from_millis(300), "h2: /fast multiplexed beside /slow, came {h2:?} after it");
+    let h1 = run_pair(Protocol::Http11);
+    assert!(h1 >= Duration::from_millis(450), "http/1.1: /fast waits for the slow answer, came {h1:?} after");
+}
+
+#[test]
+fn ten_x_takes_about_a_tenth_of_the_span() {
+    // Five requests over 4 s on two connections: at 10x the sends span about 400 ms.
+    let exs: Vec<Ex> =
+        (0..5).map(|i| ex(1 + u64::from(i % 2), i / 2, Protocol::Http11, u64::from(i) * 1000, "/t")).collect();
+    let (_tmp, dir) = capture(&exs);
+    let (addr, log) = target();
+    let started = Instant::now();
+    let (_, rep) = run(&dir, addr, &["--time-scale", "10x"]);
+    let wall = started.elapsed();
+    let mut times: Vec<Instant> = log.lock().unwrap().iter().flatten().map(|g| g.at).collect();
+    times.sort();
+    assert_eq!(times.len(), 5);
+    let span = times[4] - times[0];
+    assert!(span >= Duration::from_millis(330) && span <= Duration::from_millis(1000), "span {span:?}");
+    assert!(wall < Duration::from_secs(3), "whole run {wall:?} (1x would be 4 s)");
+    let planned = rep["planned_duration_s"].as_f64().unwrap();
+    assert!((planned - 0.4).abs() < 1e-6, "planned {planned}");
+    assert!((rep["recorded_span_s"].as_f64().unwrap() - 4.0).abs() < 1e-6);
+}
+
+#[test]
+fn lateness_does_not_accumulate() {
+    // One connection, a request every 100 ms for 1 s; the first answer takes 500 ms. The requests behind it are
+    // late, but the deadlines are absolute: the last one still goes out about 1 s after the first.
+    let exs: Vec<Ex> = (0..11)
+        .map(|i| ex(1, i, Protocol::Http11, u64::from(i) * 100, if i == 0 { "/slow" } else { "/fast" }))
+        .collect();
+    let (_tmp, dir) = capture(&exs);
+    let (addr, log) = target();
+    let (_, rep) = run(&dir, addr, &["--time-scale", "1x"]);
+    let mut times: Vec<Instant> = log.lock().unwrap().iter().flatten().map(|g| g.at).collect();
+    times.sort();
+    assert_eq!(times.len(), 11);
+    let last = times[10] - times[0];
+    assert!(last >= Duration::from_millis(900) && last <= Duration::from_millis(1300), "last at {last:?}");
+    // The request after the slow one waited for its answer: ~400 ms late. Lag is measured and reported.
+    let max_lag = rep["schedule_lag"]["max_ms"].as_f64().unwrap();
+    assert!(max_lag >= 300.0, "max lag {max_lag}");
+    let p50 = rep["schedule_lag"]["p50_ms"].as_f64().unwrap();
+    assert!(p50 < max_lag, "most requests are not as late as the worst one: p50 {p50} max {max_lag}");
+}
+
+#[test]
+fn refused_connections_are_counted_and_the_run_goes_on() {
+    let exs =
+        vec![ex(1, 0, Protocol::Http11, 0, "/x"), ex(1, 1, Protocol::Http11, 1, "/y"), ex(2, 0, Protocol::H2, 2, "/z")];
+    let (_tmp, dir) = capture(&exs);
+    let addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    }; // closed: connections are refused
+    let (o, rep) = run(&dir, addr, &["--time-scale", "max"]);
+    assert_eq!(rep["requests"], 3);
+    assert_eq!(rep["errors"], 3);
+    assert_eq!(rep["error_kinds"]["connect_refused"], 3, "{rep}");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("connect_refused: 3"));
+}
+
+/// A raw TCP target that accepts and then, for every connection, either holds it silently or closes it at once.
+fn raw_target(hold: bool) -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in l.incoming().flatten() {
+            if hold {
+                held.push(s);
+            } else {
+                drop(s);
+            }
+        }
+    });
+    addr
+}
+
+#[test]
+fn silent_and_closing_targets_are_counted_per_request() {
+    let exs =
+        vec![ex(1, 0, Protocol::Http11, 0, "/x"), ex(1, 1, Protocol::Http11, 1, "/y"), ex(2, 0, Protocol::H2, 2, "/z")];
+    let (_tmp, dir) = capture(&exs);
+    let started = Instant::now();
+    let (_, rep) =
+        run(&dir, raw_target(true), &["--time-scale", "max", "--timeout", "300ms", "--connect-timeout", "300ms"]);
+    assert_eq!((rep["requests"].as_u64(), rep["errors"].as_u64()), (Some(3), Some(3)), "{rep}");
+    let timeouts = rep["error_kinds"]["timeout"].as_u64().unwrap_or(0)
+        + rep["error_kinds"]["connect_timeout"].as_u64().unwrap_or(0);
+    assert_eq!(timeouts, 3, "{rep}");
+    assert!(started.elapsed() < Duration::from_secs(5), "timeouts are applied");
+
+    let (_, rep) = run(&dir, raw_target(false), &["--time-scale", "max"]);
+    assert_eq!((rep["requests"].as_u64(), rep["errors"].as_u64()), (Some(3), Some(3)), "{rep}");
+    let kinds = rep["error_kinds"].as_object().unwrap();
+    assert!(kinds.keys().all(|k| ["closed", "reset", "protocol"].contains(&k.as_str())), "{rep}");
+}
+
+#[test]
+fn dry_run_sends_nothing_and_says_how_long() {
+    let exs = vec![
+        ex(1, 0, Protocol::Http11, 0, "/a"),
+        ex(1, 1, Protocol::Http11, 2000, "/b"),
+        ex(2, 0, Protocol::H2, 1000, "/c"),
+    ];
+    let (_tmp, dir) = capture(&exs);
+    let (addr, log) = target();
+    let (o, rep) = run(&dir, addr, &["--dry-run", "--time-scale", "2x"]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("dry run: 3 requests on 2 connections (1 HTTP/1.x, 1 HTTP/2)"), "{text}");
+    assert!(text.contains("would take 1.000 s"), "{text}");
+    assert!(text.contains("GET api.prod:443/b"), "{text}");
+    assert_eq!(rep["requests"], 0);
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(log.lock().unwrap().is_empty(), "nothing sent");
+}
+
+#[test]
+fn filters_select_what_is_replayed() {
+    let mut exs = vec![
+        ex(1, 0, Protocol::Http11, 0, "/api/users/1"),
+        ex(1, 1, Protocol::Http11, 1000, "/api/orders"),
+        ex(1, 2, Protocol::Http11, 2000, "/health"),
+        ex(2, 0, Protocol::H2, 3000, "/api/users/2"),
+    ];
+    exs[1].method = "POST";
+    let (_tmp, dir) = capture(&exs);
+    let (addr, log) = target();
+    run(&dir, addr, &["--time-scale", "max", "--path-prefix", "/api", "--method", "GET", "--protocol", "h1"]);
+    assert_eq!(paths_per_connection(&log), vec![vec!["/api/users/1"]]);
+    let (addr, log) = target();
+    run(&dir, addr, &["--time-scale", "max", "--from", "1s", "--to", "3s"]);
+    assert_eq!(paths_per_connection(&log), vec![vec!["/api/orders", "/health"]]);
+    let (addr, log) = target();
+    run(&dir, addr, &["--time-scale", "max", "--path-regex", r"^/api/users/\d$", "--limit", "1"]);
+    assert_eq!(paths_per_connection(&log), vec![vec!["/api/users/1"]]);
+}
+
+#[test]
+fn damaged_segment_is_replayed_up_to_the_damage_with_one_warning() {
+    let exs: Vec<Ex> = (0..6).map(|i| ex(1, i, Protocol::Http11, u64::from(i) * 10, &format!("/r/{i}"))).collect();
+    let (_tmp, dir) = capture(&exs);
+    let file = list_segments(&dir).unwrap().remove(0);
+    let mut bytes = std::fs::read(&file).unwrap();
+    // Flip bytes in the middle of the file: one block's checksum fails.
+    let mid = bytes.len() / 2;
+    for b in &mut bytes[mid..mid + 4] {
+        *b ^= 0xff;
+    }
+    std::fs::write(&file, &bytes).unwrap();
+    let (addr, log) = target();
+    let (o, rep) = run(&dir, addr, &["--time-scale", "max"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    let warnings: Vec<&str> = err.lines().filter(|l| l.contains("warning")).collect();
+    assert_eq!(warnings.len(), 1, "{err}");
+    assert!(warnings[0].contains(&*file.to_string_lossy()) && warnings[0].contains("offset"), "{err}");
+    let got = paths_per_connection(&log);
+    let n = got.iter().map(Vec::len).sum::<usize>();
+    assert!((4..=5).contains(&n), "the intact blocks are replayed: {got:?}");
+    assert_eq!(rep["select"]["files_damaged"], 1);
+}
+
+#[test]
+fn bad_flags_fail_at_once_naming_the_flag_and_forms() {
+    let cases: [(&[&str], &str, &str); 4] = [
+        (&["--time-scale", "fast"], "--time-scale", "10x"),
+        (&["--max-gap", "2 parsecs"], "--max-gap", "500ms"),
+        (&["--timeout", "soon"], "--timeout", "2s"),
+        (&["--bogus"], "--bogus", ""),
+    ];
+    for (args, flag, form) in cases {
+        let o = replayer().args(["run", "/nonexistent", "--target", "http://127.0.0.1:1"]).args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(flag) && err.contains(form), "{args:?}: {err}");
+    }
+    let o = replayer().args(["run", "/nonexistent", "--target", "https://x"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--target"));
+    let o = replayer().args(["run", "/nonexistent", "--target", "http://127.0.0.1:1"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent"));
+}
+
+#[test]
+fn missing_env_variable_in_set_header_is_an_error() {
+    let o = replayer()
+        .args([
+            "run",
+            "/x",
+            "--target",
+            "http://127.0.0.1:1",
+            "--set-header",
+            "Authorization: Bearer ${NO_SUCH_VAR_XYZ}",
+        ])
+        .env_remove("NO_SUCH_VAR_XYZ")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("NO_SUCH_VAR_XYZ"));
+}

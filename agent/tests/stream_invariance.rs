@@ -153,13 +153,14 @@ proptest! {
         }
 
         let mut pkts = packets(&req, &resp, &req_cuts, &resp_cuts);
-        // Reorder: swap packets of the same direction a short distance apart (never the handshake). Across
-        // directions a response cannot precede its request on the wire, so that order is kept.
+        // Reorder: swap packets a short distance apart within a run of the same direction (never the handshake).
+        // Capture reordering cannot move a request behind the response it caused, so packets never cross the
+        // other direction's packets.
         let len = pkts.len();
         for (at, dist) in swaps {
             let i = 2 + at % (len - 2);
             let j = (i + dist).min(len - 1);
-            if pkts[i].to_server == pkts[j].to_server {
+            if pkts[i..=j].iter().all(|p| p.to_server == pkts[i].to_server) {
                 pkts.swap(i, j);
             }
         }

@@ -71,6 +71,20 @@ impl Walker<'_> {
             tags += 1;
             self.stats.vlan_tags += 1;
         }
+        if et < 0x0600 {
+            // IEEE 802.3: the field is a length and an 802.2 LLC header follows; with SNAP (AA AA 03, OUI 0) the
+            // real EtherType comes after the OUI (RFC 1042).
+            return match data.get(..8) {
+                Some(snap) if snap[..6] == [0xaa, 0xaa, 0x03, 0, 0, 0] => {
+                    let len = usize::from(et).min(data.len()).max(8);
+                    self.ethertype(be16(snap, 6), &data[8..len])
+                }
+                _ => {
+                    self.stats.non_ip += 1;
+                    Outcome::Skip
+                }
+            };
+        }
         match et {
             ethertype::IPV4 => self.ip(data, Some(4)),
             ethertype::IPV6 => self.ip(data, Some(6)),

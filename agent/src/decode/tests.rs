@@ -77,6 +77,19 @@ fn ethernet_ipv4_tcp() {
 }
 
 #[test]
+fn ieee_802_3_with_llc_snap() {
+    // An 802.3 frame: the type field is a length, then LLC/SNAP (RFC 1042) carries the EtherType.
+    let inner = ipv4_tcp(PAYLOAD);
+    let llc = [&[0xaa, 0xaa, 0x03, 0, 0, 0, 0x08, 0x00][..], &inner].concat();
+    let frame_bytes = ether(llc.len() as u16, &llc);
+    assert_v4_segment(LinkType::ETHERNET, &frame_bytes);
+    // Plain LLC without SNAP (e.g. spanning tree) is not IP.
+    let mut d = decoder();
+    assert!(d.decode(&frame(LinkType::ETHERNET, &ether(38, &[0x42, 0x42, 0x03, 0, 0, 0, 0, 0]))).is_none());
+    assert_eq!(d.stats().non_ip, 1);
+}
+
+#[test]
 fn vlan_qinq_and_old_qinq_tags() {
     let mut pkt = Vec::new();
     PacketBuilder::ethernet2(MAC_A, MAC_B)

@@ -167,8 +167,8 @@ pub fn h2_streams<W: Write>(out: W, conns: u32, streams_per_conn: u32, seed: u64
 /// HPACK table-size abuse on `conns` h2c connections, one after the other. The server's SETTINGS allow a header
 /// table of 4 GiB - 1; the client then grows its table (to 1 MiB on even connections, to 4 GiB - 1 on odd ones)
 /// and fills it with `blocks_per_conn` header blocks of three 4000-byte literal fields each, all added to the table
-/// (entries evicted as it fills); the last block of each connection asks for a table of 2^31 bytes (above what was
-/// allowed: an HPACK error). Connections are never closed.
+/// (entries evicted as it fills); the last block of each odd connection asks for a table of 2^31 bytes (above what
+/// was allowed: an HPACK error). The server answers every stream; connections are never closed.
 pub fn hpack_abuse<W: Write>(out: W, conns: u32, blocks_per_conn: u32, seed: u64) -> io::Result<Written> {
     let mut r = rng(seed);
     let mut cap = Capture::new(out)?;
@@ -188,7 +188,9 @@ pub fn hpack_abuse<W: Write>(out: W, conns: u32, blocks_per_conn: u32, seed: u64
         c.server_data(&mut cap, &b)?;
         for n in 0..blocks_per_conn {
             block.clear();
-            let last = n + 1 == blocks_per_conn;
+            // Odd connections end with a size update far above anything allowed. (Even ones keep their tables
+            // full: an HPACK error makes the decoder forget its table, which would free the memory.)
+            let last = n + 1 == blocks_per_conn && i % 2 == 1;
             if n == 0 {
                 // Even connections ask for 1 MiB (a size a decoder may well accept), odd ones for all the SETTINGS
                 // allowed (4 GiB - 1: legal, but no passive decoder should hold that much).
@@ -205,6 +207,10 @@ pub fn hpack_abuse<W: Write>(out: W, conns: u32, blocks_per_conn: u32, seed: u64
             b.clear();
             h2::frame(&mut b, h2::HEADERS, h2::END_HEADERS | h2::END_STREAM, 2 * n + 1, &block);
             c.client_data(&mut cap, &b)?;
+            // The server answers `:status 200` at once, so streams finish and only the tables stay.
+            b.clear();
+            h2::frame(&mut b, h2::HEADERS, h2::END_HEADERS | h2::END_STREAM, 2 * n + 1, &[0x88]);
+            c.server_data(&mut cap, &b)?;
         }
     }
     done(cap)

@@ -64,19 +64,21 @@ impl Sizes {
         }
     }
 
-    /// Sizes for a test in a debug build: each scenario still crosses every cap it aims at.
+    /// Sizes for a test in a debug build (a few seconds each). Each scenario still crosses every cap it aims at,
+    /// and is large enough that holding it whole would break the test's RSS bound: so the 96 MiB body and the
+    /// 64 MiB header line are larger than the "endless" 50 MB and 10 MB would need to be.
     pub fn test() -> Self {
         Sizes {
             half_open_conns: 100_000,
             syn_flood_syns: 200_000,
-            chunked_body_bytes: 50 << 20,
-            header_line_bytes: 10 << 20,
+            chunked_body_bytes: 96 << 20,
+            header_line_bytes: 64 << 20,
             h2_conns: 8,
             h2_streams_per_conn: 20_000,
-            hpack_conns: 32,
+            hpack_conns: 96,
             hpack_blocks_per_conn: 100,
-            ooo_flows: 48,
-            ooo_segs_per_flow: 800,
+            ooo_flows: 64,
+            ooo_segs_per_flow: 1000,
         }
     }
 }

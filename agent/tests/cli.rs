@@ -78,8 +78,13 @@ fn standard_input_streams_like_a_file() {
     let bytes = std::fs::read(testdata("h1-pipelined.pcap")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("o");
-    let mut child =
-        agent().args(["--pcap", "-", "--out"]).arg(&out).stdin(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = agent()
+        .args(["--pcap", "-", "--out"])
+        .arg(&out)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut stdin = child.stdin.take().unwrap();
     // Write in small pieces, as a pipe from tcpdump would.
     for chunk in bytes.chunks(100) {

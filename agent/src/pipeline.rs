@@ -96,8 +96,12 @@ pub enum PipelineError {
 
 /// How many exchanges travel together to the writer thread.
 const BATCH: usize = 512;
-/// Batches in flight between the threads (bounds memory).
+/// Batches in flight between the threads (bounds memory, with [`BATCH_BYTES`]).
 const CHANNEL_BATCHES: usize = 16;
+/// A batch is also sent once its exchanges hold this many bytes (by [`approx_bytes`]), so that batches of large
+/// exchanges (bodies at the cap, huge header lists) do not multiply the memory in flight: at most
+/// `CHANNEL_BATCHES + 2` batches of about this size (plus one exchange) exist at once.
+const BATCH_BYTES: usize = 1 << 20;
 
 /// Called now and then with bytes read so far (for a progress display).
 pub trait Progress {
@@ -128,13 +132,7 @@ pub fn run_files(
     let mut summary = RunSummary::default();
     let mut decoder = Decoder::new(cfg.decode);
     let mut table = FlowTable::new(cfg.reassembly.clone(), SessionFactory::new(cfg.session.clone()));
-    let mut batcher = Batcher {
-        tx,
-        recycled: recycle_rx,
-        next_id: 1,
-        pending: Vec::with_capacity(BATCH),
-        labels: cfg.labels.clone(),
-    };
+    let mut batcher = Batcher::new(tx, recycle_rx, cfg.labels.clone());
     let mut tally = ExchangeTally::default();
     let mut last_ts = Timestamp(0);
     let mut send_failed = false;
@@ -168,7 +166,7 @@ pub fn run_files(
                     break;
                 }
             }
-            if batcher.pending.len() >= BATCH {
+            if batcher.full() {
                 if batcher.send(&mut tally).is_err() {
                     send_failed = true;
                     summary.source.merge(source.stats());
@@ -223,11 +221,55 @@ struct Batcher {
     recycled: Receiver<Vec<Exchange>>,
     next_id: u64,
     pending: Vec<Exchange>,
+    /// Of `pending`, how many are counted in `pending_bytes`.
+    measured: usize,
+    /// [`approx_bytes`] of `pending[..measured]`.
+    pending_bytes: usize,
     labels: Vec<(String, String)>,
 }
 
+/// Heap bytes an exchange holds, roughly: bodies, header names and values, and the request line's parts. Used to
+/// cut batches by size; it errs low only by per-allocation overhead.
+fn approx_bytes(ex: &Exchange) -> usize {
+    fn headers(h: &[tapedeck_model::Header]) -> usize {
+        h.iter().map(|f| f.name.len() + f.value.len() + 48).sum()
+    }
+    let req = ex.request.as_ref().map_or(0, |r| {
+        r.method.len()
+            + r.scheme.len()
+            + r.authority.len()
+            + r.path.len()
+            + r.body.bytes.len()
+            + headers(&r.headers)
+            + headers(&r.trailers)
+    });
+    let resp = ex.response.as_ref().map_or(0, |r| {
+        r.reason.len()
+            + r.body.bytes.len()
+            + headers(&r.headers)
+            + headers(&r.trailers)
+            + r.interim.iter().map(|i| headers(&i.headers)).sum::<usize>()
+    });
+    std::mem::size_of::<Exchange>() + req + resp
+}
+
 impl Batcher {
+    fn new(tx: Sender<Vec<Exchange>>, recycled: Receiver<Vec<Exchange>>, labels: Vec<(String, String)>) -> Self {
+        Batcher { tx, recycled, next_id: 1, pending: Vec::with_capacity(BATCH), measured: 0, pending_bytes: 0, labels }
+    }
+
+    /// Whether the pending batch should go now: [`BATCH`] exchanges, or [`BATCH_BYTES`] of them.
+    fn full(&mut self) -> bool {
+        for ex in &self.pending[self.measured..] {
+            self.pending_bytes += approx_bytes(ex);
+        }
+        self.measured = self.pending.len();
+        self.pending.len() >= BATCH || self.pending_bytes >= BATCH_BYTES
+    }
+
     fn send(&mut self, tally: &mut ExchangeTally) -> Result<(), ()> {
+        self.measured = 0;
+        self.pending_bytes = 0;
         if self.pending.is_empty() {
             return Ok(());
         }
@@ -268,4 +310,52 @@ fn write_segments(
 /// Whether `path` names standard input.
 pub fn is_stdin(path: &Path) -> bool {
     path.as_os_str() == "-"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tapedeck_model::{Body, Flags, Protocol, Request, Timing};
+
+    fn exchange_with_body(n: usize) -> Exchange {
+        let addr = std::net::SocketAddr::from(([10, 0, 0, 1], 80));
+        Exchange {
+            id: 0,
+            connection_id: 1,
+            order: 0,
+            stream_id: None,
+            proto: Protocol::Http11,
+            client: addr,
+            server: addr,
+            timing: Timing::default(),
+            request: Some(Request { body: Body { bytes: vec![b'x'; n], full_len: n as u64 }, ..Request::default() }),
+            response: None,
+            flags: Flags::NONE,
+            labels: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn batches_are_cut_by_bytes_as_well_as_by_count() {
+        let (tx, rx) = bounded(CHANNEL_BATCHES);
+        let (_recycle_tx, recycle_rx) = bounded(1);
+        let mut b = Batcher::new(tx, recycle_rx, Vec::new());
+        // 64 KiB bodies: the byte limit (1 MiB) is reached at the 16th exchange, long before 512.
+        let mut sent_at = None;
+        for i in 1..=BATCH {
+            b.pending.push(exchange_with_body(64 << 10));
+            if b.full() {
+                sent_at = Some(i);
+                break;
+            }
+        }
+        assert_eq!(sent_at, Some(16));
+        b.send(&mut ExchangeTally::default()).unwrap();
+        assert_eq!(rx.try_recv().unwrap().len(), 16);
+        // Small exchanges still go by count, and the byte tally started again from zero.
+        for i in 1..=BATCH {
+            b.pending.push(exchange_with_body(10));
+            assert_eq!(b.full(), i == BATCH, "at {i}");
+        }
+    }
 }

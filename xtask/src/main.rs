@@ -5,6 +5,7 @@
 mod bench;
 mod capture;
 mod demo;
+mod hostile;
 mod ingest;
 
 mod netns;
@@ -70,6 +71,20 @@ enum Task {
         #[arg(long, default_value_os_t = testdata::default_out())]
         out: PathBuf,
     },
+    /// Write the hostile captures of the memory-bounds test (no root needed): half-open connections, a SYN
+    /// flood, an endless chunked body, a 10 MB header line, many HTTP/2 streams, HPACK table-size abuse and
+    /// segments far ahead of the window, one `<scenario>.pcap` each. Deterministic for a seed.
+    GenHostile {
+        /// Output directory (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// The smaller sizes `agent/tests/memory_bounds.rs` uses instead of the issue's.
+        #[arg(long)]
+        small: bool,
+        /// Seed of the generators.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Make a large keep-alive capture for benchmarks (needs root).
     ///
     /// HTTP/1.1: wrk -t2 -c16 against nginx serving a 600-byte file. With --h2: h2load -t2 -c16 -m10 (h2c
@@ -99,6 +114,7 @@ fn main() -> ExitCode {
             ingest::bench_ingest(&ingest::IngestOptions { pcap, tshark_slice_mb, agent_args, runs })
         }
         Task::GenTestdata { out } => testdata::gen_testdata(&out),
+        Task::GenHostile { out, small, seed } => hostile::gen_hostile(&out, small, seed),
         Task::BenchCapture { size, out, h2, max_seconds } => {
             bench::bench_capture(&bench::BenchOptions { size, out, h2, max_seconds })
         }

@@ -163,6 +163,10 @@ pub struct H2Conn {
     info: ConnInfo,
     dirs: [Dir; 2],
     streams: FxHashMap<u32, Stream>,
+    /// `(order, id)` of streams in the order they were opened, oldest first, so that eviction finds the oldest
+    /// stream without scanning them all. Entries of streams emitted since are stale and skipped (and compacted
+    /// away when they outnumber the live ones).
+    open_order: VecDeque<(u32, u32)>,
     recently_closed: VecDeque<u32>,
     /// Streams reset by one side whose other side may still answer (frames already in flight when the
     /// RST_STREAM was sent): emitted when that side ends too, or after [`RESET_GRACE_FRAMES`] more frames.
@@ -187,6 +191,7 @@ impl H2Conn {
             info,
             dirs: [Dir::new(ReadState::Preface(0)), Dir::new(ReadState::Header)],
             streams: FxHashMap::default(),
+            open_order: VecDeque::new(),
             recently_closed: VecDeque::new(),
             reset_pending: VecDeque::new(),
             frames_handled: 0,
@@ -226,7 +231,7 @@ impl H2Conn {
                 st.req.trailers = request.trailers;
                 st.upgraded_body = Some(request.body);
                 c.stats.streams_opened += 1;
-                c.streams.insert(1, st);
+                c.insert_stream(1, st);
             }
         }
         c
@@ -979,7 +984,7 @@ impl H2Conn {
         }
         self.stats.streams_opened += 1;
         self.max_opened[1] = self.max_opened[1].max(promised);
-        self.streams.insert(promised, st);
+        self.insert_stream(promised, st);
     }
 
     fn start_data(&mut self, side: Side, h: FrameHeader, ts: Timestamp, out: &mut Vec<Exchange>) {
@@ -1067,15 +1072,31 @@ impl H2Conn {
         st.timing.request_first = if side == Side::Client { Some(ts) } else { None };
         self.stats.streams_opened += 1;
         self.max_opened[initiator] = self.max_opened[initiator].max(id);
-        self.streams.insert(id, st);
+        self.insert_stream(id, st);
         self.streams.get_mut(&id)
+    }
+
+    /// Tracks a newly opened stream (orders grow with every stream, so `open_order` stays sorted).
+    fn insert_stream(&mut self, id: u32, st: Stream) {
+        self.open_order.push_back((st.order, id));
+        self.streams.insert(id, st);
+        if self.open_order.len() > 2 * self.streams.len() + 64 {
+            let streams = &self.streams;
+            self.open_order.retain(|(order, id)| streams.get(id).is_some_and(|st| st.order == *order));
+        }
     }
 
     /// Evicts the oldest stream when the open-stream cap is reached.
     fn make_room(&mut self, out: &mut Vec<Exchange>) {
         while self.streams.len() >= self.cfg.max_streams.max(1) {
-            let Some((&oldest, _)) = self.streams.iter().min_by_key(|(_, st)| st.order) else {
-                break;
+            let oldest = match self.open_order.pop_front() {
+                Some((order, id)) if self.streams.get(&id).is_some_and(|st| st.order == order) => id,
+                Some(_) => continue,
+                // Not reached (every open stream has an entry); kept so that a miss cannot loop forever.
+                None => match self.streams.iter().min_by_key(|(_, st)| st.order) {
+                    Some((&id, _)) => id,
+                    None => break,
+                },
             };
             self.stats.streams_evicted += 1;
             self.emit(oldest, Flags::EVICTED, out);

@@ -527,6 +527,45 @@ fn open_streams_are_bounded() {
 }
 
 #[test]
+fn eviction_takes_the_oldest_open_stream_past_finished_ones() {
+    // Streams 1, 3, 5 open (cap 3); 3 finishes; 7 fits; 9 evicts 1; 11 evicts 5 (3 is long gone, 7 is newer).
+    let mut small = cfg();
+    small.max_streams = 3;
+    let mut conn = H2Conn::new(&small, info(), H2Start::PriorKnowledge);
+    let mut out = Vec::new();
+    let mut se = Enc::new();
+    let open = |id: u32| frame(HEADERS, FLAG_END_STREAM | FLAG_END_HEADERS, id, &[0x82, 0x84]);
+    let mut c = PREFACE.to_vec();
+    for id in [1u32, 3, 5] {
+        c.extend(open(id));
+    }
+    conn.data(Side::Client, &c, Timestamp(1), &mut out);
+    let s = frame(HEADERS, FLAG_END_STREAM | FLAG_END_HEADERS, 3, &se.block(&[(":status", "200")]));
+    conn.data(Side::Server, &s, Timestamp(2), &mut out);
+    assert_eq!(out.iter().map(|e| e.stream_id).collect::<Vec<_>>(), [Some(3)]);
+    for id in [7u32, 9, 11] {
+        conn.data(Side::Client, &open(id), Timestamp(3), &mut out);
+    }
+    let evicted: Vec<_> = out.iter().filter(|e| e.flags.contains(Flags::EVICTED)).map(|e| e.stream_id).collect();
+    assert_eq!(evicted, [Some(1), Some(5)]);
+    assert_eq!(conn.stats().streams_evicted, 2);
+    // Many more streams, most finishing: eviction still follows opening order.
+    for n in 0..5000u32 {
+        let id = 13 + 2 * n;
+        conn.data(Side::Client, &open(id), Timestamp(4), &mut out);
+        if n % 3 != 0 {
+            let s = frame(HEADERS, FLAG_END_STREAM | FLAG_END_HEADERS, id, &se.block(&[(":status", "200")]));
+            conn.data(Side::Server, &s, Timestamp(4), &mut out);
+        }
+    }
+    let evicted: Vec<u32> =
+        out.iter().filter(|e| e.flags.contains(Flags::EVICTED)).filter_map(|e| e.stream_id).collect();
+    assert!(evicted.windows(2).all(|w| w[0] < w[1]), "oldest first");
+    conn.close(Timestamp(5), &mut out);
+    assert_eq!(out.len(), 6 + 5000, "every stream emitted once");
+}
+
+#[test]
 fn body_cap_truncates_and_fin_flushes() {
     let mut c = PREFACE.to_vec();
     c.extend(frame(HEADERS, FLAG_END_HEADERS, 1, &[0x83, 0x84]));

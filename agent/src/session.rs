@@ -216,10 +216,13 @@ impl Session {
                 Start::Ssh => return Decision::Ignore(IgnoreReason::Ssh),
                 Start::NeedMore => undecided = true,
                 Start::Other => {
-                    // A connection that starts with something else may still carry HTTP after a preamble
-                    // (a proxy header, a partial capture): look for a message start in what is held.
-                    if let Some(dec) = self.decide_mid_stream(dir, &b) {
-                        return dec;
+                    // A connection that starts with something else may still carry HTTP/1 after a preamble (a
+                    // SOCKS or PROXY header): look for a message start in what is held. HTTP/2 frames here are
+                    // not a mid-stream join (the handshake was seen): they are a server preface sent before the
+                    // client's, so wait for the client's preface on the other side.
+                    if let Some(is_request) = find_http1_start(&b) {
+                        let client_dir = if is_request { dir } else { dir.reverse() };
+                        return Decision::Http1 { client_dir, mid_stream: true };
                     }
                     undecided = true;
                 }
@@ -608,6 +611,26 @@ mod tests {
         assert_eq!(out.len(), 1);
         let st = f.stats();
         assert_eq!((st.tunnels, st.flows_tls), (1, 1));
+    }
+
+    #[test]
+    fn server_settings_before_the_client_preface_is_not_a_mid_stream_join() {
+        // grpcio servers send their SETTINGS as soon as the connection is accepted, before the client's preface.
+        let (f, mut s) = session();
+        let mut out = Vec::new();
+        let mut server_preface = vec![0, 0, 6, 4, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 100];
+        server_preface.extend_from_slice(&[0, 0, 4, 8, 0, 0, 0, 0, 0, 0, 1, 0, 0]);
+        s.data(Direction::ToOriginator, &server_preface, Timestamp(2), &mut out);
+        let mut client = http2::PREFACE.to_vec();
+        client.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+        // HEADERS on stream 1, END_STREAM|END_HEADERS: :method GET, :scheme http, :path /, :authority a.
+        client.extend_from_slice(&[0, 0, 6, 1, 5, 0, 0, 0, 1, 0x82, 0x86, 0x84, 0x41, 0x01, b'a']);
+        s.data(Direction::ToResponder, &client, Timestamp(3), &mut out);
+        s.close(CloseReason::Closed, Timestamp(4), &mut out);
+        assert_eq!(out.len(), 1, "{out:#?}");
+        assert!(!out[0].flags.contains(Flags::MID_STREAM), "{:?}", out[0].flags);
+        assert_eq!(out[0].request.as_ref().unwrap().authority, b"a");
+        assert_eq!(f.stats().flows_h2, 1);
     }
 
     #[test]

@@ -16,6 +16,8 @@ pub const NGINX_PORT: u16 = 18080;
 pub const NGINX_V6_PORT: u16 = 18086;
 /// nghttpd `--no-tls` (h2c prior knowledge and h2c upgrade).
 pub const NGHTTPD_PORT: u16 = 18082;
+/// nginx's h2c (HTTP/2 with prior knowledge, no TLS) listener.
+pub const NGINX_H2C_PORT: u16 = 18083;
 
 /// Every served file's modification time: 2024-01-01T00:00:00Z, so `Last-Modified` is stable.
 pub const MTIME_UNIX: u64 = 1_704_067_200;
@@ -135,6 +137,14 @@ http {{
         location = /api/echo {{ default_type application/json; return 200 '{{"ok":true}}\n'; }}
         # WebDAV PUT: nginx reads the whole request body and answers 201/204
         location /upload/ {{ dav_methods PUT; create_full_put_path on; client_max_body_size 1m; }}
+    }}
+    # h2c with prior knowledge (`listen ... http2` without TLS)
+    server {{
+        listen 127.0.0.1:{NGINX_H2C_PORT} http2;
+        root {www};
+        location / {{ }}
+        location /gz/ {{ gzip on; gzip_types text/plain application/json; gzip_min_length 0; }}
+        location = /api/echo {{ default_type application/json; return 200 '{{"ok":true}}\n'; }}
     }}
 }}
 "#,

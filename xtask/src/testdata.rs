@@ -15,7 +15,7 @@ use crate::netns::Netns;
 use crate::oracle::{self, Counts, DecodeAs};
 use crate::proc;
 use crate::pyapps::{self, GRPC_PORT, HYPERCORN_PORT};
-use crate::servers::{self, MTIME_HTTP, NGHTTPD_PORT, NGINX_PORT, NGINX_V6_PORT};
+use crate::servers::{self, MTIME_HTTP, NGHTTPD_PORT, NGINX_H2C_PORT, NGINX_PORT, NGINX_V6_PORT};
 use crate::tools::{self, Tool};
 
 /// Bound on each client command.
@@ -32,6 +32,7 @@ const TOOLS: &[Tool] = &[
     tools::TSHARK,
     tools::EDITCAP,
     tools::CAPINFOS,
+    tools::H2LOAD,
     tools::NGINX,
     tools::CURL,
     tools::NGHTTP,
@@ -48,6 +49,8 @@ enum Post {
     Pcapng,
     /// `editcap RAW DEST N`: delete frame N (a segment lost by the capture, while the receiver ACKs it).
     DropFrame(u32),
+    /// `editcap -r RAW DEST N-4294967295`: keep frames from N on (a capture that starts in the middle of connections).
+    StartAt(u32),
 }
 
 /// One golden capture.
@@ -342,6 +345,53 @@ fn captures(env: &Env) -> Vec<Capture> {
             needs: None,
         },
         Capture {
+            name: "h2c-nginx.pcap",
+            about: "h2c with prior knowledge against nginx (`listen ... http2`): curl --http2-prior-knowledge GET, \
+                    a gzip-encoded GET and a HEAD, one request per curl (a POST answered by `return` before its body was read \
+                    makes curl 7.88 fail on nginx's RST_STREAM)",
+            spec: lo_spec(NGINX_H2C_PORT),
+            clients: vec![
+                env.curl(&[
+                    "--http2-prior-knowledge",
+                    "-o",
+                    NULL,
+                    &format!("http://127.0.0.1:{NGINX_H2C_PORT}/data.json"),
+                ]),
+                env.curl(&[
+                    "--http2-prior-knowledge",
+                    "--compressed",
+                    "-o",
+                    NULL,
+                    &format!("http://127.0.0.1:{NGINX_H2C_PORT}/gz/lorem.txt"),
+                ]),
+                env.curl(&[
+                    "--http2-prior-knowledge",
+                    "-I",
+                    "-o",
+                    NULL,
+                    &format!("http://127.0.0.1:{NGINX_H2C_PORT}/hello.txt"),
+                ]),
+            ],
+            post: Post::Copy,
+            decode: vec![DecodeAs { port: NGINX_H2C_PORT, proto: "http2" }],
+            needs: None,
+        },
+        Capture {
+            name: "h2c-mid-stream.pcap",
+            about: "a capture that starts in the middle of an h2c connection: h2load -n 40 -c 1 -m 1 (40 sequential \
+                    GETs of /hello.txt on one connection) against nghttpd, with the first 40 frames (handshake, \
+                    preface, SETTINGS and the first requests, which filled the HPACK tables) removed by editcap -r",
+            spec: lo_spec(NGHTTPD_PORT),
+            clients: vec![{
+                let mut c = env.ns.command("h2load");
+                c.args(["-n", "40", "-c", "1", "-m", "1", &h2("/hello.txt")]);
+                c
+            }],
+            post: Post::StartAt(41),
+            decode: vec![DecodeAs { port: NGHTTPD_PORT, proto: "http2" }],
+            needs: None,
+        },
+        Capture {
             name: "h2c-upgrade.pcap",
             about: "HTTP/1.1 `Upgrade: h2c` against hypercorn (nghttpd 1.52 does not answer the upgrade: it replies \
                     with HTTP/2 frames to the HTTP/1.1 request): curl --http2 with 2 URLs (the first upgrades with \
@@ -526,8 +576,19 @@ fn make_attempt(ns: &Netns, work: &Path, out: &Path, cap: &mut Capture) -> Resul
             proc::run_ok(&mut cmd, Duration::from_secs(60))?;
             Some(shown)
         }
+        Post::StartAt(n) => {
+            let mut cmd = Command::new("editcap");
+            cmd.arg("-r").arg(&raw).arg(&dest).arg(format!("{n}-{}", u32::MAX));
+            let shown = proc::describe(&cmd);
+            proc::run_ok(&mut cmd, Duration::from_secs(60))?;
+            Some(shown)
+        }
     };
-    let removed = u64::from(matches!(cap.post, Post::DropFrame(_)));
+    let removed = match cap.post {
+        Post::DropFrame(_) => 1,
+        Post::StartAt(n) => u64::from(n.saturating_sub(1)),
+        Post::Copy | Post::Pcapng => 0,
+    };
     let info = oracle::capinfos(&dest)?;
     let packets = oracle::packet_count(&info).context("capinfos gave no packet count")?;
     if packets + removed != stats.captured {

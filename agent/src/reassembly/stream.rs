@@ -67,6 +67,10 @@ impl HalfStream {
     pub fn base(&self) -> Option<SeqNumber> {
         self.base
     }
+    /// Sequence number of the next byte to deliver, once the base is known.
+    pub fn next_seq(&self) -> Option<SeqNumber> {
+        self.base.map(|b| b + self.next as u32)
+    }
     /// `sink.fin` was called for this direction.
     pub fn finished(&self) -> bool {
         self.fin_sent

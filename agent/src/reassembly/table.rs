@@ -246,12 +246,19 @@ impl<F: SinkFactory> FlowTable<F> {
             Ending::Evicted => self.stats.flows_evicted += 1,
             Ending::EndOfInput => self.stats.flows_end_of_input += 1,
         }
-        if matches!(ending, Ending::Finished | Ending::Reset) {
+        if matches!(ending, Ending::Finished | Ending::Reset | Ending::Idle) {
+            let resume = (ending == Ending::Idle).then(|| {
+                [
+                    flow.dirs[Direction::ToResponder.index()].next_seq(),
+                    flow.dirs[Direction::ToOriginator.index()].next_seq(),
+                ]
+            });
             let tomb = Tomb {
                 expires: self.now.saturating_add(self.cfg.tombstone_nanos),
                 originator: flow.meta.originator,
                 responder: flow.meta.responder,
                 isn: [flow.isn[Direction::ToResponder.index()], flow.isn[Direction::ToOriginator.index()]],
+                resume,
             };
             self.tombstones.insert(key, tomb, self.cfg.max_tombstones);
         }

@@ -890,3 +890,25 @@ mod props {
         }
     }
 }
+
+#[test]
+fn late_copies_after_an_idle_close_do_not_open_a_new_flow_but_new_bytes_do() {
+    let cfg = ReassemblyConfig { idle_timeout_nanos: 10_000_000_000, ..ReassemblyConfig::default() };
+    let mut h = established(cfg);
+    h.c(0, b"GET / HTTP/1.1\r\n\r\n");
+    h.s(0, b"HTTP/1.1 200 OK\r\n\r\n");
+    // Another flow's packet a minute later (or a clock jump) closes the first one for idleness.
+    let later = h.ts + 60_000_000_000;
+    h.at(later, seg(addr("10.9.9.9:1"), addr("10.9.9.8:2"), "A", 1, 1, b"x"));
+    assert_eq!(h.stats().flows_expired_idle, 1);
+    let created = h.stats().flows_created;
+    // The same request again, and a bare ACK: copies of what was delivered. No new flow, no second request.
+    h.c(0, b"GET / HTTP/1.1\r\n\r\n");
+    h.send(seg(s(), c(), "A", S_ISN + 1 + 19, C_ISN + 1 + 18, b""));
+    assert_eq!(h.stats().flows_created, created, "late copies must not open a flow");
+    // The connection resumes with new bytes: a new (mid-stream) flow, as after any idle close.
+    h.c(18, b"GET /next HTTP/1.1\r\n\r\n");
+    assert_eq!(h.stats().flows_created, created + 1);
+    let conn = h.metas().last().unwrap().id;
+    assert_eq!(h.events(conn), vec![data(Direction::ToResponder, b"GET /next HTTP/1.1\r\n\r\n")]);
+}

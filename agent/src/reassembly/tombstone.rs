@@ -1,6 +1,10 @@
 //! Recently closed 4-tuples. After both FINs or a RST, trailing ACKs and late retransmissions still arrive; without
 //! a memory of the closed flow they would open a new mid-stream flow with guessed (often reversed) roles. A bounded,
 //! time-limited set drops them (counted) while a SYN with a new ISN still opens a new connection.
+//!
+//! Flows closed for idleness are remembered too, with where each direction had got to: a connection that resumes
+//! after an idle close sends new bytes (at or past that point) and opens a new flow as before, while late copies of
+//! bytes already delivered (retransmissions, duplicated packets, or a capture whose clock jumped) are dropped.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -20,6 +24,9 @@ pub(crate) struct Tomb {
     pub responder: SocketAddr,
     /// ISN of the originator's SYN and of the responder's SYN+ACK, when seen.
     pub isn: [Option<SeqNumber>; 2],
+    /// For a flow closed for idleness: the next sequence number each direction (originator's, responder's) expected.
+    /// `None` for a flow that ended (FIN, RST).
+    pub resume: Option<[Option<SeqNumber>; 2]>,
 }
 
 /// A bounded set of tombstones, oldest forgotten first.
@@ -66,10 +73,16 @@ impl Tombstones {
         let belongs_to_old = if tomb.expires <= now {
             false
         } else {
-            match (seg.flags.syn, seg.flags.ack) {
-                (true, false) => seg.src == tomb.originator && tomb.isn[0] == seq,
-                (true, true) => seg.src == tomb.responder && tomb.isn[1] == seq,
-                _ => true,
+            match (seg.flags.syn, seg.flags.ack, tomb.resume) {
+                (true, false, _) => seg.src == tomb.originator && tomb.isn[0] == seq,
+                (true, true, _) => seg.src == tomb.responder && tomb.isn[1] == seq,
+                (false, _, None) => true,
+                (false, _, Some(next)) => {
+                    // Only what lies entirely before where that direction had got to is old.
+                    let i = usize::from(seg.src != tomb.originator);
+                    let end = SeqNumber(seg.seq) + seg.payload.len() as u32 + seg.missing + u32::from(seg.flags.fin);
+                    next[i].is_some_and(|n| (n - end) >= 0)
+                }
             }
         };
         if !belongs_to_old {

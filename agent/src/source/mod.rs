@@ -16,6 +16,7 @@
 mod error;
 mod pcap;
 mod pcapng;
+pub mod live;
 mod window;
 
 #[cfg(test)]

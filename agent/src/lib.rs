@@ -16,6 +16,7 @@ pub mod cli;
 pub mod decode;
 pub mod http1;
 pub mod http2;
+pub mod live;
 pub mod metrics;
 pub mod pipeline;
 pub mod reassembly;

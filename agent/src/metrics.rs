@@ -84,12 +84,13 @@ impl Metrics {
     /// The Prometheus text exposition (format 0.0.4).
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
-        let per_iface = |out: &mut String, name: &str, kind: &str, help: &str, get: &dyn Fn(&InterfaceMetrics) -> u64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for i in &self.interfaces {
-                let _ = writeln!(out, "{name}{{interface=\"{}\"}} {}", escape(&i.name), get(i));
-            }
-        };
+        let per_iface =
+            |out: &mut String, name: &str, kind: &str, help: &str, get: &dyn Fn(&InterfaceMetrics) -> u64| {
+                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+                for i in &self.interfaces {
+                    let _ = writeln!(out, "{name}{{interface=\"{}\"}} {}", escape(&i.name), get(i));
+                }
+            };
         per_iface(&mut out, "tapedeck_packets_total", "counter", "Packets captured.", &|i| i.packets.load(Relaxed));
         per_iface(&mut out, "tapedeck_bytes_total", "counter", "Captured bytes.", &|i| i.bytes.load(Relaxed));
         per_iface(
@@ -185,8 +186,7 @@ impl Metrics {
         if !self.healthy.load(Relaxed) {
             return Err("the run stopped or its writer failed".into());
         }
-        let down: Vec<&str> =
-            self.interfaces.iter().filter(|i| !i.up.load(Relaxed)).map(|i| i.name.as_str()).collect();
+        let down: Vec<&str> = self.interfaces.iter().filter(|i| !i.up.load(Relaxed)).map(|i| i.name.as_str()).collect();
         if !down.is_empty() {
             return Err(format!("capture stopped on {}", down.join(", ")));
         }

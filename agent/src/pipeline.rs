@@ -70,6 +70,9 @@ pub struct RunSummary {
     pub seconds: f64,
     /// The process's peak resident memory (VmHWM) at the end of the run, in bytes, where the OS tells it.
     pub peak_rss_bytes: Option<u64>,
+    /// Live capture only: interfaces (kernel and queue drops), retention.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub live: Option<crate::live::LiveSummary>,
 }
 
 impl RunSummary {

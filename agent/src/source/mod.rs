@@ -14,9 +14,9 @@
 //! invented packets to reassembly. Everything read before the damage has been delivered.
 
 mod error;
+pub mod live;
 mod pcap;
 mod pcapng;
-pub mod live;
 mod window;
 
 #[cfg(test)]

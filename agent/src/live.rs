@@ -190,6 +190,7 @@ pub fn run_live(opts: LiveOptions, stop: Arc<AtomicBool>, metrics: Arc<Metrics>)
     }
     drop(tx);
     drop(recycle_rx);
+    metrics.capturing.store(true, Relaxed);
 
     let mut decoder = Decoder::new(opts.capture.decode);
     let mut table = FlowTable::new(opts.capture.reassembly.clone(), SessionFactory::new(opts.capture.session.clone()));
@@ -242,7 +243,7 @@ pub fn run_live(opts: LiveOptions, stop: Arc<AtomicBool>, metrics: Arc<Metrics>)
     publish(&metrics, table.stats(), &sessions, &tally, table.open_flows());
     drop(batcher);
     let joined = writer.join();
-    metrics.healthy.store(false, Relaxed);
+    metrics.capturing.store(false, Relaxed);
     let (writer_stats, files) = joined?;
     if send_failed {
         return Err(PipelineError::WriterGone);

@@ -64,19 +64,19 @@ pub struct Metrics {
     pub retention_deletions: AtomicU64,
     /// Bytes of the files deleted by retention.
     pub retention_bytes: AtomicU64,
-    /// Whether the run is healthy (capture threads reading, writer writing).
-    pub healthy: AtomicBool,
+    /// Whether the run is capturing: set once every interface is open and its thread started, cleared when the
+    /// run ends. `/healthz` answers 503 without it (so it also serves as a readiness check).
+    pub capturing: AtomicBool,
 }
 
 impl Metrics {
-    /// Counters for these interfaces, all zero, healthy.
+    /// Counters for these interfaces, all zero, not capturing yet.
     pub fn new(interfaces: &[String]) -> Self {
         Metrics {
             interfaces: interfaces
                 .iter()
                 .map(|n| InterfaceMetrics { name: n.clone(), up: AtomicBool::new(true), ..Default::default() })
                 .collect(),
-            healthy: AtomicBool::new(true),
             ..Default::default()
         }
     }
@@ -183,8 +183,8 @@ impl Metrics {
 
     /// Whether every capture thread is reading and the run is healthy, with a reason when not.
     pub fn health(&self) -> Result<(), String> {
-        if !self.healthy.load(Relaxed) {
-            return Err("the run stopped or its writer failed".into());
+        if !self.capturing.load(Relaxed) {
+            return Err("not capturing (starting, or stopped)".into());
         }
         let down: Vec<&str> = self.interfaces.iter().filter(|i| !i.up.load(Relaxed)).map(|i| i.name.as_str()).collect();
         if !down.is_empty() {
@@ -364,6 +364,9 @@ mod tests {
         let m = Arc::new(Metrics::new(&["eth0".into()]));
         let server = MetricsServer::start("127.0.0.1:0".parse().unwrap(), Arc::clone(&m)).unwrap();
         let addr = server.local_addr();
+        let r = get(addr, "GET /healthz HTTP/1.0\r\n\r\n");
+        assert!(r.starts_with("HTTP/1.1 503") && r.contains("not capturing"), "{r}");
+        m.capturing.store(true, Relaxed);
         assert!(get(addr, "GET /healthz HTTP/1.0\r\n\r\n").starts_with("HTTP/1.1 200 OK"));
         m.interfaces[0].up.store(false, Relaxed);
         let r = get(addr, "GET /healthz HTTP/1.0\r\n\r\n");

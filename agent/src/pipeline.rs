@@ -232,8 +232,11 @@ pub(crate) struct WriterTick {
     /// How often the hook runs.
     pub every: Duration,
     /// The hook, given the writer.
-    pub hook: Box<dyn FnMut(&mut SegmentWriter) -> Result<(), PipelineError> + Send>,
+    pub hook: WriterHook,
 }
+
+/// The work of a [`WriterTick`].
+pub(crate) type WriterHook = Box<dyn FnMut(&mut SegmentWriter) -> Result<(), PipelineError> + Send>;
 
 /// Starts the writer thread and returns the [`Batcher`] that feeds it. Without a tick the writer only waits for
 /// batches (capture files); with one it also runs the hook when batches are slow to come.

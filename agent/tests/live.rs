@@ -146,7 +146,7 @@ impl Net {
     }
 
     /// Starts the agent on the client veth with extra flags; waits until /healthz says it captures.
-    fn start_agent(&self, out: &Path, extra: &[&str], log: &Path) -> Child {
+    fn start_agent(&self, out: &Path, extra: &[&str], log: &Path) -> Agent {
         let log = std::fs::File::create(log).unwrap();
         let child = self
             .in_ns(&self.client_ns, &[AGENT, "--iface", &self.client_if, "--metrics-addr", METRICS, "--out"])
@@ -156,13 +156,26 @@ impl Net {
             .stderr(log)
             .spawn()
             .expect("starting the agent");
+        let agent = Agent(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if self.fetch("/healthz").0 == 200 {
-                return child;
+                return agent;
             }
             assert!(Instant::now() < deadline, "the agent did not become ready within 10 s");
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// The agent process, killed on drop if a test fails before it exits.
+struct Agent(Child);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
         }
     }
 }
@@ -180,18 +193,14 @@ impl Drop for Net {
 }
 
 /// Sends SIGTERM and waits (bounded) for the exit status.
-fn terminate(agent: &mut Child, within: Duration) -> std::process::ExitStatus {
-    run(&["kill", "-TERM", &agent.id().to_string()]).unwrap();
+fn terminate(agent: &mut Agent, within: Duration) -> std::process::ExitStatus {
+    run(&["kill", "-TERM", &agent.0.id().to_string()]).unwrap();
     let deadline = Instant::now() + within;
     loop {
-        if let Some(status) = agent.try_wait().unwrap() {
+        if let Some(status) = agent.0.try_wait().unwrap() {
             return status;
         }
-        if Instant::now() > deadline {
-            let _ = agent.kill();
-            let _ = agent.wait();
-            panic!("the agent did not exit within {within:?} of SIGTERM");
-        }
+        assert!(Instant::now() < deadline, "the agent did not exit within {within:?} of SIGTERM");
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -402,6 +411,7 @@ fn size_rotation_and_retention_by_bytes_on_the_live_path() {
         .split_whitespace()
         .find_map(|w| w.strip_prefix("deleted_by_size=")?.parse::<usize>().ok())
         .expect("deleted_by_size in the summary");
+    eprintln!("{finished} files finished, {deleted} deleted, {} kept with {kept} of {n} exchanges", files.len());
     assert_eq!(finished, files.len() + deleted, "{stderr}");
 }
 

@@ -46,30 +46,30 @@ pub struct Args {
     pub iface: Vec<String>,
 
     /// Live capture: a BPF filter expression, e.g. 'tcp port 80 or tcp port 8080'.
-    #[arg(long, value_name = "EXPR", requires = "iface")]
+    #[arg(long, value_name = "EXPR", conflicts_with = "pcap")]
     pub filter: Option<String>,
 
     /// Live capture: bytes kept of each packet (longer packets are cut; the loss is counted as gaps).
-    #[arg(long, value_name = "SIZE", default_value = "262144", value_parser = units::parse_size, requires = "iface")]
+    #[arg(long, value_name = "SIZE", default_value = "262144", value_parser = units::parse_size, conflicts_with = "pcap")]
     pub snaplen: u64,
 
     /// Live capture: the kernel's capture buffer per interface; larger absorbs longer bursts before the kernel
     /// drops packets (counted in tapedeck_kernel_drops_total).
-    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = units::parse_size, requires = "iface")]
+    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = units::parse_size, conflicts_with = "pcap")]
     pub buffer_size: u64,
 
     /// Live capture: serve Prometheus metrics on /metrics and a health check on /healthz at this address,
     /// e.g. 0.0.0.0:9090.
-    #[arg(long, value_name = "ADDR", requires = "iface")]
+    #[arg(long, value_name = "ADDR", conflicts_with = "pcap")]
     pub metrics_addr: Option<std::net::SocketAddr>,
 
     /// Live capture: delete finished segment files in --out older than this (e.g. 24h, 7d).
-    #[arg(long, value_name = "DURATION", value_parser = units::parse_duration, requires = "iface")]
+    #[arg(long, value_name = "DURATION", value_parser = units::parse_duration, conflicts_with = "pcap")]
     pub retain_age: Option<std::time::Duration>,
 
     /// Live capture: delete the oldest finished segment files in --out while all of them together are larger
     /// than this (e.g. 10GiB).
-    #[arg(long, value_name = "SIZE", value_parser = units::parse_size, requires = "iface")]
+    #[arg(long, value_name = "SIZE", value_parser = units::parse_size, conflicts_with = "pcap")]
     pub retain_bytes: Option<u64>,
 
     /// Live capture: after SIGTERM or SIGINT, exit with status 1 if finishing takes longer than this.
@@ -185,5 +185,76 @@ impl Args {
         let mut opts = LiveOptions::new(interfaces, self.capture_config());
         opts.retention = RetentionConfig { max_age: self.retain_age, max_bytes: self.retain_bytes };
         Ok(opts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Args, clap::Error> {
+        Args::try_parse_from(std::iter::once("agent").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn pcap_and_iface_are_exclusive_and_one_is_required() {
+        let e = parse(&["--pcap", "a.pcap", "--iface", "eth0", "--out", "o"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::ArgumentConflict);
+        assert!(e.to_string().contains("--iface"), "{e}");
+        let e = parse(&["--out", "o"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        let msg = e.to_string();
+        assert!(msg.contains("--pcap") && msg.contains("--iface"), "{msg}");
+        // Live-only flags do not go with --pcap.
+        for flag in [&["--filter", "tcp"][..], &["--retain-bytes", "1GiB"], &["--metrics-addr", "127.0.0.1:1"]] {
+            let mut args = vec!["--pcap", "a.pcap", "--out", "o"];
+            args.extend_from_slice(flag);
+            let e = parse(&args).unwrap_err();
+            assert_eq!(e.kind(), clap::error::ErrorKind::ArgumentConflict, "{flag:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn live_flags_become_live_options() {
+        let a = parse(&[
+            "--iface",
+            "eth0",
+            "--iface",
+            "eth1",
+            "--out",
+            "o",
+            "--filter",
+            "tcp port 80",
+            "--buffer-size",
+            "4MiB",
+            "--retain-bytes",
+            "10GiB",
+            "--retain-age",
+            "2h",
+            "--metrics-addr",
+            "127.0.0.1:9090",
+        ])
+        .unwrap();
+        let o = a.live_options().unwrap();
+        let names: Vec<&str> = o.interfaces.iter().map(|i| i.interface.as_str()).collect();
+        assert_eq!(names, ["eth0", "eth1"]);
+        assert!(o.interfaces.iter().all(|i| i.snaplen == 262_144 && i.buffer_size == 4 << 20));
+        assert!(o.interfaces.iter().all(|i| i.filter.as_deref() == Some("tcp port 80")));
+        assert_eq!(o.retention.max_bytes, Some(10 << 30));
+        assert_eq!(o.retention.max_age, Some(std::time::Duration::from_secs(7200)));
+        assert_eq!(a.metrics_addr, Some("127.0.0.1:9090".parse().unwrap()));
+        assert_eq!(o.capture.writer.dir, PathBuf::from("o"));
+    }
+
+    #[test]
+    fn nonsense_live_combinations_are_refused() {
+        let any = parse(&["--iface", "any", "--iface", "eth0", "--out", "o"]).unwrap();
+        assert!(any.live_options().unwrap_err().contains("any"));
+        let twice = parse(&["--iface", "eth0", "--iface", "eth0", "--out", "o"]).unwrap();
+        assert!(twice.live_options().unwrap_err().contains("twice"));
+        let snap = parse(&["--iface", "eth0", "--out", "o", "--snaplen", "10"]).unwrap();
+        assert!(snap.live_options().unwrap_err().contains("--snaplen"));
+        let snap = parse(&["--iface", "eth0", "--out", "o", "--snaplen", "1MiB"]).unwrap();
+        assert!(snap.live_options().unwrap_err().contains("--snaplen"));
     }
 }

@@ -1,4 +1,4 @@
-//! `agent`: parses the command line and runs the capture pipeline. See `agent --help`.
+//! `agent`: parses the command line and runs the capture pipeline on files or live interfaces. See `agent --help`.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -9,7 +9,13 @@ use clap::Parser;
 /// serves poorly (arena locking, consolidation); mimalloc's per-thread free lists make it cheap.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
 use tapedeck_agent::cli::Args;
+use tapedeck_agent::live;
+use tapedeck_agent::metrics::{Metrics, MetricsServer};
 use tapedeck_agent::pipeline::{self, Progress};
 use tapedeck_agent::summary;
 
@@ -26,9 +32,21 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    let mut progress = TerminalProgress { enabled: std::io::stderr().is_terminal() && !args.quiet, shown: false };
-    let summary = pipeline::run_files(&args.pcap, args.capture_config(), &mut progress)?;
-    progress.clear();
+    let summary = if args.iface.is_empty() {
+        let mut progress = TerminalProgress { enabled: std::io::stderr().is_terminal() && !args.quiet, shown: false };
+        let summary = pipeline::run_files(&args.pcap, args.capture_config(), &mut progress)?;
+        progress.clear();
+        summary
+    } else {
+        let opts = match args.live_options() {
+            Ok(o) => o,
+            Err(e) => {
+                eprintln!("agent: error: {e}");
+                return Ok(ExitCode::from(2));
+            }
+        };
+        run_live(args, opts)?
+    };
     if let Some(path) = &args.stats_json {
         let json = serde_json::to_vec_pretty(&summary)?;
         std::fs::write(path, json).map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
@@ -39,7 +57,41 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
     if summary.some_input_unreadable() {
         return Ok(ExitCode::from(1));
     }
+    if summary.live.is_some() && summary.inputs.iter().any(|i| i.error.is_some()) {
+        // An interface failed while capturing (it went away): what was captured is written, but say so.
+        return Ok(ExitCode::from(1));
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Live capture until SIGTERM/SIGINT, with metrics if asked, and a watchdog bounding the shutdown.
+fn run_live(args: &Args, opts: live::LiveOptions) -> anyhow::Result<pipeline::RunSummary> {
+    let stop = live::install_signal_handlers()?;
+    let names: Vec<String> = opts.interfaces.iter().map(|i| i.interface.clone()).collect();
+    let metrics = Arc::new(Metrics::new(&names));
+    let server = match args.metrics_addr {
+        Some(addr) => Some(
+            MetricsServer::start(addr, Arc::clone(&metrics))
+                .map_err(|e| anyhow::anyhow!("serving metrics on {addr}: {e}"))?,
+        ),
+        None => None,
+    };
+    if let Some(s) = &server {
+        tracing::info!("metrics on http://{}/metrics", s.local_addr());
+    }
+    let grace = args.shutdown_timeout;
+    let watched = Arc::clone(&stop);
+    std::thread::Builder::new().name("shutdown-watchdog".into()).spawn(move || {
+        while !watched.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(grace);
+        eprintln!("agent: shutdown took longer than {grace:?}; exiting without finishing");
+        std::process::exit(1);
+    })?;
+    let summary = live::run_live(opts, stop, metrics)?;
+    drop(server);
+    Ok(summary)
 }
 
 fn init_logging(format: &str) {

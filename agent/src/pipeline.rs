@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, bounded};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 use serde::Serialize;
 use tapedeck_model::segment::{SegmentWriter, SegmentWriterConfig, WriterStats};
 use tapedeck_model::{Exchange, Timestamp};
@@ -70,6 +70,9 @@ pub struct RunSummary {
     pub seconds: f64,
     /// The process's peak resident memory (VmHWM) at the end of the run, in bytes, where the OS tells it.
     pub peak_rss_bytes: Option<u64>,
+    /// Live capture only: interfaces (kernel and queue drops), retention.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub live: Option<crate::live::LiveSummary>,
 }
 
 impl RunSummary {
@@ -92,6 +95,9 @@ pub enum PipelineError {
     /// The writer thread died.
     #[error("the segment writer thread stopped unexpectedly")]
     WriterGone,
+    /// A live capture could not start or failed (interface, filter, permissions).
+    #[error("{0}")]
+    Capture(String),
 }
 
 /// How many exchanges travel together to the writer thread.
@@ -120,19 +126,11 @@ pub fn run_files(
     progress: &mut dyn Progress,
 ) -> Result<RunSummary, PipelineError> {
     let started = Instant::now();
-    let (tx, rx) = bounded::<Vec<Exchange>>(CHANNEL_BATCHES);
-    // Emptied batch vectors travel back so that their memory is reused instead of fresh pages per batch.
-    let (recycle_tx, recycle_rx) = bounded::<Vec<Exchange>>(CHANNEL_BATCHES + 2);
-    let writer_cfg = cfg.writer.clone();
-    let writer = std::thread::Builder::new()
-        .name("segment-writer".into())
-        .spawn(move || write_segments(writer_cfg, rx, recycle_tx))
-        .map_err(|_| PipelineError::WriterGone)?;
+    let (mut batcher, writer) = start_writer(cfg.writer.clone(), cfg.labels.clone(), None)?;
 
     let mut summary = RunSummary::default();
     let mut decoder = Decoder::new(cfg.decode);
     let mut table = FlowTable::new(cfg.reassembly.clone(), SessionFactory::new(cfg.session.clone()));
-    let mut batcher = Batcher::new(tx, recycle_rx, cfg.labels.clone());
     let mut tally = ExchangeTally::default();
     let mut last_ts = Timestamp(0);
     let mut send_failed = false;
@@ -192,7 +190,7 @@ pub fn run_files(
     summary.sessions = table.factory_mut().stats();
     summary.exchanges = tally;
     drop(batcher);
-    let (writer_stats, files) = writer.join().map_err(|_| PipelineError::WriterGone)??;
+    let (writer_stats, files) = writer.join()?;
     if send_failed {
         return Err(PipelineError::WriterGone);
     }
@@ -215,12 +213,55 @@ fn report_source_error(e: &SourceError) {
     tracing::warn!("{e}; keeping what was read before it");
 }
 
+/// The writer thread, as [`start_writer`] started it.
+pub(crate) struct WriterThread {
+    handle: std::thread::JoinHandle<Result<(WriterStats, Vec<PathBuf>), PipelineError>>,
+}
+
+impl WriterThread {
+    /// Waits for the writer to finish (after the [`Batcher`] was dropped): its counters and the files finished
+    /// and not taken by a tick hook.
+    pub(crate) fn join(self) -> Result<(WriterStats, Vec<PathBuf>), PipelineError> {
+        self.handle.join().map_err(|_| PipelineError::WriterGone)?
+    }
+}
+
+/// Work the writer thread does between batches, at least every `every` (live capture: age rotation in quiet
+/// periods, retention, metrics). An error from the hook stops the writer like a write error.
+pub(crate) struct WriterTick {
+    /// How often the hook runs.
+    pub every: Duration,
+    /// The hook, given the writer.
+    pub hook: WriterHook,
+}
+
+/// The work of a [`WriterTick`].
+pub(crate) type WriterHook = Box<dyn FnMut(&mut SegmentWriter) -> Result<(), PipelineError> + Send>;
+
+/// Starts the writer thread and returns the [`Batcher`] that feeds it. Without a tick the writer only waits for
+/// batches (capture files); with one it also runs the hook when batches are slow to come.
+pub(crate) fn start_writer(
+    writer_cfg: SegmentWriterConfig,
+    labels: Vec<(String, String)>,
+    tick: Option<WriterTick>,
+) -> Result<(Batcher, WriterThread), PipelineError> {
+    let (tx, rx) = bounded::<Vec<Exchange>>(CHANNEL_BATCHES);
+    // Emptied batch vectors travel back so that their memory is reused instead of fresh pages per batch.
+    let (recycle_tx, recycle_rx) = bounded::<Vec<Exchange>>(CHANNEL_BATCHES + 2);
+    let handle = std::thread::Builder::new()
+        .name("segment-writer".into())
+        .spawn(move || write_segments(writer_cfg, rx, recycle_tx, tick))
+        .map_err(|_| PipelineError::WriterGone)?;
+    Ok((Batcher::new(tx, recycle_rx, labels), WriterThread { handle }))
+}
+
 /// Gives exchanges their ids and labels, and sends them to the writer in batches.
-struct Batcher {
+pub(crate) struct Batcher {
     tx: Sender<Vec<Exchange>>,
     recycled: Receiver<Vec<Exchange>>,
     next_id: u64,
-    pending: Vec<Exchange>,
+    /// Exchanges produced since the last send; stages push into it.
+    pub(crate) pending: Vec<Exchange>,
     /// Of `pending`, how many are counted in `pending_bytes`.
     measured: usize,
     /// [`approx_bytes`] of `pending[..measured]`.
@@ -259,7 +300,7 @@ impl Batcher {
     }
 
     /// Whether the pending batch should go now: [`BATCH`] exchanges, or [`BATCH_BYTES`] of them.
-    fn full(&mut self) -> bool {
+    pub(crate) fn full(&mut self) -> bool {
         for ex in &self.pending[self.measured..] {
             self.pending_bytes += approx_bytes(ex);
         }
@@ -267,7 +308,9 @@ impl Batcher {
         self.pending.len() >= BATCH || self.pending_bytes >= BATCH_BYTES
     }
 
-    fn send(&mut self, tally: &mut ExchangeTally) -> Result<(), ()> {
+    /// Numbers, labels and tallies the pending exchanges and sends them (waiting while the channel is full). Fails
+    /// only when the writer thread is gone.
+    pub(crate) fn send(&mut self, tally: &mut ExchangeTally) -> Result<(), ()> {
         self.measured = 0;
         self.pending_bytes = 0;
         if self.pending.is_empty() {
@@ -292,14 +335,38 @@ fn write_segments(
     cfg: SegmentWriterConfig,
     rx: Receiver<Vec<Exchange>>,
     recycle: Sender<Vec<Exchange>>,
+    tick: Option<WriterTick>,
 ) -> Result<(WriterStats, Vec<PathBuf>), PipelineError> {
     let mut writer = SegmentWriter::create(cfg)?;
-    for mut batch in rx {
+    let write_batch = |writer: &mut SegmentWriter, mut batch: Vec<Exchange>| {
         for ex in &batch {
             writer.write(ex)?;
         }
         batch.clear();
         let _ = recycle.try_send(batch);
+        Ok::<(), PipelineError>(())
+    };
+    match tick {
+        None => {
+            for batch in rx {
+                write_batch(&mut writer, batch)?;
+            }
+        }
+        Some(mut tick) => {
+            let mut last = Instant::now();
+            loop {
+                let wait = tick.every.saturating_sub(last.elapsed());
+                match rx.recv_timeout(wait) {
+                    Ok(batch) => write_batch(&mut writer, batch)?,
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+                if last.elapsed() >= tick.every {
+                    (tick.hook)(&mut writer)?;
+                    last = Instant::now();
+                }
+            }
+        }
     }
     writer.flush()?;
     let stats = writer.stats().clone();

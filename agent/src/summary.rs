@@ -61,6 +61,12 @@ pub fn render(s: &RunSummary) -> String {
     section(&mut out, "reassembly", &s.reassembly);
     section(&mut out, "sessions", &s.sessions);
     section(&mut out, "writer", &s.writer);
+    if let Some(live) = &s.live {
+        for i in &live.interfaces {
+            section(&mut out, &format!("interface {}", i.name), i);
+        }
+        section(&mut out, "retention", &live.retention);
+    }
     out
 }
 

@@ -8,11 +8,14 @@ use std::path::PathBuf;
 use clap::Parser;
 use tapedeck_model::segment::SegmentWriterConfig;
 
+use crate::live::LiveOptions;
 use crate::pipeline::CaptureConfig;
+use crate::retention::RetentionConfig;
+use crate::source::live::LiveConfig;
 
-/// tapedeck agent: records HTTP/1.x and HTTP/2 exchanges from packet captures into segment files.
+/// tapedeck agent: records HTTP/1.x and HTTP/2 exchanges from packet captures or live interfaces into segment files.
 ///
-/// Reads pcap or pcapng files (or a pipe from `tcpdump -w -`), reassembles TCP, recognises HTTP by content on any
+/// Reads pcap or pcapng files (or a pipe from `tcpdump -w -`, or network interfaces), reassembles TCP, recognises HTTP by content on any
 /// port, and writes every request/response exchange to zstd-compressed segment files in --out. Nothing is ever
 /// dropped silently: a summary of packets, flows, exchanges, gaps, parse errors and truncations is printed at the
 /// end (and written as JSON with --stats-json).
@@ -20,17 +23,58 @@ use crate::pipeline::CaptureConfig;
 /// Examples:
 ///   agent --pcap capture.pcap --out segments/
 ///   tcpdump -i eth0 -w - 'tcp port 80' | agent --pcap - --out segments/
+///   agent --iface eth0 --filter 'tcp port 80' --out segments/ --metrics-addr 0.0.0.0:9090
+///
+/// Live capture (--iface) runs until SIGTERM or SIGINT: it then stops capturing, writes what is in flight,
+/// finishes every segment and exits 0 (within --shutdown-timeout; a second signal exits at once with 130).
 ///
 /// Exit status: 0 when every input was read (even in part: damage is reported and what came before it is kept),
-/// 1 when an input could not be read at all (missing, not a capture) or segments could not be written, 2 for bad
-/// flags.
+/// 1 when an input could not be read at all (missing, not a capture, an interface that cannot be opened) or
+/// segments could not be written, 2 for bad flags.
 #[derive(Debug, Parser)]
 #[command(name = "agent", version, verbatim_doc_comment)]
+#[command(group(clap::ArgGroup::new("input").required(true).args(["pcap", "iface"])))]
 pub struct Args {
     /// A pcap or pcapng file to read; `-` reads standard input. Repeat for several files: they are read in the
-    /// order given as one continuous capture.
-    #[arg(long = "pcap", value_name = "FILE", required = true)]
+    /// order given as one continuous capture. Either --pcap or --iface.
+    #[arg(long = "pcap", value_name = "FILE")]
     pub pcap: Vec<PathBuf>,
+
+    /// Capture live from this network interface (libpcap; needs CAP_NET_RAW). Repeat for several interfaces, or
+    /// give `any` for all of them. Either --pcap or --iface.
+    #[arg(long = "iface", value_name = "NAME")]
+    pub iface: Vec<String>,
+
+    /// Live capture: a BPF filter expression, e.g. 'tcp port 80 or tcp port 8080'.
+    #[arg(long, value_name = "EXPR", conflicts_with = "pcap")]
+    pub filter: Option<String>,
+
+    /// Live capture: bytes kept of each packet (longer packets are cut; the loss is counted as gaps).
+    #[arg(long, value_name = "SIZE", default_value = "262144", value_parser = units::parse_size, conflicts_with = "pcap")]
+    pub snaplen: u64,
+
+    /// Live capture: the kernel's capture buffer per interface; larger absorbs longer bursts before the kernel
+    /// drops packets (counted in tapedeck_kernel_drops_total).
+    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = units::parse_size, conflicts_with = "pcap")]
+    pub buffer_size: u64,
+
+    /// Live capture: serve Prometheus metrics on /metrics and a health check on /healthz at this address,
+    /// e.g. 0.0.0.0:9090.
+    #[arg(long, value_name = "ADDR", conflicts_with = "pcap")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+
+    /// Live capture: delete finished segment files in --out older than this (e.g. 24h, 7d).
+    #[arg(long, value_name = "DURATION", value_parser = units::parse_duration, conflicts_with = "pcap")]
+    pub retain_age: Option<std::time::Duration>,
+
+    /// Live capture: delete the oldest finished segment files in --out while all of them together are larger
+    /// than this (e.g. 10GiB).
+    #[arg(long, value_name = "SIZE", value_parser = units::parse_size, conflicts_with = "pcap")]
+    pub retain_bytes: Option<u64>,
+
+    /// Live capture: after SIGTERM or SIGINT, exit with status 1 if finishing takes longer than this.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = units::parse_duration)]
+    pub shutdown_timeout: std::time::Duration,
 
     /// Directory for segment files (created with mode 0700 if missing).
     #[arg(long, value_name = "DIR")]
@@ -109,5 +153,108 @@ impl Args {
         };
         cfg.labels = self.labels.clone();
         cfg
+    }
+
+    /// The live run these flags describe, or why they do not make sense together.
+    pub fn live_options(&self) -> Result<LiveOptions, String> {
+        if self.iface.len() > 1 && self.iface.iter().any(|i| i == "any") {
+            return Err("--iface any already captures every interface; give it alone".into());
+        }
+        let mut seen = std::collections::HashSet::new();
+        if let Some(dup) = self.iface.iter().find(|i| !seen.insert(i.as_str())) {
+            return Err(format!("--iface {dup} is given twice"));
+        }
+        let snaplen = u32::try_from(self.snaplen)
+            .ok()
+            .filter(|s| (64..=262_144).contains(s))
+            .ok_or_else(|| format!("--snaplen {} must be between 64 and 262144", self.snaplen))?;
+        let buffer_size = u32::try_from(self.buffer_size)
+            .ok()
+            .filter(|b| *b >= 64 << 10 && *b <= i32::MAX as u32)
+            .ok_or_else(|| format!("--buffer-size {} must be between 64KiB and 2GiB", self.buffer_size))?;
+        let interfaces = self
+            .iface
+            .iter()
+            .map(|name| LiveConfig {
+                filter: self.filter.clone(),
+                snaplen,
+                buffer_size,
+                ..LiveConfig::new(name.clone())
+            })
+            .collect();
+        let mut opts = LiveOptions::new(interfaces, self.capture_config());
+        opts.retention = RetentionConfig { max_age: self.retain_age, max_bytes: self.retain_bytes };
+        Ok(opts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Args, clap::Error> {
+        Args::try_parse_from(std::iter::once("agent").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn pcap_and_iface_are_exclusive_and_one_is_required() {
+        let e = parse(&["--pcap", "a.pcap", "--iface", "eth0", "--out", "o"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::ArgumentConflict);
+        assert!(e.to_string().contains("--iface"), "{e}");
+        let e = parse(&["--out", "o"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        let msg = e.to_string();
+        assert!(msg.contains("--pcap") && msg.contains("--iface"), "{msg}");
+        // Live-only flags do not go with --pcap.
+        for flag in [&["--filter", "tcp"][..], &["--retain-bytes", "1GiB"], &["--metrics-addr", "127.0.0.1:1"]] {
+            let mut args = vec!["--pcap", "a.pcap", "--out", "o"];
+            args.extend_from_slice(flag);
+            let e = parse(&args).unwrap_err();
+            assert_eq!(e.kind(), clap::error::ErrorKind::ArgumentConflict, "{flag:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn live_flags_become_live_options() {
+        let a = parse(&[
+            "--iface",
+            "eth0",
+            "--iface",
+            "eth1",
+            "--out",
+            "o",
+            "--filter",
+            "tcp port 80",
+            "--buffer-size",
+            "4MiB",
+            "--retain-bytes",
+            "10GiB",
+            "--retain-age",
+            "2h",
+            "--metrics-addr",
+            "127.0.0.1:9090",
+        ])
+        .unwrap();
+        let o = a.live_options().unwrap();
+        let names: Vec<&str> = o.interfaces.iter().map(|i| i.interface.as_str()).collect();
+        assert_eq!(names, ["eth0", "eth1"]);
+        assert!(o.interfaces.iter().all(|i| i.snaplen == 262_144 && i.buffer_size == 4 << 20));
+        assert!(o.interfaces.iter().all(|i| i.filter.as_deref() == Some("tcp port 80")));
+        assert_eq!(o.retention.max_bytes, Some(10 << 30));
+        assert_eq!(o.retention.max_age, Some(std::time::Duration::from_secs(7200)));
+        assert_eq!(a.metrics_addr, Some("127.0.0.1:9090".parse().unwrap()));
+        assert_eq!(o.capture.writer.dir, PathBuf::from("o"));
+    }
+
+    #[test]
+    fn nonsense_live_combinations_are_refused() {
+        let any = parse(&["--iface", "any", "--iface", "eth0", "--out", "o"]).unwrap();
+        assert!(any.live_options().unwrap_err().contains("any"));
+        let twice = parse(&["--iface", "eth0", "--iface", "eth0", "--out", "o"]).unwrap();
+        assert!(twice.live_options().unwrap_err().contains("twice"));
+        let snap = parse(&["--iface", "eth0", "--out", "o", "--snaplen", "10"]).unwrap();
+        assert!(snap.live_options().unwrap_err().contains("--snaplen"));
+        let snap = parse(&["--iface", "eth0", "--out", "o", "--snaplen", "1MiB"]).unwrap();
+        assert!(snap.live_options().unwrap_err().contains("--snaplen"));
     }
 }

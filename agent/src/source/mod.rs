@@ -14,6 +14,7 @@
 //! invented packets to reassembly. Everything read before the damage has been delivered.
 
 mod error;
+pub mod live;
 mod pcap;
 mod pcapng;
 mod window;

@@ -1,0 +1,448 @@
+//! Live capture end to end: two network namespaces joined by a veth pair (created and removed by each test), a
+//! real HTTP server (`python3 -m http.server`) in one, real clients (`curl`) and the agent binary on the veth in
+//! the other. Checks that the segments hold exactly what the clients did, that /metrics counts it while running,
+//! that SIGTERM finishes every segment and exits 0, and that rotation (by size and by age in a quiet period) and
+//! retention (by total bytes) work on the live path.
+//!
+//! Needs root, `ip netns`, `python3` and `curl`; without them each test prints why and returns.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use tapedeck_model::segment::{SegmentReader, list_segments, list_segments_with_tmp};
+use tapedeck_model::{Exchange, Timestamp};
+
+const AGENT: &str = env!("CARGO_BIN_EXE_agent");
+const SERVER_IP: &str = "10.213.0.1";
+const CLIENT_IP: &str = "10.213.0.2";
+const PORT: u16 = 8000;
+const METRICS: &str = "127.0.0.1:9464";
+
+fn run(cmd: &[&str]) -> Result<Output, String> {
+    let out = Command::new(cmd[0]).args(&cmd[1..]).output().map_err(|e| format!("{}: {e}", cmd.join(" ")))?;
+    if !out.status.success() {
+        return Err(format!("{} failed: {}", cmd.join(" "), String::from_utf8_lossy(&out.stderr).trim()));
+    }
+    Ok(out)
+}
+
+/// Why this machine cannot run the tests, if it cannot.
+fn unsupported() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let root = status.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
+    if !root {
+        return Some("not root: network namespaces and packet capture need it".into());
+    }
+    for tool in [&["ip", "netns", "list"][..], &["python3", "--version"], &["curl", "--version"]] {
+        if let Err(e) = run(tool) {
+            return Some(format!("{} unavailable: {e}", tool[0]));
+        }
+    }
+    None
+}
+
+/// Two namespaces and a veth pair between them; removed on drop (with everything running inside killed first).
+struct Net {
+    server_ns: String,
+    client_ns: String,
+    /// The client side's veth, where the agent captures.
+    client_if: String,
+    children: Vec<Child>,
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+impl Net {
+    fn new() -> Result<Net, String> {
+        let tag = format!("{}{}", std::process::id() % 100_000, SEQ.fetch_add(1, Ordering::Relaxed));
+        let net = Net {
+            server_ns: format!("tds{tag}"),
+            client_ns: format!("tdc{tag}"),
+            client_if: format!("tdc{tag}"),
+            children: Vec::new(),
+        };
+        let server_if = format!("tds{tag}");
+        run(&["ip", "netns", "add", &net.server_ns])?;
+        run(&["ip", "netns", "add", &net.client_ns])?;
+        run(&[
+            "ip",
+            "link",
+            "add",
+            &server_if,
+            "netns",
+            &net.server_ns,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &net.client_if,
+            "netns",
+            &net.client_ns,
+        ])?;
+        for (ns, ifname, ip) in [(&net.server_ns, &server_if, SERVER_IP), (&net.client_ns, &net.client_if, CLIENT_IP)] {
+            run(&["ip", "-n", ns, "addr", "add", &format!("{ip}/24"), "dev", ifname])?;
+            run(&["ip", "-n", ns, "link", "set", ifname, "up"])?;
+            run(&["ip", "-n", ns, "link", "set", "lo", "up"])?;
+        }
+        Ok(net)
+    }
+
+    fn in_ns(&self, ns: &str, args: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", ns]).args(args);
+        c
+    }
+
+    /// Starts `python3 -m http.server` serving `dir` and waits until it answers.
+    fn start_server(&mut self, dir: &Path) -> Result<(), String> {
+        let port = PORT.to_string();
+        let dir = dir.to_str().ok_or("non-UTF-8 temp dir")?;
+        let child = self
+            .in_ns(&self.server_ns, &["python3", "-m", "http.server", &port, "--bind", SERVER_IP, "--directory", dir])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("starting the server: {e}"))?;
+        self.children.push(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            // Probed from the server's own namespace, so that the client side (and the agent) sees nothing.
+            let ok = self
+                .in_ns(&self.server_ns, &["curl", "-s", "-o", "/dev/null", "--max-time", "1"])
+                .arg(format!("http://{SERVER_IP}:{PORT}/"))
+                .status()
+                .is_ok_and(|s| s.success());
+            if ok {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err("the HTTP server did not answer within 10 s".into())
+    }
+
+    /// One curl from the client namespace; returns the status code curl saw.
+    fn curl(&self, args: &[&str], path: &str) -> u16 {
+        let out = self
+            .in_ns(&self.client_ns, &["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5"])
+            .args(args)
+            .arg(format!("http://{SERVER_IP}:{PORT}{path}"))
+            .output()
+            .expect("running curl");
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
+    }
+
+    /// GET on the agent's metrics listener (inside the client namespace).
+    fn fetch(&self, path: &str) -> (u16, String) {
+        let out = self
+            .in_ns(&self.client_ns, &["curl", "-s", "--max-time", "2", "-w", "\n%{http_code}"])
+            .arg(format!("http://{METRICS}{path}"))
+            .output()
+            .expect("running curl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (code.trim().parse().unwrap_or(0), body.to_string())
+    }
+
+    /// Starts the agent on the client veth with extra flags; waits until /healthz says it captures.
+    fn start_agent(&self, out: &Path, extra: &[&str], log: &Path) -> Agent {
+        let log = std::fs::File::create(log).unwrap();
+        let child = self
+            .in_ns(&self.client_ns, &[AGENT, "--iface", &self.client_if, "--metrics-addr", METRICS, "--out"])
+            .arg(out)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting the agent");
+        let agent = Agent(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if self.fetch("/healthz").0 == 200 {
+                return agent;
+            }
+            assert!(Instant::now() < deadline, "the agent did not become ready within 10 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// The agent process, killed on drop if a test fails before it exits.
+struct Agent(Child);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        // Deleting a namespace deletes the veth end in it, and with it the pair.
+        let _ = run(&["ip", "netns", "del", &self.server_ns]);
+        let _ = run(&["ip", "netns", "del", &self.client_ns]);
+    }
+}
+
+/// Sends SIGTERM and waits (bounded) for the exit status.
+fn terminate(agent: &mut Agent, within: Duration) -> std::process::ExitStatus {
+    run(&["kill", "-TERM", &agent.0.id().to_string()]).unwrap();
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = agent.0.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "the agent did not exit within {within:?} of SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A metric's value from Prometheus text (the full series name with labels, as printed).
+fn metric(text: &str, series: &str) -> Option<u64> {
+    text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+fn read_all(dir: &Path) -> Vec<Exchange> {
+    let mut out = Vec::new();
+    for f in list_segments(dir).unwrap() {
+        let mut r = SegmentReader::open(&f).unwrap();
+        for ex in r.exchanges() {
+            out.push(ex.unwrap());
+        }
+    }
+    out
+}
+
+fn summary_of(ex: &Exchange) -> (String, String, u16) {
+    let req = ex.request.as_ref().expect("a request");
+    (
+        String::from_utf8_lossy(&req.method).into_owned(),
+        String::from_utf8_lossy(&req.path).into_owned(),
+        ex.response.as_ref().map_or(0, |r| r.status),
+    )
+}
+
+fn log_text(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_default()
+}
+
+fn no_tmp_left(dir: &Path) {
+    let all: Vec<PathBuf> = list_segments_with_tmp(dir).unwrap();
+    let tmp: Vec<&PathBuf> = all.iter().filter(|p| p.to_string_lossy().ends_with(".tmp")).collect();
+    assert!(tmp.is_empty(), "left behind: {tmp:?}");
+}
+
+macro_rules! setup {
+    () => {{
+        if let Some(why) = unsupported() {
+            eprintln!("skipped: {why}");
+            return;
+        }
+        Net::new().expect("creating the namespaces")
+    }};
+}
+
+#[test]
+fn exchanges_written_are_what_the_clients_did() {
+    let mut net = setup!();
+    let tmp = tempfile::tempdir().unwrap();
+    let www = tmp.path().join("www");
+    std::fs::create_dir_all(www.join("sub")).unwrap();
+    std::fs::write(www.join("a.txt"), "alpha\n").unwrap();
+    std::fs::write(www.join("b.json"), "{\"b\": 2}\n").unwrap();
+    std::fs::write(www.join("sub/index.html"), "<p>sub</p>\n").unwrap();
+    net.start_server(&www).unwrap();
+    let out = tmp.path().join("segments");
+    let log = tmp.path().join("agent.log");
+    let mut agent = net.start_agent(&out, &[], &log);
+
+    // What the clients do, and the status each must get.
+    let plan: Vec<(&[&str], &str, u16, &str)> = vec![
+        (&[], "/a.txt", 200, "GET"),
+        (&[], "/b.json", 200, "GET"),
+        (&[], "/missing", 404, "GET"),
+        (&[], "/sub/", 200, "GET"),
+        (&["-I"], "/a.txt", 200, "HEAD"),
+        (&["-X", "POST", "-d", "x=1"], "/a.txt?q=1", 501, "POST"),
+        (&[], "/a.txt?again", 200, "GET"),
+    ];
+    let mut expected = Vec::new();
+    for (args, path, status, method) in &plan {
+        assert_eq!(net.curl(args, path), *status, "curl {args:?} {path}");
+        expected.push((method.to_string(), path.to_string(), *status));
+    }
+    let n = plan.len() as u64;
+
+    // While running: the counters show the traffic (exchanges reach the counters within a tick).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let text = loop {
+        let (code, text) = net.fetch("/metrics");
+        assert_eq!(code, 200);
+        let exchanges: u64 = text
+            .lines()
+            .filter(|l| l.starts_with("tapedeck_exchanges_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum();
+        if exchanges == n {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "exchanges_total never reached {n}:\n{text}\n{}", log_text(&log));
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let iface = &net.client_if;
+    // Each exchange is at least a handshake, a request, a response and the closing: 7 packets and more.
+    let packets = metric(&text, &format!("tapedeck_packets_total{{interface=\"{iface}\"}}")).unwrap();
+    assert!(packets >= 7 * n, "packets {packets}\n{text}");
+    assert!(metric(&text, &format!("tapedeck_bytes_total{{interface=\"{iface}\"}}")).unwrap() > 0);
+    assert_eq!(metric(&text, &format!("tapedeck_queue_drops_total{{interface=\"{iface}\"}}")), Some(0));
+    assert_eq!(metric(&text, &format!("tapedeck_kernel_drops_total{{interface=\"{iface}\"}}")), Some(0));
+    assert_eq!(metric(&text, "tapedeck_flows_created_total"), Some(n), "one connection per curl\n{text}");
+    assert_eq!(metric(&text, "tapedeck_gaps_total"), Some(0));
+    assert_eq!(metric(&text, "tapedeck_parse_errors_total{protocol=\"http1\"}"), Some(0));
+    assert_eq!(metric(&text, "tapedeck_flows_evicted_total"), Some(0));
+
+    let started = Instant::now();
+    let status = terminate(&mut agent, Duration::from_secs(5));
+    assert!(status.success(), "exit {status:?}\n{}", log_text(&log));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    no_tmp_left(&out);
+
+    let exchanges = read_all(&out);
+    let mut got: Vec<(String, String, u16)> = exchanges.iter().map(summary_of).collect();
+    got.sort();
+    expected.sort();
+    assert_eq!(got, expected, "agent log:\n{}", log_text(&log));
+    for ex in &exchanges {
+        assert_eq!(ex.client.ip().to_string(), CLIENT_IP);
+        assert_eq!(ex.server.to_string(), format!("{SERVER_IP}:{PORT}"));
+        assert!(ex.flags.names().is_empty(), "flags {:?} on {:?}", ex.flags.names(), summary_of(ex));
+    }
+    let body_of = |path: &str| {
+        exchanges
+            .iter()
+            .find(|e| e.request.as_ref().is_some_and(|r| r.path == path.as_bytes() && r.method == b"GET"))
+            .and_then(|e| e.response.as_ref())
+            .map(|r| r.body.bytes.clone())
+    };
+    assert_eq!(body_of("/a.txt").as_deref(), Some(&b"alpha\n"[..]));
+    assert_eq!(body_of("/b.json").as_deref(), Some(&b"{\"b\": 2}\n"[..]));
+    // Timestamps are wall-clock capture times of this run.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    for ex in &exchanges {
+        let t: Timestamp = ex.timing.request_first.expect("request time");
+        assert!(t.0 <= now && now - t.0 < 120_000_000_000, "{t:?} vs now {now}");
+    }
+}
+
+#[test]
+fn size_rotation_and_retention_by_bytes_on_the_live_path() {
+    let mut net = setup!();
+    let tmp = tempfile::tempdir().unwrap();
+    let www = tmp.path().join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    // Incompressible bodies of 600 KB: every exchange fills most of a 1 MiB block by itself, so that blocks (and
+    // with --segment-max-bytes 1, files) are cut about every two exchanges.
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let body: Vec<u8> = (0..600_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::write(www.join("big.bin"), &body).unwrap();
+    net.start_server(&www).unwrap();
+    let out = tmp.path().join("segments");
+    let log = tmp.path().join("agent.log");
+    let retain: u64 = 2_500_000;
+    let mut agent = net.start_agent(&out, &["--segment-max-bytes", "1", "--retain-bytes", &retain.to_string()], &log);
+    let n = 12;
+    for i in 0..n {
+        assert_eq!(net.curl(&[], &format!("/big.bin?{i}")), 200);
+    }
+    // Retention acts while running: wait for deletions to show in /metrics.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, text) = net.fetch("/metrics");
+        if metric(&text, "tapedeck_retention_deletions_total").is_some_and(|d| d > 0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no retention deletion while running:\n{text}\n{}", log_text(&log));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_, text) = net.fetch("/metrics");
+    let status = terminate(&mut agent, Duration::from_secs(5));
+    assert!(status.success(), "exit {status:?}\n{}", log_text(&log));
+    no_tmp_left(&out);
+
+    let files = list_segments(&out).unwrap();
+    let total: u64 = files.iter().map(|f| std::fs::metadata(f).unwrap().len()).sum();
+    assert!(total <= retain, "{total} bytes left over the {retain} limit in {files:?}");
+    assert!(files.len() >= 2, "rotation by size made several files: {files:?}");
+    // What is left is the newest: the exchanges of the last requests, in order, none missing between them.
+    let mut paths: Vec<(u64, String)> = read_all(&out)
+        .iter()
+        .map(|e| (e.id, String::from_utf8_lossy(&e.request.as_ref().unwrap().path).into()))
+        .collect();
+    paths.sort();
+    let kept = paths.len();
+    assert!(kept >= 1 && kept < n, "kept {kept} of {n}");
+    let want: Vec<String> = (n - kept..n).map(|i| format!("/big.bin?{i}")).collect();
+    assert_eq!(paths.iter().map(|p| p.1.clone()).collect::<Vec<_>>(), want);
+    // The counters agree with the directory: every file finished is either still there or was deleted.
+    let deleted_while_running = metric(&text, "tapedeck_retention_deletions_total").unwrap();
+    assert!(deleted_while_running >= 1);
+    let stderr = log_text(&log);
+    assert!(stderr.contains("retention"), "the summary reports retention:\n{stderr}");
+    let finished = stderr
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("files_finished=")?.parse::<usize>().ok())
+        .expect("files_finished in the summary");
+    let deleted = stderr
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("deleted_by_size=")?.parse::<usize>().ok())
+        .expect("deleted_by_size in the summary");
+    eprintln!("{finished} files finished, {deleted} deleted, {} kept with {kept} of {n} exchanges", files.len());
+    assert_eq!(finished, files.len() + deleted, "{stderr}");
+}
+
+#[test]
+fn a_quiet_segment_is_finished_by_age_while_capturing() {
+    let mut net = setup!();
+    let tmp = tempfile::tempdir().unwrap();
+    let www = tmp.path().join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("a.txt"), "alpha\n").unwrap();
+    net.start_server(&www).unwrap();
+    let out = tmp.path().join("segments");
+    let log = tmp.path().join("agent.log");
+    let mut agent = net.start_agent(&out, &["--segment-max-age", "1s"], &log);
+    assert_eq!(net.curl(&[], "/a.txt"), 200);
+    // No traffic from now on: the file must still be finished (renamed to .seg) about a second later.
+    let deadline = Instant::now() + Duration::from_secs(6);
+    loop {
+        if list_segments(&out).is_ok_and(|f| f.len() == 1) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no finished segment after a quiet period\n{}", log_text(&log));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    no_tmp_left(&out);
+    assert_eq!(net.curl(&[], "/nope"), 404);
+    let status = terminate(&mut agent, Duration::from_secs(5));
+    assert!(status.success(), "exit {status:?}\n{}", log_text(&log));
+    no_tmp_left(&out);
+    let files = list_segments(&out).unwrap();
+    assert_eq!(files.len(), 2, "one file per quiet-separated exchange: {files:?}");
+    let got: Vec<(String, String, u16)> = read_all(&out).iter().map(summary_of).collect();
+    assert_eq!(got, vec![("GET".into(), "/a.txt".into(), 200), ("GET".into(), "/nope".into(), 404)]);
+}

@@ -59,9 +59,9 @@ fn main() -> std::io::Result<()> {
         }
     }
     let tmp = std::env::temp_dir().join(format!("tapedeck-seeds-{}", std::process::id()));
-    for seed in tapedeck_fuzz::seeds::segment_seeds(&exchanges, &tmp) {
-        if write(out, "segment_reader", &seed)? {
-            *counts.entry("segment_reader").or_default() += 1;
+    for (target, seed) in tapedeck_fuzz::seeds::segment_seeds(&exchanges, &tmp) {
+        if write(out, target, &seed)? {
+            *counts.entry(target).or_default() += 1;
         }
     }
     let _ = std::fs::remove_dir_all(&tmp);

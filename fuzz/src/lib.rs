@@ -10,6 +10,8 @@
 //! - `http1` / `http2`: a mode byte, then a script of client/server chunks, gaps, FINs ([`encode_stream_ops`]).
 //! - `grpc`: a flag byte, then a body split by [`tapedeck_model::grpc`] and a whole exchange summarised.
 //! - `segment_reader`: a segment file, written to a temporary file and read block by block.
+//! - `segment_blocks`: block payloads (raw records) wrapped into a segment file with valid checksums, so that the
+//!   record decoding behind the CRCs is reached ([`targets::segment_blocks`]).
 
 pub mod input;
 pub mod seeds;
@@ -29,4 +31,5 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("http2", targets::http2),
     ("grpc", targets::grpc),
     ("segment_reader", targets::segment_reader),
+    ("segment_blocks", targets::segment_blocks),
 ];

@@ -233,8 +233,32 @@ pub fn from_capture(capture: &[u8], exchanges: &mut Vec<Exchange>) -> Seeds {
     seeds
 }
 
-/// Segment files holding `exchanges` (several small blocks each), written under `tmp`, plus a torn copy.
-pub fn segment_seeds(exchanges: &[Exchange], tmp: &Path) -> Vec<Vec<u8>> {
+/// The blocks of a segment file written by the writer: `(records, raw payload)` each.
+fn blocks_of(file: &[u8]) -> Vec<(u32, Vec<u8>)> {
+    use tapedeck_model::segment::layout;
+    let mut out = Vec::new();
+    let Some(body_len) = file.get(12..16).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize) else {
+        return out;
+    };
+    let mut at = layout::FILE_PREFIX_LEN + body_len + 4;
+    while let Some(h) = file.get(at..at + layout::BLOCK_HEADER_LEN) {
+        let Ok(f) = layout::decode_block_header(h.try_into().unwrap_or(&[0; layout::BLOCK_HEADER_LEN])) else { break };
+        let start = at + layout::BLOCK_HEADER_LEN;
+        let Some(payload) = file.get(start..start + f.stored_len as usize) else { break };
+        let raw = if f.codec == layout::CODEC_ZSTD {
+            zstd::bulk::decompress(payload, f.raw_len as usize).unwrap_or_default()
+        } else {
+            payload.to_vec()
+        };
+        out.push((f.records, raw));
+        at = start + f.stored_len as usize;
+    }
+    out
+}
+
+/// Seeds for `segment_reader` (segment files holding `exchanges`, several small blocks each, written under
+/// `tmp`, and torn copies) and for `segment_blocks` (their blocks' raw records).
+pub fn segment_seeds(exchanges: &[Exchange], tmp: &Path) -> Seeds {
     let mut out = Vec::new();
     let mut cfg = SegmentWriterConfig::new(tmp);
     cfg.block_raw_bytes = 2048;
@@ -250,15 +274,22 @@ pub fn segment_seeds(exchanges: &[Exchange], tmp: &Path) -> Vec<Vec<u8>> {
         }
     }
     files.extend(w.finish().unwrap_or_default());
-    for f in &files {
-        if let Ok(bytes) = std::fs::read(f)
-            && bytes.len() <= MAX_SEED
-        {
-            out.push(bytes[..bytes.len() * 2 / 3].to_vec());
-            out.push(bytes);
+    for (i, f) in files.iter().enumerate().take(32) {
+        let Ok(bytes) = std::fs::read(f) else { continue };
+        let mut blocks = vec![(i % 4) as u8];
+        for (records, raw) in blocks_of(&bytes) {
+            if raw.len() <= usize::from(u16::MAX) && blocks.len() + raw.len() <= MAX_SEED {
+                blocks.push(records.min(255) as u8);
+                blocks.extend_from_slice(&(raw.len() as u16).to_be_bytes());
+                blocks.extend_from_slice(&raw);
+            }
+        }
+        out.push(("segment_blocks", blocks));
+        if bytes.len() <= MAX_SEED {
+            out.push(("segment_reader", bytes[..bytes.len() * 2 / 3].to_vec()));
+            out.push(("segment_reader", bytes));
         }
     }
-    out.truncate(64);
     out
 }
 
@@ -325,5 +356,37 @@ mod tests {
         }
         assert_eq!(total, exchanges.len());
         assert!(total > 0);
+    }
+}
+
+#[cfg(test)]
+mod segment_tests {
+    use tapedeck_model::segment::SegmentReader;
+
+    use super::*;
+    use crate::targets::encode_segment;
+
+    #[test]
+    fn segment_block_seeds_rebuild_readable_files() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/h1-pipelined.pcap");
+        let mut exchanges = Vec::new();
+        from_capture(&std::fs::read(path).unwrap(), &mut exchanges);
+        let tmp = std::env::temp_dir().join(format!("tapedeck-seed-test-{}", std::process::id()));
+        let seeds = segment_seeds(&exchanges, &tmp);
+        let _ = std::fs::remove_dir_all(&tmp);
+        let file = &seeds.iter().find(|(t, _)| *t == "segment_reader").unwrap().1;
+        let blocks = blocks_of(file);
+        assert!(!blocks.is_empty());
+        for (footer, zstd) in [(true, false), (false, true)] {
+            let refs: Vec<(u32, &[u8])> = blocks.iter().map(|(r, b)| (*r, &b[..])).collect();
+            let rebuilt = encode_segment(&refs, footer, zstd);
+            let p = std::env::temp_dir().join(format!("tapedeck-seed-test-{}-{footer}.seg", std::process::id()));
+            std::fs::write(&p, rebuilt).unwrap();
+            let mut r = SegmentReader::open(&p).unwrap();
+            let n = r.exchanges().filter(|e| e.is_ok()).count();
+            let _ = std::fs::remove_file(&p);
+            assert_eq!(n as u32, blocks.iter().map(|b| b.0).sum::<u32>());
+            assert!(n > 0);
+        }
     }
 }

@@ -312,6 +312,10 @@ pub fn grpc(data: &[u8]) {
 /// `segment_reader`: the bytes are a segment file; open it (from a temporary file) and read every block, then
 /// every exchange.
 pub fn segment_reader(data: &[u8]) {
+    read_segment(data);
+}
+
+fn read_segment(data: &[u8]) {
     thread_local! {
         static PATH: PathBuf = std::env::temp_dir().join(format!("tapedeck-fuzz-{}.seg", std::process::id()));
     }
@@ -334,4 +338,56 @@ pub fn segment_reader(data: &[u8]) {
         let report = r.recovery();
         assert!(report.blocks_ok + report.blocks_damaged <= report.blocks, "{report:?}");
     });
+}
+
+/// `segment_blocks`: a flag byte (bit 0: write the footer index and trailer; bit 1: zstd-compress payloads),
+/// then blocks, each `records: u8, len: u16, raw records`. The file is built with valid checksums around the
+/// fuzzed payloads ([`encode_segment`]) and read as in `segment_reader`.
+pub fn segment_blocks(data: &[u8]) {
+    let mut input = Bytes::new(data);
+    let flags = input.u8();
+    let mut blocks = Vec::new();
+    while !input.is_empty() {
+        let records = input.u8();
+        let len = input.u16();
+        blocks.push((u32::from(records), input.take(usize::from(len))));
+    }
+    read_segment(&encode_segment(&blocks, flags & 1 != 0, flags & 2 != 0));
+}
+
+/// A segment file holding `blocks` (`(records, raw payload)`), with valid checksums everywhere.
+pub fn encode_segment(blocks: &[(u32, &[u8])], footer: bool, zstd: bool) -> Vec<u8> {
+    use tapedeck_model::segment::layout;
+    let body = layout::encode_header_body(&layout::HeaderBody { writer: "fuzz".into(), ..Default::default() });
+    let mut file = layout::encode_prefix(body.len() as u32).to_vec();
+    file.extend_from_slice(&body);
+    let c = layout::crc(&file);
+    file.extend_from_slice(&c.to_le_bytes());
+    let mut index = Vec::new();
+    for (i, &(records, raw)) in blocks.iter().enumerate() {
+        let compressed = if zstd { ::zstd::bulk::compress(raw, 1).ok() } else { None };
+        let (codec, payload) = match &compressed {
+            Some(c) => (layout::CODEC_ZSTD, &c[..]),
+            None => (layout::CODEC_STORED, raw),
+        };
+        let fields = layout::BlockFields {
+            codec,
+            stored_len: payload.len() as u32,
+            raw_len: raw.len() as u32,
+            records,
+            first_ts: i as u64,
+            last_ts: i as u64 + 1,
+            payload_crc: layout::crc(payload),
+        };
+        layout::push_index_entry(&mut index, file.len() as u64, &fields);
+        file.extend_from_slice(&layout::encode_block_header(&fields));
+        file.extend_from_slice(payload);
+    }
+    if footer {
+        let footer = layout::encode_footer(&index);
+        let at = file.len() as u64;
+        file.extend_from_slice(&footer);
+        file.extend_from_slice(&layout::encode_trailer(at, footer.len() as u32));
+    }
+    file
 }

@@ -13,15 +13,19 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
-/// The targets, in the order they run (each is `fuzz/fuzz_targets/<name>.rs`), with their `-max_len`.
-pub const TARGETS: &[(&str, usize)] = &[
-    ("pcap_reader", 65_536),
-    ("decode", 65_536),
-    ("reassembly", 65_536),
-    ("http1", 65_536),
-    ("http2", 65_536),
-    ("grpc", 8_192),
-    ("segment_reader", 65_536),
+/// A target: its name (`fuzz/fuzz_targets/<name>.rs`), its `-max_len`, and its dictionary in `fuzz/dicts/`.
+type Target = (&'static str, usize, Option<&'static str>);
+
+/// The targets, in the order they run.
+pub const TARGETS: &[Target] = &[
+    ("pcap_reader", 65_536, None),
+    ("decode", 65_536, None),
+    ("reassembly", 65_536, Some("http.dict")),
+    ("http1", 65_536, Some("http.dict")),
+    ("http2", 65_536, Some("http.dict")),
+    ("grpc", 8_192, None),
+    ("segment_reader", 65_536, None),
+    ("segment_blocks", 65_536, None),
 ];
 
 /// What `cargo xtask fuzz` was asked to do.
@@ -77,8 +81,8 @@ pub fn make_seeds(root: &Path, extra: &[PathBuf]) -> Result<()> {
 /// Runs the targets; fails listing the ones that crashed with their crash files.
 pub fn fuzz(opts: &FuzzOptions) -> Result<()> {
     let root = repo_root();
-    let targets: Vec<(&str, usize)> = match &opts.target {
-        Some(t) => match TARGETS.iter().find(|(n, _)| n == t) {
+    let targets: Vec<Target> = match &opts.target {
+        Some(t) => match TARGETS.iter().find(|(n, _, _)| n == t) {
             Some(&x) => vec![x],
             None => bail!("no target {t}; targets: {}", TARGETS.iter().map(|t| t.0).collect::<Vec<_>>().join(", ")),
         },
@@ -104,7 +108,7 @@ pub fn fuzz(opts: &FuzzOptions) -> Result<()> {
     }
 
     let mut crashed: Vec<(String, Vec<PathBuf>)> = Vec::new();
-    for (name, max_len) in targets {
+    for (name, max_len, dict) in targets {
         let art_dir = fuzz.join("artifacts").join(name);
         std::fs::create_dir_all(&art_dir).with_context(|| format!("creating {}", art_dir.display()))?;
         let before = artifacts(&art_dir);
@@ -118,6 +122,7 @@ pub fn fuzz(opts: &FuzzOptions) -> Result<()> {
             .arg(format!("-max_total_time={}", opts.secs))
             .arg(format!("-max_len={max_len}"))
             .args(["-timeout=10", "-rss_limit_mb=2048", "-print_final_stats=1"])
+            .args(dict.map(|d| format!("-dict={}", fuzz.join("dicts").join(d).display())))
             .status()
             .with_context(|| format!("running target {name}"))?;
         let new: Vec<PathBuf> = artifacts(&art_dir).difference(&before).cloned().collect();

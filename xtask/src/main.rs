@@ -5,6 +5,7 @@
 mod bench;
 mod capture;
 mod demo;
+mod fuzz;
 mod hostile;
 mod ingest;
 
@@ -28,7 +29,7 @@ use clap::{Parser, Subcommand};
     bin_name = "cargo xtask",
     about,
     long_about = None,
-    after_help = "Both commands need root: they create (and delete) a network namespace and run tcpdump in it.\nRun `cargo xtask <command> --help` for what each does and which apt packages it needs."
+    after_help = "gen-testdata and bench-capture need root: they create (and delete) a network namespace and run tcpdump in it.\n`fuzz` needs the nightly toolchain and cargo-fuzz.\nRun `cargo xtask <command> --help` for what each does and which apt packages it needs."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -104,6 +105,24 @@ enum Task {
         #[arg(long, default_value_t = 900)]
         max_seconds: u64,
     },
+    /// Fuzz every parser for a while (needs nightly and cargo-fuzz; no root).
+    ///
+    /// Regenerates the seed corpora under fuzz/corpus/ (git-ignored) from testdata/ and, if present, the shared
+    /// capture corpus next to the checkout; builds the targets of fuzz/ (no sanitizer, debug assertions on) and
+    /// runs each for --secs seconds. Fails listing the targets that crashed and their crash files under
+    /// fuzz/artifacts/<target>/.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        secs: u64,
+        /// Run only this target (pcap_reader, decode, reassembly, http1, http2, grpc, segment_reader,
+        /// segment_blocks).
+        #[arg(long)]
+        target: Option<String>,
+        /// Capture directories to make seeds from (default: the shared corpus next to the checkout, if any).
+        #[arg(long)]
+        seeds_from: Vec<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -117,6 +136,9 @@ fn main() -> ExitCode {
         Task::GenHostile { out, small, seed } => hostile::gen_hostile(&out, small, seed),
         Task::BenchCapture { size, out, h2, max_seconds } => {
             bench::bench_capture(&bench::BenchOptions { size, out, h2, max_seconds })
+        }
+        Task::Fuzz { secs, target, seeds_from } => {
+            fuzz::fuzz(&fuzz::FuzzOptions { secs, target, seed_dirs: seeds_from })
         }
     };
     match result {

@@ -1,0 +1,4 @@
+//! Fuzz target `http1`: see [`tapedeck_fuzz::targets::http1`] for the input format.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| tapedeck_fuzz::targets::http1(data));

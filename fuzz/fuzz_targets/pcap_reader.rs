@@ -1,0 +1,4 @@
+//! Fuzz target `pcap_reader`: see [`tapedeck_fuzz::targets::pcap_reader`] for the input format.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| tapedeck_fuzz::targets::pcap_reader(data));

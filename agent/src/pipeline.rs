@@ -332,6 +332,7 @@ mod tests {
             response: None,
             flags: Flags::NONE,
             labels: Vec::new(),
+            masked_by: Vec::new(),
         }
     }
 

@@ -16,6 +16,7 @@ pub mod cli;
 pub mod decode;
 pub mod http1;
 pub mod http2;
+pub mod mask;
 pub mod pipeline;
 pub mod reassembly;
 pub mod session;

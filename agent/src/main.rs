@@ -10,6 +10,7 @@ use clap::Parser;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use tapedeck_agent::cli::Args;
+use tapedeck_agent::mask;
 use tapedeck_agent::pipeline::{self, Progress};
 use tapedeck_agent::summary;
 
@@ -26,8 +27,15 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    let masker = mask::setup(args.mask_policy.as_deref(), !args.no_default_masking, args.mask_key_file.as_deref())?;
+    if args.print_masking {
+        print!("{}", mask::describe(masker.as_ref()));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut cfg = args.capture_config();
+    cfg.masking = masker;
     let mut progress = TerminalProgress { enabled: std::io::stderr().is_terminal() && !args.quiet, shown: false };
-    let summary = pipeline::run_files(&args.pcap, args.capture_config(), &mut progress)?;
+    let summary = pipeline::run_files(&args.pcap, cfg, &mut progress)?;
     progress.clear();
     if let Some(path) = &args.stats_json {
         let json = serde_json::to_vec_pretty(&summary)?;

@@ -14,6 +14,7 @@ use tapedeck_model::segment::{SegmentWriter, SegmentWriterConfig, WriterStats};
 use tapedeck_model::{Exchange, Timestamp};
 
 use crate::decode::{DecodeConfig, DecodeStats, Decoder};
+use crate::mask::{MaskStats, Masker};
 use crate::reassembly::{FlowTable, ReassemblyConfig, ReassemblyStats};
 use crate::session::{SessionConfig, SessionFactory};
 use crate::source::{PcapSource, SourceError, SourceStats};
@@ -32,6 +33,9 @@ pub struct CaptureConfig {
     pub writer: SegmentWriterConfig,
     /// Labels added to every exchange (node, interface, ...).
     pub labels: Vec<(String, String)>,
+    /// The masking applied on the writer thread before every write; None writes exchanges as seen. Its policy
+    /// fingerprint replaces `writer.masking_fingerprint`.
+    pub masking: Option<Masker>,
 }
 
 /// What happened to one input.
@@ -62,6 +66,8 @@ pub struct RunSummary {
     pub sessions: SessionStats,
     /// Exchanges produced.
     pub exchanges: ExchangeTally,
+    /// Masking (None when masking is off).
+    pub masking: Option<MaskStats>,
     /// Segment writing.
     pub writer: WriterStats,
     /// Segment files finished.
@@ -123,10 +129,12 @@ pub fn run_files(
     let (tx, rx) = bounded::<Vec<Exchange>>(CHANNEL_BATCHES);
     // Emptied batch vectors travel back so that their memory is reused instead of fresh pages per batch.
     let (recycle_tx, recycle_rx) = bounded::<Vec<Exchange>>(CHANNEL_BATCHES + 2);
-    let writer_cfg = cfg.writer.clone();
+    let mut writer_cfg = cfg.writer.clone();
+    let masker = cfg.masking.clone();
+    writer_cfg.masking_fingerprint = masker.as_ref().map(|m| m.fingerprint().to_vec()).unwrap_or_default();
     let writer = std::thread::Builder::new()
         .name("segment-writer".into())
-        .spawn(move || write_segments(writer_cfg, rx, recycle_tx))
+        .spawn(move || write_segments(writer_cfg, masker, rx, recycle_tx))
         .map_err(|_| PipelineError::WriterGone)?;
 
     let mut summary = RunSummary::default();
@@ -192,11 +200,12 @@ pub fn run_files(
     summary.sessions = table.factory_mut().stats();
     summary.exchanges = tally;
     drop(batcher);
-    let (writer_stats, files) = writer.join().map_err(|_| PipelineError::WriterGone)??;
+    let (writer_stats, files, mask_stats) = writer.join().map_err(|_| PipelineError::WriterGone)??;
     if send_failed {
         return Err(PipelineError::WriterGone);
     }
     summary.writer = writer_stats;
+    summary.masking = mask_stats;
     summary.segments = files;
     summary.seconds = started.elapsed().as_secs_f64();
     summary.peak_rss_bytes = peak_rss_bytes();
@@ -287,14 +296,22 @@ impl Batcher {
     }
 }
 
-/// The writer thread: exchanges in, segment files out.
+/// What the writer thread returns: writer counters, finished files, masking counters.
+type WriterResult = (WriterStats, Vec<PathBuf>, Option<MaskStats>);
+
+/// The writer thread: exchanges in, masked (when configured), segment files out. Masking runs here, not on the
+/// capture thread, so that reading keeps its speed and masking overlaps with it.
 fn write_segments(
     cfg: SegmentWriterConfig,
+    mut masker: Option<Masker>,
     rx: Receiver<Vec<Exchange>>,
     recycle: Sender<Vec<Exchange>>,
-) -> Result<(WriterStats, Vec<PathBuf>), PipelineError> {
+) -> Result<WriterResult, PipelineError> {
     let mut writer = SegmentWriter::create(cfg)?;
     for mut batch in rx {
+        if let Some(m) = &mut masker {
+            m.mask_batch(&mut batch);
+        }
         for ex in &batch {
             writer.write(ex)?;
         }
@@ -304,7 +321,7 @@ fn write_segments(
     writer.flush()?;
     let stats = writer.stats().clone();
     let files = writer.finish()?;
-    Ok((stats, files))
+    Ok((stats, files, masker.map(|m| m.stats())))
 }
 
 /// Whether `path` names standard input.

@@ -97,7 +97,8 @@ pub fn decode(coding: Coding, bytes: &[u8], cap: usize) -> (Decoded, DeflateForm
         Coding::Gzip => read_capped(flate2::read::MultiGzDecoder::new(bytes), cap),
         Coding::Deflate => {
             // A zlib header is two bytes whose big-endian value is a multiple of 31, with method 8.
-            let zlib = bytes.len() >= 2 && bytes[0] & 0x0F == 8 && (u16::from(bytes[0]) << 8 | u16::from(bytes[1])) % 31 == 0;
+            let zlib =
+                bytes.len() >= 2 && bytes[0] & 0x0F == 8 && (u16::from(bytes[0]) << 8 | u16::from(bytes[1])) % 31 == 0;
             if zlib {
                 return (read_capped(flate2::read::ZlibDecoder::new(bytes), cap), DeflateForm::Zlib);
             }
@@ -172,8 +173,8 @@ mod tests {
     fn independent_gzip_is_read() {
         // `printf 'hello\n' | gzip -n | xxd -i`
         let gz = [
-            0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0xcb, 0x48, 0xcd, 0xc9, 0xc9, 0xe7, 0x02,
-            0x00, 0x20, 0x30, 0x3a, 0x36, 0x06, 0x00, 0x00, 0x00,
+            0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0xcb, 0x48, 0xcd, 0xc9, 0xc9, 0xe7, 0x02, 0x00,
+            0x20, 0x30, 0x3a, 0x36, 0x06, 0x00, 0x00, 0x00,
         ];
         assert_eq!(decode(Coding::Gzip, &gz, 100).0, Decoded::Whole(b"hello\n".to_vec()));
     }

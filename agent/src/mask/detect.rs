@@ -37,7 +37,9 @@ impl Detector {
             DetectorKind::Regex => Some(custom.unwrap_or("$^")),
         };
         let regex = match src {
-            Some(s) => Some(regex::bytes::RegexBuilder::new(s).size_limit(1 << 22).build()?),
+            Some(s) => Some(
+                regex::bytes::RegexBuilder::new(s).size_limit(1 << 22).dfa_size_limit(super::REGEX_CACHE).build()?,
+            ),
             None => None,
         };
         let groups = regex.as_ref().is_some_and(|r| r.captures_len() > 1);
@@ -98,73 +100,106 @@ fn word_byte(b: u8) -> bool {
 
 /// Payment card numbers: 13 to 19 digits, in groups separated by one space or dash, passing the Luhn check, not
 /// glued to letters or digits on either side (so hex ids and long numbers do not match).
+///
+/// Fast on text without numbers: a card spans at least 13 bytes of digits and lone separators, so only every 13th
+/// byte is probed; a probe that could be inside a number sends the scan back to where that number starts, and the
+/// number is then read once, to its end.
 pub fn find_cards(text: &[u8], out: &mut Vec<(usize, usize)>) {
     let n = text.len();
-    let mut i = 0;
-    // Groups of the current run: (start, end) of each digit group.
+    let digit = |i: usize| text[i].is_ascii_digit();
+    let sep = |i: usize| text[i] == b' ' || text[i] == b'-';
     let mut groups: Vec<(usize, usize)> = Vec::new();
     let mut digits: Vec<u8> = Vec::new();
-    while i < n {
-        if !text[i].is_ascii_digit() {
-            i += 1;
+    let mut p = 12;
+    while p < n {
+        let inside = digit(p) || (sep(p) && (digit(p - 1) || (p + 1 < n && digit(p + 1))));
+        if !inside {
+            p += 13;
             continue;
         }
-        if i > 0 && word_byte(text[i - 1]) {
-            // Glued to a word on the left: skip the whole digit group.
-            while i < n && text[i].is_ascii_digit() {
-                i += 1;
-            }
-            continue;
+        let mut s = p;
+        while s > 0 && (digit(s - 1) || (sep(s - 1) && s >= 2 && digit(s - 2))) {
+            s -= 1;
         }
-        groups.clear();
-        let mut j = i;
+        while s < n && !digit(s) {
+            s += 1;
+        }
+        // The whole run containing `p`, in chunks of at most 19 groups (as a byte-by-byte scan would cut it).
+        let mut i = s;
         loop {
-            let g = j;
-            while j < n && text[j].is_ascii_digit() {
-                j += 1;
-            }
-            groups.push((g, j));
-            if j + 1 < n && (text[j] == b' ' || text[j] == b'-') && text[j + 1].is_ascii_digit() && groups.len() < 19 {
-                j += 1;
+            let end = card_run(text, i, &mut groups, &mut digits, out);
+            if end + 1 < n && sep(end) && digit(end + 1) {
+                i = end + 1;
                 continue;
             }
+            p = end + 13;
             break;
         }
-        let run_end = j;
-        let total: usize = groups.iter().map(|(a, b)| b - a).sum();
-        if total >= 13 {
-            // The longest Luhn-valid stretch of whole groups, starting at the earliest group possible.
-            let mut g0 = 0;
-            while g0 < groups.len() {
-                let mut best = None;
-                let mut count = 0;
-                digits.clear();
-                for (k, &(a, b)) in groups.iter().enumerate().skip(g0) {
-                    count += b - a;
-                    if count > 19 {
-                        break;
-                    }
-                    digits.extend_from_slice(&text[a..b]);
-                    let end = b;
-                    let right_ok = end < run_end || end >= n || !word_byte(text[end]);
-                    if count >= 13 && right_ok && luhn_valid(&digits) {
-                        best = Some((k, end));
-                    }
-                }
-                match best {
-                    Some((k, end)) => {
-                        out.push((groups[g0].0, end));
-                        g0 = k + 1;
-                    }
-                    None => g0 += 1,
-                }
+    }
+}
+
+/// Looks at the run of digit groups starting at `i` (a digit); returns where the run ends.
+fn card_run(
+    text: &[u8],
+    i: usize,
+    groups: &mut Vec<(usize, usize)>,
+    digits: &mut Vec<u8>,
+    out: &mut Vec<(usize, usize)>,
+) -> usize {
+    let n = text.len();
+    if i > 0 && word_byte(text[i - 1]) {
+        // Glued to a word on the left: skip this digit group.
+        let mut j = i;
+        while j < n && text[j].is_ascii_digit() {
+            j += 1;
+        }
+        return j;
+    }
+    groups.clear();
+    let mut j = i;
+    loop {
+        let g = j;
+        while j < n && text[j].is_ascii_digit() {
+            j += 1;
+        }
+        groups.push((g, j));
+        if j + 1 < n && (text[j] == b' ' || text[j] == b'-') && text[j + 1].is_ascii_digit() && groups.len() < 19 {
+            j += 1;
+            continue;
+        }
+        break;
+    }
+    let run_end = j;
+    let total: usize = groups.iter().map(|(a, b)| b - a).sum();
+    if total < 13 {
+        return run_end;
+    }
+    // The longest Luhn-valid stretch of whole groups, starting at the earliest group possible.
+    let mut g0 = 0;
+    while g0 < groups.len() {
+        let mut best = None;
+        let mut count = 0;
+        digits.clear();
+        for (k, &(a, b)) in groups.iter().enumerate().skip(g0) {
+            count += b - a;
+            if count > 19 {
+                break;
+            }
+            digits.extend_from_slice(&text[a..b]);
+            let right_ok = b < run_end || b >= n || !word_byte(text[b]);
+            if count >= 13 && right_ok && luhn_valid(digits) {
+                best = Some((k, b));
             }
         }
-        i = run_end;
-        while i < n && text[i].is_ascii_digit() {
-            i += 1;
+        match best {
+            Some((k, end)) => {
+                out.push((groups[g0].0, end));
+                g0 = k + 1;
+            }
+            None => g0 += 1,
         }
     }
+    run_end
 }
 
 /// The detectors of a policy, each with the index of its rule.
@@ -260,6 +295,54 @@ mod tests {
         // A card followed by other digits in the same run of groups.
         assert_eq!(c("4111 1111 1111 1111 12"), ["4111 1111 1111 1111"]);
         assert_eq!(c("a 4111111111111111 and 5500-0055-5555-5559"), ["4111111111111111", "5500-0055-5555-5559"]);
+        assert_eq!(c("4111111111111111"), ["4111111111111111"]);
+        assert_eq!(c("ab12 4111 1111 1111 1111"), ["4111 1111 1111 1111"]);
+    }
+
+    /// The probing scan finds exactly what a scan of every position finds: cards planted at every offset of
+    /// filler text, with neighbours that are and are not numbers.
+    #[test]
+    fn probing_misses_nothing() {
+        for card in ["4111111111111111", "4111 1111 1111 1111", "378282246310005", "5500-0055-5555-5559"] {
+            for pre in 0..30 {
+                for filler in ["x", " ", "-", "7 "] {
+                    let text = format!("{}{} {}", filler.repeat(pre), if filler == "x" { " " } else { "" }, card);
+                    let got = found(DetectorKind::Card, None, &format!("{text} tail"));
+                    assert_eq!(got, [card], "{text:?}");
+                }
+            }
+        }
+    }
+
+    /// Byte-by-byte reference: every run read from its first digit.
+    fn linear_cards(text: &[u8]) -> Vec<(usize, usize)> {
+        let (mut out, mut groups, mut digits) = (Vec::new(), Vec::new(), Vec::new());
+        let mut i = 0;
+        while i < text.len() {
+            if text[i].is_ascii_digit() {
+                i = card_run(text, i, &mut groups, &mut digits, &mut out);
+            } else {
+                i += 1;
+            }
+        }
+        out
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn probing_finds_what_a_linear_scan_finds(
+            text in proptest::collection::vec(proptest::sample::select(b"0123456789 -ax4111".to_vec()), 0..200),
+            card_at in proptest::option::of(0usize..200),
+        ) {
+            let mut text = text;
+            if let Some(at) = card_at {
+                let at = at.min(text.len());
+                text.splice(at..at, b" 4111111111111111 ".iter().copied());
+            }
+            let mut got = Vec::new();
+            find_cards(&text, &mut got);
+            proptest::prop_assert_eq!(got, linear_cards(&text));
+        }
     }
 
     #[test]
@@ -280,7 +363,10 @@ mod tests {
             ["AIzaSyA-1234567890abcdefghijklmnopqrstu"]
         );
         assert!(found(DetectorKind::CloudKey, None, "XAKIAIOSFODNN7EXAMPLE").is_empty());
-        assert_eq!(found(DetectorKind::Email, None, "to: Jane.Doe+x@mail.example.org>"), ["Jane.Doe+x@mail.example.org"]);
+        assert_eq!(
+            found(DetectorKind::Email, None, "to: Jane.Doe+x@mail.example.org>"),
+            ["Jane.Doe+x@mail.example.org"]
+        );
         assert!(found(DetectorKind::Email, None, "a @ b").is_empty());
         assert_eq!(found(DetectorKind::Regex, Some(r"emp-\d{6}"), "id emp-123456 ok"), ["emp-123456"]);
         assert_eq!(found(DetectorKind::Regex, Some(r"pin:(\d{4})"), "pin:1234"), ["1234"]);

@@ -52,9 +52,9 @@ impl MaskKey {
     pub fn from_env() -> Result<Option<Self>, PolicyError> {
         match std::env::var_os(KEY_ENV) {
             None => Ok(None),
-            Some(v) => MaskKey::new(v.into_encoded_bytes())
-                .map(Some)
-                .map_err(|e| PolicyError::Key(format!("{KEY_ENV}: {e}"))),
+            Some(v) => {
+                MaskKey::new(v.into_encoded_bytes()).map(Some).map_err(|e| PolicyError::Key(format!("{KEY_ENV}: {e}")))
+            }
         }
     }
 }

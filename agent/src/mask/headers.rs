@@ -91,7 +91,15 @@ mod tests {
         let v: Vec<&[u8]> = h.iter().map(|h| h.value.as_slice()).collect();
         assert_eq!(
             v,
-            [&b"[REDACTED]"[..], b"[REDACTED]", b"[REDACTED]", b"[REDACTED]", b"[REDACTED]", b"text/html", b"card [REDACTED] ok"]
+            [
+                &b"[REDACTED]"[..],
+                b"[REDACTED]",
+                b"[REDACTED]",
+                b"[REDACTED]",
+                b"[REDACTED]",
+                b"text/html",
+                b"card [REDACTED] ok"
+            ]
         );
         assert_eq!(ex.masked_by, ["auth-headers", "payment-cards"]);
     }

@@ -152,7 +152,8 @@ fn walk(ctx: &mut Ctx<'_>, v: &mut Value, at: &mut Vec<At>, track: bool) -> bool
                 if track {
                     at.push(At::Key(k.clone()));
                 }
-                let rule = ctx.c.json_key.lookup(k.as_bytes()).or_else(|| if track { path_rule(ctx, at) } else { None });
+                let rule =
+                    ctx.c.json_key.lookup(k.as_bytes()).or_else(|| if track { path_rule(ctx, at) } else { None });
                 match rule {
                     Some(rule) => {
                         *child = replace_value(ctx, rule, child);
@@ -204,8 +205,12 @@ fn walk(ctx: &mut Ctx<'_>, v: &mut Value, at: &mut Vec<At>, track: bool) -> bool
 
 /// `"key" : scalar` in JSON text that may be cut anywhere (an unterminated string runs to the end).
 static MEMBER: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r#""((?:[^"\\]|\\.){0,256})"\s*:\s*("(?:[^"\\]|\\.)*(?:"|\\?$)|-?[0-9][0-9.eE+-]*|true|false|null)"#)
-        .unwrap_or_else(|e| unreachable!("{e}"))
+    regex::bytes::RegexBuilder::new(
+        r#""((?:[^"\\]|\\.){0,256})"\s*:\s*("(?:[^"\\]|\\.)*(?:"|\\?$)|-?[0-9][0-9.eE+-]*|true|false|null)"#,
+    )
+    .dfa_size_limit(super::REGEX_CACHE)
+    .build()
+    .unwrap_or_else(|e| unreachable!("{e}"))
 });
 
 /// Replaces the scalar values of matching keys in JSON text; None when nothing matched.

@@ -41,8 +41,14 @@ use json::JsonPath;
 pub const REDACTED: &str = "[REDACTED]";
 /// Default cap on the decoded size of one body (a decompression bomb stops here).
 pub const DEFAULT_MAX_DECODED: usize = 16 << 20;
-/// Names remembered per name matcher before the memo is cleared (bounds memory whatever the names on the wire).
-const NAME_CACHE_ENTRIES: usize = 4096;
+/// Lazy-DFA cache of each regular expression (the regex crate's default is 2 MiB each; a few hundred KiB keeps
+/// matching fast and the masker's memory small whatever the input).
+pub const REGEX_CACHE: usize = 256 << 10;
+/// Names remembered per name matcher before the memo is cleared (with [`NAME_CACHE_MAX_LEN`], bounds its memory
+/// whatever the names on the wire: under 1 MiB for the five matchers).
+const NAME_CACHE_ENTRIES: usize = 2048;
+/// Longest name remembered; longer names are matched every time.
+const NAME_CACHE_MAX_LEN: usize = 48;
 
 /// The rules of one by-name target (headers, cookies, query, JSON keys, form fields), with a memo of names seen.
 #[derive(Clone, Debug, Default)]
@@ -61,6 +67,7 @@ impl NameRules {
             let re = regex::bytes::RegexBuilder::new(&alt)
                 .case_insensitive(true)
                 .size_limit(1 << 22)
+                .dfa_size_limit(REGEX_CACHE)
                 .build()
                 .map_err(|e| PolicyError::Rule { rule: r.name.clone(), message: e.to_string() })?;
             Some(re)
@@ -79,18 +86,22 @@ impl NameRules {
         if self.rules.is_empty() {
             return None;
         }
-        if let Some(hit) = self.cache.borrow().get(name) {
+        let cacheable = name.len() <= NAME_CACHE_MAX_LEN;
+        if cacheable && let Some(hit) = self.cache.borrow().get(name) {
             return *hit;
         }
         let found = self.rules.iter().find_map(|(rule, exact, pattern)| {
-            let hit = exact.iter().any(|e| e.eq_ignore_ascii_case(name)) || pattern.as_ref().is_some_and(|p| p.is_match(name));
+            let hit = exact.iter().any(|e| e.eq_ignore_ascii_case(name))
+                || pattern.as_ref().is_some_and(|p| p.is_match(name));
             hit.then_some(*rule)
         });
-        let mut cache = self.cache.borrow_mut();
-        if cache.len() >= NAME_CACHE_ENTRIES {
-            cache.clear();
+        if cacheable {
+            let mut cache = self.cache.borrow_mut();
+            if cache.len() >= NAME_CACHE_ENTRIES {
+                cache.clear();
+            }
+            cache.insert(name.to_vec(), found);
         }
-        cache.insert(name.to_vec(), found);
         found
     }
 }
@@ -118,6 +129,7 @@ fn compile(policy: &Policy) -> Result<Compiled, PolicyError> {
     let re = |r: &Rule, src: &str| {
         regex::bytes::RegexBuilder::new(src)
             .size_limit(1 << 22)
+            .dfa_size_limit(REGEX_CACHE)
             .build()
             .map_err(|e| PolicyError::Rule { rule: r.name.clone(), message: e.to_string() })
     };
@@ -130,7 +142,8 @@ fn compile(policy: &Policy) -> Result<Compiled, PolicyError> {
             Target::Form => c.form.push(i, r)?,
             Target::JsonPath => {
                 for p in &r.paths {
-                    let path = JsonPath::parse(p).map_err(|m| PolicyError::Rule { rule: r.name.clone(), message: m })?;
+                    let path =
+                        JsonPath::parse(p).map_err(|m| PolicyError::Rule { rule: r.name.clone(), message: m })?;
                     c.json_paths.push((i, path));
                 }
             }
@@ -262,6 +275,47 @@ impl Masker {
     }
 }
 
+/// The masker the agent's flags describe: the default policy unless `default_on` is false, extended or replaced by
+/// the policy file, keyed by the key file or else the `TAPEDECK_MASK_KEY` environment variable. None when no rule is
+/// left (masking off).
+pub fn setup(
+    policy_file: Option<&std::path::Path>,
+    default_on: bool,
+    key_file: Option<&std::path::Path>,
+) -> Result<Option<Masker>, PolicyError> {
+    let file = match policy_file {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| PolicyError::Parse { path: p.display().to_string(), message: e.to_string() })?;
+            Some(Policy::parse_file(&p.display().to_string(), &text)?)
+        }
+        None => None,
+    };
+    let policy = Policy::build(default_on, file)?;
+    let key = match key_file {
+        Some(p) => Some(MaskKey::from_file(p)?),
+        None => MaskKey::from_env()?,
+    };
+    if policy.rules.is_empty() {
+        return Ok(None);
+    }
+    Masker::new(policy, key.as_ref()).map(Some)
+}
+
+/// What `agent --print-masking` prints: the effective rules as a policy file, with the fingerprint and whether a
+/// key is set in comments.
+pub fn describe(masker: Option<&Masker>) -> String {
+    match masker {
+        None => "# masking is off (--no-default-masking and no --mask-policy): exchanges are written as seen\n".into(),
+        Some(m) => format!(
+            "# effective masking policy\n# fingerprint (sha256, in segment headers): {}\n# hash key: {}\n{}",
+            policy::hex(&m.fingerprint()),
+            if m.hasher.is_some() { "set" } else { "not set" },
+            m.policy.to_toml()
+        ),
+    }
+}
+
 /// The state of masking one exchange.
 pub struct Ctx<'a> {
     c: &'a Compiled,
@@ -284,7 +338,9 @@ enum Kind {
     Form,
     Multipart(Option<Vec<u8>>),
     /// Text, or no content type (JSON is tried when it looks like JSON).
-    Text { sniff: bool },
+    Text {
+        sniff: bool,
+    },
     Grpc,
     Binary,
 }
@@ -389,7 +445,8 @@ impl Ctx<'_> {
             }
         }
         if !self.c.grpc.is_empty() {
-            let is_grpc = |hs: &[Header]| header(hs, "content-type").is_some_and(|v| v.starts_with(b"application/grpc"));
+            let is_grpc =
+                |hs: &[Header]| header(hs, "content-type").is_some_and(|v| v.starts_with(b"application/grpc"));
             let grpc = ex.request.as_ref().is_some_and(|r| is_grpc(&r.headers))
                 || ex.response.as_ref().is_some_and(|r| is_grpc(&r.headers));
             if grpc {

@@ -237,7 +237,10 @@ impl Policy {
                 rule("secret-json-keys", Target::JsonKey, SECRET_NAMES, SECRET_PATTERNS, Action::Redact),
                 rule("secret-form-fields", Target::Form, SECRET_NAMES, SECRET_PATTERNS, Action::Redact),
                 rule("secret-query-params", Target::Query, SECRET_NAMES, SECRET_PATTERNS, Action::Redact),
-                Rule { detector: Some(DetectorKind::Card), ..rule("payment-cards", Target::Detector, &[], &[], Action::Redact) },
+                Rule {
+                    detector: Some(DetectorKind::Card),
+                    ..rule("payment-cards", Target::Detector, &[], &[], Action::Redact)
+                },
             ],
         }
     }
@@ -281,10 +284,8 @@ impl Policy {
             if self.rules[..i].iter().any(|o| o.name == r.name) {
                 return err("two rules have this name");
             }
-            let by_name = matches!(
-                r.target,
-                Target::Header | Target::Cookie | Target::Query | Target::JsonKey | Target::Form
-            );
+            let by_name =
+                matches!(r.target, Target::Header | Target::Cookie | Target::Query | Target::JsonKey | Target::Form);
             if by_name && r.names.is_empty() && r.patterns.is_empty() {
                 return err("needs `names` or `patterns`");
             }
@@ -320,7 +321,9 @@ impl Policy {
                 _ => return err("`detector` and `regex` are only for detector rules"),
             }
             for p in r.patterns.iter().chain(r.regex.iter()) {
-                if let Err(e) = regex::RegexBuilder::new(p).size_limit(1 << 20).build() {
+                if let Err(e) =
+                    regex::RegexBuilder::new(p).size_limit(1 << 20).dfa_size_limit(super::REGEX_CACHE).build()
+                {
                     return err(&format!("pattern {p:?}: {e}"));
                 }
             }
@@ -407,7 +410,10 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_bad_rules_are_rejected() {
-        let unknown = Policy::parse_file("p.toml", "[[rule]]\nname='a'\ntarget='header'\nnames=['x']\naction='redact'\ncolour='red'\n");
+        let unknown = Policy::parse_file(
+            "p.toml",
+            "[[rule]]\nname='a'\ntarget='header'\nnames=['x']\naction='redact'\ncolour='red'\n",
+        );
         let e = unknown.unwrap_err().to_string();
         assert!(e.contains("p.toml") && e.contains("colour"), "{e}");
         assert!(Policy::parse_file("p.toml", "modes = 'extend'\n").is_err());

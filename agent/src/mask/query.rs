@@ -28,16 +28,14 @@ pub fn decode(v: &[u8]) -> Vec<u8> {
     while i < v.len() {
         match v[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < v.len() => {
-                match (hexval(v[i + 1]), hexval(v[i + 2])) {
-                    (Some(a), Some(b)) => {
-                        out.push(a << 4 | b);
-                        i += 3;
-                        continue;
-                    }
-                    _ => out.push(b'%'),
+            b'%' if i + 2 < v.len() => match (hexval(v[i + 1]), hexval(v[i + 2])) {
+                (Some(a), Some(b)) => {
+                    out.push(a << 4 | b);
+                    i += 3;
+                    continue;
                 }
-            }
+                _ => out.push(b'%'),
+            },
             b => out.push(b),
         }
         i += 1;

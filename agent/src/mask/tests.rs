@@ -47,13 +47,19 @@ fn whole(b: &[u8]) -> Body {
 
 /// A GET with headers and a body.
 pub fn get(path: &str, headers: Vec<Header>, body: &[u8]) -> Exchange {
-    exchange(Request { method: b"GET".to_vec(), path: path.into(), headers, body: whole(body), ..Request::default() }, None)
+    exchange(
+        Request { method: b"GET".to_vec(), path: path.into(), headers, body: whole(body), ..Request::default() },
+        None,
+    )
 }
 
 /// A POST with a content type (none when empty) and a body.
 pub fn post(path: &str, ct: &str, body: &[u8]) -> Exchange {
     let headers = if ct.is_empty() { vec![] } else { vec![Header::new("content-type", ct)] };
-    exchange(Request { method: b"POST".to_vec(), path: path.into(), headers, body: whole(body), ..Request::default() }, None)
+    exchange(
+        Request { method: b"POST".to_vec(), path: path.into(), headers, body: whole(body), ..Request::default() },
+        None,
+    )
 }
 
 fn response(headers: Vec<Header>, body: Body) -> Exchange {
@@ -65,7 +71,9 @@ fn response(headers: Vec<Header>, body: Body) -> Exchange {
 fn encoded_bodies_are_masked_and_encoded_again() {
     use codec::{Coding, DeflateForm, decode, encode};
     let json = br#"{"user":"jane","password":"hunter2"}"#;
-    for (name, coding) in [("gzip", Coding::Gzip), ("deflate", Coding::Deflate), ("br", Coding::Brotli), ("zstd", Coding::Zstd)] {
+    for (name, coding) in
+        [("gzip", Coding::Gzip), ("deflate", Coding::Deflate), ("br", Coding::Brotli), ("zstd", Coding::Zstd)]
+    {
         let enc = encode(coding, DeflateForm::Zlib, json).unwrap();
         let mut ex = response(
             vec![Header::new("Content-Type", "application/json"), Header::new("Content-Encoding", name)],
@@ -95,10 +103,8 @@ fn a_cut_encoded_body_is_stored_decoded() {
     }
     let enc = encode(Coding::Gzip, DeflateForm::Raw, &text).unwrap();
     let cut = Body { bytes: enc[..enc.len() / 2].to_vec(), full_len: enc.len() as u64 };
-    let mut ex = response(
-        vec![Header::new("content-type", "application/json"), Header::new("content-encoding", "gzip")],
-        cut,
-    );
+    let mut ex =
+        response(vec![Header::new("content-type", "application/json"), Header::new("content-encoding", "gzip")], cut);
     let mut m = masker();
     m.mask(&mut ex);
     let resp = ex.response.unwrap();
@@ -250,8 +256,7 @@ fn json_doc() -> impl Strategy<Value = Value> {
     leaf.prop_recursive(4, 48, 6, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
-            prop::collection::vec(("[a-z]{1,8}", inner), 0..5)
-                .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            prop::collection::vec(("[a-z]{1,8}", inner), 0..5).prop_map(|kv| Value::Object(kv.into_iter().collect())),
         ]
     })
 }

@@ -63,10 +63,10 @@ impl Detector {
         }
         if self.groups {
             for c in re.captures_iter(text) {
-                if let Some(m) = c.iter().skip(1).flatten().next() {
-                    if m.start() < m.end() {
-                        out.push((m.start(), m.end()));
-                    }
+                if let Some(m) = c.iter().skip(1).flatten().next()
+                    && m.start() < m.end()
+                {
+                    out.push((m.start(), m.end()));
                 }
             }
         } else {

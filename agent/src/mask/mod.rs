@@ -549,14 +549,15 @@ impl Ctx<'_> {
         // Something changed, or the decoded body is a prefix whose rest could not be looked at: in both cases
         // the stored body must not be the original encoded bytes.
         let plain = masked.unwrap_or(plain);
-        if whole && !cut {
-            if let Ok(enc) = codec::encode(coding, form, &plain) {
-                body.full_len = enc.len() as u64;
-                body.bytes = enc;
-                self.stats.bodies_reencoded += 1;
-                self.notes.push(format!("@{side}-body:re-encoded:{}", coding.name()));
-                return;
-            }
+        if whole
+            && !cut
+            && let Ok(enc) = codec::encode(coding, form, &plain)
+        {
+            body.full_len = enc.len() as u64;
+            body.bytes = enc;
+            self.stats.bodies_reencoded += 1;
+            self.notes.push(format!("@{side}-body:re-encoded:{}", coding.name()));
+            return;
         }
         body.bytes = plain;
         hs.retain(|h| !h.name.eq_ignore_ascii_case(b"content-encoding"));

@@ -292,7 +292,7 @@ impl Policy {
             if !by_name && !r.names.is_empty() {
                 return err("`names` is only for header, cookie, query, json_key and form rules");
             }
-            if (r.target == Target::JsonPath) != !r.paths.is_empty() {
+            if (r.target == Target::JsonPath) == r.paths.is_empty() {
                 return err("`paths` is required by, and only for, json_path rules");
             }
             for p in &r.paths {

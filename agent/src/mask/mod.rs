@@ -54,7 +54,7 @@ const NAME_CACHE_MAX_LEN: usize = 48;
 #[derive(Clone, Debug, Default)]
 pub struct NameRules {
     rules: Vec<(usize, Vec<Vec<u8>>, Option<Regex>)>,
-    cache: RefCell<FxHashMap<Vec<u8>, Option<usize>>>,
+    cache: RefCell<FxHashMap<Box<[u8]>, Option<usize>>>,
 }
 
 impl NameRules {
@@ -87,7 +87,8 @@ impl NameRules {
             return None;
         }
         let cacheable = name.len() <= NAME_CACHE_MAX_LEN;
-        if cacheable && let Some(hit) = self.cache.borrow().get(name) {
+        let mut cache = self.cache.borrow_mut();
+        if cacheable && let Some(hit) = cache.get(name) {
             return *hit;
         }
         let found = self.rules.iter().find_map(|(rule, exact, pattern)| {
@@ -96,11 +97,10 @@ impl NameRules {
             hit.then_some(*rule)
         });
         if cacheable {
-            let mut cache = self.cache.borrow_mut();
             if cache.len() >= NAME_CACHE_ENTRIES {
                 cache.clear();
             }
-            cache.insert(name.to_vec(), found);
+            cache.insert(name.into(), found);
         }
         found
     }
@@ -347,10 +347,19 @@ enum Kind {
 
 fn kind_of(content_type: Option<&[u8]>) -> Kind {
     let Some(ct) = content_type else { return Kind::Text { sniff: true } };
-    let media = ct.split(|&b| b == b';').next().unwrap_or_default().trim_ascii().to_ascii_lowercase();
-    let has = |s: &[u8]| memchr::memmem::find(&media, s).is_some();
+    let media = ct.split(|&b| b == b';').next().unwrap_or_default().trim_ascii();
+    // Lower-cased on the stack (media types are short; a longer one is cut, which only matters for odd types).
+    let mut buf = [0u8; 96];
+    let n = media.len().min(buf.len());
+    for (d, s) in buf.iter_mut().zip(&media[..n]) {
+        *d = s.to_ascii_lowercase();
+    }
+    let media = &buf[..n];
+    let has = |s: &[u8]| memchr::memmem::find(media, s).is_some();
     if media.starts_with(b"application/grpc") {
         Kind::Grpc
+    } else if media.starts_with(b"text/") {
+        Kind::Text { sniff: true }
     } else if has(b"json") {
         Kind::Json
     } else if media == b"application/x-www-form-urlencoded" {
@@ -359,13 +368,7 @@ fn kind_of(content_type: Option<&[u8]>) -> Kind {
         Kind::Multipart(form::boundary(ct))
     } else if media.is_empty() {
         Kind::Text { sniff: true }
-    } else if media.starts_with(b"text/")
-        || has(b"xml")
-        || has(b"javascript")
-        || has(b"graphql")
-        || has(b"yaml")
-        || has(b"csv")
-    {
+    } else if has(b"xml") || has(b"javascript") || has(b"graphql") || has(b"yaml") || has(b"csv") {
         Kind::Text { sniff: false }
     } else {
         Kind::Binary

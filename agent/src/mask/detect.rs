@@ -105,21 +105,26 @@ fn word_byte(b: u8) -> bool {
 /// byte is probed; a probe that could be inside a number sends the scan back to where that number starts, and the
 /// number is then read once, to its end.
 pub fn find_cards(text: &[u8], out: &mut Vec<(usize, usize)>) {
-    // Fewer than 13 digits in all (most header values, dates, sizes): no card. The count vectorises.
-    if count_digits(text) < 13 {
-        return;
-    }
     let n = text.len();
     let digit = |i: usize| text[i].is_ascii_digit();
     let sep = |i: usize| text[i] == b' ' || text[i] == b'-';
     let mut groups: Vec<(usize, usize)> = Vec::new();
     let mut digits: Vec<u8> = Vec::new();
     let mut p = 12;
+    let mut counted = false;
     while p < n {
         let inside = digit(p) || (sep(p) && (digit(p - 1) || (p + 1 < n && digit(p + 1))));
         if !inside {
             p += 13;
             continue;
+        }
+        // At the first number: fewer than 13 digits in all (dates, sizes, versions): no card. The count
+        // vectorises; text without digits never gets here.
+        if !counted {
+            if count_digits(text) < 13 {
+                return;
+            }
+            counted = true;
         }
         let mut s = p;
         while s > 0 && (digit(s - 1) || (sep(s - 1) && s >= 2 && digit(s - 2))) {

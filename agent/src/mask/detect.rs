@@ -106,15 +106,16 @@ fn word_byte(b: u8) -> bool {
 /// number is then read once, to its end.
 pub fn find_cards(text: &[u8], out: &mut Vec<(usize, usize)>) {
     let n = text.len();
-    let digit = |i: usize| text[i].is_ascii_digit();
-    let sep = |i: usize| text[i] == b' ' || text[i] == b'-';
+    let digit = |i: usize| CLASS[usize::from(text[i])] == DIGIT;
+    let sep = |i: usize| CLASS[usize::from(text[i])] == SEP;
     let mut groups: Vec<(usize, usize)> = Vec::new();
     let mut digits: Vec<u8> = Vec::new();
     let mut p = 12;
     let mut counted = false;
     while p < n {
-        let inside = digit(p) || (sep(p) && (digit(p - 1) || (p + 1 < n && digit(p + 1))));
-        if !inside {
+        // Plain indexing into a class table: this loop runs over every header value and text body.
+        let class = CLASS[usize::from(text[p])];
+        if class == OTHER || (class == SEP && !digit(p - 1) && !(p + 1 < n && digit(p + 1))) {
             p += 13;
             continue;
         }
@@ -146,6 +147,22 @@ pub fn find_cards(text: &[u8], out: &mut Vec<(usize, usize)>) {
         }
     }
 }
+
+const OTHER: u8 = 0;
+const DIGIT: u8 = 1;
+const SEP: u8 = 2;
+/// Byte classes of the card scan: digits, separators (space, dash), other.
+static CLASS: [u8; 256] = {
+    let mut t = [OTHER; 256];
+    let mut d = b'0';
+    while d <= b'9' {
+        t[d as usize] = DIGIT;
+        d += 1;
+    }
+    t[b' ' as usize] = SEP;
+    t[b'-' as usize] = SEP;
+    t
+};
 
 /// ASCII digits in `text`, counted in byte-wide lanes 128 bytes at a time (so that the loop vectorises).
 fn count_digits(text: &[u8]) -> usize {

@@ -7,8 +7,8 @@ use super::Ctx;
 
 /// Masks a header list (request, response, trailer or interim fields) in place.
 pub fn mask_headers(ctx: &mut Ctx<'_>, headers: &mut [Header]) {
-    for h in headers {
-        if let Some(rule) = ctx.c.header.lookup(&h.name) {
+    for (pos, h) in headers.iter_mut().enumerate() {
+        if let Some(rule) = ctx.c.header.lookup_at(pos, &h.name) {
             h.value = ctx.replace(rule, &h.value);
             continue;
         }

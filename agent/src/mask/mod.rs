@@ -55,7 +55,13 @@ const NAME_CACHE_MAX_LEN: usize = 48;
 pub struct NameRules {
     rules: Vec<(usize, Vec<Vec<u8>>, Option<Regex>)>,
     cache: RefCell<FxHashMap<Box<[u8]>, Option<usize>>>,
+    /// The name last looked up at each header position and its answer: consecutive messages from one server
+    /// tend to repeat their header names in the same order, and comparing a name is cheaper than hashing it.
+    recent: RefCell<Vec<(Box<[u8]>, Option<usize>)>>,
 }
+
+/// Header positions remembered by [`NameRules::lookup_at`].
+const RECENT_POSITIONS: usize = 32;
 
 impl NameRules {
     fn push(&mut self, rule: usize, r: &Rule) -> Result<(), PolicyError> {
@@ -79,6 +85,25 @@ impl NameRules {
     /// Whether there is no rule.
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
+    }
+
+    /// [`NameRules::lookup`] for the header at position `pos` of a list.
+    pub fn lookup_at(&self, pos: usize, name: &[u8]) -> Option<usize> {
+        if pos >= RECENT_POSITIONS || name.len() > NAME_CACHE_MAX_LEN {
+            return self.lookup(name);
+        }
+        if let Some((n, hit)) = self.recent.borrow().get(pos)
+            && **n == *name
+        {
+            return *hit;
+        }
+        let found = self.lookup(name);
+        let mut recent = self.recent.borrow_mut();
+        if recent.len() <= pos {
+            recent.resize(pos + 1, (Box::default(), None));
+        }
+        recent[pos] = (name.into(), found);
+        found
     }
 
     /// The index of the first rule matching `name`, ignoring ASCII case.

@@ -57,8 +57,11 @@ pub struct NameRules {
     cache: RefCell<FxHashMap<Box<[u8]>, Option<usize>>>,
     /// The name last looked up at each header position and its answer: consecutive messages from one server
     /// tend to repeat their header names in the same order, and comparing a name is cheaper than hashing it.
-    recent: RefCell<Vec<(Box<[u8]>, Option<usize>)>>,
+    recent: RefCell<Vec<Remembered>>,
 }
+
+/// A name and the rule it matched (None: no rule).
+type Remembered = (Box<[u8]>, Option<usize>);
 
 /// Header positions remembered by [`NameRules::lookup_at`].
 const RECENT_POSITIONS: usize = 32;

@@ -17,6 +17,7 @@ pub mod decode;
 pub mod http1;
 pub mod http2;
 pub mod live;
+pub mod mask;
 pub mod metrics;
 pub mod pipeline;
 pub mod reassembly;

@@ -166,7 +166,12 @@ pub fn run_live(opts: LiveOptions, stop: Arc<AtomicBool>, metrics: Arc<Metrics>)
 
     let retention_stats = Arc::new(std::sync::Mutex::new(RetentionStats::default()));
     let tick = writer_tick(&opts, Arc::clone(&metrics), Arc::clone(&retention_stats));
-    let (mut batcher, writer) = start_writer(opts.capture.writer.clone(), opts.capture.labels.clone(), Some(tick))?;
+    let (mut batcher, writer) = start_writer(
+        opts.capture.writer.clone(),
+        opts.capture.labels.clone(),
+        opts.capture.masking.clone(),
+        Some(tick),
+    )?;
 
     let (tx, rx) = bounded::<PacketBatch>(opts.queue_batches.max(1));
     let (recycle_tx, recycle_rx) = bounded::<PacketBatch>(opts.queue_batches.max(1) + 2 * sources.len());
@@ -244,7 +249,7 @@ pub fn run_live(opts: LiveOptions, stop: Arc<AtomicBool>, metrics: Arc<Metrics>)
     drop(batcher);
     let joined = writer.join();
     metrics.capturing.store(false, Relaxed);
-    let (writer_stats, files) = joined?;
+    let (writer_stats, files, mask_stats) = joined?;
     if send_failed {
         return Err(PipelineError::WriterGone);
     }
@@ -262,6 +267,7 @@ pub fn run_live(opts: LiveOptions, stop: Arc<AtomicBool>, metrics: Arc<Metrics>)
         reassembly: table.stats().clone(),
         sessions,
         exchanges: tally,
+        masking: mask_stats,
         ..Default::default()
     };
     summary.source.frames = interfaces.iter().map(|i| i.packets).sum();

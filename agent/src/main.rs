@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use tapedeck_agent::cli::Args;
 use tapedeck_agent::live;
+use tapedeck_agent::mask;
 use tapedeck_agent::metrics::{Metrics, MetricsServer};
 use tapedeck_agent::pipeline::{self, Progress};
 use tapedeck_agent::summary;
@@ -32,19 +33,27 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    let masker = mask::setup(args.mask_policy.as_deref(), !args.no_default_masking, args.mask_key_file.as_deref())?;
+    if args.print_masking {
+        print!("{}", mask::describe(masker.as_ref()));
+        return Ok(ExitCode::SUCCESS);
+    }
     let summary = if args.iface.is_empty() {
+        let mut cfg = args.capture_config();
+        cfg.masking = masker;
         let mut progress = TerminalProgress { enabled: std::io::stderr().is_terminal() && !args.quiet, shown: false };
-        let summary = pipeline::run_files(&args.pcap, args.capture_config(), &mut progress)?;
+        let summary = pipeline::run_files(&args.pcap, cfg, &mut progress)?;
         progress.clear();
         summary
     } else {
-        let opts = match args.live_options() {
+        let mut opts = match args.live_options() {
             Ok(o) => o,
             Err(e) => {
                 eprintln!("agent: error: {e}");
                 return Ok(ExitCode::from(2));
             }
         };
+        opts.capture.masking = masker;
         run_live(args, opts)?
     };
     if let Some(path) = &args.stats_json {

@@ -14,6 +14,7 @@ use tapedeck_model::segment::{SegmentWriter, SegmentWriterConfig, WriterStats};
 use tapedeck_model::{Exchange, Timestamp};
 
 use crate::decode::{DecodeConfig, DecodeStats, Decoder};
+use crate::mask::{MaskStats, Masker};
 use crate::reassembly::{FlowTable, ReassemblyConfig, ReassemblyStats};
 use crate::session::{SessionConfig, SessionFactory};
 use crate::source::{PcapSource, SourceError, SourceStats};
@@ -32,6 +33,9 @@ pub struct CaptureConfig {
     pub writer: SegmentWriterConfig,
     /// Labels added to every exchange (node, interface, ...).
     pub labels: Vec<(String, String)>,
+    /// The masking applied on the writer thread before every write; None writes exchanges as seen. Its policy
+    /// fingerprint replaces `writer.masking_fingerprint`.
+    pub masking: Option<Masker>,
 }
 
 /// What happened to one input.
@@ -62,6 +66,8 @@ pub struct RunSummary {
     pub sessions: SessionStats,
     /// Exchanges produced.
     pub exchanges: ExchangeTally,
+    /// Masking (None when masking is off).
+    pub masking: Option<MaskStats>,
     /// Segment writing.
     pub writer: WriterStats,
     /// Segment files finished.
@@ -126,7 +132,7 @@ pub fn run_files(
     progress: &mut dyn Progress,
 ) -> Result<RunSummary, PipelineError> {
     let started = Instant::now();
-    let (mut batcher, writer) = start_writer(cfg.writer.clone(), cfg.labels.clone(), None)?;
+    let (mut batcher, writer) = start_writer(cfg.writer.clone(), cfg.labels.clone(), cfg.masking.clone(), None)?;
 
     let mut summary = RunSummary::default();
     let mut decoder = Decoder::new(cfg.decode);
@@ -190,11 +196,12 @@ pub fn run_files(
     summary.sessions = table.factory_mut().stats();
     summary.exchanges = tally;
     drop(batcher);
-    let (writer_stats, files) = writer.join()?;
+    let (writer_stats, files, mask_stats) = writer.join()?;
     if send_failed {
         return Err(PipelineError::WriterGone);
     }
     summary.writer = writer_stats;
+    summary.masking = mask_stats;
     summary.segments = files;
     summary.seconds = started.elapsed().as_secs_f64();
     summary.peak_rss_bytes = peak_rss_bytes();
@@ -215,13 +222,13 @@ fn report_source_error(e: &SourceError) {
 
 /// The writer thread, as [`start_writer`] started it.
 pub(crate) struct WriterThread {
-    handle: std::thread::JoinHandle<Result<(WriterStats, Vec<PathBuf>), PipelineError>>,
+    handle: std::thread::JoinHandle<Result<WriterResult, PipelineError>>,
 }
 
 impl WriterThread {
     /// Waits for the writer to finish (after the [`Batcher`] was dropped): its counters and the files finished
-    /// and not taken by a tick hook.
-    pub(crate) fn join(self) -> Result<(WriterStats, Vec<PathBuf>), PipelineError> {
+    /// and not taken by a tick hook, and the masking counters.
+    pub(crate) fn join(self) -> Result<WriterResult, PipelineError> {
         self.handle.join().map_err(|_| PipelineError::WriterGone)?
     }
 }
@@ -241,16 +248,18 @@ pub(crate) type WriterHook = Box<dyn FnMut(&mut SegmentWriter) -> Result<(), Pip
 /// Starts the writer thread and returns the [`Batcher`] that feeds it. Without a tick the writer only waits for
 /// batches (capture files); with one it also runs the hook when batches are slow to come.
 pub(crate) fn start_writer(
-    writer_cfg: SegmentWriterConfig,
+    mut writer_cfg: SegmentWriterConfig,
     labels: Vec<(String, String)>,
+    masker: Option<Masker>,
     tick: Option<WriterTick>,
 ) -> Result<(Batcher, WriterThread), PipelineError> {
+    writer_cfg.masking_fingerprint = masker.as_ref().map(|m| m.fingerprint().to_vec()).unwrap_or_default();
     let (tx, rx) = bounded::<Vec<Exchange>>(CHANNEL_BATCHES);
     // Emptied batch vectors travel back so that their memory is reused instead of fresh pages per batch.
     let (recycle_tx, recycle_rx) = bounded::<Vec<Exchange>>(CHANNEL_BATCHES + 2);
     let handle = std::thread::Builder::new()
         .name("segment-writer".into())
-        .spawn(move || write_segments(writer_cfg, rx, recycle_tx, tick))
+        .spawn(move || write_segments(writer_cfg, masker, rx, recycle_tx, tick))
         .map_err(|_| PipelineError::WriterGone)?;
     Ok((Batcher::new(tx, recycle_rx, labels), WriterThread { handle }))
 }
@@ -330,15 +339,23 @@ impl Batcher {
     }
 }
 
-/// The writer thread: exchanges in, segment files out.
+/// What the writer thread returns: writer counters, finished files, masking counters.
+pub(crate) type WriterResult = (WriterStats, Vec<PathBuf>, Option<MaskStats>);
+
+/// The writer thread: exchanges in, masked (when configured), segment files out. Masking runs here, not on the
+/// capture thread, so that reading keeps its speed and masking overlaps with it.
 fn write_segments(
     cfg: SegmentWriterConfig,
+    mut masker: Option<Masker>,
     rx: Receiver<Vec<Exchange>>,
     recycle: Sender<Vec<Exchange>>,
     tick: Option<WriterTick>,
-) -> Result<(WriterStats, Vec<PathBuf>), PipelineError> {
+) -> Result<WriterResult, PipelineError> {
     let mut writer = SegmentWriter::create(cfg)?;
-    let write_batch = |writer: &mut SegmentWriter, mut batch: Vec<Exchange>| {
+    let write_batch = |writer: &mut SegmentWriter, masker: &mut Option<Masker>, mut batch: Vec<Exchange>| {
+        if let Some(m) = masker {
+            m.mask_batch(&mut batch);
+        }
         for ex in &batch {
             writer.write(ex)?;
         }
@@ -349,7 +366,7 @@ fn write_segments(
     match tick {
         None => {
             for batch in rx {
-                write_batch(&mut writer, batch)?;
+                write_batch(&mut writer, &mut masker, batch)?;
             }
         }
         Some(mut tick) => {
@@ -357,7 +374,7 @@ fn write_segments(
             loop {
                 let wait = tick.every.saturating_sub(last.elapsed());
                 match rx.recv_timeout(wait) {
-                    Ok(batch) => write_batch(&mut writer, batch)?,
+                    Ok(batch) => write_batch(&mut writer, &mut masker, batch)?,
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => break,
                 }
@@ -371,7 +388,7 @@ fn write_segments(
     writer.flush()?;
     let stats = writer.stats().clone();
     let files = writer.finish()?;
-    Ok((stats, files))
+    Ok((stats, files, masker.map(|m| m.stats())))
 }
 
 /// Whether `path` names standard input.
@@ -399,6 +416,7 @@ mod tests {
             response: None,
             flags: Flags::NONE,
             labels: Vec::new(),
+            masked_by: Vec::new(),
         }
     }
 

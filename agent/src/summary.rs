@@ -60,6 +60,16 @@ pub fn render(s: &RunSummary) -> String {
     section(&mut out, "decode", &s.decode);
     section(&mut out, "reassembly", &s.reassembly);
     section(&mut out, "sessions", &s.sessions);
+    if let Some(m) = &s.masking {
+        let _ = writeln!(
+            out,
+            "masking: {} exchange(s) masked, {} dropped, {} value(s) replaced",
+            m.exchanges_masked, m.exchanges_dropped, m.values_masked
+        );
+        section(&mut out, "masking", m);
+    } else {
+        let _ = writeln!(out, "masking: off");
+    }
     section(&mut out, "writer", &s.writer);
     if let Some(live) = &s.live {
         for i in &live.interfaces {

@@ -282,6 +282,10 @@ pub struct Exchange {
     pub flags: Flags,
     /// Free-form labels (node, interface, service), name then value.
     pub labels: Vec<(String, String)>,
+    /// Names of the masking rules that changed this exchange, sorted, each once (never the values they masked);
+    /// empty when masking did not touch it. Entries starting with `@` are notes from the masking engine rather
+    /// than rule names (a body stored decoded or re-encoded, say).
+    pub masked_by: Vec<String>,
 }
 
 #[cfg(test)]

@@ -253,6 +253,7 @@ mod tests {
             response: Some(Response { status: 200, headers: rh, body: resp, trailers, ..Response::default() }),
             flags: Flags::NONE,
             labels: Vec::new(),
+            masked_by: Vec::new(),
         }
     }
 

@@ -57,6 +57,7 @@ fn sample(i: u64) -> Exchange {
         }),
         flags: if i.is_multiple_of(5) { Flags::NO_RESPONSE } else { Flags::NONE },
         labels: vec![("node".into(), "n1".into())],
+        masked_by: if i.is_multiple_of(3) { vec!["auth-headers".into()] } else { vec![] },
     }
 }
 
@@ -202,8 +203,20 @@ fn exchange() -> impl Strategy<Value = Exchange> {
         response_last: d,
     });
     let labels = prop::collection::vec((".{0,8}", ".{0,12}"), 0..3);
-    (ids, proto, addr.clone(), addr, timing, request, response, any::<u32>(), labels).prop_map(
-        |((id, connection_id, order, stream_id), proto, client, server, timing, request, response, flags, labels)| {
+    let masked_by = prop::collection::vec(".{0,10}", 0..3);
+    (ids, proto, addr.clone(), addr, timing, request, response, any::<u32>(), labels, masked_by).prop_map(
+        |(
+            (id, connection_id, order, stream_id),
+            proto,
+            client,
+            server,
+            timing,
+            request,
+            response,
+            flags,
+            labels,
+            masked_by,
+        )| {
             Exchange {
                 id,
                 connection_id,
@@ -217,6 +230,7 @@ fn exchange() -> impl Strategy<Value = Exchange> {
                 response,
                 flags: Flags(flags),
                 labels,
+                masked_by,
             }
         },
     )
@@ -286,7 +300,7 @@ fn many_blocks_and_files_round_trip_with_a_header_that_says_who_wrote_it() {
         assert!(errs.is_empty());
         assert!(r.blocks().len() > 1);
         let h = r.header();
-        assert_eq!((h.format_major, h.format_minor), (1, 0));
+        assert_eq!((h.format_major, h.format_minor), (2, 0));
         assert_eq!(h.sequence, seq as u64);
         assert_eq!(h.pid, std::process::id());
         assert!(h.writer.starts_with("tapedeck-model/"));
@@ -477,10 +491,15 @@ fn files_that_are_not_segments_get_a_clear_error() {
     let (w, _tmp, _all, _bounds) = grouped(dir.path(), 1, 1);
     let files = w.finish().unwrap();
     let mut b = fs::read(&files[0]).unwrap();
-    b[8] = 2;
-    let v2 = dir.path().join("v2.seg");
-    fs::write(&v2, &b).unwrap();
-    assert!(matches!(SegmentReader::open(&v2), Err(SegmentError::UnsupportedVersion { major: 2, minor: 0, .. })));
+    b[8] = 3;
+    let v3 = dir.path().join("v3.seg");
+    fs::write(&v3, &b).unwrap();
+    assert!(matches!(SegmentReader::open(&v3), Err(SegmentError::UnsupportedVersion { major: 3, minor: 0, .. })));
+    // A file of the previous major version (1: `Exchange` without `masked_by`) is refused, not misread.
+    b[8] = 1;
+    let v1 = dir.path().join("v1.seg");
+    fs::write(&v1, &b).unwrap();
+    assert!(matches!(SegmentReader::open(&v1), Err(SegmentError::UnsupportedVersion { major: 1, minor: 0, .. })));
     let bad = dir.path().join("badheader.seg");
     fs::copy(&files[0], &bad).unwrap();
     flip(&bad, 30, 0x04);
@@ -662,6 +681,7 @@ fn the_bytes_on_disk_are_as_the_spec_says() {
         response: None,
         flags: Flags::NO_RESPONSE,
         labels: vec![],
+        masked_by: vec![],
     };
     w.write(&ex).unwrap();
     let files = w.finish().unwrap();
@@ -670,7 +690,7 @@ fn the_bytes_on_disk_are_as_the_spec_says() {
 
     // File header.
     assert_eq!(&f[0..8], b"\x89TDSEG\r\n");
-    assert_eq!((le32(&f, 8) & 0xFFFF, le32(&f, 8) >> 16), (1, 0));
+    assert_eq!((le32(&f, 8) & 0xFFFF, le32(&f, 8) >> 16), (2, 0));
     let body_len = le32(&f, 12) as usize;
     let body = &f[16..16 + body_len];
     assert_eq!(le32(&f, 16 + body_len), crc32fast::hash(&f[..16 + body_len]));
@@ -719,6 +739,7 @@ fn the_bytes_on_disk_are_as_the_spec_says() {
         0x00,                         // response: None
         0x04,                         // flags: NO_RESPONSE = 1 << 2
         0x00,                         // labels: []
+        0x00,                         // masked_by: []
     ];
     assert_eq!(raw.len(), 4 + want.len());
     assert_eq!(le32(&raw, 0) as usize, want.len());

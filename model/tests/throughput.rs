@@ -72,6 +72,7 @@ fn exchange(i: u64, rng: &mut Rng) -> Exchange {
         }),
         flags: Flags::NONE,
         labels: vec![("service".into(), "catalog".into())],
+        masked_by: vec![],
     }
 }
 

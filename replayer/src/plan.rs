@@ -267,6 +267,7 @@ mod tests {
             response: resp.map(|_| Response { status: 200, ..Default::default() }),
             flags: Flags::NONE,
             labels: vec![],
+            masked_by: vec![],
         }
     }
 

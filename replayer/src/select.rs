@@ -338,6 +338,7 @@ mod tests {
             response: status.map(|s| Response { status: s, ..Default::default() }),
             flags: Default::default(),
             labels: vec![],
+            masked_by: vec![],
         }
     }
 

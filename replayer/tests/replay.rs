@@ -69,6 +69,7 @@ fn exchange(e: &Ex, id: u64) -> Exchange {
         response: Some(Response { status: 200, ..Default::default() }),
         flags: Flags::NONE,
         labels: vec![],
+        masked_by: vec![],
     }
 }
 

@@ -33,7 +33,7 @@ use crate::source::live::LiveConfig;
 /// segments could not be written, 2 for bad flags.
 #[derive(Debug, Parser)]
 #[command(name = "agent", version, verbatim_doc_comment)]
-#[command(group(clap::ArgGroup::new("input").required(true).args(["pcap", "iface"])))]
+#[command(group(clap::ArgGroup::new("input").required(true).args(["pcap", "iface", "print_masking"])))]
 pub struct Args {
     /// A pcap or pcapng file to read; `-` reads standard input. Repeat for several files: they are read in the
     /// order given as one continuous capture. Either --pcap or --iface.
@@ -77,8 +77,28 @@ pub struct Args {
     pub shutdown_timeout: std::time::Duration,
 
     /// Directory for segment files (created with mode 0700 if missing).
-    #[arg(long, value_name = "DIR")]
-    pub out: PathBuf,
+    #[arg(long, value_name = "DIR", required_unless_present = "print_masking")]
+    pub out: Option<PathBuf>,
+
+    /// A masking policy file (TOML): `mode = "extend"` (default: its rules are added to the default policy, a
+    /// rule named like a default rule replaces it) or `"replace"`, and `[[rule]]` tables. Unknown keys are errors.
+    /// See `--print-masking` for the effective rules.
+    #[arg(long, value_name = "FILE")]
+    pub mask_policy: Option<PathBuf>,
+
+    /// Turn the default masking policy off (credentials in headers and cookies, secret-like JSON keys, form
+    /// fields and query parameters, payment card numbers). Without --mask-policy, nothing is masked.
+    #[arg(long)]
+    pub no_default_masking: bool,
+
+    /// The key of `hash` masking rules (HMAC-SHA256; at least 16 bytes; one trailing newline ignored). Without
+    /// it, the TAPEDECK_MASK_KEY environment variable is used. The key is never written to segments.
+    #[arg(long, value_name = "FILE")]
+    pub mask_key_file: Option<PathBuf>,
+
+    /// Print the effective masking rules (as a policy file) and their fingerprint, then exit.
+    #[arg(long)]
+    pub print_masking: bool,
 
     /// Bytes of each request and response body to keep; longer bodies are cut, keep their full length and are
     /// flagged `truncated`. Accepts units: 64KiB, 1MiB, 1000000.
@@ -144,7 +164,7 @@ impl Args {
         cfg.reassembly.max_buffered_bytes_total = usize::try_from(self.max_buffered).unwrap_or(usize::MAX);
         cfg.reassembly.idle_timeout_nanos = u64::try_from(self.idle_timeout.as_nanos()).unwrap_or(u64::MAX);
         cfg.writer = SegmentWriterConfig {
-            dir: self.out.clone(),
+            dir: self.out.clone().unwrap_or_default(),
             max_file_bytes: self.segment_max_bytes,
             max_file_age: self.segment_max_age,
             zstd_level: self.zstd_level,

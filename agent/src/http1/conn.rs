@@ -958,6 +958,7 @@ impl Http1Conn {
             response,
             flags,
             labels: Vec::new(),
+            masked_by: Vec::new(),
         });
     }
 }

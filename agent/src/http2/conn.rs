@@ -1199,6 +1199,7 @@ impl H2Conn {
             response,
             flags,
             labels: Vec::new(),
+            masked_by: Vec::new(),
         });
     }
 }

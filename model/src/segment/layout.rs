@@ -16,7 +16,7 @@ pub const FOOTER_MAGIC: [u8; 8] = *b"\x89TDIDX\r\n";
 pub const TRAILER_MAGIC: [u8; 8] = *b"\x89TDEND\r\n";
 
 /// The format's major version: a reader refuses files of another major version.
-pub const FORMAT_MAJOR: u16 = 1;
+pub const FORMAT_MAJOR: u16 = 2;
 /// The format's minor version: additions that readers of the same major version may ignore.
 pub const FORMAT_MINOR: u16 = 0;
 

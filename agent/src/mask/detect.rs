@@ -1,0 +1,418 @@
+//! Value detectors: find secrets by their shape in any text (header values, query values, text bodies, JSON
+//! strings). Payment card numbers are found by a hand-written scan with the Luhn check; JWTs, bearer tokens, cloud
+//! access keys, e-mail addresses and custom patterns by regular expressions over bytes (so text need not be UTF-8).
+//! Each detector returns byte ranges; [`Detectors::scan`] merges the hits of all rules.
+
+use regex::bytes::Regex;
+
+use super::policy::DetectorKind;
+
+/// One detector, ready to scan.
+#[derive(Clone, Debug)]
+pub struct Detector {
+    kind: DetectorKind,
+    regex: Option<Regex>,
+    /// Whether the range to mask is capture group 1 (or the first group that matched) rather than the match.
+    groups: bool,
+}
+
+const JWT: &str = r"eyJ[A-Za-z0-9_-]{2,}\.eyJ[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*";
+const BEARER: &str = r"(?i:\bbearer)[ \t]+([A-Za-z0-9\-._~+/]{8,}=*)";
+const CLOUD_KEY: &str = concat!(
+    r"\b((?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|APKA|AROA|ASCA)[A-Z0-9]{16})\b",
+    r#"|(?i:aws_?secret_?access_?key)["']?\s*[:=]\s*["']?([A-Za-z0-9/+]{40})\b"#,
+    r"|\b(AIza[0-9A-Za-z_-]{35})"
+);
+const EMAIL: &str = r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*\.[A-Za-z]{2,24}\b";
+
+impl Detector {
+    /// A detector of `kind`; `custom` is the regular expression of [`DetectorKind::Regex`].
+    pub fn new(kind: DetectorKind, custom: Option<&str>) -> Result<Self, regex::Error> {
+        let src = match kind {
+            DetectorKind::Card => None,
+            DetectorKind::Jwt => Some(JWT),
+            DetectorKind::Bearer => Some(BEARER),
+            DetectorKind::CloudKey => Some(CLOUD_KEY),
+            DetectorKind::Email => Some(EMAIL),
+            DetectorKind::Regex => Some(custom.unwrap_or("$^")),
+        };
+        let regex = match src {
+            Some(s) => Some(
+                regex::bytes::RegexBuilder::new(s).size_limit(1 << 22).dfa_size_limit(super::REGEX_CACHE).build()?,
+            ),
+            None => None,
+        };
+        let groups = regex.as_ref().is_some_and(|r| r.captures_len() > 1);
+        Ok(Detector { kind, regex, groups })
+    }
+
+    /// Appends the ranges of `text` this detector finds.
+    pub fn find(&self, text: &[u8], out: &mut Vec<(usize, usize)>) {
+        if self.kind == DetectorKind::Card {
+            return find_cards(text, out);
+        }
+        let Some(re) = &self.regex else { return };
+        // Cheap necessary conditions before running the automaton.
+        let worth = match self.kind {
+            DetectorKind::Jwt => memchr::memmem::find(text, b"eyJ").is_some(),
+            DetectorKind::Email => memchr::memchr(b'@', text).is_some(),
+            _ => true,
+        };
+        if !worth {
+            return;
+        }
+        if self.groups {
+            for c in re.captures_iter(text) {
+                if let Some(m) = c.iter().skip(1).flatten().next()
+                    && m.start() < m.end()
+                {
+                    out.push((m.start(), m.end()));
+                }
+            }
+        } else {
+            out.extend(re.find_iter(text).filter(|m| m.start() < m.end()).map(|m| (m.start(), m.end())));
+        }
+    }
+}
+
+/// The Luhn check over ASCII digits.
+pub fn luhn_valid(digits: &[u8]) -> bool {
+    let mut sum = 0u32;
+    for (i, d) in digits.iter().rev().enumerate() {
+        let mut v = u32::from(d.wrapping_sub(b'0'));
+        if v > 9 {
+            return false;
+        }
+        if i % 2 == 1 {
+            v *= 2;
+            if v > 9 {
+                v -= 9;
+            }
+        }
+        sum += v;
+    }
+    !digits.is_empty() && sum.is_multiple_of(10)
+}
+
+fn word_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+/// Payment card numbers: 13 to 19 digits, in groups separated by one space or dash, passing the Luhn check, not
+/// glued to letters or digits on either side (so hex ids and long numbers do not match).
+///
+/// Fast on text without numbers: a card spans at least 13 bytes of digits and lone separators, so only every 13th
+/// byte is probed; a probe that could be inside a number sends the scan back to where that number starts, and the
+/// number is then read once, to its end.
+pub fn find_cards(text: &[u8], out: &mut Vec<(usize, usize)>) {
+    let n = text.len();
+    let digit = |i: usize| CLASS[usize::from(text[i])] == DIGIT;
+    let sep = |i: usize| CLASS[usize::from(text[i])] == SEP;
+    let mut groups: Vec<(usize, usize)> = Vec::new();
+    let mut digits: Vec<u8> = Vec::new();
+    let mut p = 12;
+    let mut counted = false;
+    while p < n {
+        // Plain indexing into a class table: this loop runs over every header value and text body.
+        let class = CLASS[usize::from(text[p])];
+        if class == OTHER || (class == SEP && !digit(p - 1) && !(p + 1 < n && digit(p + 1))) {
+            p += 13;
+            continue;
+        }
+        // At the first number: fewer than 13 digits in all (dates, sizes, versions): no card. The count
+        // vectorises; text without digits never gets here.
+        if !counted {
+            if count_digits(text) < 13 {
+                return;
+            }
+            counted = true;
+        }
+        let mut s = p;
+        while s > 0 && (digit(s - 1) || (sep(s - 1) && s >= 2 && digit(s - 2))) {
+            s -= 1;
+        }
+        while s < n && !digit(s) {
+            s += 1;
+        }
+        // The whole run containing `p`, in chunks of at most 19 groups (as a byte-by-byte scan would cut it).
+        let mut i = s;
+        loop {
+            let end = card_run(text, i, &mut groups, &mut digits, out);
+            if end + 1 < n && sep(end) && digit(end + 1) {
+                i = end + 1;
+                continue;
+            }
+            p = end + 13;
+            break;
+        }
+    }
+}
+
+const OTHER: u8 = 0;
+const DIGIT: u8 = 1;
+const SEP: u8 = 2;
+/// Byte classes of the card scan: digits, separators (space, dash), other.
+static CLASS: [u8; 256] = {
+    let mut t = [OTHER; 256];
+    let mut d = b'0';
+    while d <= b'9' {
+        t[d as usize] = DIGIT;
+        d += 1;
+    }
+    t[b' ' as usize] = SEP;
+    t[b'-' as usize] = SEP;
+    t
+};
+
+/// ASCII digits in `text`, counted in byte-wide lanes 128 bytes at a time (so that the loop vectorises).
+fn count_digits(text: &[u8]) -> usize {
+    text.chunks(128)
+        .map(|c| usize::from(c.iter().fold(0u8, |n, &b| n.wrapping_add(u8::from(b.wrapping_sub(b'0') < 10)))))
+        .sum()
+}
+
+/// Looks at the run of digit groups starting at `i` (a digit); returns where the run ends.
+fn card_run(
+    text: &[u8],
+    i: usize,
+    groups: &mut Vec<(usize, usize)>,
+    digits: &mut Vec<u8>,
+    out: &mut Vec<(usize, usize)>,
+) -> usize {
+    let n = text.len();
+    if i > 0 && word_byte(text[i - 1]) {
+        // Glued to a word on the left: skip this digit group.
+        let mut j = i;
+        while j < n && text[j].is_ascii_digit() {
+            j += 1;
+        }
+        return j;
+    }
+    groups.clear();
+    let mut j = i;
+    loop {
+        let g = j;
+        while j < n && text[j].is_ascii_digit() {
+            j += 1;
+        }
+        groups.push((g, j));
+        if j + 1 < n && (text[j] == b' ' || text[j] == b'-') && text[j + 1].is_ascii_digit() && groups.len() < 19 {
+            j += 1;
+            continue;
+        }
+        break;
+    }
+    let run_end = j;
+    let total: usize = groups.iter().map(|(a, b)| b - a).sum();
+    if total < 13 {
+        return run_end;
+    }
+    // The longest Luhn-valid stretch of whole groups, starting at the earliest group possible.
+    let mut g0 = 0;
+    while g0 < groups.len() {
+        let mut best = None;
+        let mut count = 0;
+        digits.clear();
+        for (k, &(a, b)) in groups.iter().enumerate().skip(g0) {
+            count += b - a;
+            if count > 19 {
+                break;
+            }
+            digits.extend_from_slice(&text[a..b]);
+            let right_ok = b < run_end || b >= n || !word_byte(text[b]);
+            if count >= 13 && right_ok && luhn_valid(digits) {
+                best = Some((k, b));
+            }
+        }
+        match best {
+            Some((k, end)) => {
+                out.push((groups[g0].0, end));
+                g0 = k + 1;
+            }
+            None => g0 += 1,
+        }
+    }
+    run_end
+}
+
+/// The detectors of a policy, each with the index of its rule.
+#[derive(Clone, Debug, Default)]
+pub struct Detectors {
+    list: Vec<(usize, Detector)>,
+}
+
+/// One detector hit: a byte range and the rule that found it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hit {
+    /// First byte.
+    pub start: usize,
+    /// One past the last byte.
+    pub end: usize,
+    /// The rule's index in the policy.
+    pub rule: usize,
+}
+
+impl Detectors {
+    /// Adds the detector of rule `rule`.
+    pub fn push(&mut self, rule: usize, d: Detector) {
+        self.list.push((rule, d));
+    }
+
+    /// Whether there is no detector.
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// Every hit in `text`, sorted by start, without overlaps (of overlapping hits the earlier one wins, then the
+    /// one of the earlier rule). `scratch` is reused between calls.
+    pub fn scan(&self, text: &[u8], scratch: &mut Vec<(usize, usize)>) -> Vec<Hit> {
+        let mut hits = Vec::new();
+        for (rule, d) in &self.list {
+            scratch.clear();
+            d.find(text, scratch);
+            hits.extend(scratch.iter().map(|&(start, end)| Hit { start, end, rule: *rule }));
+        }
+        if hits.len() > 1 {
+            hits.sort_by_key(|h| (h.start, h.rule));
+            let mut kept: Vec<Hit> = Vec::with_capacity(hits.len());
+            for h in hits {
+                match kept.last_mut() {
+                    Some(last) if h.start < last.end => last.end = last.end.max(h.end),
+                    _ => kept.push(h),
+                }
+            }
+            return kept;
+        }
+        hits
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(kind: DetectorKind, custom: Option<&str>, text: &str) -> Vec<String> {
+        let d = Detector::new(kind, custom).unwrap();
+        let mut out = Vec::new();
+        d.find(text.as_bytes(), &mut out);
+        out.into_iter().map(|(a, b)| text[a..b].to_string()).collect()
+    }
+
+    #[test]
+    fn luhn() {
+        // Known test numbers (Visa, Mastercard, Amex test cards) and their neighbours.
+        assert!(luhn_valid(b"4111111111111111"));
+        assert!(luhn_valid(b"5500005555555559"));
+        assert!(luhn_valid(b"378282246310005"));
+        assert!(luhn_valid(b"79927398713"));
+        assert!(!luhn_valid(b"4111111111111112"));
+        assert!(!luhn_valid(b"79927398710"));
+        assert!(!luhn_valid(b""));
+        assert!(!luhn_valid(b"41x1"));
+    }
+
+    #[test]
+    fn cards_in_text() {
+        let c = |t| found(DetectorKind::Card, None, t);
+        assert_eq!(c("pay 4111111111111111 now"), ["4111111111111111"]);
+        assert_eq!(c("pay 4111 1111 1111 1111."), ["4111 1111 1111 1111"]);
+        assert_eq!(c("amex 3782-822463-10005,"), ["3782-822463-10005"]);
+        assert_eq!(c("\"4111111111111111\""), ["4111111111111111"]);
+        assert_eq!(c("card=5500005555555559&x=1"), ["5500005555555559"]);
+        // Not Luhn-valid, too short, glued to letters, or part of a longer number.
+        assert!(c("4111111111111112").is_empty());
+        assert!(c("411111111111").is_empty());
+        assert!(c("id=ab4111111111111111").is_empty());
+        assert!(c("4111111111111111ab").is_empty());
+        assert!(c("12345678901234567890123").is_empty());
+        // A card followed by other digits in the same run of groups.
+        assert_eq!(c("4111 1111 1111 1111 12"), ["4111 1111 1111 1111"]);
+        assert_eq!(c("a 4111111111111111 and 5500-0055-5555-5559"), ["4111111111111111", "5500-0055-5555-5559"]);
+        assert_eq!(c("4111111111111111"), ["4111111111111111"]);
+        assert_eq!(c("ab12 4111 1111 1111 1111"), ["4111 1111 1111 1111"]);
+    }
+
+    /// The probing scan finds exactly what a scan of every position finds: cards planted at every offset of
+    /// filler text, with neighbours that are and are not numbers.
+    #[test]
+    fn probing_misses_nothing() {
+        for card in ["4111111111111111", "4111 1111 1111 1111", "378282246310005", "5500-0055-5555-5559"] {
+            for pre in 0..30 {
+                for filler in ["x", " ", "-", "7 "] {
+                    let text = format!("{}{} {}", filler.repeat(pre), if filler == "x" { " " } else { "" }, card);
+                    let got = found(DetectorKind::Card, None, &format!("{text} tail"));
+                    assert_eq!(got, [card], "{text:?}");
+                }
+            }
+        }
+    }
+
+    /// Byte-by-byte reference: every run read from its first digit.
+    fn linear_cards(text: &[u8]) -> Vec<(usize, usize)> {
+        let (mut out, mut groups, mut digits) = (Vec::new(), Vec::new(), Vec::new());
+        let mut i = 0;
+        while i < text.len() {
+            if text[i].is_ascii_digit() {
+                i = card_run(text, i, &mut groups, &mut digits, &mut out);
+            } else {
+                i += 1;
+            }
+        }
+        out
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn probing_finds_what_a_linear_scan_finds(
+            text in proptest::collection::vec(proptest::sample::select(b"0123456789 -ax4111".to_vec()), 0..200),
+            card_at in proptest::option::of(0usize..200),
+        ) {
+            let mut text = text;
+            if let Some(at) = card_at {
+                let at = at.min(text.len());
+                text.splice(at..at, b" 4111111111111111 ".iter().copied());
+            }
+            let mut got = Vec::new();
+            find_cards(&text, &mut got);
+            proptest::prop_assert_eq!(got, linear_cards(&text));
+        }
+    }
+
+    #[test]
+    fn jwts_bearer_keys_emails_custom() {
+        let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U";
+        assert_eq!(found(DetectorKind::Jwt, None, &format!("t={jwt}&x")), [jwt]);
+        assert!(found(DetectorKind::Jwt, None, "eyJ only").is_empty());
+        assert_eq!(found(DetectorKind::Bearer, None, "Bearer abc.DEF-123_xyz"), ["abc.DEF-123_xyz"]);
+        assert_eq!(found(DetectorKind::Bearer, None, "auth: bearer  s3cr3tT0k3n=="), ["s3cr3tT0k3n=="]);
+        assert!(found(DetectorKind::Bearer, None, "the bearer of news").is_empty());
+        assert_eq!(found(DetectorKind::CloudKey, None, "key AKIAIOSFODNN7EXAMPLE,"), ["AKIAIOSFODNN7EXAMPLE"]);
+        assert_eq!(
+            found(DetectorKind::CloudKey, None, "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
+            ["wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"]
+        );
+        assert_eq!(
+            found(DetectorKind::CloudKey, None, "k=AIzaSyA-1234567890abcdefghijklmnopqrstu"),
+            ["AIzaSyA-1234567890abcdefghijklmnopqrstu"]
+        );
+        assert!(found(DetectorKind::CloudKey, None, "XAKIAIOSFODNN7EXAMPLE").is_empty());
+        assert_eq!(
+            found(DetectorKind::Email, None, "to: Jane.Doe+x@mail.example.org>"),
+            ["Jane.Doe+x@mail.example.org"]
+        );
+        assert!(found(DetectorKind::Email, None, "a @ b").is_empty());
+        assert_eq!(found(DetectorKind::Regex, Some(r"emp-\d{6}"), "id emp-123456 ok"), ["emp-123456"]);
+        assert_eq!(found(DetectorKind::Regex, Some(r"pin:(\d{4})"), "pin:1234"), ["1234"]);
+    }
+
+    #[test]
+    fn scan_merges_overlaps() {
+        let mut ds = Detectors::default();
+        ds.push(0, Detector::new(DetectorKind::Email, None).unwrap());
+        ds.push(1, Detector::new(DetectorKind::Regex, Some("doe@mail")).unwrap());
+        ds.push(2, Detector::new(DetectorKind::Card, None).unwrap());
+        let text = b"x jane.doe@mail.example.org 4111111111111111";
+        let hits = ds.scan(text, &mut Vec::new());
+        assert_eq!(hits, vec![Hit { start: 2, end: 27, rule: 0 }, Hit { start: 28, end: 44, rule: 2 }]);
+    }
+}

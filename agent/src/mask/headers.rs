@@ -1,0 +1,136 @@
+//! Header fields: whole values by header name (header rules), cookies by name inside `Cookie` and `Set-Cookie`
+//! (cookie rules), and detector hits in every other value.
+
+use tapedeck_model::Header;
+
+use super::Ctx;
+
+/// Masks a header list (request, response, trailer or interim fields) in place.
+pub fn mask_headers(ctx: &mut Ctx<'_>, headers: &mut [Header]) {
+    for (pos, h) in headers.iter_mut().enumerate() {
+        if let Some(rule) = ctx.c.header.lookup_at(pos, &h.name) {
+            h.value = ctx.replace(rule, &h.value);
+            continue;
+        }
+        let cookie = h.name.eq_ignore_ascii_case(b"cookie");
+        if cookie || h.name.eq_ignore_ascii_case(b"set-cookie") {
+            if let Some(v) = mask_cookies(ctx, &h.value, cookie) {
+                h.value = v;
+            }
+            continue;
+        }
+        if let Some(v) = ctx.mask_text(&h.value) {
+            h.value = v;
+        }
+    }
+}
+
+/// Masks `name=value` pairs of a `Cookie` value (all pairs, `;`-separated) or of a `Set-Cookie` value (the first
+/// pair; the attributes after it only get the detectors). None when unchanged.
+fn mask_cookies(ctx: &mut Ctx<'_>, value: &[u8], all_pairs: bool) -> Option<Vec<u8>> {
+    let mut edits = Vec::new();
+    let mut at = 0;
+    let mut first = true;
+    while at <= value.len() {
+        let end = memchr::memchr(b';', &value[at..]).map_or(value.len(), |i| at + i);
+        let piece = &value[at..end];
+        let lead = piece.len() - piece.trim_ascii_start().len();
+        if first || all_pairs {
+            if let Some(eq) = memchr::memchr(b'=', piece) {
+                let name = piece[..eq].trim_ascii();
+                let (vs, ve) = (at + eq + 1, end);
+                let v = &value[vs..ve];
+                if let Some(rule) = ctx.c.cookie.lookup(name) {
+                    let with = ctx.replace(rule, v);
+                    edits.push((vs, ve, with));
+                } else if let Some(m) = ctx.mask_text(v) {
+                    edits.push((vs, ve, m));
+                }
+            } else if let Some(m) = ctx.mask_text(piece) {
+                edits.push((at + lead, end, m[lead.min(m.len())..].to_vec()));
+            }
+        } else if let Some(m) = ctx.mask_text(piece) {
+            edits.push((at, end, m));
+        }
+        first = false;
+        at = end + 1;
+    }
+    (!edits.is_empty()).then(|| super::splice(value, &edits))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{masker, masker_with};
+    use tapedeck_model::Header;
+
+    fn run(policy: &str, headers: Vec<Header>) -> (Vec<Header>, Vec<String>) {
+        let mut m = masker_with(policy, true);
+        let mut ex = super::super::tests::get("/", headers, b"");
+        assert!(m.mask(&mut ex));
+        (ex.request.unwrap().headers, ex.masked_by)
+    }
+
+    #[test]
+    fn default_policy_redacts_credentials_and_keeps_the_rest() {
+        let mut m = masker();
+        let mut ex = super::super::tests::get(
+            "/",
+            vec![
+                Header::new("Authorization", "Bearer abc"),
+                Header::new("proxy-authorization", "Basic xyz"),
+                Header::new("Cookie", "sid=1"),
+                Header::new("X-Api-Key", "k1"),
+                Header::new("X-Upstream-Token", "t1"),
+                Header::new("Accept", "text/html"),
+                Header::new("X-Note", "card 4111 1111 1111 1111 ok"),
+            ],
+            b"",
+        );
+        assert!(m.mask(&mut ex));
+        let h = ex.request.unwrap().headers;
+        let v: Vec<&[u8]> = h.iter().map(|h| h.value.as_slice()).collect();
+        assert_eq!(
+            v,
+            [
+                &b"[REDACTED]"[..],
+                b"[REDACTED]",
+                b"[REDACTED]",
+                b"[REDACTED]",
+                b"[REDACTED]",
+                b"text/html",
+                b"card [REDACTED] ok"
+            ]
+        );
+        assert_eq!(ex.masked_by, ["auth-headers", "payment-cards"]);
+    }
+
+    #[test]
+    fn cookies_by_name() {
+        let policy = r#"
+            mode = "replace"
+            [[rule]]
+            name = "session-cookie"
+            target = "cookie"
+            names = ["sid"]
+            patterns = ["^csrf"]
+            action = "redact"
+            [[rule]]
+            name = "emails"
+            target = "detector"
+            detector = "email"
+            action = "redact"
+        "#;
+        let (h, fired) = run(
+            policy,
+            vec![
+                Header::new("Cookie", "theme=dark; sid=s3cr3t; csrf_x=abc; who=a@b.example"),
+                Header::new("Set-Cookie", "sid=zzz; Path=/; Domain=a.example"),
+                Header::new("Set-Cookie", "theme=light; Path=/"),
+            ],
+        );
+        assert_eq!(h[0].value, b"theme=dark; sid=[REDACTED]; csrf_x=[REDACTED]; who=[REDACTED]");
+        assert_eq!(h[1].value, b"sid=[REDACTED]; Path=/; Domain=a.example");
+        assert_eq!(h[2].value, b"theme=light; Path=/");
+        assert_eq!(fired, ["emails", "session-cookie"]);
+    }
+}

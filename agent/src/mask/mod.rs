@@ -1,0 +1,634 @@
+//! The masking engine: applied to every exchange on the writer thread, before it is written, so that secrets never
+//! reach a segment file. A [`Masker`] is built from a [`Policy`] (and the hash key, when a rule hashes) and
+//! changes exchanges in place: header values, cookies, query parameters, JSON values, form fields and detector hits
+//! are replaced by a marker (`[REDACTED]`, or `0`/`false`/`[]`/`{}` for JSON values of other types) or a keyed
+//! token (`tdk_` + 16 hex digits of HMAC-SHA256); bodies or whole exchanges are dropped when a rule says so.
+//!
+//! Bodies are classified by `Content-Type` (JSON, urlencoded form, multipart form, text, gRPC, binary) and decoded
+//! from their `Content-Encoding` first. A masked body that was whole is encoded again with its coding; one that was
+//! cut (at the body cap, or at the decoding cap) is stored decoded and its `Content-Encoding` header removed. A
+//! JSON body that does not parse (typically one cut at the body cap) gets a lexical scan for secret-like keys and
+//! the detectors over its text; a body that cannot be decoded gets the detectors over its bytes as stored. gRPC
+//! and binary bodies are left alone. Each changed exchange is flagged `masked` and lists the rules that fired in
+//! `Exchange::masked_by`, with notes (`@response-body:re-encoded:gzip`, `@request-body:stored-decoded:br`,
+//! `@response-body:dropped`) about what happened to bodies.
+
+pub mod codec;
+pub mod detect;
+pub mod form;
+pub mod hash;
+pub mod headers;
+pub mod json;
+pub mod policy;
+pub mod query;
+pub mod stats;
+
+use std::cell::RefCell;
+
+use regex::bytes::Regex;
+use rustc_hash::FxHashMap;
+use tapedeck_model::{Body, Exchange, Flags, Header};
+
+pub use hash::{Hasher, MaskKey};
+pub use policy::{Action, DetectorKind, Policy, PolicyError, PolicyFile, Rule, Target};
+pub use stats::MaskStats;
+
+use codec::{Coding, Decoded};
+use detect::{Detector, Detectors};
+use json::JsonPath;
+
+/// The marker that replaces redacted text.
+pub const REDACTED: &str = "[REDACTED]";
+/// Default cap on the decoded size of one body (a decompression bomb stops here).
+pub const DEFAULT_MAX_DECODED: usize = 16 << 20;
+/// Lazy-DFA cache of each regular expression (the regex crate's default is 2 MiB each; a few hundred KiB keeps
+/// matching fast and the masker's memory small whatever the input).
+pub const REGEX_CACHE: usize = 256 << 10;
+/// Names remembered per name matcher before the memo is cleared (with [`NAME_CACHE_MAX_LEN`], bounds its memory
+/// whatever the names on the wire: under 1 MiB for the five matchers).
+const NAME_CACHE_ENTRIES: usize = 2048;
+/// Longest name remembered; longer names are matched every time.
+const NAME_CACHE_MAX_LEN: usize = 48;
+
+/// The rules of one by-name target (headers, cookies, query, JSON keys, form fields), with a memo of names seen.
+#[derive(Clone, Debug, Default)]
+pub struct NameRules {
+    rules: Vec<(usize, Vec<Vec<u8>>, Option<Regex>)>,
+    cache: RefCell<FxHashMap<Box<[u8]>, Option<usize>>>,
+    /// The name last looked up at each header position and its answer: consecutive messages from one server
+    /// tend to repeat their header names in the same order, and comparing a name is cheaper than hashing it.
+    recent: RefCell<Vec<Remembered>>,
+}
+
+/// A name and the rule it matched (None: no rule).
+type Remembered = (Box<[u8]>, Option<usize>);
+
+/// Header positions remembered by [`NameRules::lookup_at`].
+const RECENT_POSITIONS: usize = 32;
+
+impl NameRules {
+    fn push(&mut self, rule: usize, r: &Rule) -> Result<(), PolicyError> {
+        let exact = r.names.iter().map(|n| n.to_ascii_lowercase().into_bytes()).collect();
+        let pattern = if r.patterns.is_empty() {
+            None
+        } else {
+            let alt = r.patterns.iter().map(|p| format!("(?:{p})")).collect::<Vec<_>>().join("|");
+            let re = regex::bytes::RegexBuilder::new(&alt)
+                .case_insensitive(true)
+                .size_limit(1 << 22)
+                .dfa_size_limit(REGEX_CACHE)
+                .build()
+                .map_err(|e| PolicyError::Rule { rule: r.name.clone(), message: e.to_string() })?;
+            Some(re)
+        };
+        self.rules.push((rule, exact, pattern));
+        Ok(())
+    }
+
+    /// Whether there is no rule.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// [`NameRules::lookup`] for the header at position `pos` of a list.
+    pub fn lookup_at(&self, pos: usize, name: &[u8]) -> Option<usize> {
+        if pos >= RECENT_POSITIONS || name.len() > NAME_CACHE_MAX_LEN {
+            return self.lookup(name);
+        }
+        if let Some((n, hit)) = self.recent.borrow().get(pos)
+            && **n == *name
+        {
+            return *hit;
+        }
+        let found = self.lookup(name);
+        let mut recent = self.recent.borrow_mut();
+        if recent.len() <= pos {
+            recent.resize(pos + 1, (Box::default(), None));
+        }
+        recent[pos] = (name.into(), found);
+        found
+    }
+
+    /// The index of the first rule matching `name`, ignoring ASCII case.
+    pub fn lookup(&self, name: &[u8]) -> Option<usize> {
+        if self.rules.is_empty() {
+            return None;
+        }
+        let cacheable = name.len() <= NAME_CACHE_MAX_LEN;
+        let mut cache = self.cache.borrow_mut();
+        if cacheable && let Some(hit) = cache.get(name) {
+            return *hit;
+        }
+        let found = self.rules.iter().find_map(|(rule, exact, pattern)| {
+            let hit = exact.iter().any(|e| e.eq_ignore_ascii_case(name))
+                || pattern.as_ref().is_some_and(|p| p.is_match(name));
+            hit.then_some(*rule)
+        });
+        if cacheable {
+            if cache.len() >= NAME_CACHE_ENTRIES {
+                cache.clear();
+            }
+            cache.insert(name.into(), found);
+        }
+        found
+    }
+}
+
+/// A policy ready to apply.
+#[derive(Clone, Debug, Default)]
+pub struct Compiled {
+    rules: Vec<Rule>,
+    header: NameRules,
+    cookie: NameRules,
+    query: NameRules,
+    json_key: NameRules,
+    form: NameRules,
+    json_paths: Vec<(usize, JsonPath)>,
+    detectors: Detectors,
+    /// The rule of the card detector, if any (JSON numbers are checked against it).
+    card_rule: Option<usize>,
+    grpc: Vec<(usize, Option<Regex>)>,
+    paths: Vec<(usize, Regex)>,
+}
+
+fn compile(policy: &Policy) -> Result<Compiled, PolicyError> {
+    policy.validate()?;
+    let mut c = Compiled { rules: policy.rules.clone(), ..Compiled::default() };
+    let re = |r: &Rule, src: &str| {
+        regex::bytes::RegexBuilder::new(src)
+            .size_limit(1 << 22)
+            .dfa_size_limit(REGEX_CACHE)
+            .build()
+            .map_err(|e| PolicyError::Rule { rule: r.name.clone(), message: e.to_string() })
+    };
+    for (i, r) in policy.rules.iter().enumerate() {
+        match r.target {
+            Target::Header => c.header.push(i, r)?,
+            Target::Cookie => c.cookie.push(i, r)?,
+            Target::Query => c.query.push(i, r)?,
+            Target::JsonKey => c.json_key.push(i, r)?,
+            Target::Form => c.form.push(i, r)?,
+            Target::JsonPath => {
+                for p in &r.paths {
+                    let path =
+                        JsonPath::parse(p).map_err(|m| PolicyError::Rule { rule: r.name.clone(), message: m })?;
+                    c.json_paths.push((i, path));
+                }
+            }
+            Target::Detector => {
+                let kind = r.detector.unwrap_or(DetectorKind::Regex);
+                let d = Detector::new(kind, r.regex.as_deref())
+                    .map_err(|e| PolicyError::Rule { rule: r.name.clone(), message: e.to_string() })?;
+                if kind == DetectorKind::Card && c.card_rule.is_none() {
+                    c.card_rule = Some(i);
+                }
+                c.detectors.push(i, d);
+            }
+            Target::Grpc => {
+                let alt = (!r.patterns.is_empty()).then(|| r.patterns.join("|"));
+                c.grpc.push((i, alt.map(|a| re(r, &a)).transpose()?));
+            }
+            Target::Path => c.paths.push((i, re(r, &r.patterns.join("|"))?)),
+        }
+    }
+    Ok(c)
+}
+
+/// Applies a policy to exchanges. Cheap to clone; build one per writer thread.
+#[derive(Clone, Debug)]
+pub struct Masker {
+    c: Compiled,
+    policy: Policy,
+    hasher: Option<Hasher>,
+    max_decoded: usize,
+    stats: MaskStats,
+    /// Exchanges in which each rule fired, by rule index.
+    per_rule: Vec<u64>,
+    /// Rules fired in the current exchange.
+    fired: Vec<bool>,
+}
+
+impl Masker {
+    /// A masker for `policy`. A policy with a `hash` rule needs `key`.
+    pub fn new(policy: Policy, key: Option<&MaskKey>) -> Result<Masker, PolicyError> {
+        if let (Some(rule), None) = (policy.first_hash_rule(), key) {
+            return Err(PolicyError::NoKey(rule.to_string()));
+        }
+        let c = compile(&policy)?;
+        let n = policy.rules.len();
+        Ok(Masker {
+            c,
+            policy,
+            hasher: key.map(Hasher::new),
+            max_decoded: DEFAULT_MAX_DECODED,
+            stats: MaskStats::default(),
+            per_rule: vec![0; n],
+            fired: vec![false; n],
+        })
+    }
+
+    /// Sets the cap on the decoded size of one body.
+    pub fn with_max_decoded(mut self, bytes: usize) -> Self {
+        self.max_decoded = bytes.max(1);
+        self
+    }
+
+    /// The policy applied.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The policy's fingerprint (recorded in segment headers).
+    pub fn fingerprint(&self) -> [u8; 32] {
+        self.policy.fingerprint()
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> MaskStats {
+        let mut s = self.stats.clone();
+        for (r, n) in self.policy.rules.iter().zip(&self.per_rule) {
+            if *n > 0 {
+                s.by_rule.insert(r.name.clone(), *n);
+            }
+        }
+        s
+    }
+
+    /// Masks every exchange of a batch and removes those a `drop_exchange` rule dropped.
+    pub fn mask_batch(&mut self, batch: &mut Vec<Exchange>) {
+        batch.retain_mut(|ex| self.mask(ex));
+    }
+
+    /// Masks one exchange in place. Returns false when the exchange must not be written.
+    pub fn mask(&mut self, ex: &mut Exchange) -> bool {
+        self.stats.exchanges_seen += 1;
+        let mut fired = std::mem::take(&mut self.fired);
+        let mut ctx = Ctx {
+            c: &self.c,
+            hasher: self.hasher.as_ref(),
+            fired: &mut fired,
+            any: false,
+            drop_body: false,
+            drop_exchange: false,
+            stats: &mut self.stats,
+            scratch: Vec::new(),
+            max_decoded: self.max_decoded,
+            notes: Vec::new(),
+        };
+        let keep = ctx.exchange(ex);
+        let any = ctx.any;
+        let notes = std::mem::take(&mut ctx.notes);
+        drop(ctx);
+        if any {
+            let mut names: Vec<String> = Vec::new();
+            for (i, f) in fired.iter_mut().enumerate() {
+                if *f {
+                    *f = false;
+                    self.per_rule[i] += 1;
+                    names.push(self.policy.rules[i].name.clone());
+                }
+            }
+            names.extend(notes);
+            names.sort();
+            names.dedup();
+            ex.masked_by = names;
+            ex.flags.insert(Flags::MASKED);
+            self.stats.exchanges_masked += 1;
+        }
+        self.fired = fired;
+        if !keep {
+            self.stats.exchanges_dropped += 1;
+        }
+        keep
+    }
+}
+
+/// The masker the agent's flags describe: the default policy unless `default_on` is false, extended or replaced by
+/// the policy file, keyed by the key file or else the `TAPEDECK_MASK_KEY` environment variable. None when no rule is
+/// left (masking off).
+pub fn setup(
+    policy_file: Option<&std::path::Path>,
+    default_on: bool,
+    key_file: Option<&std::path::Path>,
+) -> Result<Option<Masker>, PolicyError> {
+    let file = match policy_file {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| PolicyError::Parse { path: p.display().to_string(), message: e.to_string() })?;
+            Some(Policy::parse_file(&p.display().to_string(), &text)?)
+        }
+        None => None,
+    };
+    let policy = Policy::build(default_on, file)?;
+    let key = match key_file {
+        Some(p) => Some(MaskKey::from_file(p)?),
+        None => MaskKey::from_env()?,
+    };
+    if policy.rules.is_empty() {
+        return Ok(None);
+    }
+    Masker::new(policy, key.as_ref()).map(Some)
+}
+
+/// What `agent --print-masking` prints: the effective rules as a policy file, with the fingerprint and whether a
+/// key is set in comments.
+pub fn describe(masker: Option<&Masker>) -> String {
+    match masker {
+        None => "# masking is off (--no-default-masking and no --mask-policy): exchanges are written as seen\n".into(),
+        Some(m) => format!(
+            "# effective masking policy\n# fingerprint (sha256, in segment headers): {}\n# hash key: {}\n{}",
+            policy::hex(&m.fingerprint()),
+            if m.hasher.is_some() { "set" } else { "not set" },
+            m.policy.to_toml()
+        ),
+    }
+}
+
+/// The state of masking one exchange.
+pub struct Ctx<'a> {
+    c: &'a Compiled,
+    hasher: Option<&'a Hasher>,
+    fired: &'a mut Vec<bool>,
+    any: bool,
+    /// A rule with `drop_body` fired in the current message.
+    drop_body: bool,
+    drop_exchange: bool,
+    stats: &'a mut MaskStats,
+    scratch: Vec<(usize, usize)>,
+    max_decoded: usize,
+    notes: Vec<String>,
+}
+
+/// How a body is looked at, from its content type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Kind {
+    Json,
+    Form,
+    Multipart(Option<Vec<u8>>),
+    /// Text, or no content type (JSON is tried when it looks like JSON).
+    Text {
+        sniff: bool,
+    },
+    Grpc,
+    Binary,
+}
+
+fn kind_of(content_type: Option<&[u8]>) -> Kind {
+    let Some(ct) = content_type else { return Kind::Text { sniff: true } };
+    let media = ct.split(|&b| b == b';').next().unwrap_or_default().trim_ascii();
+    // Lower-cased on the stack (media types are short; a longer one is cut, which only matters for odd types).
+    let mut buf = [0u8; 96];
+    let n = media.len().min(buf.len());
+    for (d, s) in buf.iter_mut().zip(&media[..n]) {
+        *d = s.to_ascii_lowercase();
+    }
+    let media = &buf[..n];
+    let has = |s: &[u8]| memchr::memmem::find(media, s).is_some();
+    if media.starts_with(b"application/grpc") {
+        Kind::Grpc
+    } else if media.starts_with(b"text/") {
+        Kind::Text { sniff: true }
+    } else if has(b"json") {
+        Kind::Json
+    } else if media == b"application/x-www-form-urlencoded" {
+        Kind::Form
+    } else if media.starts_with(b"multipart/") {
+        Kind::Multipart(form::boundary(ct))
+    } else if media.is_empty() {
+        Kind::Text { sniff: true }
+    } else if has(b"xml") || has(b"javascript") || has(b"graphql") || has(b"yaml") || has(b"csv") {
+        Kind::Text { sniff: false }
+    } else {
+        Kind::Binary
+    }
+}
+
+fn header<'h>(headers: &'h [Header], name: &str) -> Option<&'h [u8]> {
+    headers.iter().find(|h| h.name.eq_ignore_ascii_case(name.as_bytes())).map(|h| h.value.as_slice())
+}
+
+/// Replaces byte ranges of `src` (sorted, not overlapping).
+pub fn splice(src: &[u8], edits: &[(usize, usize, Vec<u8>)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(src.len() + 16 * edits.len());
+    let mut at = 0;
+    for (start, end, with) in edits {
+        out.extend_from_slice(&src[at..*start]);
+        out.extend_from_slice(with);
+        at = *end;
+    }
+    out.extend_from_slice(&src[at..]);
+    out
+}
+
+impl Ctx<'_> {
+    /// Records that `rule` fired on one value.
+    fn fire(&mut self, rule: usize) -> Action {
+        self.fired[rule] = true;
+        self.any = true;
+        self.stats.values_masked += 1;
+        let action = self.c.rules[rule].action;
+        match action {
+            Action::DropBody => self.drop_body = true,
+            Action::DropExchange => self.drop_exchange = true,
+            Action::Redact | Action::Hash => {}
+        }
+        action
+    }
+
+    /// What replaces `value` under `rule`: the token for `hash`, the marker otherwise.
+    pub fn replace(&mut self, rule: usize, value: &[u8]) -> Vec<u8> {
+        match (self.fire(rule), self.hasher) {
+            (Action::Hash, Some(h)) => h.token(value).into_bytes(),
+            _ => REDACTED.as_bytes().to_vec(),
+        }
+    }
+
+    /// The hash token of `value` under `rule` if it hashes, else None (the caller writes its typed marker).
+    fn token_for(&mut self, rule: usize, value: &[u8]) -> Option<String> {
+        match (self.fire(rule), self.hasher) {
+            (Action::Hash, Some(h)) => Some(h.token(value)),
+            _ => None,
+        }
+    }
+
+    /// `text` with every detector hit replaced, or None when nothing was found.
+    pub fn mask_text(&mut self, text: &[u8]) -> Option<Vec<u8>> {
+        if self.c.detectors.is_empty() || text.is_empty() {
+            return None;
+        }
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let hits = self.c.detectors.scan(text, &mut scratch);
+        self.scratch = scratch;
+        if hits.is_empty() {
+            return None;
+        }
+        let edits: Vec<(usize, usize, Vec<u8>)> =
+            hits.iter().map(|h| (h.start, h.end, self.replace(h.rule, &text[h.start..h.end]))).collect();
+        Some(splice(text, &edits))
+    }
+
+    fn exchange(&mut self, ex: &mut Exchange) -> bool {
+        let path = ex.request.as_ref().map(|r| r.path.as_slice()).unwrap_or_default();
+        let mut drop_bodies = false;
+        for (rule, re) in &self.c.paths {
+            if re.is_match(path) {
+                drop_bodies |= self.fire(*rule) == Action::DropBody;
+            }
+        }
+        if !self.c.grpc.is_empty() {
+            let is_grpc =
+                |hs: &[Header]| header(hs, "content-type").is_some_and(|v| v.starts_with(b"application/grpc"));
+            let grpc = ex.request.as_ref().is_some_and(|r| is_grpc(&r.headers))
+                || ex.response.as_ref().is_some_and(|r| is_grpc(&r.headers));
+            if grpc {
+                for (rule, re) in &self.c.grpc {
+                    if re.as_ref().is_none_or(|re| re.is_match(path)) {
+                        drop_bodies |= self.fire(*rule) == Action::DropBody;
+                    }
+                }
+            }
+        }
+        if self.drop_exchange {
+            return false;
+        }
+        if let Some(req) = &mut ex.request {
+            query::mask_target(self, &mut req.path);
+            self.message("request", &mut req.headers, &mut req.trailers, &mut req.body, &mut ex.flags, drop_bodies);
+        }
+        if let Some(resp) = &mut ex.response {
+            for interim in &mut resp.interim {
+                headers::mask_headers(self, &mut interim.headers);
+            }
+            self.message("response", &mut resp.headers, &mut resp.trailers, &mut resp.body, &mut ex.flags, drop_bodies);
+        }
+        !self.drop_exchange
+    }
+
+    fn message(
+        &mut self,
+        side: &str,
+        hs: &mut Vec<Header>,
+        trailers: &mut [Header],
+        body: &mut Body,
+        flags: &mut Flags,
+        force_drop: bool,
+    ) {
+        self.drop_body = false;
+        headers::mask_headers(self, hs);
+        headers::mask_headers(self, trailers);
+        if !force_drop && !self.drop_body {
+            self.body(side, hs, body, flags);
+        }
+        if (force_drop || self.drop_body) && !body.bytes.is_empty() {
+            body.bytes = Vec::new();
+            self.stats.bodies_dropped += 1;
+            self.notes.push(format!("@{side}-body:dropped"));
+        }
+        self.drop_body = false;
+    }
+
+    fn body(&mut self, side: &str, hs: &mut Vec<Header>, body: &mut Body, flags: &mut Flags) {
+        if body.bytes.is_empty() {
+            return;
+        }
+        let kind = kind_of(header(hs, "content-type"));
+        match kind {
+            Kind::Grpc => {
+                self.stats.bodies_skipped_grpc += 1;
+                return;
+            }
+            Kind::Binary => {
+                self.stats.bodies_skipped_binary += 1;
+                return;
+            }
+            _ => {}
+        }
+        let coding = header(hs, "content-encoding").map_or(Coding::Identity, Coding::from_header);
+        let cut = (body.bytes.len() as u64) < body.full_len;
+        if coding == Coding::Identity {
+            if let Some(new) = self.content(&kind, &body.bytes) {
+                if !cut {
+                    body.full_len = new.len() as u64;
+                }
+                body.bytes = new;
+            }
+            return;
+        }
+        let (decoded, form) = codec::decode(coding, &body.bytes, self.max_decoded);
+        let (plain, whole) = match decoded {
+            Decoded::Whole(p) => (p, true),
+            Decoded::Partial(p) => (p, false),
+            Decoded::OverCap(p) => {
+                self.stats.decode_over_cap += 1;
+                flags.insert(Flags::TRUNCATED);
+                (p, false)
+            }
+            Decoded::Failed => {
+                // Not decodable: the detectors over the bytes as stored are all that can be done.
+                self.stats.decode_failures += 1;
+                if let Some(new) = self.mask_text(&body.bytes) {
+                    body.bytes = new;
+                }
+                return;
+            }
+        };
+        self.stats.bodies_decoded += 1;
+        let masked = self.content(&kind, &plain);
+        if masked.is_none() && whole {
+            return;
+        }
+        // Something changed, or the decoded body is a prefix whose rest could not be looked at: in both cases
+        // the stored body must not be the original encoded bytes.
+        let plain = masked.unwrap_or(plain);
+        if whole
+            && !cut
+            && let Ok(enc) = codec::encode(coding, form, &plain)
+        {
+            body.full_len = enc.len() as u64;
+            body.bytes = enc;
+            self.stats.bodies_reencoded += 1;
+            self.notes.push(format!("@{side}-body:re-encoded:{}", coding.name()));
+            return;
+        }
+        body.bytes = plain;
+        hs.retain(|h| !h.name.eq_ignore_ascii_case(b"content-encoding"));
+        self.stats.bodies_stored_decoded += 1;
+        self.notes.push(format!("@{side}-body:stored-decoded:{}", coding.name()));
+        self.any = true;
+    }
+
+    /// Masks decoded body bytes by kind; None when unchanged.
+    fn content(&mut self, kind: &Kind, bytes: &[u8]) -> Option<Vec<u8>> {
+        match kind {
+            Kind::Json => json::mask_json_body(self, bytes, true),
+            Kind::Form => query::mask_pairs(self, bytes, Which::Form),
+            Kind::Multipart(Some(b)) => form::mask_multipart(self, bytes, b),
+            Kind::Multipart(None) => {
+                self.stats.multipart_parse_failures += 1;
+                self.mask_text(bytes)
+            }
+            Kind::Text { sniff: true } if json::looks_like_json(bytes) => json::mask_json_body(self, bytes, false),
+            Kind::Text { .. } => self.mask_text(bytes),
+            Kind::Grpc | Kind::Binary => None,
+        }
+    }
+
+    fn names(&self, which: Which) -> &NameRules {
+        match which {
+            Which::Query => &self.c.query,
+            Which::Form => &self.c.form,
+        }
+    }
+}
+
+/// Which by-name rules apply to urlencoded pairs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Which {
+    /// Query parameters.
+    Query,
+    /// Form fields.
+    Form,
+}
+
+#[cfg(test)]
+mod tests;

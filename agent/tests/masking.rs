@@ -1,0 +1,356 @@
+//! Masking end to end: a capture with secrets planted in every place the rules cover (headers, cookies, query,
+//! nested JSON, urlencoded and multipart forms, a gzip-encoded JSON response, text bodies) is recorded by the agent
+//! binary; then every segment block is decompressed and searched: none of the planted values may be found, the
+//! expected markers and tokens must be (tokens computed here with HMAC-SHA256 directly, not by the masker).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use tapedeck_model::Flags;
+use tapedeck_model::segment::{SegmentReader, list_segments};
+use tapedeck_testgen::tcp::{Capture, Conn, Endpoint};
+
+const KEY: &[u8] = b"integration-test-key-0123456789";
+
+/// Values that must not survive masking.
+const PLANTED: &[&str] = &[
+    "PLANTauthBEARER1",
+    "PLANTproxyBASIC2",
+    "PLANTcookieSID3",
+    "PLANTsetcookie4",
+    "PLANTapikey5",
+    "PLANTquerytoken6",
+    "PLANTjsonpw7",
+    "PLANTjsonrefresh8",
+    "PLANTformpw9",
+    "PLANTmultipartpw10",
+    "PLANTgzipToken11",
+    "PLANTdropped12",
+    "4111 1111 1111 1111",
+    "5500005555555559",
+    "3782-822463-10005",
+    "jane.doe@example.org",
+    "PLANTuserid13",
+    "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJQTEFOVCJ9.c2lnbmF0dXJlMTQ",
+];
+
+fn token(value: &str) -> String {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(KEY).unwrap();
+    mac.update(value.as_bytes());
+    let out = mac.finalize().into_bytes();
+    format!("tdk_{}", out[..8].iter().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
+fn gzip(b: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(b).unwrap();
+    e.finish().unwrap()
+}
+
+fn request(method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+    let mut r = format!("{method} {target} HTTP/1.1\r\nHost: api.example\r\n");
+    for (k, v) in headers {
+        r.push_str(&format!("{k}: {v}\r\n"));
+    }
+    r.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    let mut b = r.into_bytes();
+    b.extend_from_slice(body);
+    b
+}
+
+fn response(headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+    let mut r = "HTTP/1.1 200 OK\r\n".to_string();
+    for (k, v) in headers {
+        r.push_str(&format!("{k}: {v}\r\n"));
+    }
+    r.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    let mut b = r.into_bytes();
+    b.extend_from_slice(body);
+    b
+}
+
+fn build_capture(path: &Path) {
+    let jwt = PLANTED[17];
+    let multipart = concat!(
+        "--BOUND\r\nContent-Disposition: form-data; name=\"user\"\r\n\r\njane\r\n",
+        "--BOUND\r\nContent-Disposition: form-data; name=\"password\"\r\n\r\nPLANTmultipartpw10\r\n",
+        "--BOUND\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\npaid with 3782-822463-10005\r\n",
+        "--BOUND--\r\n"
+    );
+    let exchanges: Vec<(Vec<u8>, Vec<u8>)> = vec![
+        (
+            request(
+                "GET",
+                "/search?q=shoes&access_token=PLANTquerytoken6&page=2",
+                &[
+                    ("Authorization", "Bearer PLANTauthBEARER1"),
+                    ("Proxy-Authorization", "Basic PLANTproxyBASIC2"),
+                    ("Cookie", "sid=PLANTcookieSID3; theme=dark"),
+                    ("X-Api-Key", "PLANTapikey5"),
+                    ("X-User-Id", "PLANTuserid13"),
+                    ("X-Trace", &format!("jwt={jwt}")),
+                ],
+                b"",
+            ),
+            response(
+                &[("Set-Cookie", "sid=PLANTsetcookie4; Path=/"), ("Content-Type", "text/plain")],
+                b"receipt for card 4111 1111 1111 1111, mail jane.doe@example.org",
+            ),
+        ),
+        (
+            request(
+                "POST",
+                "/login",
+                &[("Content-Type", "application/json"), ("X-User-Id", "PLANTuserid13")],
+                br#"{"user":{"name":"jane","profile":{"password":"PLANTjsonpw7"}},"items":[{"card":"5500005555555559","qty":2}],"session":{"refresh_token":"PLANTjsonrefresh8"},"contact":"jane.doe@example.org"}"#,
+            ),
+            response(&[("Content-Type", "application/json")], br#"{"ok":true}"#),
+        ),
+        (
+            request(
+                "POST",
+                "/form",
+                &[("Content-Type", "application/x-www-form-urlencoded")],
+                b"user=jane&password=PLANTformpw9&remember=1",
+            ),
+            response(&[], b""),
+        ),
+        (
+            request("POST", "/upload", &[("Content-Type", "multipart/form-data; boundary=BOUND")], multipart.as_bytes()),
+            response(&[], b""),
+        ),
+        (
+            request("GET", "/token", &[], b""),
+            response(
+                &[("Content-Type", "application/json"), ("Content-Encoding", "gzip")],
+                &gzip(br#"{"access_token":"PLANTgzipToken11","expires":3600,"clean":"visible-marker-xyz"}"#),
+            ),
+        ),
+        (
+            request("POST", "/internal/debug", &[("Content-Type", "text/plain")], b"PLANTdropped12"),
+            response(&[], b""),
+        ),
+    ];
+    let f = std::fs::File::create(path).unwrap();
+    let mut cap = Capture::new(std::io::BufWriter::new(f)).unwrap();
+    let mut c =
+        Conn::new(Endpoint { ip: [10, 0, 0, 1], port: 40000 }, Endpoint { ip: [10, 0, 0, 2], port: 8080 }, 1000, 5000);
+    c.handshake(&mut cap).unwrap();
+    for (req, resp) in &exchanges {
+        c.client_data(&mut cap, req).unwrap();
+        c.server_data(&mut cap, resp).unwrap();
+    }
+    c.close(&mut cap).unwrap();
+    cap.finish().unwrap().flush().unwrap();
+}
+
+const POLICY: &str = r#"
+# Extends the default policy.
+[[rule]]
+name = "user-ids"
+target = "header"
+names = ["x-user-id"]
+action = "hash"
+
+[[rule]]
+name = "emails"
+target = "detector"
+detector = "email"
+action = "hash"
+
+[[rule]]
+name = "jwts"
+target = "detector"
+detector = "jwt"
+action = "redact"
+
+[[rule]]
+name = "no-internal"
+target = "path"
+patterns = ["^/internal/"]
+action = "drop_exchange"
+"#;
+
+struct Run {
+    segments: Vec<PathBuf>,
+    stats: serde_json::Value,
+    _dir: tempfile::TempDir,
+}
+
+fn run_agent(extra: &[&str]) -> Run {
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("secrets.pcap");
+    build_capture(&pcap);
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, POLICY).unwrap();
+    let key = dir.path().join("key");
+    std::fs::write(&key, [KEY, b"\n"].concat()).unwrap();
+    let out = dir.path().join("segments");
+    let stats = dir.path().join("stats.json");
+    let o = Command::new(env!("CARGO_BIN_EXE_agent"))
+        .arg("--pcap")
+        .arg(&pcap)
+        .arg("--out")
+        .arg(&out)
+        .arg("--stats-json")
+        .arg(&stats)
+        .arg("--mask-policy")
+        .arg(&policy)
+        .arg("--mask-key-file")
+        .arg(&key)
+        .args(extra)
+        .env_remove("TAPEDECK_MASK_KEY")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stats = serde_json::from_slice(&std::fs::read(&stats).unwrap()).unwrap();
+    Run { segments: list_segments(&out).unwrap(), stats, _dir: dir }
+}
+
+/// Every byte a reader could get from the segments: each file's bytes with every block decompressed.
+fn decompressed(segments: &[PathBuf]) -> Vec<u8> {
+    let mut all = Vec::new();
+    for s in segments {
+        let file = std::fs::read(s).unwrap();
+        all.extend_from_slice(&file);
+        let r = SegmentReader::open(s).unwrap();
+        assert!(!r.blocks().is_empty());
+        for b in r.blocks() {
+            let at = b.offset as usize + 48;
+            let payload = &file[at..at + b.stored_len as usize];
+            match b.codec {
+                0 => all.extend_from_slice(payload),
+                1 => all.extend(zstd::bulk::decompress(payload, b.raw_len as usize).unwrap()),
+                c => panic!("codec {c}"),
+            }
+        }
+    }
+    all
+}
+
+fn count(hay: &[u8], needle: &str) -> usize {
+    memchr::memmem::find_iter(hay, needle.as_bytes()).count()
+}
+
+#[test]
+fn no_planted_secret_reaches_a_segment() {
+    let run = run_agent(&[]);
+    let bytes = decompressed(&run.segments);
+    // The capture really went through: clean values are there.
+    assert!(count(&bytes, "/search?q=shoes") == 1);
+    for p in PLANTED {
+        assert_eq!(count(&bytes, p), 0, "planted value {p:?} found in the segments");
+    }
+    assert!(count(&bytes, "[REDACTED]") >= 12, "{}", count(&bytes, "[REDACTED]"));
+    // The user id was sent twice (two exchanges): the same token both times; the e-mail three times.
+    assert_eq!(count(&bytes, &token("PLANTuserid13")), 2);
+    assert_eq!(count(&bytes, &token("jane.doe@example.org")), 2, "text body and JSON string (header had none)");
+
+    // What each exchange says about itself.
+    let mut exs = Vec::new();
+    for s in &run.segments {
+        let mut r = SegmentReader::open(s).unwrap();
+        assert_eq!(r.header().masking_fingerprint.len(), 32, "the policy fingerprint is recorded");
+        exs.extend(r.exchanges().map(Result::unwrap));
+    }
+    assert_eq!(exs.len(), 5, "the /internal/ exchange is dropped");
+    let by_path = |p: &str| exs.iter().find(|e| e.request.as_ref().unwrap().path.starts_with(p.as_bytes())).unwrap();
+    let first = by_path("/search");
+    assert!(first.flags.contains(Flags::MASKED));
+    assert_eq!(first.masked_by, ["auth-headers", "emails", "jwts", "payment-cards", "secret-query-params", "user-ids"]);
+    let req = first.request.as_ref().unwrap();
+    assert_eq!(req.path, b"/search?q=shoes&access_token=%5BREDACTED%5D&page=2");
+    assert_eq!(
+        first.response.as_ref().unwrap().body.bytes,
+        format!("receipt for card [REDACTED], mail {}", token("jane.doe@example.org")).as_bytes()
+    );
+    let login = by_path("/login");
+    let body: serde_json::Value = serde_json::from_slice(&login.request.as_ref().unwrap().body.bytes).unwrap();
+    assert_eq!(body["user"]["profile"]["password"], "[REDACTED]");
+    assert_eq!(body["items"][0]["card"], "[REDACTED]");
+    assert_eq!(body["items"][0]["qty"], 2);
+    assert_eq!(body["session"]["refresh_token"], "[REDACTED]");
+    let gz = by_path("/token");
+    assert!(gz.masked_by.contains(&"@response-body:re-encoded:gzip".to_string()), "{:?}", gz.masked_by);
+    let plain = {
+        use std::io::Read;
+        let mut s = String::new();
+        flate2::read::GzDecoder::new(&gz.response.as_ref().unwrap().body.bytes[..]).read_to_string(&mut s).unwrap();
+        s
+    };
+    assert_eq!(plain, r#"{"access_token":"[REDACTED]","expires":3600,"clean":"visible-marker-xyz"}"#);
+
+    // The counters.
+    let m = &run.stats["masking"];
+    assert_eq!(m["exchanges_seen"], 6);
+    assert_eq!(m["exchanges_masked"], 6);
+    assert_eq!(m["exchanges_dropped"], 1);
+    assert_eq!(m["bodies_reencoded"], 1);
+    assert_eq!(m["by_rule"]["user-ids"], 2);
+    assert_eq!(m["by_rule"]["secret-form-fields"], 2, "urlencoded and multipart");
+    assert_eq!(m["by_rule"]["no-internal"], 1);
+}
+
+#[test]
+fn without_masking_the_planted_values_are_there() {
+    // The same capture with masking off: proves the search above can find them.
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("secrets.pcap");
+    build_capture(&pcap);
+    let out = dir.path().join("segments");
+    let o = Command::new(env!("CARGO_BIN_EXE_agent"))
+        .args(["--no-default-masking", "--quiet", "--pcap"])
+        .arg(&pcap)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let segments = list_segments(&out).unwrap();
+    let bytes = decompressed(&segments);
+    for p in PLANTED.iter().filter(|p| !p.starts_with("PLANTgzip")) {
+        assert!(count(&bytes, p) > 0, "{p} not found without masking");
+    }
+    assert!(SegmentReader::open(&segments[0]).unwrap().header().masking_fingerprint.is_empty());
+}
+
+#[test]
+fn print_masking_shows_the_effective_rules_and_refuses_bad_policies() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("p.toml");
+    std::fs::write(&policy, POLICY).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_agent"))
+        .arg("--print-masking")
+        .arg("--mask-policy")
+        .arg(&policy)
+        .env("TAPEDECK_MASK_KEY", "env-key-0123456789abcdef")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8(o.stdout).unwrap();
+    for name in ["auth-headers", "payment-cards", "user-ids", "no-internal", "# hash key: set", "# fingerprint"] {
+        assert!(text.contains(name), "{name} missing from:\n{text}");
+    }
+    assert!(!text.contains("env-key"), "the key is never printed");
+    // A hash rule without a key, and an unknown key in the file, are refused before reading anything.
+    let o = Command::new(env!("CARGO_BIN_EXE_agent"))
+        .args(["--print-masking", "--mask-policy"])
+        .arg(&policy)
+        .env_remove("TAPEDECK_MASK_KEY")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("user-ids"));
+    std::fs::write(&policy, "[[rule]]\nname='x'\ntarget='header'\nnames=['a']\naction='redact'\nwhen='now'\n").unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_agent"))
+        .arg("--print-masking")
+        .arg("--mask-policy")
+        .arg(&policy)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("when"), "{}", String::from_utf8_lossy(&o.stderr));
+}

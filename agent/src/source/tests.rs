@@ -1,6 +1,6 @@
 //! Reader tests on files written byte by byte here, plus real captures from the shared corpus when present.
 
-use std::io::{self, Cursor, Read};
+use std::io::Cursor;
 use std::path::Path;
 
 use proptest::prelude::*;
@@ -283,21 +283,7 @@ fn header_cut_short_and_not_a_capture() {
     assert!(err.to_string().starts_with("/nonexistent/file.pcap: "), "{err}");
 }
 
-/// A reader that hands out at most `step` bytes per call, like a pipe.
-struct Trickle {
-    data: Vec<u8>,
-    pos: usize,
-    step: usize,
-}
-
-impl Read for Trickle {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        let n = out.len().min(self.step).min(self.data.len() - self.pos);
-        out[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
-    }
-}
+use super::window::tests::Trickle;
 
 #[test]
 fn pipe_with_short_reads_and_a_record_larger_than_the_buffer() {

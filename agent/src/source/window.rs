@@ -100,14 +100,14 @@ impl Window {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A reader that hands out at most `step` bytes per call, like a pipe.
-    struct Trickle {
-        data: Vec<u8>,
-        pos: usize,
-        step: usize,
+    pub(crate) struct Trickle {
+        pub data: Vec<u8>,
+        pub pos: usize,
+        pub step: usize,
     }
 
     impl Read for Trickle {

@@ -41,12 +41,15 @@ pub fn render(s: &RunSummary) -> String {
     );
     let _ = writeln!(
         out,
-        "flagged: gap={} truncated={} parse_error={} no_response={} no_request={} evicted={} mid_stream={}",
+        "flagged: gap={} incomplete={} truncated={} parse_error={} no_response={} no_request={} reset={} \
+         evicted={} mid_stream={}",
         t.flagged(Flags::GAP),
+        t.flagged(Flags::INCOMPLETE),
         t.flagged(Flags::TRUNCATED),
         t.flagged(Flags::PARSE_ERROR),
         t.flagged(Flags::NO_RESPONSE),
         t.flagged(Flags::NO_REQUEST),
+        t.flagged(Flags::RESET),
         t.flagged(Flags::EVICTED),
         t.flagged(Flags::MID_STREAM),
     );

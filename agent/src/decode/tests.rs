@@ -311,16 +311,19 @@ fn truncated_fragment_is_dropped_and_counted() {
 
 // ===== tunnels =====
 
+/// An IPv4 header (protocol GRE) in front of `gre` (a GRE header and its payload).
+fn gre_outer(gre: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let h = Ipv4Header::new(gre.len() as u16, 64, IpNumber::GRE, [192, 168, 0, 1], [192, 168, 0, 2]).unwrap();
+    h.write(&mut out).unwrap();
+    out.extend_from_slice(gre);
+    out
+}
+
 #[test]
 fn gre_plain_and_with_key_and_bridged_ethernet() {
     let inner = ipv4_tcp(PAYLOAD);
-    let outer = |gre: &[u8]| {
-        let mut out = Vec::new();
-        let h = Ipv4Header::new((gre.len()) as u16, 64, IpNumber::GRE, [192, 168, 0, 1], [192, 168, 0, 2]).unwrap();
-        h.write(&mut out).unwrap();
-        out.extend_from_slice(gre);
-        out
-    };
+    let outer = gre_outer;
     let plain = outer(&[&[0, 0, 0x08, 0x00][..], &inner].concat());
     assert_eq!(assert_v4_segment(LinkType::RAW, &plain).gre, 1);
     // Key and sequence number present, payload is an Ethernet frame.
@@ -336,13 +339,7 @@ fn gre_plain_and_with_key_and_bridged_ethernet() {
 fn aruba_gre_with_80211_data_frames() {
     // Wireless controllers tunnel client traffic as GRE type 0x8200 around IEEE 802.11 data frames with LLC/SNAP.
     let inner = ipv4_tcp(PAYLOAD);
-    let outer = |gre: &[u8]| {
-        let mut out = Vec::new();
-        let h = Ipv4Header::new((gre.len()) as u16, 64, IpNumber::GRE, [192, 168, 0, 1], [192, 168, 0, 2]).unwrap();
-        h.write(&mut out).unwrap();
-        out.extend_from_slice(gre);
-        out
-    };
+    let outer = gre_outer;
     let snap = [0xaa, 0xaa, 0x03, 0, 0, 0, 0x08, 0x00];
     let addrs = [0x11u8; 18];
     // QoS data, To DS: frame control 0x88 0x01, duration, 3 addresses, sequence control, QoS control.

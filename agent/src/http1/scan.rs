@@ -162,6 +162,10 @@ pub(crate) fn request_line_at(b: &[u8], known_only: bool) -> Match {
         if i == b.len() {
             return Match::More;
         }
+        if method == b"GET" && i > t0 && b[t0] == b'/' && (b[i] == b'\r' || b[i] == b'\n') {
+            // An HTTP/0.9 simple request (RFC 1945 §4.1): `GET /path` and the line end, no version.
+            break;
+        }
         if i == t0 || b[i] != b' ' {
             return Match::No;
         }
@@ -302,6 +306,11 @@ mod tests {
         assert_eq!(looks_like_request_start(b"GET /\x00 HTTP/1.1\r\n"), Some(false));
         assert_eq!(looks_like_request_start(b"GET / HTTP/1.1x\r\n"), Some(false));
         assert_eq!(looks_like_request_start(b"HTTP/1.1 200 OK\r\n"), Some(false));
+        // HTTP/0.9 simple requests: GET with an absolute path and nothing else.
+        assert_eq!(looks_like_request_start(b"GET /\r\n\r\n"), Some(true));
+        assert_eq!(looks_like_request_start(b"GET /index.html\n"), Some(true));
+        assert_eq!(looks_like_request_start(b"POST /\r\n"), Some(false));
+        assert_eq!(looks_like_request_start(b"GET x\r\n"), Some(false));
     }
 
     #[test]

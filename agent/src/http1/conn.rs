@@ -475,15 +475,11 @@ impl Http1Conn {
         }
     }
 
-    fn on_request(&mut self, h: RequestHead, first_ts: Timestamp, out: &mut Vec<Exchange>) {
-        self.stats.requests += 1;
-        if h.lenient {
-            self.stats.lenient_heads += 1;
-        }
-        self.stats.dropped_header_lines += u64::from(h.bad_lines);
-        let Decision { framing, anomaly } = body::request_framing(&h.headers);
-        let mut flags = mem::take(&mut self.client.carry);
-        if h.malformed {
+    /// The flags a new message starts with: those carried from before it (gap, mid-stream), plus `parse_error`
+    /// for a malformed start line or a framing anomaly, each counted.
+    fn head_flags(&mut self, carry: Flags, malformed: bool, anomaly: bool) -> Flags {
+        let mut flags = carry;
+        if malformed {
             flags |= Flags::PARSE_ERROR;
             self.stats.malformed_start_lines += 1;
         }
@@ -491,6 +487,18 @@ impl Http1Conn {
             flags |= Flags::PARSE_ERROR;
             self.stats.framing_anomalies += 1;
         }
+        flags
+    }
+
+    fn on_request(&mut self, h: RequestHead, first_ts: Timestamp, out: &mut Vec<Exchange>) {
+        self.stats.requests += 1;
+        if h.lenient {
+            self.stats.lenient_heads += 1;
+        }
+        self.stats.dropped_header_lines += u64::from(h.bad_lines);
+        let Decision { framing, anomaly } = body::request_framing(&h.headers);
+        let carry = mem::take(&mut self.client.carry);
+        let flags = self.head_flags(carry, h.malformed, anomaly);
         let is_head = h.method == b"HEAD";
         let is_connect = h.method == b"CONNECT";
         let upgrade = body::values(&h.headers, "upgrade").next().is_some();
@@ -601,15 +609,8 @@ impl Http1Conn {
         } else {
             body::response_framing(status, &h.headers, answers_head)
         };
-        let mut flags = mem::take(&mut self.server.carry);
-        if h.malformed {
-            flags |= Flags::PARSE_ERROR;
-            self.stats.malformed_start_lines += 1;
-        }
-        if anomaly {
-            flags |= Flags::PARSE_ERROR;
-            self.stats.framing_anomalies += 1;
-        }
+        let carry = mem::take(&mut self.server.carry);
+        let flags = self.head_flags(carry, h.malformed, anomaly);
         let build = RespBuild {
             minor: h.minor,
             status,

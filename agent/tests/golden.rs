@@ -184,6 +184,16 @@ fn snaplen_truncated() {
 }
 
 #[test]
+fn request_line_cut_inside_its_version() {
+    // tcpdump -s 96 left 30 bytes of the request: `GET /hello.txt?pad=1234567 HTT`. tshark still reads a request
+    // there, and so do we, flagged: the rest of its head was never captured.
+    let ex = check_against_tshark("h1-snaplen-request-line.pcap");
+    let req = ex[0].request.as_ref().expect("the cut request");
+    assert_eq!((&req.method[..], &req.path[..]), (&b"GET"[..], &b"/hello.txt?pad=1234567"[..]));
+    assert!(ex[0].flags.contains(Flags::GAP) && ex[0].flags.contains(Flags::INCOMPLETE), "{:?}", ex[0].flags);
+}
+
+#[test]
 fn h2c_prior_knowledge() {
     let ex = check_against_tshark("h2c-prior-knowledge.pcap");
     assert!(ex.iter().all(|e| e.proto == tapedeck_model::Protocol::H2 && e.stream_id.is_some()));

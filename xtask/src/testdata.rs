@@ -276,6 +276,16 @@ fn captures(env: &Env) -> Vec<Capture> {
             needs: None,
         },
         Capture {
+            name: "h1-snaplen-request-line.pcap",
+            about: "tcpdump -s 96 (30 bytes of TCP payload per frame on loopback): the request line of one GET is \
+                    cut inside its version, `GET /hello.txt?pad=1234567 HTT`",
+            spec: CaptureSpec { snaplen: Some(96), ..lo_spec(NGINX_PORT) },
+            clients: vec![env.curl(&["-o", NULL, &h1("/hello.txt?pad=1234567")])],
+            post: Post::Copy,
+            decode: http.clone(),
+            needs: None,
+        },
+        Capture {
             name: "h1-ipv6.pcap",
             about: "curl over ::1: keep-alive GET x2 and a POST",
             spec: lo_spec(NGINX_V6_PORT),

@@ -25,6 +25,8 @@ const GENEVE_PORT: u16 = 6081;
 const GRE_UDP_PORT: u16 = 4754;
 /// GTP-U (3GPP TS 29.281).
 const GTP_U_PORT: u16 = 2152;
+/// AYIYA, "Anything In Anything" (draft-massar-v6ops-ayiya), used by tunnel brokers; either port of the datagram.
+const AYIYA_PORT: u16 = 5072;
 
 /// Protocols whose fragments are worth reassembling: TCP and what may carry TCP.
 fn worth_reassembling(proto: IpNumber) -> bool {
@@ -185,7 +187,7 @@ impl Walker<'_> {
         }
     }
 
-    /// UDP: VXLAN, Geneve, GRE-in-UDP and GTP-U are followed, anything else is counted.
+    /// UDP: VXLAN, Geneve, GRE-in-UDP, GTP-U and AYIYA are followed, anything else is counted.
     fn udp<'p>(&mut self, payload: &'p [u8]) -> Outcome<'p> {
         if payload.len() >= 8 {
             match be16(payload, 2) {
@@ -193,6 +195,8 @@ impl Walker<'_> {
                 GENEVE_PORT => return self.geneve(&payload[8..]),
                 GRE_UDP_PORT => return self.gre(&payload[8..]),
                 GTP_U_PORT => return self.gtp_u(&payload[8..]),
+                AYIYA_PORT => return self.ayiya(&payload[8..]),
+                _ if be16(payload, 0) == AYIYA_PORT => return self.ayiya(&payload[8..]),
                 _ => {}
             }
         }

@@ -1,5 +1,5 @@
 //! Link layers: Ethernet II (802.1Q, 802.1ad, QinQ tags), Linux cooked SLL and SLL2, raw IP (101, 12, 14, 228,
-//! 229), BSD null/loop (either byte order of the family field), Cisco HDLC, NFLOG; and the EtherType dispatch
+//! 229), BSD null/loop (either byte order of the family field), Cisco HDLC, NFLOG, Linux ARCNET; and the EtherType dispatch
 //! shared with tunnels (MPLS, PPPoE session, transparent Ethernet bridging).
 
 use super::walk::{Outcome, Walker, be16};
@@ -38,6 +38,7 @@ impl Walker<'_> {
             276 => self.sll2(data),
             104 => self.chdlc(data),
             239 => self.nflog(data),
+            129 => self.arcnet_linux(data),
             _ => {
                 self.stats.unknown_link_type += 1;
                 Outcome::Skip
@@ -137,6 +138,35 @@ impl Walker<'_> {
                 Outcome::Skip
             }
         }
+    }
+
+    /// Linux ARCNET (link type 129): source and destination station, a 2-byte offset, then the protocol ID. The
+    /// RFC 1051 protocols (240 IP, 241 ARP) and diagnostics end the header there; the RFC 1201 ones (212 IP,
+    /// 0xC4 IPv6, ...) add a split flag and a sequence number. A split flag other than 0 is a link-layer fragment
+    /// (not reassembled here; counted).
+    fn arcnet_linux<'p>(&mut self, data: &'p [u8]) -> Outcome<'p> {
+        let Some(&protocol) = data.get(4) else {
+            self.stats.truncated_link_header += 1;
+            return Outcome::Skip;
+        };
+        let (header, version) = match protocol {
+            240 => (5, 4),
+            212 => (8, 4),
+            0xC4 => (8, 6),
+            _ => {
+                self.stats.non_ip += 1;
+                return Outcome::Skip;
+            }
+        };
+        if data.len() < header {
+            self.stats.truncated_link_header += 1;
+            return Outcome::Skip;
+        }
+        if header == 8 && data[5] != 0 {
+            self.stats.arcnet_split_packets += 1;
+            return Outcome::Skip;
+        }
+        self.ip(&data[header..], Some(version))
     }
 
     /// A PPPoE session header (RFC 2516) and the PPP protocol field, which may be compressed to one byte

@@ -33,7 +33,7 @@ pub struct DecodeStats {
     pub pppoe: u64,
     /// GRE (also over UDP, and ERSPAN) headers removed.
     pub gre: u64,
-    /// VXLAN, Geneve and GTP-U headers removed.
+    /// VXLAN, Geneve, GTP-U and AYIYA headers removed.
     pub vxlan: u64,
     /// IP-in-IP (4in4, 6in4, 4in6, 6in6) headers removed.
     pub ip_in_ip: u64,
@@ -79,8 +79,10 @@ pub struct DecodeStats {
     pub truncated_80211: u64,
     /// GRE version, routing or payload type the decoder does not follow.
     pub gre_unsupported: u64,
-    /// VXLAN, Geneve or GTP-U header cut off or malformed.
+    /// VXLAN, Geneve, GTP-U or AYIYA header cut off or malformed.
     pub bad_vxlan: u64,
+    /// ARCNET RFC 1201 split packets (link-layer fragments; not reassembled, dropped).
+    pub arcnet_split_packets: u64,
     /// Encapsulation deeper than the decoder follows (8 layers).
     pub too_many_encapsulations: u64,
 
@@ -109,7 +111,7 @@ pub struct DecodeStats {
 
 impl DecodeStats {
     /// Every counter with its name, in declaration order.
-    pub fn counters(&self) -> [(&'static str, u64); 46] {
+    pub fn counters(&self) -> [(&'static str, u64); 47] {
         [
             ("frames", self.frames),
             ("tcp_segments", self.tcp_segments),
@@ -146,6 +148,7 @@ impl DecodeStats {
             ("truncated_80211", self.truncated_80211),
             ("gre_unsupported", self.gre_unsupported),
             ("bad_vxlan", self.bad_vxlan),
+            ("arcnet_split_packets", self.arcnet_split_packets),
             ("too_many_encapsulations", self.too_many_encapsulations),
             ("fragments", self.fragments),
             ("fragments_reassembled", self.fragments_reassembled),
@@ -181,6 +184,7 @@ impl DecodeStats {
             + self.truncated_80211
             + self.gre_unsupported
             + self.bad_vxlan
+            + self.arcnet_split_packets
             + self.too_many_encapsulations
             + self.fragments_truncated
             + self.fragment_errors

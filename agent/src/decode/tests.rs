@@ -380,6 +380,60 @@ fn vxlan_and_mpls() {
     assert_eq!(d.stats().truncated_mpls, 1);
 }
 
+#[test]
+fn linux_arcnet_rfc1051_and_rfc1201() {
+    // Source 0x01, destination 0x02, offset 0, then protocol 240 (RFC 1051 IP): a 5-byte header.
+    let old = [&[0x01, 0x02, 0x00, 0x00, 240][..], &ipv4_tcp(PAYLOAD)].concat();
+    assert_v4_segment(LinkType(129), &old);
+    // Protocol 212 (RFC 1201 IP), split flag 0 and a sequence number: an 8-byte header.
+    let new = [&[0x01, 0x02, 0x00, 0x00, 212, 0x00, 0x12, 0x34][..], &ipv4_tcp(PAYLOAD)].concat();
+    assert_v4_segment(LinkType(129), &new);
+
+    let mut d = decoder();
+    let split = [&[0x01, 0x02, 0x00, 0x00, 212, 0x03, 0x12, 0x34][..], &ipv4_tcp(PAYLOAD)].concat();
+    assert!(d.decode(&frame(LinkType(129), &split)).is_none());
+    assert!(d.decode(&frame(LinkType(129), &[0x01, 0x02, 0x00, 0x00, 241, 0, 1])).is_none(), "RFC 1051 ARP");
+    assert!(d.decode(&frame(LinkType(129), &[0x01, 0x02, 0x00])).is_none());
+    assert!(d.decode(&frame(LinkType(129), &[0x01, 0x02, 0x00, 0x00, 212, 0x00])).is_none());
+    let s = d.stats();
+    assert_eq!((s.arcnet_split_packets, s.non_ip, s.truncated_link_header), (1, 1, 2));
+}
+
+/// An AYIYA header: identity length 2^idlen bytes, signature 4*siglen bytes, opcode 1 (forward), next header.
+fn ayiya(idlen: u8, siglen: u8, next: u8, inner: &[u8]) -> Vec<u8> {
+    let mut out = vec![idlen << 4 | 1, siglen << 4 | 2, 0x10 | 1, next, 0, 0, 0, 7];
+    out.extend(std::iter::repeat_n(0xAA, 1 << idlen));
+    out.extend(std::iter::repeat_n(0xBB, 4 * usize::from(siglen)));
+    out.extend_from_slice(inner);
+    out
+}
+
+#[test]
+fn ayiya_in_both_directions() {
+    for (src, dst) in [(40001, 5072), (5072, 40001)] {
+        let mut pkt = Vec::new();
+        PacketBuilder::ipv4([192, 168, 0, 1], [192, 168, 0, 2], 64)
+            .udp(src, dst)
+            .write(&mut pkt, &ayiya(4, 5, 4, &ipv4_tcp(PAYLOAD)))
+            .unwrap();
+        assert_eq!(assert_v4_segment(LinkType::RAW, &pkt).vxlan, 1);
+    }
+    let mut d = decoder();
+    for inner in [ayiya(4, 5, 4, &[]), ayiya(4, 5, 59, b"other")] {
+        let mut pkt = Vec::new();
+        PacketBuilder::ipv4([192, 168, 0, 1], [192, 168, 0, 2], 64).udp(40001, 5072).write(&mut pkt, &inner).unwrap();
+        assert!(d.decode(&frame(LinkType::RAW, &pkt)).is_none());
+    }
+    let mut cut = Vec::new();
+    PacketBuilder::ipv4([192, 168, 0, 1], [192, 168, 0, 2], 64)
+        .udp(40001, 5072)
+        .write(&mut cut, &[0x41, 0x52, 0x11])
+        .unwrap();
+    assert!(d.decode(&frame(LinkType::RAW, &cut)).is_none());
+    let s = d.stats();
+    assert_eq!((s.bad_ip_version + s.truncated_ip_header, s.udp, s.bad_vxlan), (1, 1, 1), "{s:?}");
+}
+
 // ===== non-TCP and garbage =====
 
 #[test]

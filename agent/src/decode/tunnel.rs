@@ -1,5 +1,6 @@
 //! Tunnels decapsulated to reach an inner TCP packet: GRE (RFC 2784/2890, with ERSPAN types I-III), VXLAN
-//! (RFC 7348), Geneve (RFC 8926) and GTP-U (3GPP TS 29.281). MPLS, PPPoE and IP-in-IP are in the link and IP layers.
+//! (RFC 7348), Geneve (RFC 8926), GTP-U (3GPP TS 29.281) and AYIYA. MPLS, PPPoE and IP-in-IP are in the link and
+//! IP layers.
 
 use super::walk::{Outcome, Walker, be16};
 
@@ -172,5 +173,38 @@ impl Walker<'_> {
         }
         self.stats.vxlan += 1;
         self.ip(&data[len..], None)
+    }
+
+    /// An AYIYA header: identity and signature lengths in its first two bytes, the operation code (1 forwards a
+    /// packet) and the next protocol (IPv6 41, IPv4 4); then the encapsulated packet.
+    pub(crate) fn ayiya<'p>(&mut self, data: &'p [u8]) -> Outcome<'p> {
+        if data.len() < 8 {
+            self.stats.bad_vxlan += 1;
+            return Outcome::Skip;
+        }
+        let identity = 1usize << (data[0] >> 4);
+        let signature = 4 * usize::from(data[1] >> 4);
+        let len = 8 + identity + signature;
+        let version = match data[3] {
+            41 => 6,
+            4 => 4,
+            _ => {
+                self.stats.udp += 1;
+                return Outcome::Skip;
+            }
+        };
+        if data[2] & 0x0f != 1 {
+            self.stats.udp += 1;
+            return Outcome::Skip;
+        }
+        if data.len() < len {
+            self.stats.bad_vxlan += 1;
+            return Outcome::Skip;
+        }
+        if !self.deeper() {
+            return Outcome::Skip;
+        }
+        self.stats.vxlan += 1;
+        self.ip(&data[len..], Some(version))
     }
 }

@@ -19,7 +19,7 @@ use crate::body::BodyBuf;
 use crate::stream::{ConnInfo, Side};
 
 use super::body::{self, Decision, Framing};
-use super::head::{RequestHead, ResponseHead};
+use super::head::{self, RequestHead, ResponseHead};
 use super::reader::{Ev, Head, Reader, State};
 use super::scan::Role;
 use super::{Http1Config, Http1Stats, Switch};
@@ -241,7 +241,15 @@ impl Http1Conn {
             State::Head { .. } => {
                 if has_content(self.dir(side).pending()) {
                     self.stats.incomplete_heads += 1;
-                    self.salvage_head(side, ts, out);
+                    self.salvage_head(side, 0, ts, out);
+                }
+            }
+            // Scanning held a request line that the gap cut inside its version.
+            State::Resync if side == Side::Client => {
+                let skip = self.dir(side).reader.context_bytes();
+                if self.dir(side).pending().get(skip..).and_then(head::cut_request_line).is_some() {
+                    self.stats.incomplete_heads += 1;
+                    self.salvage_head(side, skip, ts, out);
                 }
             }
             State::Resync | State::Paused | State::AwaitFraming | State::EndPending | State::Closed => {}
@@ -261,11 +269,20 @@ impl Http1Conn {
     /// A gap cut a head short (typically a snaplen that cut the packet): what was captured up to the last whole
     /// line is still a message start, its line and the headers before the cut. It is recorded as such, flagged
     /// `gap` and `incomplete` (its body, if any, is unknown), instead of losing the whole message. Never invents a
-    /// header: the line the cut went through is dropped.
-    fn salvage_head(&mut self, side: Side, ts: Timestamp, out: &mut Vec<Exchange>) {
-        let pending = self.dir(side).pending();
-        let Some(last_nl) = pending.iter().rposition(|&c| c == b'\n') else { return };
-        let mut head = pending[..=last_nl].to_vec();
+    /// header: the line the cut went through is dropped (a request line cut inside its version is completed, see
+    /// [`head::cut_request_line`]).
+    /// The first `skip` held bytes are scanning context, not part of the head.
+    fn salvage_head(&mut self, side: Side, skip: usize, ts: Timestamp, out: &mut Vec<Exchange>) {
+        let pending = self.dir(side).pending().get(skip..).unwrap_or_default();
+        let mut head = match pending.iter().rposition(|&c| c == b'\n') {
+            Some(last_nl) => pending[..=last_nl].to_vec(),
+            // No whole line: only a request line cut inside its version still says what was asked.
+            None if side == Side::Client => match head::cut_request_line(pending) {
+                Some(line) => line,
+                None => return,
+            },
+            None => return,
+        };
         // Upgrades and tunnels cannot be followed without their whole head: leave those to the resync.
         let switching =
             head.len() >= 12 && (head.starts_with(b"CONNECT ") || &head[..5] == b"HTTP/" && &head[8..12] == b" 101");

@@ -271,6 +271,28 @@ fn plausible_request_prefix(buf: &[u8]) -> bool {
     })
 }
 
+/// A request line a cut (snaplen, lost segment) went through inside its version, as in `GET /a.gif HTT`: method
+/// and target are whole (a space followed the target), so the line is completed and returned with its CRLF. The
+/// version is kept when all of it was captured and taken as HTTP/1.1 otherwise. `None` for anything else.
+pub(crate) fn cut_request_line(buf: &[u8]) -> Option<Vec<u8>> {
+    let last_sp = buf.iter().rposition(|&b| b == b' ')?;
+    let (line, version) = (&buf[..last_sp], &buf[last_sp + 1..]);
+    let method_end = line.iter().position(|&b| b == b' ')?;
+    let (method, target) = (&line[..method_end], &line[method_end + 1..]);
+    let whole = |b: &[u8]| !b.is_empty() && !b.iter().any(|&c| c <= b' ' || c == 0x7f);
+    let is_version_prefix = b"HTTP/1.1".starts_with(version) || b"HTTP/1.0".starts_with(version);
+    if version.is_empty()
+        || !is_version_prefix
+        || !method.iter().all(|&b| is_tchar(b))
+        || !whole(method)
+        || !whole(target)
+    {
+        return None;
+    }
+    let version: &[u8] = if version.len() == 8 { version } else { b"HTTP/1.1" };
+    Some([line, b" ", version, b"\r\n"].concat())
+}
+
 /// Whether `buf` (no complete first line yet) could still become a status line: it starts with `HTTP/` (or a
 /// prefix of it).
 fn plausible_response_prefix(buf: &[u8]) -> bool {
@@ -421,6 +443,21 @@ mod tests {
         let (h, _) = resp(b"HTTP/1.2 204\r\n\r\n");
         assert_eq!((h.minor, h.status), (1, 204));
         assert!(h.reason.is_empty());
+    }
+
+    #[test]
+    fn request_line_cut_inside_its_version() {
+        let cut = |s: &[u8]| cut_request_line(s).map(|l| String::from_utf8(l).unwrap());
+        assert_eq!(cut(b"GET /images/sf.net_box.gif HTT").as_deref(), Some("GET /images/sf.net_box.gif HTTP/1.1\r\n"));
+        assert_eq!(cut(b"POST /x H").as_deref(), Some("POST /x HTTP/1.1\r\n"));
+        assert_eq!(cut(b"GET /x HTTP/1.0").as_deref(), Some("GET /x HTTP/1.0\r\n"));
+        // The target itself was cut, or there is nothing of the version, or it is not HTTP/1.
+        assert_eq!(cut(b"GET /images/sf.ne"), None);
+        assert_eq!(cut(b"GET /x "), None);
+        assert_eq!(cut(b"GET /x HTTP/2"), None);
+        assert_eq!(cut(b"GET  HTT"), None);
+        assert_eq!(cut(b"G\x00T /x HTT"), None);
+        assert_eq!(cut(b"HTT"), None);
     }
 
     #[test]

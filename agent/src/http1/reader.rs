@@ -95,6 +95,11 @@ impl Reader {
         Reader { role, state, max_head, ctx: false }
     }
 
+    /// In `Resync`, how many leading bytes of the held data are context only (already scanned): 0 or 1.
+    pub fn context_bytes(&self) -> usize {
+        usize::from(self.ctx)
+    }
+
     /// Starts scanning for the next message start at the next byte (after a gap: no context).
     pub fn resync(&mut self) {
         self.state = State::Resync;

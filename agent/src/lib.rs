@@ -23,6 +23,7 @@ pub mod pipeline;
 pub mod reassembly;
 pub mod retention;
 pub mod session;
+pub mod socks;
 pub mod source;
 pub mod stats;
 pub mod stream;

@@ -20,6 +20,7 @@ use tapedeck_model::{Exchange, Timestamp};
 
 use crate::http1::{self, Http1Config, Http1Conn, Switch};
 use crate::http2::{self, H2Config, H2Conn, H2Start};
+use crate::socks;
 use crate::stats::{Merge, SessionStats};
 use crate::stream::{CloseReason, ConnInfo, ConnMeta, Direction, Side, SinkFactory, StreamSink};
 
@@ -161,8 +162,16 @@ enum State {
 /// The outcome of looking at the held bytes.
 enum Decision {
     NeedMore,
-    Http1 { client_dir: Direction, mid_stream: bool },
-    H2 { client_dir: Direction, start_mid_stream: bool },
+    /// HTTP/1, after a SOCKS handshake of these lengths when `socks` is set.
+    Http1 {
+        client_dir: Direction,
+        mid_stream: bool,
+        socks: Option<socks::Handshake>,
+    },
+    H2 {
+        client_dir: Direction,
+        start_mid_stream: bool,
+    },
     Ignore(IgnoreReason),
 }
 
@@ -194,6 +203,12 @@ impl Session {
 
     /// Looks at the held bytes and decides, if it can.
     fn decide(&self, d: &Detect) -> Decision {
+        if self.meta.handshake_seen && !d.gap_seen {
+            match self.after_socks(d) {
+                Decision::Ignore(IgnoreReason::Unknown) => {}
+                decision => return decision,
+            }
+        }
         let mut undecided = false;
         for dir in [Direction::ToResponder, Direction::ToOriginator] {
             let b = d.bytes_of(dir);
@@ -210,8 +225,10 @@ impl Session {
             }
             match classify_start(&b) {
                 Start::H2Preface => return Decision::H2 { client_dir: dir, start_mid_stream: false },
-                Start::Request => return Decision::Http1 { client_dir: dir, mid_stream: false },
-                Start::Response => return Decision::Http1 { client_dir: dir.reverse(), mid_stream: false },
+                Start::Request => return Decision::Http1 { client_dir: dir, mid_stream: false, socks: None },
+                Start::Response => {
+                    return Decision::Http1 { client_dir: dir.reverse(), mid_stream: false, socks: None };
+                }
                 Start::Tls => return Decision::Ignore(IgnoreReason::Tls),
                 Start::Ssh => return Decision::Ignore(IgnoreReason::Ssh),
                 Start::NeedMore => undecided = true,
@@ -222,13 +239,31 @@ impl Session {
                     // client's, so wait for the client's preface on the other side.
                     if let Some(is_request) = find_http1_start(&b) {
                         let client_dir = if is_request { dir } else { dir.reverse() };
-                        return Decision::Http1 { client_dir, mid_stream: true };
+                        return Decision::Http1 { client_dir, mid_stream: true, socks: None };
                     }
                     undecided = true;
                 }
             }
         }
         if undecided || d.total_held() == 0 { Decision::NeedMore } else { Decision::Ignore(IgnoreReason::Unknown) }
+    }
+
+    /// A SOCKS handshake from the originator, then HTTP/1 (or TLS) through the proxy. `Ignore(Unknown)` when the
+    /// connection does not start with a SOCKS handshake, or what it tunnels is something else.
+    fn after_socks(&self, d: &Detect) -> Decision {
+        let client = d.bytes_of(Direction::ToResponder);
+        let server = d.bytes_of(Direction::ToOriginator);
+        let h = match socks::handshake(&client, &server) {
+            socks::Verdict::Done(h) => h,
+            socks::Verdict::NeedMore => return Decision::NeedMore,
+            socks::Verdict::No => return Decision::Ignore(IgnoreReason::Unknown),
+        };
+        match classify_start(&client[h.client..]) {
+            Start::Request => Decision::Http1 { client_dir: Direction::ToResponder, mid_stream: false, socks: Some(h) },
+            Start::Tls => Decision::Ignore(IgnoreReason::Tls),
+            Start::NeedMore => Decision::NeedMore,
+            _ => Decision::Ignore(IgnoreReason::Unknown),
+        }
     }
 
     /// Decision for bytes that may start in the middle of a message.
@@ -241,7 +276,7 @@ impl Session {
         }
         if let Some(is_request) = find_http1_start(b) {
             let client_dir = if is_request { dir } else { dir.reverse() };
-            return Some(Decision::Http1 { client_dir, mid_stream: true });
+            return Some(Decision::Http1 { client_dir, mid_stream: true, socks: None });
         }
         if plausible_h2_frames(b) {
             return Some(Decision::H2 { client_dir: self.guess_client_dir(), start_mid_stream: true });
@@ -275,10 +310,14 @@ impl Session {
                 self.state = State::Ignored;
                 return;
             }
-            Decision::Http1 { client_dir, mid_stream } => {
+            Decision::Http1 { client_dir, mid_stream, socks } => {
                 self.totals.borrow_mut().flows_http1 += 1;
                 let conn = Http1Conn::new(&self.cfg.http1, self.info(client_dir, mid_stream));
                 self.state = State::Http1 { conn: Box::new(conn), client_dir };
+                if let Some(h) = socks {
+                    self.replay_after(d, [h.client, h.server], out);
+                    return;
+                }
             }
             Decision::H2 { client_dir, start_mid_stream } => {
                 self.totals.borrow_mut().flows_h2 += 1;
@@ -290,6 +329,30 @@ impl Session {
         for event in d.events {
             match event {
                 Held::Data(dir, bytes, ts) => self.deliver(dir, &bytes, ts, out),
+                Held::Gap(dir, len, ts) => self.gap(dir, len, ts, out),
+                Held::Fin(dir, ts) => self.fin(dir, ts, out),
+            }
+        }
+    }
+
+    /// Replays the held events without the first `skip` bytes of each direction (client's, server's), which are
+    /// counted as ignored: a SOCKS handshake before the tunnelled HTTP.
+    fn replay_after(&mut self, d: Detect, mut skip: [usize; 2], out: &mut Vec<Exchange>) {
+        {
+            let mut t = self.totals.borrow_mut();
+            t.socks_handshakes += 1;
+            t.ignored_bytes += (skip[0] + skip[1]) as u64;
+        }
+        for event in d.events {
+            match event {
+                Held::Data(dir, bytes, ts) => {
+                    let left = &mut skip[usize::from(dir == Direction::ToOriginator)];
+                    let n = (*left).min(bytes.len());
+                    *left -= n;
+                    if n < bytes.len() {
+                        self.deliver(dir, &bytes[n..], ts, out);
+                    }
+                }
                 Held::Gap(dir, len, ts) => self.gap(dir, len, ts, out),
                 Held::Fin(dir, ts) => self.fin(dir, ts, out),
             }

@@ -40,6 +40,8 @@ pub struct SessionStats {
     /// Connections that became tunnels (CONNECT, WebSocket and other upgrades); what they carry is detected
     /// again like a new connection (HTTP inside a CONNECT tunnel is recorded; TLS is counted and skipped).
     pub tunnels: u64,
+    /// Connections whose HTTP followed a SOCKS handshake (its bytes are counted in `ignored_bytes`).
+    pub socks_handshakes: u64,
     /// Connections ignored because they carry TLS.
     pub flows_tls: u64,
     /// Connections ignored because they carry SSH.

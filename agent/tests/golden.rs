@@ -194,6 +194,17 @@ fn request_line_cut_inside_its_version() {
 }
 
 #[test]
+fn through_a_socks5_proxy() {
+    // curl through microsocks: each connection starts with the SOCKS5 handshake, then HTTP to the target. Every
+    // request is read from its first byte, not found by scanning: nothing is flagged mid-stream.
+    let ex = check_against_tshark("h1-socks5.pcap");
+    assert_eq!(ex.len(), 3);
+    assert!(ex.iter().all(|e| e.flags.is_empty()), "{:?}", ex.iter().map(|e| e.flags).collect::<Vec<_>>());
+    let (summary, _) = record(&testdata().join("h1-socks5.pcap"));
+    assert_eq!(summary.sessions.socks_handshakes, 2);
+}
+
+#[test]
 fn h2c_prior_knowledge() {
     let ex = check_against_tshark("h2c-prior-knowledge.pcap");
     assert!(ex.iter().all(|e| e.proto == tapedeck_model::Protocol::H2 && e.stream_id.is_some()));

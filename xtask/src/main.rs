@@ -64,7 +64,7 @@ enum Task {
     /// nghttp, a python3 socket client for pipelining), and stops tcpdump with SIGINT. Writes each capture,
     /// `<capture>.tshark.tsv` (tshark's reading of it: the golden expectations), and README.md with the exact
     /// commands, the nginx config and program versions. Needs: iproute2, procps, tcpdump, tshark,
-    /// wireshark-common (editcap, capinfos), nginx, curl, nghttp2-client, nghttp2-server, python3.
+    /// wireshark-common (editcap, capinfos), nginx, curl, nghttp2-client, nghttp2-server, microsocks, python3.
     /// Optional pip packages: hypercorn (h2c-upgrade.pcap; nghttpd does not answer `Upgrade: h2c`) and
     /// grpcio (grpc-unary-stream.pcap); without them those captures are skipped and the README says so.
     GenTestdata {

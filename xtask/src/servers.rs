@@ -18,6 +18,8 @@ pub const NGINX_V6_PORT: u16 = 18086;
 pub const NGHTTPD_PORT: u16 = 18082;
 /// nginx's h2c (HTTP/2 with prior knowledge, no TLS) listener.
 pub const NGINX_H2C_PORT: u16 = 18083;
+/// microsocks, a SOCKS5 proxy (no authentication).
+pub const SOCKS_PORT: u16 = 18087;
 
 /// Every served file's modification time: 2024-01-01T00:00:00Z, so `Last-Modified` is stable.
 pub const MTIME_UNIX: u64 = 1_704_067_200;
@@ -172,6 +174,23 @@ pub fn start_nghttpd(ns: &Netns, work: &Path, www: &Path) -> Result<(Daemon, Str
     let shown = ns.show(&cmd);
     let mut daemon = Daemon::spawn("nghttpd", &mut cmd, "TERM", work)?;
     wait_http(ns, &mut daemon, &format!("http://127.0.0.1:{NGHTTPD_PORT}/hello.txt"), true)?;
+    Ok((daemon, shown))
+}
+
+/// Starts microsocks (SOCKS5) on `SOCKS_PORT` and waits until nginx answers through it.
+pub fn start_microsocks(ns: &Netns, work: &Path) -> Result<(Daemon, String)> {
+    let mut cmd = ns.command("microsocks");
+    cmd.args(["-i", "127.0.0.1", "-p", &SOCKS_PORT.to_string()]);
+    let shown = ns.show(&cmd);
+    let mut daemon = Daemon::spawn("microsocks", &mut cmd, "TERM", work)?;
+    proc::wait_until("microsocks to relay", Duration::from_secs(15), || {
+        daemon.ensure_running()?;
+        let mut cmd = ns.command("curl");
+        cmd.args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "2", "--socks5"])
+            .arg(format!("127.0.0.1:{SOCKS_PORT}"))
+            .arg(format!("http://127.0.0.1:{NGINX_PORT}/hello.txt"));
+        Ok(proc::run(&mut cmd, Duration::from_secs(5))?.stdout == b"200")
+    })?;
     Ok((daemon, shown))
 }
 

@@ -37,6 +37,7 @@ const TOOLS: &[Tool] = &[
     tools::CURL,
     tools::NGHTTP,
     tools::NGHTTPD,
+    tools::MICROSOCKS,
     tools::PYTHON3,
 ];
 
@@ -286,6 +287,35 @@ fn captures(env: &Env) -> Vec<Capture> {
             needs: None,
         },
         Capture {
+            name: "h1-socks5.pcap",
+            about: "curl through microsocks (SOCKS5, no authentication), captured on the proxy's port only: keep-alive \
+                    GET x2 with the target as an IPv4 address (--socks5), one GET with the host name resolved by the \
+                    proxy (--socks5-hostname)",
+            spec: lo_spec(servers::SOCKS_PORT),
+            clients: vec![
+                env.curl(&[
+                    "--socks5",
+                    &format!("127.0.0.1:{}", servers::SOCKS_PORT),
+                    "-o",
+                    NULL,
+                    &h1("/hello.txt"),
+                    "-o",
+                    NULL,
+                    &h1("/data.json"),
+                ]),
+                env.curl(&[
+                    "--socks5-hostname",
+                    &format!("127.0.0.1:{}", servers::SOCKS_PORT),
+                    "-o",
+                    NULL,
+                    &format!("http://localhost:{NGINX_PORT}/hello.txt"),
+                ]),
+            ],
+            post: Post::Copy,
+            decode: vec![DecodeAs { port: servers::SOCKS_PORT, proto: "socks" }],
+            needs: None,
+        },
+        Capture {
             name: "h1-ipv6.pcap",
             about: "curl over ::1: keep-alive GET x2 and a POST",
             spec: lo_spec(NGINX_V6_PORT),
@@ -474,7 +504,8 @@ pub fn gen_testdata(out: &Path) -> Result<()> {
     let ns = Netns::create(true)?;
     let (mut nginx, nginx_shown) = servers::start_nginx(&ns, work, &conf)?;
     let (mut nghttpd, nghttpd_shown) = servers::start_nghttpd(&ns, work, &www)?;
-    let mut shown = vec![nginx_shown, nghttpd_shown];
+    let (mut socks, socks_shown) = servers::start_microsocks(&ns, work)?;
+    let mut shown = vec![nginx_shown, nghttpd_shown, socks_shown];
     let mut optional = Vec::new();
     let mut skipped = Vec::new();
     let starters: [(&str, StartFn); 2] = [("hypercorn", servers::start_hypercorn), ("grpc", servers::start_grpc)];
@@ -498,6 +529,7 @@ pub fn gen_testdata(out: &Path) -> Result<()> {
         eprintln!("capturing {}", cap.name);
         nginx.ensure_running()?;
         nghttpd.ensure_running()?;
+        socks.ensure_running()?;
         for d in &mut optional {
             d.ensure_running()?;
         }
@@ -506,6 +538,7 @@ pub fn gen_testdata(out: &Path) -> Result<()> {
     }
     nginx.stop(Duration::from_secs(10))?;
     nghttpd.stop(Duration::from_secs(10))?;
+    socks.stop(Duration::from_secs(10))?;
     for mut d in optional {
         let _ = d.stop(Duration::from_secs(10));
     }

@@ -32,6 +32,7 @@ pub const NGHTTP: Tool = Tool { program: "nghttp", package: "nghttp2-client", ve
 pub const NGHTTPD: Tool = Tool { program: "nghttpd", package: "nghttp2-server", version_args: &["--version"] };
 pub const H2LOAD: Tool = Tool { program: "h2load", package: "nghttp2-client", version_args: &["--version"] };
 pub const WRK: Tool = Tool { program: "wrk", package: "wrk", version_args: &["-v"] };
+pub const MICROSOCKS: Tool = Tool { program: "microsocks", package: "microsocks", version_args: &["-h"] };
 pub const PYTHON3: Tool = Tool { program: "python3", package: "python3", version_args: &["--version"] };
 
 /// Finds `program` on `PATH`, then in the sbin directories (nginx and nghttpd live there).

@@ -128,7 +128,13 @@ fn size_rotation_and_retention_by_bytes_on_the_live_path() {
     let out = tmp.path().join("segments");
     let log = tmp.path().join("agent.log");
     let retain: u64 = 2_500_000;
-    let mut agent = net.start_agent(&out, &["--segment-max-bytes", "1", "--retain-bytes", &retain.to_string()], &log);
+    // One worker: the test checks that the newest exchanges are kept in order, and workers interleave
+    // connections in the files by when each hands its exchanges over.
+    let mut agent = net.start_agent(
+        &out,
+        &["--segment-max-bytes", "1", "--retain-bytes", &retain.to_string(), "--workers", "1"],
+        &log,
+    );
     let n = 12;
     for i in 0..n {
         assert_eq!(net.curl(&[], &format!("/big.bin?{i}")), 200);

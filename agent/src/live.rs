@@ -45,8 +45,11 @@ pub struct LiveOptions {
     pub capture: CaptureConfig,
     /// Segment retention in the output directory.
     pub retention: RetentionConfig,
-    /// Segment batches queued per worker.
+    /// Segment batches queued, over all workers (each worker gets its share, at least 8): the burst the workers
+    /// can fall behind by before segments are dropped.
     pub queue_batches: usize,
+    /// Payload bytes per batch of segments handed to a worker.
+    pub batch_bytes: usize,
     /// How often quiet periods are handled: pending exchanges sent to the writer, idle connections expired,
     /// metrics published, age rotation checked, the stop flag looked at by the capture threads.
     pub tick: Duration,
@@ -63,7 +66,8 @@ impl LiveOptions {
             interfaces,
             capture,
             retention: RetentionConfig::default(),
-            queue_batches: 64,
+            queue_batches: 128,
+            batch_bytes: 256 << 10,
             tick: Duration::from_millis(100),
             retention_every: Duration::from_secs(10),
             flush_interval: Duration::from_secs(5),
@@ -156,8 +160,13 @@ pub fn run_live(opts: LiveOptions, mut control: LiveControl, metrics: Arc<Metric
     let retired = Arc::new(std::sync::Mutex::new(WriterStats::default()));
     let tick = writer_tick(&opts, Arc::clone(&metrics), Arc::clone(&retention_stats), &masking, Arc::clone(&retired));
     let (batcher, writer) = start_masked_writer(&opts.capture, &masking, Some(tick))?;
-    let wopts =
-        WorkerOptions { workers: workers_n, queue_batches: opts.queue_batches, tick: Some(opts.tick), wall_clock: true };
+    let wopts = WorkerOptions {
+        workers: workers_n,
+        queue_batches: (opts.queue_batches / workers_n).max(8),
+        batch_bytes: opts.batch_bytes,
+        tick: Some(opts.tick),
+        wall_clock: true,
+    };
     let (queues, workers) = start_workers(&opts.capture, &batcher, &wopts, Some(&metrics.workers), Arc::clone(&stop))
         .map_err(|e| PipelineError::Capture(format!("starting worker threads: {e}")))?;
     drop(batcher);

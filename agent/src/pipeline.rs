@@ -119,7 +119,7 @@ pub enum PipelineError {
 /// How many exchanges travel together to the writer thread.
 const BATCH: usize = 512;
 /// Batches in flight between the threads (bounds memory, with [`BATCH_BYTES`]).
-const CHANNEL_BATCHES: usize = 16;
+const CHANNEL_BATCHES: usize = 8;
 /// A batch is also sent once its exchanges hold this many bytes (by [`approx_bytes`]), so that batches of large
 /// exchanges (bodies at the cap, huge header lists) do not multiply the memory in flight: at most
 /// `CHANNEL_BATCHES + 2` batches of about this size (plus one exchange) exist at once.
@@ -144,7 +144,13 @@ pub fn run_files(
     let started = Instant::now();
     let shared_masking = Arc::new(Reloadable::new(cfg.masking.clone()));
     let (batcher, writer) = start_masked_writer(&cfg, &shared_masking, None)?;
-    let opts = WorkerOptions { workers: cfg.workers.max(1), queue_batches: WORKER_QUEUE_BATCHES, tick: None, wall_clock: false };
+    let opts = WorkerOptions {
+        workers: cfg.workers.max(1),
+        queue_batches: WORKER_QUEUE_BATCHES,
+        batch_bytes: WORKER_BATCH_BYTES,
+        tick: None,
+        wall_clock: false,
+    };
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (queues, workers) = start_workers(&cfg, &batcher, &opts, None, stop)
         .map_err(|e| PipelineError::Capture(format!("starting worker threads: {e}")))?;
@@ -219,8 +225,11 @@ pub fn run_files(
     Ok(summary)
 }
 
-/// Batches of segments queued per worker.
-const WORKER_QUEUE_BATCHES: usize = 16;
+/// Batches of segments queued per worker: reading a file never drops, so a short queue only needs to cover the
+/// reader's jitter.
+const WORKER_QUEUE_BATCHES: usize = 4;
+/// Payload bytes per batch of segments.
+const WORKER_BATCH_BYTES: usize = 64 << 10;
 
 /// Starts the writer for a sharded pipeline: masking runs on the workers (through `masking`), so the writer
 /// gets none, but its segment headers carry the policy's fingerprint.

@@ -34,8 +34,6 @@ use crate::stats::{ExchangeTally, Merge, SessionStats};
 
 /// Most segments per batch.
 const BATCH_SEGMENTS: usize = 512;
-/// A batch is sent once its payload bytes reach this.
-const BATCH_BYTES: usize = 256 << 10;
 
 /// The worker (0-based) of a connection between `a` and `b`, the same for both directions: a hash of the two
 /// endpoints in a fixed order. Deterministic across runs (FxHash, no random state).
@@ -54,12 +52,14 @@ pub fn shard_of(a: SocketAddr, b: SocketAddr, workers: usize) -> usize {
 }
 
 /// The per-worker share of a pipeline's reassembly caps: flow cap and total buffered bytes divided by the number
-/// of workers (at least 1 each), so that the total stays what the configuration says.
+/// of workers (at least 1 each), and the remembered closed connections likewise, so that the total stays what
+/// the configuration says.
 pub fn split_config(cfg: &ReassemblyConfig, workers: usize) -> ReassemblyConfig {
     let n = workers.max(1);
     ReassemblyConfig {
         max_flows: (cfg.max_flows / n).max(1),
         max_buffered_bytes_total: (cfg.max_buffered_bytes_total / n).max(1),
+        max_tombstones: (cfg.max_tombstones / n).max(1),
         ..cfg.clone()
     }
 }
@@ -80,6 +80,8 @@ struct SegMeta {
 /// Decoded segments for one worker, their payloads copied into one buffer.
 #[derive(Debug, Default)]
 pub struct SegBatch {
+    /// Send once `data` holds this many bytes.
+    limit: usize,
     data: Vec<u8>,
     segs: Vec<SegMeta>,
     /// The highest capture time the sender had seen when it sent the batch.
@@ -105,7 +107,7 @@ impl SegBatch {
         self.segs.clear();
     }
     fn is_full(&self) -> bool {
-        self.segs.len() >= BATCH_SEGMENTS || self.data.len() >= BATCH_BYTES
+        self.segs.len() >= BATCH_SEGMENTS || self.data.len() >= self.limit
     }
     /// The segments, in the order pushed.
     fn segments(&self) -> impl Iterator<Item = TcpSegment<'_>> {
@@ -139,6 +141,7 @@ pub enum Overflow {
 /// The sending ends of the worker queues, cloned into every sharder.
 #[derive(Clone)]
 pub struct WorkerQueues {
+    batch_bytes: usize,
     tx: Vec<Sender<SegBatch>>,
     recycle: Vec<Receiver<SegBatch>>,
     drops: Vec<Arc<WorkerMetrics>>,
@@ -159,7 +162,8 @@ pub struct Sharder {
 impl Sharder {
     /// A sharder over these queues.
     pub fn new(queues: WorkerQueues, overflow: Overflow) -> Self {
-        let pending = queues.tx.iter().map(|_| SegBatch::default()).collect();
+        let limit = queues.batch_bytes;
+        let pending = queues.tx.iter().map(|_| SegBatch { limit, ..SegBatch::default() }).collect();
         Sharder { queues, pending, overflow, now: Timestamp(0), dropped: 0, workers_gone: false }
     }
 
@@ -201,7 +205,8 @@ impl Sharder {
     }
 
     fn send(&mut self, w: usize) {
-        let fresh = self.queues.recycle.get(w).and_then(|r| r.try_recv().ok()).unwrap_or_default();
+        let mut fresh = self.queues.recycle.get(w).and_then(|r| r.try_recv().ok()).unwrap_or_default();
+        fresh.limit = self.queues.batch_bytes;
         let Some(slot) = self.pending.get_mut(w) else { return };
         let mut batch = std::mem::replace(slot, fresh);
         batch.now = self.now;
@@ -247,6 +252,8 @@ pub struct WorkerOptions {
     pub workers: usize,
     /// Batches queued per worker.
     pub queue_batches: usize,
+    /// A batch of segments is handed over once its payloads hold this many bytes (or 512 segments).
+    pub batch_bytes: usize,
     /// Live capture: how often a worker sends pending exchanges, moves its clock to the wall clock (idle expiry
     /// while quiet) and publishes its metrics. None for capture files (workers only wait for batches).
     pub tick: Option<Duration>,
@@ -306,11 +313,13 @@ pub(crate) fn start_workers(
 ) -> Result<(WorkerQueues, Workers), std::io::Error> {
     let n = opts.workers.max(1);
     let reassembly = split_config(&cfg.reassembly, n);
-    let mut queues = WorkerQueues { tx: Vec::new(), recycle: Vec::new(), drops: Vec::new() };
+    let mut queues =
+        WorkerQueues { batch_bytes: opts.batch_bytes.max(1), tx: Vec::new(), recycle: Vec::new(), drops: Vec::new() };
     let mut workers = Workers { handles: Vec::new(), metrics: Vec::new() };
     for i in 0..n {
         let (tx, rx) = bounded::<SegBatch>(opts.queue_batches.max(1));
-        let (recycle_tx, recycle_rx) = bounded::<SegBatch>(opts.queue_batches.max(1) + 2);
+        // Few batches travel back for reuse: a recycled batch keeps its buffers' capacity.
+        let (recycle_tx, recycle_rx) = bounded::<SegBatch>(4);
         let m = metrics.and_then(|m| m.get(i)).cloned().unwrap_or_default();
         queues.tx.push(tx);
         queues.recycle.push(recycle_rx);

@@ -191,12 +191,8 @@ where
     parse(&cmd, &full, format!("with config file {}: ", path.display()))
 }
 
-/// Whether two flags cannot be used together (directly, or as members of the required input group).
+/// Whether two flags cannot be used together.
 fn conflict(cmd: &clap::Command, a: &clap::Arg, b: &clap::Arg) -> bool {
-    let input = ["pcap", "iface", "print_masking", "print_config"];
-    if input.contains(&a.get_id().as_str()) && input.contains(&b.get_id().as_str()) {
-        return true;
-    }
     cmd.get_arg_conflicts_with(a).iter().any(|c| c.get_id() == b.get_id())
         || cmd.get_arg_conflicts_with(b).iter().any(|c| c.get_id() == a.get_id())
 }

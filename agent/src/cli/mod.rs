@@ -41,11 +41,11 @@ use crate::source::live::LiveConfig;
 /// segments could not be written, 2 for bad flags.
 #[derive(Debug, Parser)]
 #[command(name = "agent", version, verbatim_doc_comment)]
-#[command(group(clap::ArgGroup::new("input").required(true).args(["pcap", "iface", "print_masking", "print_config"])))]
+#[command(group(clap::ArgGroup::new("input").required(true).multiple(true).args(["pcap", "iface", "print_masking", "print_config"])))]
 pub struct Args {
     /// A pcap or pcapng file to read; `-` reads standard input. Repeat for several files: they are read in the
     /// order given as one continuous capture. Either --pcap or --iface.
-    #[arg(long = "pcap", value_name = "FILE", env = "TAPEDECK_PCAP")]
+    #[arg(long = "pcap", value_name = "FILE", env = "TAPEDECK_PCAP", conflicts_with = "iface")]
     pub pcap: Vec<PathBuf>,
 
     /// Capture live from this network interface (libpcap; needs CAP_NET_RAW). Repeat for several interfaces, or

@@ -144,7 +144,11 @@ pub fn open_source(cfg: &LiveConfig, index: u32) -> Result<LiveSource, PipelineE
 /// Opens every interface (all errors before any capture starts), then captures until `control.stop` is set, and
 /// returns the run's summary once every segment is finished. `metrics` must have been made for the same
 /// interfaces in the same order, and for `opts.capture.workers` workers.
-pub fn run_live(opts: LiveOptions, mut control: LiveControl, metrics: Arc<Metrics>) -> Result<RunSummary, PipelineError> {
+pub fn run_live(
+    opts: LiveOptions,
+    mut control: LiveControl,
+    metrics: Arc<Metrics>,
+) -> Result<RunSummary, PipelineError> {
     let started = Instant::now();
     let stop = Arc::clone(&control.stop);
     let mut sources = Vec::with_capacity(opts.interfaces.len());
@@ -220,7 +224,10 @@ pub fn run_live(opts: LiveOptions, mut control: LiveControl, metrics: Arc<Metric
     let mut decode_stats = DecodeStats::default();
     for t in threads {
         let (i, d) = t.join().unwrap_or_else(|_| {
-            (InterfaceSummary { error: Some("capture thread panicked".into()), ..Default::default() }, Default::default())
+            (
+                InterfaceSummary { error: Some("capture thread panicked".into()), ..Default::default() },
+                Default::default(),
+            )
         });
         merge_decode(&mut decode_stats, &d);
         interfaces.push(i);

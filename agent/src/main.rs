@@ -127,7 +127,8 @@ fn run_live(
         if let Some(l) = &log_file {
             l.reopen().map_err(|e| format!("reopening the log file: {e}"))?;
         }
-        let masking = mask::setup(policy.as_deref(), default_masking, key_file.as_deref()).map_err(|e| format!("{e:#}"))?;
+        let masking =
+            mask::setup(policy.as_deref(), default_masking, key_file.as_deref()).map_err(|e| format!("{e:#}"))?;
         tracing::info!(
             fingerprint = masking.as_ref().map(|m| hex(&m.fingerprint())).unwrap_or_default(),
             "masking policy re-read"
@@ -153,10 +154,8 @@ fn init_logging(args: &Args) -> anyhow::Result<Option<Arc<LogFile>>> {
         Some(path) => {
             let file = LogFile::open(path).map_err(|e| anyhow::anyhow!("opening log file {}: {e}", path.display()))?;
             let f = Arc::clone(&file);
-            let builder = tracing_subscriber::fmt()
-                .with_env_filter(filter)
-                .with_ansi(false)
-                .with_writer(move || f.writer());
+            let builder =
+                tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false).with_writer(move || f.writer());
             if json {
                 builder.json().init();
             } else {

@@ -184,7 +184,13 @@ impl Metrics {
             "Reassembly gaps (bytes the capture missed).",
             self.sum(|w| &w.gaps),
         );
-        total(&mut out, "tapedeck_gap_bytes_total", "counter", "Bytes inside reassembly gaps.", self.sum(|w| &w.gap_bytes));
+        total(
+            &mut out,
+            "tapedeck_gap_bytes_total",
+            "counter",
+            "Bytes inside reassembly gaps.",
+            self.sum(|w| &w.gap_bytes),
+        );
         let mut by_proto: BTreeMap<String, u64> = BTreeMap::new();
         for w in &self.workers {
             if let Ok(map) = w.exchanges.lock() {

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 use serde::Serialize;
-use tapedeck_model::segment::{SegmentWriter, SegmentWriterConfig, WriterStats};
 use tapedeck_model::Exchange;
+use tapedeck_model::segment::{SegmentWriter, SegmentWriterConfig, WriterStats};
 
 use crate::decode::{DecodeConfig, DecodeStats, Decoder};
 use crate::mask::{MaskStats, Masker};

@@ -506,7 +506,39 @@ pub(crate) fn merge_sessions(a: &mut SessionStats, b: &SessionStats) {
 /// Adds ReassemblyStats counters. The destructuring names every field, so a new counter fails to compile here
 /// until it is added.
 pub(crate) fn merge_reassembly(a: &mut crate::reassembly::ReassemblyStats, b: &crate::reassembly::ReassemblyStats) {
-    let crate::reassembly::ReassemblyStats { packets, payload_bytes, flows_created, flows_closed, flows_replaced, flows_expired_idle, flows_evicted, flows_end_of_input, resets, resets_without_flow, late_segments_after_close, delivered_bytes, retransmitted_segments, retransmitted_bytes, overlap_conflicts, gaps, gap_bytes, gaps_acked_unseen, gaps_cap, gaps_at_close, gaps_snaplen, snaplen_truncated_segments, snaplen_missing_bytes, out_of_window_segments, out_of_window_bytes, ooo_segments_buffered, peak_buffered_bytes, cap_hits_direction_bytes, cap_hits_direction_segments, cap_hits_total_bytes, fins } = b;
+    let crate::reassembly::ReassemblyStats {
+        packets,
+        payload_bytes,
+        flows_created,
+        flows_closed,
+        flows_replaced,
+        flows_expired_idle,
+        flows_evicted,
+        flows_end_of_input,
+        resets,
+        resets_without_flow,
+        late_segments_after_close,
+        delivered_bytes,
+        retransmitted_segments,
+        retransmitted_bytes,
+        overlap_conflicts,
+        gaps,
+        gap_bytes,
+        gaps_acked_unseen,
+        gaps_cap,
+        gaps_at_close,
+        gaps_snaplen,
+        snaplen_truncated_segments,
+        snaplen_missing_bytes,
+        out_of_window_segments,
+        out_of_window_bytes,
+        ooo_segments_buffered,
+        peak_buffered_bytes,
+        cap_hits_direction_bytes,
+        cap_hits_direction_segments,
+        cap_hits_total_bytes,
+        fins,
+    } = b;
     a.packets += packets;
     a.payload_bytes += payload_bytes;
     a.flows_created += flows_created;
@@ -543,7 +575,54 @@ pub(crate) fn merge_reassembly(a: &mut crate::reassembly::ReassemblyStats, b: &c
 /// Adds DecodeStats counters. The destructuring names every field, so a new counter fails to compile here
 /// until it is added.
 pub(crate) fn merge_decode(a: &mut crate::decode::DecodeStats, b: &crate::decode::DecodeStats) {
-    let crate::decode::DecodeStats { frames, tcp_segments, snaplen_truncated_segments, arp, non_ip, udp, icmp, other_ip_protocol, vlan_tags, mpls, pppoe, gre, vxlan, ip_in_ip, unknown_link_type, truncated_ethernet, truncated_vlan, too_many_vlan_tags, truncated_sll, truncated_link_header, unknown_address_family, truncated_mpls, mpls_unknown_payload, bad_ip_version, truncated_ip_header, bad_ip_header, bad_ip_extension, ipv4_length_from_capture, ip_length_exceeds_capture, truncated_tcp_header, bad_tcp_header, truncated_gre, truncated_80211, gre_unsupported, bad_vxlan, too_many_encapsulations, fragments, fragments_reassembled, fragments_truncated, fragment_errors, fragments_ignored, fragments_nested, fragment_timeouts, fragment_evicted_count_cap, fragment_evicted_byte_cap, fragment_too_many } = b;
+    let crate::decode::DecodeStats {
+        frames,
+        tcp_segments,
+        snaplen_truncated_segments,
+        arp,
+        non_ip,
+        udp,
+        icmp,
+        other_ip_protocol,
+        vlan_tags,
+        mpls,
+        pppoe,
+        gre,
+        vxlan,
+        ip_in_ip,
+        unknown_link_type,
+        truncated_ethernet,
+        truncated_vlan,
+        too_many_vlan_tags,
+        truncated_sll,
+        truncated_link_header,
+        unknown_address_family,
+        truncated_mpls,
+        mpls_unknown_payload,
+        bad_ip_version,
+        truncated_ip_header,
+        bad_ip_header,
+        bad_ip_extension,
+        ipv4_length_from_capture,
+        ip_length_exceeds_capture,
+        truncated_tcp_header,
+        bad_tcp_header,
+        truncated_gre,
+        truncated_80211,
+        gre_unsupported,
+        bad_vxlan,
+        too_many_encapsulations,
+        fragments,
+        fragments_reassembled,
+        fragments_truncated,
+        fragment_errors,
+        fragments_ignored,
+        fragments_nested,
+        fragment_timeouts,
+        fragment_evicted_count_cap,
+        fragment_evicted_byte_cap,
+        fragment_too_many,
+    } = b;
     a.frames += frames;
     a.tcp_segments += tcp_segments;
     a.snaplen_truncated_segments += snaplen_truncated_segments;

@@ -246,7 +246,9 @@ fn sighup_rereads_the_masking_policy() {
     net.start_server(&www).unwrap();
     let policy = tmp.path().join("policy.toml");
     let rule = |header: &str| {
-        format!("mode = \"extend\"\n\n[[rule]]\nname = \"plan\"\ntarget = \"header\"\nnames = [\"{header}\"]\naction = \"redact\"\n")
+        format!(
+            "mode = \"extend\"\n\n[[rule]]\nname = \"plan\"\ntarget = \"header\"\nnames = [\"{header}\"]\naction = \"redact\"\n"
+        )
     };
     std::fs::write(&policy, rule("x-other")).unwrap();
     let out = tmp.path().join("segments");
@@ -308,11 +310,8 @@ fn idle_connections_expire_and_quiet_blocks_reach_disk_while_no_packet_arrives()
          s.sendall(b'GET /a.txt HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n')\n\
          d=b''\nwhile b'alpha' not in d:\n    d+=s.recv(4096)\nprint('ok',flush=True)\ntime.sleep(8)\n"
     );
-    let mut client = net
-        .in_ns(&net.client_ns, &["python3", "-c", &script])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut client =
+        net.in_ns(&net.client_ns, &["python3", "-c", &script]).stdout(std::process::Stdio::piped()).spawn().unwrap();
     let mut line = String::new();
     std::io::BufRead::read_line(&mut std::io::BufReader::new(client.stdout.take().unwrap()), &mut line).unwrap();
     assert_eq!(line.trim(), "ok");

@@ -167,8 +167,7 @@ where
     let Ok(first) = first else {
         return parse(&cmd, &argv, String::new());
     };
-    let text =
-        std::fs::read_to_string(&path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+    let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
     let file = parse_file(&text, &path)?;
     let table = toml::Table::try_from(&file)
         .map_err(|e| ConfigError::Invalid { path: path.clone(), message: e.to_string() })?;
@@ -220,7 +219,8 @@ fn push_value(argv: &mut Vec<OsString>, key: &str, value: &toml::Value) {
 }
 
 fn parse(cmd: &clap::Command, argv: &[OsString], prefix: String) -> Result<Args, ConfigError> {
-    let m = cmd.clone().try_get_matches_from(argv).map_err(|error| ConfigError::Clap { prefix: prefix.clone(), error })?;
+    let m =
+        cmd.clone().try_get_matches_from(argv).map_err(|error| ConfigError::Clap { prefix: prefix.clone(), error })?;
     Args::from_arg_matches(&m).map_err(|error| ConfigError::Clap { prefix, error })
 }
 
@@ -280,8 +280,9 @@ mod tests {
             .filter_map(|a| a.get_long().map(str::to_string))
             .filter(|l| !NOT_KEYS.contains(&l.as_str()))
             .collect();
-        let a = Args::try_parse_from(["agent", "--iface", "eth0", "--out", "o", "--filter", "tcp", "--retain-age", "1h"])
-            .map_err(|e| e.to_string());
+        let a =
+            Args::try_parse_from(["agent", "--iface", "eth0", "--out", "o", "--filter", "tcp", "--retain-age", "1h"])
+                .map_err(|e| e.to_string());
         let mut a = a.unwrap_or_else(|e| panic!("{e}"));
         a.metrics_addr = Some("127.0.0.1:1".parse().unwrap_or_else(|e| panic!("{e}")));
         a.retain_bytes = Some(1);

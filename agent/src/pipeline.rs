@@ -196,7 +196,7 @@ pub fn run_files(
                 break 'inputs;
             }
             frames_seen += 1;
-            if frames_seen % 4096 == 0 && last_report.elapsed() > Duration::from_millis(500) {
+            if frames_seen.is_multiple_of(4096) && last_report.elapsed() > Duration::from_millis(500) {
                 let produced: u64 = workers.metrics.iter().map(|m| m.exchanges_sent.load(Ordering::Relaxed)).sum();
                 progress.update(&input.name, source.stats().bytes_read, produced);
                 last_report = Instant::now();
@@ -399,10 +399,9 @@ impl Batcher {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let mut id = self.next_id.fetch_add(self.pending.len() as u64, Ordering::Relaxed);
-        for ex in &mut self.pending {
+        let first = self.next_id.fetch_add(self.pending.len() as u64, Ordering::Relaxed);
+        for (id, ex) in (first..).zip(self.pending.iter_mut()) {
             ex.id = id;
-            id += 1;
             if !self.labels.is_empty() {
                 ex.labels.extend(self.labels.iter().cloned());
             }

@@ -394,6 +394,8 @@ struct CaptureThread {
 
 /// Frames read before the capture thread hands its pending batches over and looks at the stop flag.
 const READ_BURST: usize = 4096;
+/// Frames still read from the kernel's buffer once the stop flag is set, at most.
+const DRAIN_FRAMES: u64 = 65_536;
 
 impl CaptureThread {
     fn run(self, mut src: LiveSource) -> (InterfaceSummary, DecodeStats) {
@@ -450,6 +452,24 @@ impl CaptureThread {
                 out.error = Some(e.to_string());
                 break;
             }
+        }
+        if out.error.is_none() && !sharder.workers_gone {
+            // Stopping: what the kernel already holds was captured before the signal; take it (bounded).
+            let (mut got, mut bytes) = (0u64, 0u64);
+            while got < DRAIN_FRAMES {
+                match src.next_frame() {
+                    Ok(Some(f)) => {
+                        got += 1;
+                        bytes += f.data.len() as u64;
+                        sharder.saw(f.ts);
+                        if let Some(seg) = decoder.decode(&f) {
+                            sharder.push(&seg);
+                        }
+                    }
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            self.account(&mut out, got, bytes);
         }
         sharder.flush();
         out.queue_drops = sharder.dropped;

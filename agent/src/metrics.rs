@@ -26,7 +26,7 @@ pub struct InterfaceMetrics {
     pub kernel_drops: AtomicU64,
     /// Packets the interface or driver dropped (`ps_ifdrop`).
     pub interface_drops: AtomicU64,
-    /// Packets dropped because the queue to the processing thread was full.
+    /// TCP segments of this interface dropped because a worker's queue was full.
     pub queue_drops: AtomicU64,
     /// Whether its capture thread is still reading.
     pub up: AtomicBool,
@@ -143,7 +143,7 @@ impl Metrics {
             &mut out,
             "tapedeck_queue_drops_total",
             "counter",
-            "Packets dropped because the queue to the processing thread was full.",
+            "TCP segments dropped because a worker's queue was full (by interface).",
             &|i| i.queue_drops.load(Relaxed),
         );
         per_iface(&mut out, "tapedeck_capture_up", "gauge", "1 while the interface's capture thread reads.", &|i| {

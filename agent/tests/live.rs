@@ -339,15 +339,19 @@ fn idle_connections_expire_and_quiet_blocks_reach_disk_while_no_packet_arrives()
 }
 
 #[test]
-fn a_second_sigterm_exits_at_once() {
+fn a_second_stop_signal_exits_at_once() {
     let net = setup!();
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("segments");
     let log = tmp.path().join("agent.log");
     let mut agent = net.start_agent(&out, &[], &log);
     let pid = agent.0.id().to_string();
+    // Both signals must arrive before the drain could finish: stop the process, queue SIGINT and SIGTERM (two
+    // different signals, so they do not merge), continue it: they are handled one after the other.
+    run(&["kill", "-STOP", &pid]).unwrap();
+    run(&["kill", "-INT", &pid]).unwrap();
     run(&["kill", "-TERM", &pid]).unwrap();
-    run(&["kill", "-TERM", &pid]).unwrap();
+    run(&["kill", "-CONT", &pid]).unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     let status = loop {
         if let Some(s) = agent.0.try_wait().unwrap() {

@@ -1,56 +1,62 @@
-//! The live run (`agent --iface`): one capture thread per interface reads libpcap without blocking and hands
-//! packets, copied into owned batches, to the processing thread over a bounded queue. The capture thread never
-//! waits for room: when the queue is full the batch is dropped and counted (`queue_drops`). The processing thread
-//! (the caller's) decodes, reassembles and parses as the file pipeline does, and feeds the same [`Batcher`] and
-//! writer thread ([`crate::pipeline`]); the writer thread also rotates quiet segments by age (wall clock), applies
-//! retention and publishes writer counters.
+//! The live run (`agent --iface`): one capture thread per interface reads libpcap without blocking, decodes
+//! (IP fragments reassembled per interface) and shards TCP segments by connection over the worker threads
+//! ([`crate::shard`]); the capture thread never waits for room: when a worker's queue is full the batch is
+//! dropped and counted (`queue_drops`, per worker and per interface). Workers reassemble, parse and mask, and feed
+//! the writer thread ([`crate::pipeline`]); the writer thread also rotates quiet segments by age (wall clock),
+//! flushes a quiet open block every `flush_interval`, applies retention and publishes writer counters. Workers
+//! move their flow tables' clocks to the wall clock on every tick, so idle connections expire while the
+//! interface is quiet.
 //!
-//! Stopping: the stop flag (set by SIGTERM/SIGINT, see [`install_signal_handlers`]) makes the capture threads
-//! send what they hold and end; the processing thread drains the queue, closes every connection (their open
-//! exchanges are written, flagged), sends the last batch; the writer finishes and renames every open segment.
+//! The calling thread is the control thread: it waits for the stop flag and handles reloads (SIGHUP, see
+//! [`crate::signals`]): a new masking policy goes to the workers at their next batch, and the writer starts a
+//! new file when the policy's fingerprint changed.
 //!
-//! Unlike the file pipeline, this module reads the clock: for age rotation and retention in quiet periods, and for
-//! publishing metrics. Capture timestamps come from the kernel.
+//! Stopping: the stop flag (set by SIGTERM/SIGINT) makes the capture threads send what they hold and end; the
+//! workers drain their queues, close every connection (their open exchanges are written, flagged) and send the
+//! last batch; the writer finishes and renames every open segment.
+//!
+//! Unlike the file pipeline, this module reads the clock: for age rotation, flushing and retention in quiet
+//! periods, idle expiry, and for publishing metrics. Capture timestamps come from the kernel.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
 use serde::Serialize;
-use tapedeck_model::Timestamp;
 use tapedeck_model::segment::{SegmentWriter, WriterStats};
 
-use crate::decode::Decoder;
+use crate::decode::{DecodeConfig, DecodeStats, Decoder};
+use crate::mask::Masker;
 use crate::metrics::Metrics;
 use crate::pipeline::{
-    CaptureConfig, InputSummary, PipelineError, RunSummary, WriterTick, peak_rss_bytes, start_writer,
+    CaptureConfig, InputSummary, PipelineError, RunSummary, WriterTick, peak_rss_bytes, start_masked_writer,
 };
-use crate::reassembly::{FlowTable, ReassemblyStats};
+use crate::reload::{Reloadable, SharedMasking};
 use crate::retention::{self, RetentionConfig, RetentionStats};
-use crate::session::SessionFactory;
+use crate::shard::{Overflow, Sharder, WorkerOptions, WorkerQueues, merge_decode, start_workers, wall_clock};
 use crate::source::live::{KernelStats, LiveConfig, LiveSource};
-use crate::source::{Frame, LinkType};
-use crate::stats::{ExchangeTally, SessionStats};
 
 /// Everything a live run needs.
 #[derive(Clone, Debug)]
 pub struct LiveOptions {
     /// One entry per interface (name, filter, snaplen, kernel buffer).
     pub interfaces: Vec<LiveConfig>,
-    /// Decode, reassembly, parsers, segment writer, labels.
+    /// Decode, reassembly, parsers, segment writer, labels, workers.
     pub capture: CaptureConfig,
     /// Segment retention in the output directory.
     pub retention: RetentionConfig,
-    /// Packet batches queued between the capture threads and the processing thread (all interfaces).
+    /// Segment batches queued, over all workers (each worker gets its share, at least 8): the burst the workers
+    /// can fall behind by before segments are dropped.
     pub queue_batches: usize,
-    /// A capture thread sends its batch once it holds this many bytes (or 1024 packets, or nothing is ready).
+    /// Payload bytes per batch of segments handed to a worker.
     pub batch_bytes: usize,
-    /// How often quiet periods are handled: pending exchanges sent to the writer, metrics published, age
-    /// rotation checked, the stop flag looked at by the capture threads.
+    /// How often quiet periods are handled: pending exchanges sent to the writer, idle connections expired,
+    /// metrics published, age rotation checked, the stop flag looked at by the capture threads.
     pub tick: Duration,
     /// How often retention runs besides after each rotation.
     pub retention_every: Duration,
+    /// How often the open segment block is flushed to disk when exchanges were written since the last flush.
+    pub flush_interval: Duration,
 }
 
 impl LiveOptions {
@@ -64,7 +70,36 @@ impl LiveOptions {
             batch_bytes: 256 << 10,
             tick: Duration::from_millis(100),
             retention_every: Duration::from_secs(10),
+            flush_interval: Duration::from_secs(5),
         }
+    }
+}
+
+/// What a reload (SIGHUP) produced: the settings to apply from now on.
+#[derive(Debug, Default)]
+pub struct Reloaded {
+    /// The masking policy (None: mask nothing).
+    pub masking: Option<Masker>,
+}
+
+/// Re-reads the reloadable settings (called on the control thread for each SIGHUP). An error keeps the
+/// current settings (logged and counted in `tapedeck_reload_errors_total`).
+pub type ReloadFn = Box<dyn FnMut() -> Result<Reloaded, String> + Send>;
+
+/// How a live run is driven from outside.
+pub struct LiveControl {
+    /// Set to stop capturing and drain (SIGTERM/SIGINT).
+    pub stop: Arc<AtomicBool>,
+    /// Set to ask for a reload (SIGHUP); cleared when the reload is done.
+    pub reload: Arc<AtomicBool>,
+    /// What a reload does; None ignores reload requests.
+    pub on_reload: Option<ReloadFn>,
+}
+
+impl LiveControl {
+    /// Driven by a stop flag only.
+    pub fn stop_only(stop: Arc<AtomicBool>) -> Self {
+        LiveControl { stop, reload: Arc::default(), on_reload: None }
     }
 }
 
@@ -81,7 +116,7 @@ pub struct InterfaceSummary {
     pub bytes: u64,
     /// Packets cut by the snaplen.
     pub truncated: u64,
-    /// Packets dropped because the queue to the processing thread was full.
+    /// TCP segments of this interface dropped because a worker's queue was full.
     pub queue_drops: u64,
     /// libpcap's counters (received, dropped by the kernel, dropped by the interface).
     pub kernel: KernelStats,
@@ -100,90 +135,58 @@ pub struct LiveSummary {
     pub segment_files: u64,
 }
 
-/// Packets of one interface, copied out of libpcap's ring into one buffer.
-struct PacketBatch {
-    interface: u32,
-    link: LinkType,
-    data: Vec<u8>,
-    packets: Vec<PacketMeta>,
+/// Opens the capture source of one interface (`index` numbers it in frames and metrics). Every live source is
+/// opened here.
+pub fn open_source(cfg: &LiveConfig, index: u32) -> Result<LiveSource, PipelineError> {
+    LiveSource::open(cfg, index).map_err(|e| PipelineError::Capture(e.to_string()))
 }
 
-struct PacketMeta {
-    ts: Timestamp,
-    end: usize,
-    orig_len: u32,
-    number: u64,
-}
-
-/// Most packets per batch.
-const BATCH_PACKETS: usize = 1024;
-
-impl PacketBatch {
-    fn empty(link: LinkType) -> Self {
-        PacketBatch { interface: 0, link, data: Vec::new(), packets: Vec::new() }
-    }
-    fn push(&mut self, f: &Frame<'_>) {
-        self.data.extend_from_slice(f.data);
-        self.packets.push(PacketMeta { ts: f.ts, end: self.data.len(), orig_len: f.orig_len, number: f.number });
-    }
-    fn clear(&mut self) {
-        self.data.clear();
-        self.packets.clear();
-    }
-    fn frames(&self) -> impl Iterator<Item = Frame<'_>> {
-        let mut start = 0;
-        self.packets.iter().map(move |m| {
-            let data = self.data.get(start..m.end).unwrap_or(&[]);
-            start = m.end;
-            Frame { ts: m.ts, link: self.link, data, orig_len: m.orig_len, interface: self.interface, number: m.number }
-        })
-    }
-}
-
-/// Registers SIGTERM and SIGINT: the first sets the returned flag (stop and drain), a second one while the flag
-/// is set exits the process at once with status 130.
-pub fn install_signal_handlers() -> std::io::Result<Arc<AtomicBool>> {
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        // Order matters: the conditional exit is checked before the flag is set by the same signal.
-        signal_hook::flag::register_conditional_shutdown(sig, 130, Arc::clone(&stop))?;
-        signal_hook::flag::register(sig, Arc::clone(&stop))?;
-    }
-    Ok(stop)
-}
-
-/// Opens every interface (all errors before any capture starts), then captures until `stop` is set, and returns
-/// the run's summary once every segment is finished. `metrics` must have been made for the same interfaces in
-/// the same order.
-pub fn run_live(opts: LiveOptions, stop: Arc<AtomicBool>, metrics: Arc<Metrics>) -> Result<RunSummary, PipelineError> {
+/// Opens every interface (all errors before any capture starts), then captures until `control.stop` is set, and
+/// returns the run's summary once every segment is finished. `metrics` must have been made for the same
+/// interfaces in the same order, and for `opts.capture.workers` workers.
+pub fn run_live(
+    opts: LiveOptions,
+    mut control: LiveControl,
+    metrics: Arc<Metrics>,
+) -> Result<RunSummary, PipelineError> {
     let started = Instant::now();
+    let stop = Arc::clone(&control.stop);
     let mut sources = Vec::with_capacity(opts.interfaces.len());
     for (i, cfg) in opts.interfaces.iter().enumerate() {
-        let src = LiveSource::open(cfg, i as u32).map_err(|e| PipelineError::Capture(e.to_string()))?;
+        let src = open_source(cfg, i as u32)?;
         tracing::info!(interface = %cfg.interface, link_type = src.link().0, "capturing");
         sources.push(src);
     }
+    let workers_n = opts.capture.workers.max(1);
 
+    let masking: SharedMasking = Arc::new(Reloadable::new(opts.capture.masking.clone()));
     let retention_stats = Arc::new(std::sync::Mutex::new(RetentionStats::default()));
-    let tick = writer_tick(&opts, Arc::clone(&metrics), Arc::clone(&retention_stats));
-    let (mut batcher, writer) = start_writer(
-        opts.capture.writer.clone(),
-        opts.capture.labels.clone(),
-        opts.capture.masking.clone(),
-        Some(tick),
-    )?;
+    let retired = Arc::new(std::sync::Mutex::new(WriterStats::default()));
+    let tick = writer_tick(&opts, Arc::clone(&metrics), Arc::clone(&retention_stats), &masking, Arc::clone(&retired));
+    let (batcher, writer) = start_masked_writer(&opts.capture, &masking, Some(tick))?;
+    let wopts = WorkerOptions {
+        workers: workers_n,
+        queue_batches: (opts.queue_batches / workers_n).max(8),
+        batch_bytes: opts.batch_bytes,
+        tick: Some(opts.tick),
+        wall_clock: true,
+    };
+    let (queues, workers) = start_workers(&opts.capture, &batcher, &wopts, Some(&metrics.workers), Arc::clone(&stop))
+        .map_err(|e| PipelineError::Capture(format!("starting worker threads: {e}")))?;
+    drop(batcher);
 
-    let (tx, rx) = bounded::<PacketBatch>(opts.queue_batches.max(1));
-    let (recycle_tx, recycle_rx) = bounded::<PacketBatch>(opts.queue_batches.max(1) + 2 * sources.len());
+    // Fragment caps are per decoder: split them over the interfaces so that the total stays.
+    let mut decode = opts.capture.decode;
+    decode.frag_max_bytes = (decode.frag_max_bytes / sources.len().max(1)).max(1);
+    decode.frag_max_datagrams = (decode.frag_max_datagrams / sources.len().max(1)).max(1);
     let mut threads = Vec::with_capacity(sources.len());
     for (i, src) in sources.into_iter().enumerate() {
         let ctx = CaptureThread {
-            tx: tx.clone(),
-            recycle: recycle_rx.clone(),
+            queues: queues.clone(),
+            decode,
             stop: Arc::clone(&stop),
             metrics: Arc::clone(&metrics),
             index: i,
-            batch_bytes: opts.batch_bytes.max(1),
             tick: opts.tick,
         };
         let name = format!("capture-{}", src.interface());
@@ -193,65 +196,51 @@ pub fn run_live(opts: LiveOptions, stop: Arc<AtomicBool>, metrics: Arc<Metrics>)
             .map_err(|e| PipelineError::Capture(format!("starting a capture thread: {e}")))?;
         threads.push(handle);
     }
-    drop(tx);
-    drop(recycle_rx);
+    drop(queues);
     metrics.capturing.store(true, Relaxed);
 
-    let mut decoder = Decoder::new(opts.capture.decode);
-    let mut table = FlowTable::new(opts.capture.reassembly.clone(), SessionFactory::new(opts.capture.session.clone()));
-    let mut tally = ExchangeTally::default();
-    let mut last_ts = Timestamp(0);
-    let mut send_failed = false;
-    let mut last_tick = Instant::now();
-    loop {
-        match rx.recv_timeout(opts.tick) {
-            Ok(mut batch) => {
-                for frame in batch.frames() {
-                    last_ts = last_ts.max(frame.ts);
-                    if let Some(seg) = decoder.decode(&frame) {
-                        table.process(&seg, &mut batcher.pending);
-                    }
+    // The control thread: reloads until stopped or until every capture thread has ended.
+    while !stop.load(Relaxed) && threads.iter().any(|t| !t.is_finished()) {
+        std::thread::sleep(opts.tick);
+        if control.reload.swap(false, Relaxed)
+            && let Some(f) = control.on_reload.as_mut()
+        {
+            match f() {
+                Ok(r) => {
+                    masking.set(r.masking);
+                    metrics.reloads.fetch_add(1, Relaxed);
+                    tracing::info!("reloaded");
                 }
-                batch.clear();
-                let _ = recycle_tx.try_send(batch);
+                Err(e) => {
+                    metrics.reload_errors.fetch_add(1, Relaxed);
+                    tracing::error!("reload failed, keeping the current settings: {e}");
+                }
             }
-            Err(RecvTimeoutError::Timeout) => {}
-            // Every capture thread has ended (stop, or errors on all interfaces).
-            Err(RecvTimeoutError::Disconnected) => break,
-        }
-        let due = last_tick.elapsed() >= opts.tick;
-        if (batcher.full() || (due && !batcher.pending.is_empty())) && batcher.send(&mut tally).is_err() {
-            send_failed = true;
-            break;
-        }
-        if due {
-            let sessions = table.factory_mut().stats();
-            publish(&metrics, table.stats(), &sessions, &tally, table.open_flows());
-            last_tick = Instant::now();
         }
     }
-    // Drain: capture threads have stopped (or the writer died and we stop them).
+    // Drain: capture threads stop and hand over what they hold; workers then see their queues close.
     stop.store(true, Relaxed);
     let mut interfaces = Vec::with_capacity(threads.len());
+    let mut decode_stats = DecodeStats::default();
     for t in threads {
-        interfaces.push(t.join().unwrap_or_else(|_| InterfaceSummary {
-            error: Some("capture thread panicked".into()),
-            ..Default::default()
-        }));
+        let (i, d) = t.join().unwrap_or_else(|_| {
+            (
+                InterfaceSummary { error: Some("capture thread panicked".into()), ..Default::default() },
+                Default::default(),
+            )
+        });
+        merge_decode(&mut decode_stats, &d);
+        interfaces.push(i);
     }
-    let flush_ts = last_ts.max(wall_clock());
-    table.flush_all(flush_ts, &mut batcher.pending);
-    if !send_failed {
-        send_failed = batcher.send(&mut tally).is_err();
-    }
-    let sessions = table.factory_mut().stats();
-    publish(&metrics, table.stats(), &sessions, &tally, table.open_flows());
-    drop(batcher);
+    let totals = workers.join();
     let joined = writer.join();
     metrics.capturing.store(false, Relaxed);
-    let (writer_stats, files, mask_stats) = joined?;
-    if send_failed {
+    let (mut writer_stats, files, _) = joined?;
+    if totals.writer_gone {
         return Err(PipelineError::WriterGone);
+    }
+    if let Ok(r) = retired.lock() {
+        add_writer_stats(&mut writer_stats, &r);
     }
     // Last pass: the files just finished count towards the limits.
     let mut retention = retention_stats.lock().map(|r| r.clone()).unwrap_or_default();
@@ -263,11 +252,12 @@ pub fn run_live(opts: LiveOptions, stop: Arc<AtomicBool>, metrics: Arc<Metrics>)
             .iter()
             .map(|i| InputSummary { name: i.name.clone(), frames: i.packets, opened: true, error: i.error.clone() })
             .collect(),
-        decode: decoder.stats().clone(),
-        reassembly: table.stats().clone(),
-        sessions,
-        exchanges: tally,
-        masking: mask_stats,
+        decode: decode_stats,
+        reassembly: totals.reassembly,
+        sessions: totals.sessions,
+        exchanges: totals.tally,
+        masking: totals.masking,
+        workers: totals.per_worker,
         ..Default::default()
     };
     summary.source.frames = interfaces.iter().map(|i| i.packets).sum();
@@ -282,25 +272,36 @@ pub fn run_live(opts: LiveOptions, stop: Arc<AtomicBool>, metrics: Arc<Metrics>)
     Ok(summary)
 }
 
-/// Now as a capture timestamp.
-fn wall_clock() -> Timestamp {
-    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    Timestamp(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-}
-
-/// Stores the processing thread's totals into the shared counters.
-fn publish(m: &Metrics, r: &ReassemblyStats, s: &SessionStats, tally: &ExchangeTally, open_flows: usize) {
-    m.flows_open.store(open_flows as u64, Relaxed);
-    m.flows_created.store(r.flows_created, Relaxed);
-    m.flows_evicted.store(r.flows_evicted, Relaxed);
-    m.gaps.store(r.gaps, Relaxed);
-    m.gap_bytes.store(r.gap_bytes, Relaxed);
-    m.parse_errors_http1.store(s.http1.parse_errors, Relaxed);
-    m.parse_errors_h2
-        .store(s.h2.preface_errors + s.h2.malformed_frames + s.h2.protocol_errors + s.h2.hpack_errors, Relaxed);
-    if let Ok(mut map) = m.exchanges.lock() {
-        map.clone_from(&tally.by_proto);
-    }
+/// Adds the counters of a writer that was replaced (after a masking reload) to the final writer's.
+fn add_writer_stats(a: &mut WriterStats, b: &WriterStats) {
+    let WriterStats {
+        exchanges,
+        exchanges_rejected,
+        exchanges_lost,
+        blocks,
+        blocks_stored,
+        raw_bytes,
+        compressed_bytes,
+        file_bytes,
+        files_started,
+        files_finished,
+        files_abandoned,
+        rotations_by_size,
+        rotations_by_age,
+    } = b;
+    a.exchanges += exchanges;
+    a.exchanges_rejected += exchanges_rejected;
+    a.exchanges_lost += exchanges_lost;
+    a.blocks += blocks;
+    a.blocks_stored += blocks_stored;
+    a.raw_bytes += raw_bytes;
+    a.compressed_bytes += compressed_bytes;
+    a.file_bytes += file_bytes;
+    a.files_started += files_started;
+    a.files_finished += files_finished;
+    a.files_abandoned += files_abandoned;
+    a.rotations_by_size += rotations_by_size;
+    a.rotations_by_age += rotations_by_age;
 }
 
 /// Stores the writer's and retention's totals into the shared counters.
@@ -312,18 +313,56 @@ fn publish_writer(m: &Metrics, w: &WriterStats, r: &RetentionStats) {
     m.retention_bytes.store(r.bytes_deleted, Relaxed);
 }
 
-/// The writer thread's periodic work: age rotation by the wall clock, retention after rotations (and every
-/// `retention_every`), metrics.
-fn writer_tick(opts: &LiveOptions, metrics: Arc<Metrics>, stats: Arc<std::sync::Mutex<RetentionStats>>) -> WriterTick {
+/// The writer thread's periodic work: age rotation by the wall clock, flushing a quiet block every
+/// `flush_interval`, a new file when a reload changed the masking fingerprint, retention after rotations (and
+/// every `retention_every`), metrics.
+fn writer_tick(
+    opts: &LiveOptions,
+    metrics: Arc<Metrics>,
+    stats: Arc<std::sync::Mutex<RetentionStats>>,
+    masking: &SharedMasking,
+    retired: Arc<std::sync::Mutex<WriterStats>>,
+) -> WriterTick {
     let dir = opts.capture.writer.dir.clone();
     let cfg = opts.retention.clone();
     let every = opts.retention_every;
+    let flush_every = opts.flush_interval;
+    let masking = Arc::clone(masking);
+    let mut masking_generation = masking.generation();
     let mut last_pass: Option<Instant> = None;
+    let mut last_flush = Instant::now();
+    let mut flushed_at = 0u64;
     WriterTick {
         every: opts.tick,
         hook: Box::new(move |writer: &mut SegmentWriter| {
+            let mut rotated = false;
+            if masking.generation() != masking_generation {
+                let (generation, m) = masking.get();
+                masking_generation = generation;
+                let fingerprint = m.as_ref().map(|m| m.fingerprint().to_vec()).unwrap_or_default();
+                if fingerprint != writer.config().masking_fingerprint {
+                    // Segment headers name the policy: later exchanges go to a new file under the new one.
+                    let mut cfg = writer.config().clone();
+                    cfg.masking_fingerprint = fingerprint;
+                    let old = std::mem::replace(writer, SegmentWriter::create(cfg)?);
+                    if let Ok(mut r) = retired.lock() {
+                        add_writer_stats(&mut r, old.stats());
+                    }
+                    let done = old.finish()?;
+                    metrics.segment_files.fetch_add(done.len() as u64, Relaxed);
+                    rotated = true;
+                    flushed_at = 0;
+                }
+            }
             writer.advance_time(wall_clock())?;
-            let rotated = !writer.take_finished().is_empty();
+            rotated |= !writer.take_finished().is_empty();
+            let written = writer.stats().exchanges;
+            if written != flushed_at && last_flush.elapsed() >= flush_every {
+                writer.flush()?;
+                flushed_at = written;
+                last_flush = Instant::now();
+                metrics.segment_flushes.fetch_add(1, Relaxed);
+            }
             let mut st = stats.lock().map(|s| s.clone()).unwrap_or_default();
             if cfg.enabled() && (rotated || last_pass.is_none_or(|t| t.elapsed() >= every)) {
                 let open = writer.current_tmp_path().and_then(|p| std::fs::metadata(p).ok()).map_or(0, |m| m.len());
@@ -333,40 +372,51 @@ fn writer_tick(opts: &LiveOptions, metrics: Arc<Metrics>, stats: Arc<std::sync::
                     *s = st.clone();
                 }
             }
-            publish_writer(&metrics, writer.stats(), &st);
+            let mut total = writer.stats().clone();
+            if let Ok(r) = retired.lock() {
+                add_writer_stats(&mut total, &r);
+            }
+            publish_writer(&metrics, &total, &st);
             Ok(())
         }),
     }
 }
 
-/// One interface's capture thread.
+/// One interface's capture thread: reads, decodes, shards.
 struct CaptureThread {
-    tx: Sender<PacketBatch>,
-    recycle: Receiver<PacketBatch>,
+    queues: WorkerQueues,
+    decode: DecodeConfig,
     stop: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
     index: usize,
-    batch_bytes: usize,
     tick: Duration,
 }
 
+/// Frames read before the capture thread hands its pending batches over and looks at the stop flag.
+const READ_BURST: usize = 4096;
+/// Frames still read from the kernel's buffer once the stop flag is set, at most.
+const DRAIN_FRAMES: u64 = 65_536;
+
 impl CaptureThread {
-    fn run(self, mut src: LiveSource) -> InterfaceSummary {
+    fn run(self, mut src: LiveSource) -> (InterfaceSummary, DecodeStats) {
         let mut out =
             InterfaceSummary { name: src.interface().to_string(), link_type: src.link().0, ..Default::default() };
-        let mut batch = self.fresh_batch(&src);
+        let mut decoder = Decoder::new(self.decode);
+        let mut sharder = Sharder::new(self.queues.clone(), Overflow::Drop);
+        let m = self.metrics.interfaces.get(self.index);
         let mut last_stats = Instant::now();
         'outer: while !self.stop.load(Relaxed) {
-            let mut got = 0usize;
+            let (mut got, mut bytes) = (0usize, 0u64);
             loop {
                 match src.next_frame() {
                     Ok(Some(f)) => {
-                        batch.push(&f);
                         got += 1;
-                        if batch.packets.len() >= BATCH_PACKETS || batch.data.len() >= self.batch_bytes {
-                            self.send(&mut batch, &src, &mut out);
+                        bytes += f.data.len() as u64;
+                        sharder.saw(f.ts);
+                        if let Some(seg) = decoder.decode(&f) {
+                            sharder.push(&seg);
                         }
-                        if got >= 4 * BATCH_PACKETS {
+                        if got >= READ_BURST {
                             break;
                         }
                     }
@@ -378,12 +428,22 @@ impl CaptureThread {
                     }
                 }
             }
-            if !batch.packets.is_empty() {
-                self.send(&mut batch, &src, &mut out);
+            self.account(&mut out, got as u64, bytes);
+            if let Some(m) = m {
+                m.queue_drops.store(sharder.dropped, Relaxed);
+            }
+            if got < READ_BURST {
+                // Nothing more ready: hand over what is pending rather than wait for full batches.
+                sharder.flush();
             }
             if last_stats.elapsed() >= self.tick * 5 {
                 self.kernel_stats(&mut src, &mut out);
                 last_stats = Instant::now();
+            }
+            if sharder.workers_gone {
+                // The workers are gone (writer failure): stop capturing.
+                self.stop.store(true, Relaxed);
+                break;
             }
             if got == 0
                 && let Err(e) = src.wait(self.tick)
@@ -393,58 +453,43 @@ impl CaptureThread {
                 break;
             }
         }
-        if !batch.packets.is_empty() {
-            self.send(&mut batch, &src, &mut out);
+        if out.error.is_none() && !sharder.workers_gone {
+            // Stopping: what the kernel already holds was captured before the signal; take it (bounded).
+            let (mut got, mut bytes) = (0u64, 0u64);
+            while got < DRAIN_FRAMES {
+                match src.next_frame() {
+                    Ok(Some(f)) => {
+                        got += 1;
+                        bytes += f.data.len() as u64;
+                        sharder.saw(f.ts);
+                        if let Some(seg) = decoder.decode(&f) {
+                            sharder.push(&seg);
+                        }
+                    }
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            self.account(&mut out, got, bytes);
+        }
+        sharder.flush();
+        out.queue_drops = sharder.dropped;
+        if let Some(m) = m {
+            m.queue_drops.store(sharder.dropped, Relaxed);
         }
         self.kernel_stats(&mut src, &mut out);
         out.truncated = src.stats().truncated_frames;
-        if let Some(m) = self.metrics.interfaces.get(self.index) {
+        if let Some(m) = m {
             m.up.store(false, Relaxed);
         }
-        out
+        (out, decoder.stats().clone())
     }
 
-    fn fresh_batch(&self, src: &LiveSource) -> PacketBatch {
-        let mut b = self.recycle.try_recv().unwrap_or_else(|_| PacketBatch {
-            interface: 0,
-            link: src.link(),
-            data: Vec::with_capacity(self.batch_bytes + (64 << 10)),
-            packets: Vec::with_capacity(BATCH_PACKETS),
-        });
-        b.interface = self.index as u32;
-        b.link = src.link();
-        b
-    }
-
-    /// Hands the batch over without waiting; a full queue drops it (counted).
-    fn send(&self, batch: &mut PacketBatch, src: &LiveSource, out: &mut InterfaceSummary) {
-        let n = batch.packets.len() as u64;
-        let bytes = batch.data.len() as u64;
-        out.packets += n;
+    fn account(&self, out: &mut InterfaceSummary, packets: u64, bytes: u64) {
+        out.packets += packets;
         out.bytes += bytes;
-        let m = self.metrics.interfaces.get(self.index);
-        if let Some(m) = m {
-            m.packets.fetch_add(n, Relaxed);
+        if let Some(m) = self.metrics.interfaces.get(self.index) {
+            m.packets.fetch_add(packets, Relaxed);
             m.bytes.fetch_add(bytes, Relaxed);
-        }
-        let full = std::mem::replace(batch, PacketBatch::empty(src.link()));
-        match self.tx.try_send(full) {
-            Ok(()) => *batch = self.fresh_batch(src),
-            Err(TrySendError::Full(mut back)) => {
-                out.queue_drops += n;
-                if let Some(m) = m {
-                    m.queue_drops.fetch_add(n, Relaxed);
-                }
-                back.clear();
-                *batch = back;
-            }
-            Err(TrySendError::Disconnected(mut back)) => {
-                back.clear();
-                *batch = back;
-                // The processing thread is gone (writer failure): stop capturing.
-                out.queue_drops += n;
-                self.stop.store(true, Relaxed);
-            }
         }
     }
 
@@ -459,34 +504,5 @@ impl CaptureThread {
             }
             Err(e) => tracing::debug!("{e}"),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_batch_gives_back_its_frames_in_order() {
-        let mut b = PacketBatch { interface: 2, link: LinkType::RAW, data: Vec::new(), packets: Vec::new() };
-        for (i, payload) in [&b"abc"[..], b"", b"defgh"].iter().enumerate() {
-            let f = Frame {
-                ts: Timestamp(i as u64 * 10),
-                link: LinkType::RAW,
-                data: payload,
-                orig_len: payload.len() as u32 + 1,
-                interface: 2,
-                number: i as u64 + 1,
-            };
-            b.push(&f);
-        }
-        let got: Vec<(u64, Vec<u8>, u32, u64, u32)> =
-            b.frames().map(|f| (f.ts.0, f.data.to_vec(), f.orig_len, f.number, f.interface)).collect();
-        assert_eq!(
-            got,
-            vec![(0, b"abc".to_vec(), 4, 1, 2), (10, Vec::new(), 1, 2, 2), (20, b"defgh".to_vec(), 6, 3, 2)]
-        );
-        b.clear();
-        assert_eq!(b.frames().count(), 0);
     }
 }

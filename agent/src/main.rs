@@ -3,8 +3,6 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::Parser;
-
 /// mimalloc: exchanges are built on the capture thread and freed on the writer thread, a pattern glibc's malloc
 /// serves poorly (arena locking, consolidation); mimalloc's per-thread free lists make it cheap.
 #[global_allocator]
@@ -14,16 +12,35 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tapedeck_agent::cli::Args;
+use tapedeck_agent::cli::config::{self, FileConfig};
 use tapedeck_agent::live;
+use tapedeck_agent::logfile::LogFile;
 use tapedeck_agent::mask;
 use tapedeck_agent::metrics::{Metrics, MetricsServer};
 use tapedeck_agent::pipeline::{self, Progress};
+use tapedeck_agent::signals;
 use tapedeck_agent::summary;
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    init_logging(&args.log_format);
-    match run(&args) {
+    let args = match config::load(std::env::args_os()) {
+        Ok(a) => a,
+        Err(e) => {
+            e.print();
+            return ExitCode::from(e.exit_code());
+        }
+    };
+    if args.print_config {
+        print!("{}", FileConfig::from_args(&args).to_toml());
+        return ExitCode::SUCCESS;
+    }
+    let log_file = match init_logging(&args) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("agent: {e:#}");
+            return ExitCode::from(1);
+        }
+    };
+    match run(&args, log_file) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("agent: {e:#}");
@@ -32,7 +49,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: &Args) -> anyhow::Result<ExitCode> {
+fn run(args: &Args, log_file: Option<Arc<LogFile>>) -> anyhow::Result<ExitCode> {
     let masker = mask::setup(args.mask_policy.as_deref(), !args.no_default_masking, args.mask_key_file.as_deref())?;
     if args.print_masking {
         print!("{}", mask::describe(masker.as_ref()));
@@ -54,7 +71,7 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
             }
         };
         opts.capture.masking = masker;
-        run_live(args, opts)?
+        run_live(args, opts, log_file)?
     };
     if let Some(path) = &args.stats_json {
         let json = serde_json::to_vec_pretty(&summary)?;
@@ -73,11 +90,17 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Live capture until SIGTERM/SIGINT, with metrics if asked, and a watchdog bounding the shutdown.
-fn run_live(args: &Args, opts: live::LiveOptions) -> anyhow::Result<pipeline::RunSummary> {
-    let stop = live::install_signal_handlers()?;
+/// Live capture until SIGTERM/SIGINT, with metrics if asked, a watchdog bounding the shutdown, and reloads on
+/// SIGHUP (masking policy, log file).
+fn run_live(
+    args: &Args,
+    opts: live::LiveOptions,
+    log_file: Option<Arc<LogFile>>,
+) -> anyhow::Result<pipeline::RunSummary> {
+    let signals = signals::install()?;
+    let stop = Arc::clone(&signals.stop);
     let names: Vec<String> = opts.interfaces.iter().map(|i| i.interface.clone()).collect();
-    let metrics = Arc::new(Metrics::new(&names));
+    let metrics = Arc::new(Metrics::with_workers(&names, opts.capture.workers));
     let server = match args.metrics_addr {
         Some(addr) => Some(
             MetricsServer::start(addr, Arc::clone(&metrics))
@@ -98,19 +121,57 @@ fn run_live(args: &Args, opts: live::LiveOptions) -> anyhow::Result<pipeline::Ru
         eprintln!("agent: shutdown took longer than {grace:?}; exiting without finishing");
         std::process::exit(1);
     })?;
-    let summary = live::run_live(opts, stop, metrics)?;
+    let (policy, default_masking, key_file) =
+        (args.mask_policy.clone(), !args.no_default_masking, args.mask_key_file.clone());
+    let on_reload: live::ReloadFn = Box::new(move || {
+        if let Some(l) = &log_file {
+            l.reopen().map_err(|e| format!("reopening the log file: {e}"))?;
+        }
+        let masking =
+            mask::setup(policy.as_deref(), default_masking, key_file.as_deref()).map_err(|e| format!("{e:#}"))?;
+        tracing::info!(
+            fingerprint = masking.as_ref().map(|m| hex(&m.fingerprint())).unwrap_or_default(),
+            "masking policy re-read"
+        );
+        Ok(live::Reloaded { masking })
+    });
+    let control = live::LiveControl { stop, reload: signals.reload, on_reload: Some(on_reload) };
+    let summary = live::run_live(opts, control, metrics)?;
     drop(server);
     Ok(summary)
 }
 
-fn init_logging(format: &str) {
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Logging on standard error, or to --log-file (returned, to be reopened on SIGHUP).
+fn init_logging(args: &Args) -> anyhow::Result<Option<Arc<LogFile>>> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TAPEDECK_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.without_time().with_target(false).init();
+    let json = args.log_format == "json";
+    match &args.log_file {
+        Some(path) => {
+            let file = LogFile::open(path).map_err(|e| anyhow::anyhow!("opening log file {}: {e}", path.display()))?;
+            let f = Arc::clone(&file);
+            let builder =
+                tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false).with_writer(move || f.writer());
+            if json {
+                builder.json().init();
+            } else {
+                builder.with_target(false).init();
+            }
+            Ok(Some(file))
+        }
+        None => {
+            let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+            if json {
+                builder.json().init();
+            } else {
+                builder.without_time().with_target(false).init();
+            }
+            Ok(None)
+        }
     }
 }
 

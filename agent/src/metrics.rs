@@ -26,23 +26,27 @@ pub struct InterfaceMetrics {
     pub kernel_drops: AtomicU64,
     /// Packets the interface or driver dropped (`ps_ifdrop`).
     pub interface_drops: AtomicU64,
-    /// Packets dropped because the queue to the processing thread was full.
+    /// TCP segments of this interface dropped because a worker's queue was full.
     pub queue_drops: AtomicU64,
     /// Whether its capture thread is still reading.
     pub up: AtomicBool,
 }
 
-/// Every counter `/metrics` shows. Shared (`Arc`) between the threads of a live run and the HTTP listener.
+/// Counters of one processing worker (flow table, parsers): published by the worker as totals on each tick.
 #[derive(Debug, Default)]
-pub struct Metrics {
-    /// Per capture interface.
-    pub interfaces: Vec<InterfaceMetrics>,
+pub struct WorkerMetrics {
+    /// TCP segments processed.
+    pub segments: AtomicU64,
+    /// Segments dropped because this worker's queue was full (live capture; the capture thread never waits).
+    pub queue_drops: AtomicU64,
     /// TCP connections tracked now (gauge).
     pub flows_open: AtomicU64,
     /// TCP connections opened.
     pub flows_created: AtomicU64,
-    /// TCP connections evicted at the `--max-flows` cap.
+    /// TCP connections evicted at the worker's share of the `--max-flows` cap.
     pub flows_evicted: AtomicU64,
+    /// TCP connections closed after `--idle-timeout` without a packet.
+    pub flows_idle: AtomicU64,
     /// Reassembly gaps (bytes the capture missed).
     pub gaps: AtomicU64,
     /// Bytes inside those gaps.
@@ -54,31 +58,59 @@ pub struct Metrics {
     pub parse_errors_h2: AtomicU64,
     /// Exchanges handed to the writer, by protocol name.
     pub exchanges: Mutex<BTreeMap<String, u64>>,
+    /// Exchanges handed to the writer (updated at every batch; for progress displays).
+    pub exchanges_sent: AtomicU64,
+}
+
+/// Every counter `/metrics` shows. Shared (`Arc`) between the threads of a live run and the HTTP listener.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Per capture interface.
+    pub interfaces: Vec<InterfaceMetrics>,
+    /// Per processing worker (`--workers`); the flow and exchange totals are their sums.
+    pub workers: Vec<Arc<WorkerMetrics>>,
     /// Bytes written to segment files.
     pub segment_bytes: AtomicU64,
     /// Exchanges written to segment files.
     pub segment_exchanges: AtomicU64,
     /// Segment files finished (renamed to `.seg`).
     pub segment_files: AtomicU64,
+    /// Segment blocks flushed to disk by `--flush-interval` while traffic was low.
+    pub segment_flushes: AtomicU64,
     /// Segment files deleted by retention.
     pub retention_deletions: AtomicU64,
     /// Bytes of the files deleted by retention.
     pub retention_bytes: AtomicU64,
+    /// SIGHUP reloads done (masking policy, service map, log file).
+    pub reloads: AtomicU64,
+    /// SIGHUP reloads that failed (the previous configuration stays).
+    pub reload_errors: AtomicU64,
     /// Whether the run is capturing: set once every interface is open and its thread started, cleared when the
     /// run ends. `/healthz` answers 503 without it (so it also serves as a readiness check).
     pub capturing: AtomicBool,
 }
 
 impl Metrics {
-    /// Counters for these interfaces, all zero, not capturing yet.
+    /// Counters for these interfaces and one worker, all zero, not capturing yet.
     pub fn new(interfaces: &[String]) -> Self {
+        Self::with_workers(interfaces, 1)
+    }
+
+    /// Counters for these interfaces and `workers` processing workers.
+    pub fn with_workers(interfaces: &[String], workers: usize) -> Self {
         Metrics {
             interfaces: interfaces
                 .iter()
                 .map(|n| InterfaceMetrics { name: n.clone(), up: AtomicBool::new(true), ..Default::default() })
                 .collect(),
+            workers: (0..workers.max(1)).map(|_| Arc::default()).collect(),
             ..Default::default()
         }
+    }
+
+    /// The sum of one worker counter over all workers.
+    fn sum(&self, get: impl Fn(&WorkerMetrics) -> &AtomicU64) -> u64 {
+        self.workers.iter().map(|w| get(w).load(Relaxed)).sum()
     }
 
     /// The Prometheus text exposition (format 0.0.4).
@@ -111,7 +143,7 @@ impl Metrics {
             &mut out,
             "tapedeck_queue_drops_total",
             "counter",
-            "Packets dropped because the queue to the processing thread was full.",
+            "TCP segments dropped because a worker's queue was full (by interface).",
             &|i| i.queue_drops.load(Relaxed),
         );
         per_iface(&mut out, "tapedeck_capture_up", "gauge", "1 while the interface's capture thread reads.", &|i| {
@@ -120,25 +152,59 @@ impl Metrics {
         let one = |out: &mut String, name: &str, kind: &str, help: &str, v: &AtomicU64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}", v.load(Relaxed));
         };
-        one(&mut out, "tapedeck_flows_open", "gauge", "TCP connections tracked now.", &self.flows_open);
-        one(&mut out, "tapedeck_flows_created_total", "counter", "TCP connections opened.", &self.flows_created);
-        one(
+        let total = |out: &mut String, name: &str, kind: &str, help: &str, v: u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+        };
+        total(&mut out, "tapedeck_flows_open", "gauge", "TCP connections tracked now.", self.sum(|w| &w.flows_open));
+        total(
+            &mut out,
+            "tapedeck_flows_created_total",
+            "counter",
+            "TCP connections opened.",
+            self.sum(|w| &w.flows_created),
+        );
+        total(
             &mut out,
             "tapedeck_flows_evicted_total",
             "counter",
             "TCP connections evicted at the connection cap.",
-            &self.flows_evicted,
+            self.sum(|w| &w.flows_evicted),
         );
-        one(&mut out, "tapedeck_gaps_total", "counter", "Reassembly gaps (bytes the capture missed).", &self.gaps);
-        one(&mut out, "tapedeck_gap_bytes_total", "counter", "Bytes inside reassembly gaps.", &self.gap_bytes);
+        total(
+            &mut out,
+            "tapedeck_flows_idle_total",
+            "counter",
+            "TCP connections closed after the idle timeout.",
+            self.sum(|w| &w.flows_idle),
+        );
+        total(
+            &mut out,
+            "tapedeck_gaps_total",
+            "counter",
+            "Reassembly gaps (bytes the capture missed).",
+            self.sum(|w| &w.gaps),
+        );
+        total(
+            &mut out,
+            "tapedeck_gap_bytes_total",
+            "counter",
+            "Bytes inside reassembly gaps.",
+            self.sum(|w| &w.gap_bytes),
+        );
+        let mut by_proto: BTreeMap<String, u64> = BTreeMap::new();
+        for w in &self.workers {
+            if let Ok(map) = w.exchanges.lock() {
+                for (proto, n) in map.iter() {
+                    *by_proto.entry(proto.clone()).or_default() += n;
+                }
+            }
+        }
         let _ = writeln!(
             out,
             "# HELP tapedeck_exchanges_total Exchanges recorded, by protocol.\n# TYPE tapedeck_exchanges_total counter"
         );
-        if let Ok(map) = self.exchanges.lock() {
-            for (proto, n) in map.iter() {
-                let _ = writeln!(out, "tapedeck_exchanges_total{{protocol=\"{}\"}} {n}", escape(proto));
-            }
+        for (proto, n) in &by_proto {
+            let _ = writeln!(out, "tapedeck_exchanges_total{{protocol=\"{}\"}} {n}", escape(proto));
         }
         let _ = writeln!(
             out,
@@ -146,8 +212,23 @@ impl Metrics {
              # TYPE tapedeck_parse_errors_total counter\n\
              tapedeck_parse_errors_total{{protocol=\"http1\"}} {}\n\
              tapedeck_parse_errors_total{{protocol=\"h2\"}} {}",
-            self.parse_errors_http1.load(Relaxed),
-            self.parse_errors_h2.load(Relaxed)
+            self.sum(|w| &w.parse_errors_http1),
+            self.sum(|w| &w.parse_errors_h2)
+        );
+        let per_worker = |out: &mut String, name: &str, help: &str, get: &dyn Fn(&WorkerMetrics) -> u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for (i, w) in self.workers.iter().enumerate() {
+                let _ = writeln!(out, "{name}{{worker=\"{i}\"}} {}", get(w));
+            }
+        };
+        per_worker(&mut out, "tapedeck_worker_segments_total", "TCP segments processed, by worker.", &|w| {
+            w.segments.load(Relaxed)
+        });
+        per_worker(
+            &mut out,
+            "tapedeck_worker_queue_drops_total",
+            "TCP segments dropped because the worker's queue was full.",
+            &|w| w.queue_drops.load(Relaxed),
         );
         one(
             &mut out,
@@ -164,6 +245,15 @@ impl Metrics {
             &self.segment_exchanges,
         );
         one(&mut out, "tapedeck_segment_files_total", "counter", "Segment files finished.", &self.segment_files);
+        one(
+            &mut out,
+            "tapedeck_segment_flushes_total",
+            "counter",
+            "Segment blocks flushed by the flush interval while traffic was low.",
+            &self.segment_flushes,
+        );
+        one(&mut out, "tapedeck_reloads_total", "counter", "SIGHUP reloads done.", &self.reloads);
+        one(&mut out, "tapedeck_reload_errors_total", "counter", "SIGHUP reloads that failed.", &self.reload_errors);
         one(
             &mut out,
             "tapedeck_retention_deletions_total",
@@ -335,8 +425,12 @@ mod tests {
         let m = Arc::new(Metrics::new(&["eth0".into(), "lo".into()]));
         m.interfaces[0].packets.store(42, Relaxed);
         m.interfaces[1].kernel_drops.store(7, Relaxed);
-        m.flows_open.store(3, Relaxed);
-        m.exchanges.lock().unwrap().insert("http/1.1".into(), 5);
+        let m = Arc::new(Metrics { workers: vec![Arc::default(), Arc::default()], ..Arc::into_inner(m).unwrap() });
+        m.workers[0].flows_open.store(3, Relaxed);
+        m.workers[1].flows_open.store(4, Relaxed);
+        m.workers[1].queue_drops.store(9, Relaxed);
+        m.workers[0].exchanges.lock().unwrap().insert("http/1.1".into(), 5);
+        m.workers[1].exchanges.lock().unwrap().insert("http/1.1".into(), 2);
         m.retention_deletions.store(2, Relaxed);
         let server = MetricsServer::start("127.0.0.1:0".parse().unwrap(), Arc::clone(&m)).unwrap();
         let r = get(server.local_addr(), "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -346,8 +440,10 @@ mod tests {
             "tapedeck_packets_total{interface=\"eth0\"} 42",
             "tapedeck_packets_total{interface=\"lo\"} 0",
             "tapedeck_kernel_drops_total{interface=\"lo\"} 7",
-            "tapedeck_flows_open 3",
-            "tapedeck_exchanges_total{protocol=\"http/1.1\"} 5",
+            "tapedeck_flows_open 7",
+            "tapedeck_exchanges_total{protocol=\"http/1.1\"} 7",
+            "tapedeck_worker_queue_drops_total{worker=\"1\"} 9",
+            "tapedeck_worker_queue_drops_total{worker=\"0\"} 0",
             "tapedeck_retention_deletions_total 2",
             "# TYPE tapedeck_queue_drops_total counter",
         ] {

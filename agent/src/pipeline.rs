@@ -1,22 +1,27 @@
-//! The capture pipeline for capture files: sources → decode → reassembly → sessions on this thread, exchanges in
-//! batches over a bounded channel to a writer thread that encodes, compresses and writes segments.
+//! The capture pipeline for capture files: sources → decode on this thread, segments sharded by connection over
+//! `workers` worker threads ([`crate::shard`]: reassembly, sessions, masking), exchanges in batches over a
+//! bounded channel to a writer thread that encodes, compresses and writes segments.
 //!
-//! Reading a file never drops for lack of room: when the writer falls behind, the reader waits (back-pressure),
-//! so the channel bounds memory. Several inputs are read in the order given as one continuous capture, the way
+//! Reading a file never drops for lack of room: when a worker or the writer falls behind, the reader waits
+//! (back-pressure), so the channels bound memory. Several inputs are read in the order given as one continuous capture, the way
 //! `mergecap -a` would join them (rotated tcpdump files keep their connections).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 use serde::Serialize;
+use tapedeck_model::Exchange;
 use tapedeck_model::segment::{SegmentWriter, SegmentWriterConfig, WriterStats};
-use tapedeck_model::{Exchange, Timestamp};
 
 use crate::decode::{DecodeConfig, DecodeStats, Decoder};
 use crate::mask::{MaskStats, Masker};
-use crate::reassembly::{FlowTable, ReassemblyConfig, ReassemblyStats};
-use crate::session::{SessionConfig, SessionFactory};
+use crate::reassembly::{ReassemblyConfig, ReassemblyStats};
+use crate::reload::{Reloadable, SharedMasking, WorkerMasker};
+use crate::session::SessionConfig;
+use crate::shard::{Overflow, Sharder, WorkerOptions, start_workers};
 use crate::source::{PcapSource, SourceError, SourceStats};
 use crate::stats::{ExchangeTally, Merge, SessionStats};
 
@@ -33,9 +38,12 @@ pub struct CaptureConfig {
     pub writer: SegmentWriterConfig,
     /// Labels added to every exchange (node, interface, ...).
     pub labels: Vec<(String, String)>,
-    /// The masking applied on the writer thread before every write; None writes exchanges as seen. Its policy
+    /// The masking applied (by the workers) before every write; None writes exchanges as seen. Its policy
     /// fingerprint replaces `writer.masking_fingerprint`.
     pub masking: Option<Masker>,
+    /// Worker threads that reassemble and parse, connections sharded among them (0 is taken as 1). The flow and
+    /// buffered-bytes caps of `reassembly` are split among them.
+    pub workers: usize,
 }
 
 /// What happened to one input.
@@ -79,6 +87,8 @@ pub struct RunSummary {
     /// Live capture only: interfaces (kernel and queue drops), retention.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub live: Option<crate::live::LiveSummary>,
+    /// Per worker thread (their counters are included in the totals above).
+    pub workers: Vec<crate::shard::WorkerSummary>,
 }
 
 impl RunSummary {
@@ -109,7 +119,7 @@ pub enum PipelineError {
 /// How many exchanges travel together to the writer thread.
 const BATCH: usize = 512;
 /// Batches in flight between the threads (bounds memory, with [`BATCH_BYTES`]).
-const CHANNEL_BATCHES: usize = 16;
+const CHANNEL_BATCHES: usize = 8;
 /// A batch is also sent once its exchanges hold this many bytes (by [`approx_bytes`]), so that batches of large
 /// exchanges (bodies at the cap, huge header lists) do not multiply the memory in flight: at most
 /// `CHANNEL_BATCHES + 2` batches of about this size (plus one exchange) exist at once.
@@ -132,14 +142,24 @@ pub fn run_files(
     progress: &mut dyn Progress,
 ) -> Result<RunSummary, PipelineError> {
     let started = Instant::now();
-    let (mut batcher, writer) = start_writer(cfg.writer.clone(), cfg.labels.clone(), cfg.masking.clone(), None)?;
+    let shared_masking = Arc::new(Reloadable::new(cfg.masking.clone()));
+    let (batcher, writer) = start_masked_writer(&cfg, &shared_masking, None)?;
+    let opts = WorkerOptions {
+        workers: cfg.workers.max(1),
+        queue_batches: WORKER_QUEUE_BATCHES,
+        batch_bytes: WORKER_BATCH_BYTES,
+        tick: None,
+        wall_clock: false,
+    };
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (queues, workers) = start_workers(&cfg, &batcher, &opts, None, stop)
+        .map_err(|e| PipelineError::Capture(format!("starting worker threads: {e}")))?;
+    drop(batcher);
+    let mut sharder = Sharder::new(queues, Overflow::Block);
 
     let mut summary = RunSummary::default();
     let mut decoder = Decoder::new(cfg.decode);
-    let mut table = FlowTable::new(cfg.reassembly.clone(), SessionFactory::new(cfg.session.clone()));
-    let mut tally = ExchangeTally::default();
-    let mut last_ts = Timestamp(0);
-    let mut send_failed = false;
+    let mut frames_seen = 0u64;
 
     'inputs: for path in inputs {
         let mut input = InputSummary { name: path.display().to_string(), ..Default::default() };
@@ -158,9 +178,9 @@ pub fn run_files(
             match source.next_frame() {
                 Ok(Some(frame)) => {
                     input.frames += 1;
-                    last_ts = last_ts.max(frame.ts);
+                    sharder.saw(frame.ts);
                     if let Some(seg) = decoder.decode(&frame) {
-                        table.process(&seg, &mut batcher.pending);
+                        sharder.push(&seg);
                     }
                 }
                 Ok(None) => break,
@@ -170,42 +190,59 @@ pub fn run_files(
                     break;
                 }
             }
-            if batcher.full() {
-                if batcher.send(&mut tally).is_err() {
-                    send_failed = true;
-                    summary.source.merge(source.stats());
-                    summary.inputs.push(input);
-                    break 'inputs;
-                }
-                if last_report.elapsed() > Duration::from_millis(500) {
-                    progress.update(&input.name, source.stats().bytes_read, tally.total);
-                    last_report = Instant::now();
-                }
+            if sharder.workers_gone {
+                summary.source.merge(source.stats());
+                summary.inputs.push(input);
+                break 'inputs;
+            }
+            frames_seen += 1;
+            if frames_seen.is_multiple_of(4096) && last_report.elapsed() > Duration::from_millis(500) {
+                let produced: u64 = workers.metrics.iter().map(|m| m.exchanges_sent.load(Ordering::Relaxed)).sum();
+                progress.update(&input.name, source.stats().bytes_read, produced);
+                last_report = Instant::now();
             }
         }
-        progress.update(&input.name, source.stats().bytes_read, tally.total);
+        progress.update(&input.name, source.stats().bytes_read, 0);
         summary.source.merge(source.stats());
         summary.inputs.push(input);
     }
-    table.flush_all(last_ts, &mut batcher.pending);
-    if !send_failed {
-        send_failed = batcher.send(&mut tally).is_err();
-    }
+    sharder.finish();
+    let totals = workers.join();
     summary.decode = decoder.stats().clone();
-    summary.reassembly = table.stats().clone();
-    summary.sessions = table.factory_mut().stats();
-    summary.exchanges = tally;
-    drop(batcher);
-    let (writer_stats, files, mask_stats) = writer.join()?;
-    if send_failed {
+    summary.reassembly = totals.reassembly;
+    summary.sessions = totals.sessions;
+    summary.exchanges = totals.tally;
+    summary.workers = totals.per_worker;
+    let (writer_stats, files, _) = writer.join()?;
+    if totals.writer_gone {
         return Err(PipelineError::WriterGone);
     }
     summary.writer = writer_stats;
-    summary.masking = mask_stats;
+    summary.masking = totals.masking;
     summary.segments = files;
     summary.seconds = started.elapsed().as_secs_f64();
     summary.peak_rss_bytes = peak_rss_bytes();
     Ok(summary)
+}
+
+/// Batches of segments queued per worker: reading a file never drops, so a short queue only needs to cover the
+/// reader's jitter.
+const WORKER_QUEUE_BATCHES: usize = 4;
+/// Payload bytes per batch of segments.
+const WORKER_BATCH_BYTES: usize = 64 << 10;
+
+/// Starts the writer for a sharded pipeline: masking runs on the workers (through `masking`), so the writer
+/// gets none, but its segment headers carry the policy's fingerprint.
+pub(crate) fn start_masked_writer(
+    cfg: &CaptureConfig,
+    masking: &SharedMasking,
+    tick: Option<WriterTick>,
+) -> Result<(Batcher, WriterThread), PipelineError> {
+    let mut writer_cfg = cfg.writer.clone();
+    writer_cfg.masking_fingerprint = cfg.masking.as_ref().map(|m| m.fingerprint().to_vec()).unwrap_or_default();
+    let (mut batcher, writer) = start_writer(writer_cfg, cfg.labels.clone(), None, tick)?;
+    batcher.masking = Some(Arc::clone(masking));
+    Ok((batcher, writer))
 }
 
 /// Peak resident set size of this process (Linux `VmHWM`), or None where it cannot be read.
@@ -253,7 +290,9 @@ pub(crate) fn start_writer(
     masker: Option<Masker>,
     tick: Option<WriterTick>,
 ) -> Result<(Batcher, WriterThread), PipelineError> {
-    writer_cfg.masking_fingerprint = masker.as_ref().map(|m| m.fingerprint().to_vec()).unwrap_or_default();
+    if let Some(m) = &masker {
+        writer_cfg.masking_fingerprint = m.fingerprint().to_vec();
+    }
     let (tx, rx) = bounded::<Vec<Exchange>>(CHANNEL_BATCHES);
     // Emptied batch vectors travel back so that their memory is reused instead of fresh pages per batch.
     let (recycle_tx, recycle_rx) = bounded::<Vec<Exchange>>(CHANNEL_BATCHES + 2);
@@ -264,11 +303,16 @@ pub(crate) fn start_writer(
     Ok((Batcher::new(tx, recycle_rx, labels), WriterThread { handle }))
 }
 
-/// Gives exchanges their ids and labels, and sends them to the writer in batches.
+/// Gives exchanges their ids and labels, masks them (sharded pipelines) and sends them to the writer in batches.
+/// Workers each hold a clone ([`Batcher::clone_for_worker`]); exchange ids come from one shared counter.
 pub(crate) struct Batcher {
     tx: Sender<Vec<Exchange>>,
     recycled: Receiver<Vec<Exchange>>,
-    next_id: u64,
+    next_id: Arc<AtomicU64>,
+    /// The shared masking policy, applied before sending (None: the writer masks, or nothing does).
+    pub(crate) masking: Option<SharedMasking>,
+    /// This batcher's copy of the masking policy.
+    masker: Option<WorkerMasker>,
     /// Exchanges produced since the last send; stages push into it.
     pub(crate) pending: Vec<Exchange>,
     /// Of `pending`, how many are counted in `pending_bytes`.
@@ -305,7 +349,37 @@ fn approx_bytes(ex: &Exchange) -> usize {
 
 impl Batcher {
     fn new(tx: Sender<Vec<Exchange>>, recycled: Receiver<Vec<Exchange>>, labels: Vec<(String, String)>) -> Self {
-        Batcher { tx, recycled, next_id: 1, pending: Vec::with_capacity(BATCH), measured: 0, pending_bytes: 0, labels }
+        Batcher {
+            tx,
+            recycled,
+            next_id: Arc::new(AtomicU64::new(1)),
+            masking: None,
+            masker: None,
+            pending: Vec::with_capacity(BATCH),
+            measured: 0,
+            pending_bytes: 0,
+            labels,
+        }
+    }
+
+    /// Another batcher to the same writer, sharing the id counter and the masking policy.
+    pub(crate) fn clone_for_worker(&self) -> Batcher {
+        Batcher {
+            tx: self.tx.clone(),
+            recycled: self.recycled.clone(),
+            next_id: Arc::clone(&self.next_id),
+            masking: self.masking.clone(),
+            masker: self.masking.as_ref().map(|m| WorkerMasker::new(Arc::clone(m))),
+            pending: Vec::with_capacity(BATCH),
+            measured: 0,
+            pending_bytes: 0,
+            labels: self.labels.clone(),
+        }
+    }
+
+    /// Counters of the masking this batcher applied (None when it masks nothing).
+    pub(crate) fn mask_stats(&self) -> Option<MaskStats> {
+        self.masker.as_ref().and_then(WorkerMasker::stats)
     }
 
     /// Whether the pending batch should go now: [`BATCH`] exchanges, or [`BATCH_BYTES`] of them.
@@ -325,13 +399,16 @@ impl Batcher {
         if self.pending.is_empty() {
             return Ok(());
         }
-        for ex in &mut self.pending {
-            ex.id = self.next_id;
-            self.next_id += 1;
+        let first = self.next_id.fetch_add(self.pending.len() as u64, Ordering::Relaxed);
+        for (id, ex) in (first..).zip(self.pending.iter_mut()) {
+            ex.id = id;
             if !self.labels.is_empty() {
                 ex.labels.extend(self.labels.iter().cloned());
             }
             tally.add(ex);
+        }
+        if let Some(m) = &mut self.masker {
+            m.mask_batch(&mut self.pending);
         }
         let empty = self.recycled.try_recv().unwrap_or_else(|_| Vec::with_capacity(BATCH));
         let batch = std::mem::replace(&mut self.pending, empty);

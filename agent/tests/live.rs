@@ -2,7 +2,8 @@
 //! real HTTP server (`python3 -m http.server`) in one, real clients (`curl`) and the agent binary on the veth in
 //! the other. Checks that the segments hold exactly what the clients did, that /metrics counts it while running,
 //! that SIGTERM finishes every segment and exits 0, and that rotation (by size and by age in a quiet period) and
-//! retention (by total bytes) work on the live path.
+//! retention (by total bytes) work on the live path; that SIGHUP re-reads the masking policy, that idle
+//! connections expire and quiet blocks reach disk while no packet arrives, and that a second SIGTERM exits at once.
 //!
 //! Needs root, `ip netns`, `python3` and `curl`; without them each test prints why and returns.
 
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use support::*;
 use tapedeck_model::Timestamp;
-use tapedeck_model::segment::list_segments;
+use tapedeck_model::segment::{SegmentReader, list_segments, list_segments_with_tmp};
 
 #[test]
 fn exchanges_written_are_what_the_clients_did() {
@@ -128,7 +129,13 @@ fn size_rotation_and_retention_by_bytes_on_the_live_path() {
     let out = tmp.path().join("segments");
     let log = tmp.path().join("agent.log");
     let retain: u64 = 2_500_000;
-    let mut agent = net.start_agent(&out, &["--segment-max-bytes", "1", "--retain-bytes", &retain.to_string()], &log);
+    // One worker: the test checks that the newest exchanges are kept in order, and workers interleave
+    // connections in the files by when each hands its exchanges over.
+    let mut agent = net.start_agent(
+        &out,
+        &["--segment-max-bytes", "1", "--retain-bytes", &retain.to_string(), "--workers", "1"],
+        &log,
+    );
     let n = 12;
     for i in 0..n {
         assert_eq!(net.curl(&[], &format!("/big.bin?{i}")), 200);
@@ -209,4 +216,149 @@ fn a_quiet_segment_is_finished_by_age_while_capturing() {
     assert_eq!(files.len(), 2, "one file per quiet-separated exchange: {files:?}");
     let got: Vec<(String, String, u16)> = read_all(&out).iter().map(summary_of).collect();
     assert_eq!(got, vec![("GET".into(), "/a.txt".into(), 200), ("GET".into(), "/nope".into(), 404)]);
+}
+
+/// Waits until `series` in /metrics reaches `at_least`.
+fn wait_metric(net: &Net, series: &str, at_least: u64, log: &std::path::Path) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, text) = net.fetch("/metrics");
+        if metric(&text, series).is_some_and(|v| v >= at_least) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{series} did not reach {at_least}:\n{text}\n{}", log_text(log));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn header<'a>(ex: &'a tapedeck_model::Exchange, name: &str) -> Option<&'a [u8]> {
+    let req = ex.request.as_ref()?;
+    req.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name.as_bytes())).map(|h| h.value.as_slice())
+}
+
+#[test]
+fn sighup_rereads_the_masking_policy() {
+    let mut net = setup!();
+    let tmp = tempfile::tempdir().unwrap();
+    let www = tmp.path().join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("a.txt"), "alpha\n").unwrap();
+    net.start_server(&www).unwrap();
+    let policy = tmp.path().join("policy.toml");
+    let rule = |header: &str| {
+        format!(
+            "mode = \"extend\"\n\n[[rule]]\nname = \"plan\"\ntarget = \"header\"\nnames = [\"{header}\"]\naction = \"redact\"\n"
+        )
+    };
+    std::fs::write(&policy, rule("x-other")).unwrap();
+    let out = tmp.path().join("segments");
+    let log = tmp.path().join("agent.log");
+    let mut agent = net.start_agent(&out, &["--mask-policy", policy.to_str().unwrap()], &log);
+    assert_eq!(net.curl(&["-H", "X-Plan: gold"], "/a.txt?before"), 200);
+    wait_metric(&net, "tapedeck_segment_exchanges_written_total", 1, &log);
+
+    // The policy now masks X-Plan; SIGHUP makes the agent read it again.
+    std::fs::write(&policy, rule("x-plan")).unwrap();
+    run(&["kill", "-HUP", &agent.0.id().to_string()]).unwrap();
+    wait_metric(&net, "tapedeck_reloads_total", 1, &log);
+    assert_eq!(net.curl(&["-H", "X-Plan: gold"], "/a.txt?after"), 200);
+    // A broken policy is refused and the last good one stays.
+    std::fs::write(&policy, "mode = \"sideways\"\n").unwrap();
+    run(&["kill", "-HUP", &agent.0.id().to_string()]).unwrap();
+    wait_metric(&net, "tapedeck_reload_errors_total", 1, &log);
+    assert_eq!(net.curl(&["-H", "X-Plan: gold"], "/a.txt?broken"), 200);
+
+    let status = terminate(&mut agent, Duration::from_secs(5));
+    assert!(status.success(), "exit {status:?}\n{}", log_text(&log));
+    let all = read_all(&out);
+    let by_query = |q: &str| {
+        all.iter()
+            .find(|e| e.request.as_ref().is_some_and(|r| r.path.ends_with(q.as_bytes())))
+            .unwrap_or_else(|| panic!("no exchange for {q} in {:?}", all.iter().map(summary_of).collect::<Vec<_>>()))
+    };
+    assert_eq!(header(by_query("?before"), "x-plan"), Some(&b"gold"[..]), "not masked before the reload");
+    for q in ["?after", "?broken"] {
+        let ex = by_query(q);
+        assert_ne!(header(ex, "x-plan"), Some(&b"gold"[..]), "{q}: masked after the reload");
+        assert!(ex.masked_by.iter().any(|r| r == "plan"), "{q}: {:?}", ex.masked_by);
+    }
+    // The policy changed, so did the fingerprint in the segment headers: the reload started a new file.
+    let prints: std::collections::BTreeSet<Vec<u8>> = list_segments(&out)
+        .unwrap()
+        .iter()
+        .map(|f| SegmentReader::open(f).unwrap().header().masking_fingerprint.clone())
+        .collect();
+    assert_eq!(prints.len(), 2, "two policies, two fingerprints in the headers");
+}
+
+#[test]
+fn idle_connections_expire_and_quiet_blocks_reach_disk_while_no_packet_arrives() {
+    let mut net = setup!();
+    let tmp = tempfile::tempdir().unwrap();
+    let www = tmp.path().join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("a.txt"), "alpha\n").unwrap();
+    net.start_server(&www).unwrap();
+    let out = tmp.path().join("segments");
+    let log = tmp.path().join("agent.log");
+    let mut agent =
+        net.start_agent(&out, &["--idle-timeout", "1s", "--flush-interval", "500ms", "--segment-max-age", "1h"], &log);
+    // A client that sends a request, reads the answer (the server closes its side) and keeps its own side open,
+    // silent: the connection stays half-open, with no packet after the server's FIN.
+    let script = format!(
+        "import socket,time\ns=socket.create_connection(('{SERVER_IP}',{PORT}))\n\
+         s.sendall(b'GET /a.txt HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n')\n\
+         d=b''\nwhile b'alpha' not in d:\n    d+=s.recv(4096)\nprint('ok',flush=True)\ntime.sleep(8)\n"
+    );
+    let mut client =
+        net.in_ns(&net.client_ns, &["python3", "-c", &script]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(client.stdout.take().unwrap()), &mut line).unwrap();
+    assert_eq!(line.trim(), "ok");
+    // Nothing moves on the wire now; the connection must still be closed as idle about a second later.
+    wait_metric(&net, "tapedeck_flows_idle_total", 1, &log);
+    let (_, text) = net.fetch("/metrics");
+    assert_eq!(metric(&text, "tapedeck_flows_open"), Some(0), "{text}");
+    assert!(client.try_wait().unwrap().is_none(), "the client still holds its connection open");
+    // The exchange reached disk in the open segment (flushed), before any rotation or shutdown.
+    wait_metric(&net, "tapedeck_segment_flushes_total", 1, &log);
+    let tmp_files = list_segments_with_tmp(&out).unwrap();
+    assert!(list_segments(&out).unwrap().is_empty(), "no file finished yet: {tmp_files:?}");
+    let mut seen = Vec::new();
+    for f in &tmp_files {
+        let mut r = SegmentReader::open(f).unwrap();
+        for ex in r.exchanges() {
+            seen.push(summary_of(&ex.unwrap()));
+        }
+    }
+    assert_eq!(seen, vec![("GET".to_string(), "/a.txt".to_string(), 200)]);
+    let _ = client.kill();
+    let _ = client.wait();
+    let status = terminate(&mut agent, Duration::from_secs(5));
+    assert!(status.success(), "exit {status:?}\n{}", log_text(&log));
+}
+
+#[test]
+fn a_second_stop_signal_exits_at_once() {
+    let net = setup!();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("segments");
+    let log = tmp.path().join("agent.log");
+    let mut agent = net.start_agent(&out, &[], &log);
+    let pid = agent.0.id().to_string();
+    // Both signals must arrive before the drain could finish: stop the process, queue SIGINT and SIGTERM (two
+    // different signals, so they do not merge), continue it: they are handled one after the other.
+    run(&["kill", "-STOP", &pid]).unwrap();
+    run(&["kill", "-INT", &pid]).unwrap();
+    run(&["kill", "-TERM", &pid]).unwrap();
+    run(&["kill", "-CONT", &pid]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Some(s) = agent.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "no exit after two signals");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(status.code(), Some(130), "{}", log_text(&log));
 }

@@ -3,6 +3,7 @@
 //! inside a private network namespace they create and delete, so they need root.
 
 mod bench;
+mod bench_live;
 mod capture;
 mod demo;
 mod fuzz;
@@ -105,6 +106,29 @@ enum Task {
         #[arg(long, default_value_t = 900)]
         max_seconds: u64,
     },
+    /// The live agent under wrk load on a veth pair, against `tcpdump -w` (needs root, nginx, wrk, tcpdump).
+    ///
+    /// Two network namespaces joined by a veth pair, nginx serving a 128-byte file in one, wrk (HTTP/1.1
+    /// keep-alive) in the other, the release agent on the client's veth. Prints a markdown table: wrk's requests,
+    /// exchanges written, kernel and queue drops, CPU seconds (utime + stime) and CPU per 10k requests/s, for the
+    /// agent and for tcpdump.
+    BenchLive {
+        /// Seconds of load per capturer.
+        #[arg(long, default_value_t = 15)]
+        secs: u64,
+        /// An extra flag for the agent (repeat: `--agent-arg=--workers --agent-arg=1`).
+        #[arg(long = "agent-arg", allow_hyphen_values = true)]
+        agent_arg: Vec<String>,
+        /// Load two ports and give the agent `--filter 'tcp port P'` for the first.
+        #[arg(long)]
+        half_filter: bool,
+        /// Use this agent binary instead of building the release one.
+        #[arg(long)]
+        agent_bin: Option<PathBuf>,
+        /// wrk connections per port.
+        #[arg(long, default_value_t = 32)]
+        connections: u32,
+    },
     /// Fuzz every parser for a while (needs nightly and cargo-fuzz; no root).
     ///
     /// Regenerates the seed corpora under fuzz/corpus/ (git-ignored) from testdata/ and, if present, the shared
@@ -136,6 +160,15 @@ fn main() -> ExitCode {
         Task::GenHostile { out, small, seed } => hostile::gen_hostile(&out, small, seed),
         Task::BenchCapture { size, out, h2, max_seconds } => {
             bench::bench_capture(&bench::BenchOptions { size, out, h2, max_seconds })
+        }
+        Task::BenchLive { secs, agent_arg, half_filter, agent_bin, connections } => {
+            bench_live::bench_live(&bench_live::LiveBenchOptions {
+                secs,
+                agent_args: agent_arg,
+                half_filter,
+                agent_bin,
+                connections,
+            })
         }
         Task::Fuzz { secs, target, seeds_from } => {
             fuzz::fuzz(&fuzz::FuzzOptions { secs, target, seed_dirs: seeds_from })

@@ -1,6 +1,7 @@
 //! The agent's command line: flags as the user types them ([`Args`]), checked and turned into the pipeline's
 //! configuration ([`Args::capture_config`]). No I/O happens here.
 
+pub mod config;
 pub mod units;
 
 use std::path::PathBuf;
@@ -28,72 +29,79 @@ use crate::source::live::LiveConfig;
 /// Live capture (--iface) runs until SIGTERM or SIGINT: it then stops capturing, writes what is in flight,
 /// finishes every segment and exits 0 (within --shutdown-timeout; a second signal exits at once with 130).
 ///
+/// Configuration: every flag below (except --config and --print-*) is also a key of the --config file (TOML, the
+/// flag's name without dashes: `iface = ["eth0"]`, `max-body = "64KiB"`, `quiet = true`) and an environment
+/// variable (TAPEDECK_ and the name in capitals: TAPEDECK_OUT, TAPEDECK_IFACE=eth0,eth1). A flag wins over the
+/// environment, which wins over the file, which wins over the default. `--print-config` shows the result.
+///
+/// Signals: SIGHUP re-reads the masking policy file (and reopens --log-file).
+///
 /// Exit status: 0 when every input was read (even in part: damage is reported and what came before it is kept),
 /// 1 when an input could not be read at all (missing, not a capture, an interface that cannot be opened) or
 /// segments could not be written, 2 for bad flags.
 #[derive(Debug, Parser)]
 #[command(name = "agent", version, verbatim_doc_comment)]
-#[command(group(clap::ArgGroup::new("input").required(true).args(["pcap", "iface", "print_masking"])))]
+#[command(group(clap::ArgGroup::new("input").required(true).multiple(true).args(["pcap", "iface", "print_masking", "print_config"])))]
 pub struct Args {
     /// A pcap or pcapng file to read; `-` reads standard input. Repeat for several files: they are read in the
     /// order given as one continuous capture. Either --pcap or --iface.
-    #[arg(long = "pcap", value_name = "FILE")]
+    #[arg(long = "pcap", value_name = "FILE", env = "TAPEDECK_PCAP", conflicts_with = "iface")]
     pub pcap: Vec<PathBuf>,
 
     /// Capture live from this network interface (libpcap; needs CAP_NET_RAW). Repeat for several interfaces, or
     /// give `any` for all of them. Either --pcap or --iface.
-    #[arg(long = "iface", value_name = "NAME")]
+    #[arg(long = "iface", value_name = "NAME", env = "TAPEDECK_IFACE", value_delimiter = ',')]
     pub iface: Vec<String>,
 
     /// Live capture: a BPF filter expression, e.g. 'tcp port 80 or tcp port 8080'.
-    #[arg(long, value_name = "EXPR", conflicts_with = "pcap")]
+    #[arg(long, value_name = "EXPR", conflicts_with = "pcap", env = "TAPEDECK_FILTER")]
     pub filter: Option<String>,
 
     /// Live capture: bytes kept of each packet (longer packets are cut; the loss is counted as gaps).
-    #[arg(long, value_name = "SIZE", default_value = "262144", value_parser = units::parse_size, conflicts_with = "pcap")]
+    #[arg(long, value_name = "SIZE", default_value = "262144", value_parser = units::parse_size, conflicts_with = "pcap", env = "TAPEDECK_SNAPLEN")]
     pub snaplen: u64,
 
     /// Live capture: the kernel's capture buffer per interface; larger absorbs longer bursts before the kernel
     /// drops packets (counted in tapedeck_kernel_drops_total).
-    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = units::parse_size, conflicts_with = "pcap")]
+    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = units::parse_size, conflicts_with = "pcap", env = "TAPEDECK_BUFFER_SIZE")]
     pub buffer_size: u64,
 
     /// Live capture: serve Prometheus metrics on /metrics and a health check on /healthz at this address,
     /// e.g. 0.0.0.0:9090.
-    #[arg(long, value_name = "ADDR", conflicts_with = "pcap")]
+    #[arg(long, value_name = "ADDR", conflicts_with = "pcap", env = "TAPEDECK_METRICS_ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
 
     /// Live capture: delete finished segment files in --out older than this (e.g. 24h, 7d).
-    #[arg(long, value_name = "DURATION", value_parser = units::parse_duration, conflicts_with = "pcap")]
+    #[arg(long, value_name = "DURATION", value_parser = units::parse_duration, conflicts_with = "pcap", env = "TAPEDECK_RETAIN_AGE")]
     pub retain_age: Option<std::time::Duration>,
 
     /// Live capture: delete the oldest finished segment files in --out while all of them together are larger
     /// than this (e.g. 10GiB).
-    #[arg(long, value_name = "SIZE", value_parser = units::parse_size, conflicts_with = "pcap")]
+    #[arg(long, value_name = "SIZE", value_parser = units::parse_size, conflicts_with = "pcap", env = "TAPEDECK_RETAIN_BYTES")]
     pub retain_bytes: Option<u64>,
 
     /// Live capture: after SIGTERM or SIGINT, exit with status 1 if finishing takes longer than this.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = units::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = units::parse_duration, env = "TAPEDECK_SHUTDOWN_TIMEOUT")]
     pub shutdown_timeout: std::time::Duration,
 
     /// Directory for segment files (created with mode 0700 if missing).
-    #[arg(long, value_name = "DIR", required_unless_present = "print_masking")]
+    #[arg(long, value_name = "DIR", required_unless_present_any = ["print_masking", "print_config"], env = "TAPEDECK_OUT")]
     pub out: Option<PathBuf>,
 
     /// A masking policy file (TOML): `mode = "extend"` (default: its rules are added to the default policy, a
     /// rule named like a default rule replaces it) or `"replace"`, and `[[rule]]` tables. Unknown keys are errors.
     /// See `--print-masking` for the effective rules.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "TAPEDECK_MASK_POLICY")]
     pub mask_policy: Option<PathBuf>,
 
     /// Turn the default masking policy off (credentials in headers and cookies, secret-like JSON keys, form
     /// fields and query parameters, payment card numbers). Without --mask-policy, nothing is masked.
-    #[arg(long)]
+    #[arg(long, env = "TAPEDECK_NO_DEFAULT_MASKING")]
     pub no_default_masking: bool,
 
     /// The key of `hash` masking rules (HMAC-SHA256; at least 16 bytes; one trailing newline ignored). Without
     /// it, the TAPEDECK_MASK_KEY environment variable is used. The key is never written to segments.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "TAPEDECK_MASK_KEY_FILE")]
     pub mask_key_file: Option<PathBuf>,
 
     /// Print the effective masking rules (as a policy file) and their fingerprint, then exit.
@@ -102,54 +110,78 @@ pub struct Args {
 
     /// Bytes of each request and response body to keep; longer bodies are cut, keep their full length and are
     /// flagged `truncated`. Accepts units: 64KiB, 1MiB, 1000000.
-    #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = units::parse_size)]
+    #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = units::parse_size, env = "TAPEDECK_MAX_BODY")]
     pub max_body: u64,
 
     /// Write the run summary as JSON to this file.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "TAPEDECK_STATS_JSON")]
     pub stats_json: Option<PathBuf>,
 
     /// Start a new segment file when the current one passes this size.
-    #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = units::parse_size)]
+    #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = units::parse_size, env = "TAPEDECK_SEGMENT_MAX_BYTES")]
     pub segment_max_bytes: u64,
 
     /// Start a new segment file when the exchanges in the current one span more than this capture time
     /// (e.g. 30s, 10m, 1h).
-    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = units::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = units::parse_duration, env = "TAPEDECK_SEGMENT_MAX_AGE")]
     pub segment_max_age: std::time::Duration,
 
     /// zstd compression level of segment blocks (1 fastest ... 19 smallest).
-    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=19))]
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=19), env = "TAPEDECK_ZSTD_LEVEL")]
     pub zstd_level: i32,
 
     /// Maximum TCP connections tracked at once; beyond it the least recently active is evicted (counted, and its
     /// open exchanges flagged `evicted`).
-    #[arg(long, value_name = "N", default_value_t = 262_144)]
+    #[arg(long, value_name = "N", default_value_t = 262_144, env = "TAPEDECK_MAX_FLOWS")]
     pub max_flows: usize,
 
     /// Out-of-order bytes buffered per connection direction before the missing bytes are declared a gap.
-    #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = units::parse_size)]
+    #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = units::parse_size, env = "TAPEDECK_MAX_FLOW_BUFFER")]
     pub max_flow_buffer: u64,
 
     /// Out-of-order bytes buffered over all connections (the reassembly memory cap).
-    #[arg(long, value_name = "SIZE", default_value = "128MiB", value_parser = units::parse_size)]
+    #[arg(long, value_name = "SIZE", default_value = "128MiB", value_parser = units::parse_size, env = "TAPEDECK_MAX_BUFFERED")]
     pub max_buffered: u64,
 
     /// Close a connection after this long without a packet (capture time).
-    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = units::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = units::parse_duration, env = "TAPEDECK_IDLE_TIMEOUT")]
     pub idle_timeout: std::time::Duration,
 
     /// A label added to every exchange, as NAME=VALUE (repeatable), e.g. --label node=worker-3.
-    #[arg(long = "label", value_name = "NAME=VALUE", value_parser = units::parse_label)]
+    #[arg(long = "label", value_name = "NAME=VALUE", value_parser = units::parse_label, env = "TAPEDECK_LABEL")]
     pub labels: Vec<(String, String)>,
 
     /// Do not print the summary at the end.
-    #[arg(long, short)]
+    #[arg(long, short, env = "TAPEDECK_QUIET")]
     pub quiet: bool,
 
-    /// Log format on standard error.
-    #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    /// Log format on standard error (or --log-file).
+    #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"], env = "TAPEDECK_LOG_FORMAT")]
     pub log_format: String,
+
+    /// Write logs to this file (appending) instead of standard error; SIGHUP reopens it (for log rotation).
+    #[arg(long, value_name = "FILE", env = "TAPEDECK_LOG_FILE")]
+    pub log_file: Option<PathBuf>,
+
+    /// Worker threads that reassemble and parse; connections are spread over them by address pair. Default: the
+    /// cores available. The --max-flows and --max-buffered caps are shared out among them.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024), env = "TAPEDECK_WORKERS")]
+    pub workers: Option<u32>,
+
+    /// Live capture: flush the open segment block to disk this often while exchanges trickle in, so that data
+    /// reaches disk when traffic is low.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = units::parse_duration, env = "TAPEDECK_FLUSH_INTERVAL")]
+    pub flush_interval: std::time::Duration,
+
+    /// Read settings from this TOML file (keys are the flag names; unknown keys are errors). Flags and
+    /// environment variables override it.
+    #[arg(long, value_name = "FILE", env = "TAPEDECK_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Print the effective configuration (flags, environment, --config file, defaults) as a TOML file that
+    /// --config accepts, then exit.
+    #[arg(long)]
+    pub print_config: bool,
 }
 
 impl Args {
@@ -172,7 +204,13 @@ impl Args {
             ..SegmentWriterConfig::default()
         };
         cfg.labels = self.labels.clone();
+        cfg.workers = self.workers();
         cfg
+    }
+
+    /// Worker threads: --workers, or the cores available.
+    pub fn workers(&self) -> usize {
+        self.workers.map_or_else(crate::shard::default_workers, |n| n as usize).max(1)
     }
 
     /// The live run these flags describe, or why they do not make sense together.
@@ -203,6 +241,7 @@ impl Args {
             })
             .collect();
         let mut opts = LiveOptions::new(interfaces, self.capture_config());
+        opts.flush_interval = self.flush_interval;
         opts.retention = RetentionConfig { max_age: self.retain_age, max_bytes: self.retain_bytes };
         Ok(opts)
     }

@@ -158,6 +158,15 @@ impl<F: SinkFactory> FlowTable<F> {
         self.tombstones.clear();
     }
 
+    /// Moves the table clock to `ts` (if later) without a packet: flows idle for longer than the idle timeout are
+    /// closed (`close(Idle)`) and old tombstones forgotten. Live capture calls it on a timer while the interface
+    /// is quiet (`ts` from the wall clock); sharded pipelines call it with the capture time other workers saw.
+    pub fn advance(&mut self, ts: Timestamp, out: &mut Vec<Exchange>) {
+        self.now = self.now.max(ts.as_nanos());
+        self.expire_idle(out);
+        self.tombstones.expire(self.now);
+    }
+
     /// Counters so far.
     pub fn stats(&self) -> &ReassemblyStats {
         &self.stats

@@ -490,17 +490,33 @@ pub(crate) fn merge_tally(a: &mut ExchangeTally, b: &ExchangeTally) {
 
 /// Adds session counters (detection decisions and both parsers').
 pub(crate) fn merge_sessions(a: &mut SessionStats, b: &SessionStats) {
-    a.flows_http1 += b.flows_http1;
-    a.flows_h2 += b.flows_h2;
-    a.h2c_upgrades += b.h2c_upgrades;
-    a.tunnels += b.tunnels;
-    a.flows_tls += b.flows_tls;
-    a.flows_ssh += b.flows_ssh;
-    a.flows_not_http += b.flows_not_http;
-    a.flows_undecided += b.flows_undecided;
-    a.ignored_bytes += b.ignored_bytes;
-    a.http1.merge(&b.http1);
-    a.h2.merge(&b.h2);
+    // Destructured so that a new counter cannot be left out.
+    let SessionStats {
+        flows_http1,
+        flows_h2,
+        h2c_upgrades,
+        tunnels,
+        socks_handshakes,
+        flows_tls,
+        flows_ssh,
+        flows_not_http,
+        flows_undecided,
+        ignored_bytes,
+        http1,
+        h2,
+    } = b;
+    a.flows_http1 += flows_http1;
+    a.flows_h2 += flows_h2;
+    a.h2c_upgrades += h2c_upgrades;
+    a.tunnels += tunnels;
+    a.socks_handshakes += socks_handshakes;
+    a.flows_tls += flows_tls;
+    a.flows_ssh += flows_ssh;
+    a.flows_not_http += flows_not_http;
+    a.flows_undecided += flows_undecided;
+    a.ignored_bytes += ignored_bytes;
+    a.http1.merge(http1);
+    a.h2.merge(h2);
 }
 
 /// Adds ReassemblyStats counters. The destructuring names every field, so a new counter fails to compile here
@@ -611,6 +627,7 @@ pub(crate) fn merge_decode(a: &mut crate::decode::DecodeStats, b: &crate::decode
         truncated_80211,
         gre_unsupported,
         bad_vxlan,
+        arcnet_split_packets,
         too_many_encapsulations,
         fragments,
         fragments_reassembled,
@@ -658,6 +675,7 @@ pub(crate) fn merge_decode(a: &mut crate::decode::DecodeStats, b: &crate::decode
     a.truncated_80211 += truncated_80211;
     a.gre_unsupported += gre_unsupported;
     a.bad_vxlan += bad_vxlan;
+    a.arcnet_split_packets += arcnet_split_packets;
     a.too_many_encapsulations += too_many_encapsulations;
     a.fragments += fragments;
     a.fragments_reassembled += fragments_reassembled;

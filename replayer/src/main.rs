@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use tapedeck_replayer::cli::{Cli, Command};
+use tapedeck_replayer::export::{ExportTargets, export};
 use tapedeck_replayer::{inspect, run};
 
 fn main() -> ExitCode {
@@ -34,6 +35,33 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        Command::Export(opts) => {
+            let to = ExportTargets { har: opts.har, jsonl: opts.jsonl };
+            let mut warned = 0u64;
+            let mut warn = |w: &str| {
+                warned += 1;
+                eprintln!("replayer: warning: {w}");
+            };
+            match export(&opts.paths, &to, &mut out, &mut warn) {
+                Ok(stats) => {
+                    let _ = out.flush();
+                    eprintln!(
+                        "replayer: exported {} exchanges from {} files ({} HAR entries, {} JSON lines)",
+                        stats.exchanges, stats.files, stats.har.entries, stats.jsonl_lines
+                    );
+                    if warned > 0 || stats.files_unreadable > 0 || stats.damaged_regions > 0 {
+                        ExitCode::from(1)
+                    } else {
+                        ExitCode::SUCCESS
+                    }
+                }
+                Err(e) => {
+                    let _ = out.flush();
+                    eprintln!("replayer: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
     };
     let _ = out.flush();
     code

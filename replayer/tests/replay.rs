@@ -231,6 +231,8 @@ fn http1_connections_arrive_in_order_with_rewrites() {
             "max",
             "--rewrite-host",
             "api.prod=api.staging:8080",
+            "--allow-host",
+            "api.staging",
             "--set-header",
             "Authorization: Bearer ${TOKEN}",
             "--set-header",
@@ -273,7 +275,11 @@ fn http2_streams_share_one_connection_in_order() {
     ];
     let (_tmp, dir) = capture(&exs);
     let (addr, log) = target();
-    let (_, rep) = run(&dir, addr, &["--time-scale", "max", "--rewrite-host", "api.prod:443=h2.staging"]);
+    let (_, rep) = run(
+        &dir,
+        addr,
+        &["--time-scale", "max", "--rewrite-host", "api.prod:443=h2.staging", "--allow-host", "h2.staging"],
+    );
     assert_eq!(paths_per_connection(&log), vec![vec!["/h2/1", "/h2/2", "/h2/3"], vec!["/other/1"]]);
     let all: Vec<Got> = log.lock().unwrap().iter().flatten().cloned().collect();
     assert!(all.iter().all(|g| g.version == hyper::Version::HTTP_2), "{all:?}");
@@ -483,7 +489,7 @@ fn bad_flags_fail_at_once_naming_the_flag_and_forms() {
         assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains(flag) && err.contains(form), "{args:?}: {err}");
     }
-    let o = replayer().args(["run", "/nonexistent", "--target", "https://x"]).output().unwrap();
+    let o = replayer().args(["run", "/nonexistent", "--target", "ftp://x"]).output().unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--target"));
     let o = replayer().args(["run", "/nonexistent", "--target", "http://127.0.0.1:1"]).output().unwrap();

@@ -141,7 +141,7 @@ type Failure = (ErrorKind, String);
 
 impl Shared {
     fn prepare(&self, req: &PlannedRequest) -> OutRequest {
-        let vars = RuntimeVars::fresh().with_files(self.transform.token_files.clone());
+        let vars = RuntimeVars::for_transform(&self.transform);
         let mut stats = self.stats.lock().unwrap_or_else(|p| p.into_inner());
         self.transform.apply(&req.request, &self.cfg.target, &vars, &mut stats.1)
     }

@@ -175,6 +175,11 @@ impl Template {
         out
     }
 
+    /// Whether the template uses `{{now}}`, `{{uuid}}`.
+    pub fn uses(&self) -> (bool, bool) {
+        (self.0.contains(&Part::Now), self.0.contains(&Part::Uuid))
+    }
+
     /// The `{{file.NAME}}` names used.
     pub fn file_names(&self) -> impl Iterator<Item = &str> {
         self.0.iter().filter_map(|p| match p {
@@ -202,6 +207,22 @@ impl RuntimeVars {
             now: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
             uuid: uuid::Uuid::new_v4().to_string(),
             files: None,
+        }
+    }
+
+    /// Values for `transform`: the clock and a random UUID only when a template uses them (both cost a system
+    /// call or a format per request), and its token files.
+    pub fn for_transform(transform: &Transform) -> Self {
+        let (mut now, mut uuid) = (false, false);
+        for s in &transform.set_headers {
+            let (n, u) = s.value.uses();
+            now |= n;
+            uuid |= u;
+        }
+        RuntimeVars {
+            now: if now { humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string() } else { String::new() },
+            uuid: if uuid { uuid::Uuid::new_v4().to_string() } else { String::new() },
+            files: transform.token_files.clone(),
         }
     }
 
@@ -494,6 +515,12 @@ mod tests {
         assert!(Template::parse("{{env.NOPE}}", &env).unwrap_err().contains("NOPE"));
         assert!(Template::parse("{{later}}", &env).unwrap_err().contains("{{now}}"));
         assert!(Template::parse("${TOKEN", &env).is_err());
+        let t = Transform {
+            set_headers: vec![SetHeader::parse("X-Id: {{uuid}}", &env).unwrap()],
+            ..Default::default()
+        };
+        let v = RuntimeVars::for_transform(&t);
+        assert_eq!((v.uuid.len(), v.now.len()), (36, 0), "only what the templates use is made");
         let fresh = RuntimeVars::fresh();
         assert_eq!(fresh.uuid.len(), 36);
         assert!(fresh.now.ends_with('Z'));

@@ -2,7 +2,8 @@
 //! (hyper 1.x client connections on tokio): HTTP/1.1 keep-alive with requests one after the other, or HTTP/2 with
 //! prior knowledge (h2c) and streams multiplexed as recorded. `--http1` / `--http2` force one version.
 //!
-//! Timing: every request waits until `run start + planned offset` (an absolute deadline) and, when the plan says
+//! Timing: every request waits until `run start + planned offset` (an absolute deadline, kept by
+//! [`PreciseTimer`] rather than tokio's 1 ms timer wheel) and, when the plan says
 //! so, until the previous request of its connection has been answered. Connections start at their first deadline
 //! and run concurrently up to the concurrency limit.
 //!
@@ -29,9 +30,10 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
-use tokio::time::{Instant, sleep_until, timeout};
+use tokio::time::{Instant, timeout};
 
 use crate::plan::{ConnPlan, Plan, PlannedRequest};
+use crate::precise::PreciseTimer;
 use crate::progress::Counters;
 use crate::ratelimit::RateLimiter;
 use crate::replayed::{BODY_KEEP_CAP, PhaseTimings, Replayed, ReplayedResponse};
@@ -113,6 +115,7 @@ struct Shared {
     stats: Mutex<(ClientStats, TransformStats)>,
     rate: Option<RateLimiter>,
     wall_start: std::time::SystemTime,
+    timer: PreciseTimer,
 }
 
 /// A connected byte stream: TCP, or TLS over TCP.
@@ -154,7 +157,7 @@ impl Shared {
     /// Waits for the planned time (an absolute deadline) and a `--max-rate` token; returns the actual send
     /// offset.
     async fn wait_turn(&self, req: &PlannedRequest) -> Duration {
-        sleep_until(self.start + req.planned).await;
+        self.timer.sleep_until(self.start + req.planned).await;
         if let Some(rate) = &self.rate {
             rate.acquire().await;
         }
@@ -316,6 +319,7 @@ pub async fn replay_with(plan: Plan, cfg: ClientConfig, transform: Transform, si
         stats: Mutex::new(Default::default()),
         rate,
         wall_start,
+        timer: PreciseTimer::new(),
     });
     let mut conns = JoinSet::new();
     for conn in plan.connections {
@@ -323,7 +327,7 @@ pub async fn replay_with(plan: Plan, cfg: ClientConfig, transform: Transform, si
         let limit = Arc::clone(&limit);
         conns.spawn(async move {
             // Wait for the first deadline before taking a slot, so idle connections do not hold one.
-            sleep_until(shared.start + conn.first_planned()).await;
+            shared.timer.sleep_until(shared.start + conn.first_planned()).await;
             let _permit = limit.acquire_owned().await;
             let wire = match (shared.cfg.force, conn.proto) {
                 (ForceProto::Http1, _) => Wire::H1,

@@ -21,6 +21,8 @@ pub struct ExportStats {
     pub files: u64,
     /// Files that could not be opened.
     pub files_unreadable: u64,
+    /// Files with damage (skipped blocks, torn tail, missing footer); each gave one warning.
+    pub files_damaged: u64,
     /// Damaged blocks or regions skipped.
     pub damaged_regions: u64,
     /// Exchanges read.
@@ -31,6 +33,13 @@ pub struct ExportStats {
     pub jsonl_lines: u64,
     /// HAR counters.
     pub har: HarStats,
+}
+
+impl ExportStats {
+    /// Files that could not be read, in full or in part.
+    pub fn problems(&self) -> u64 {
+        self.files_unreadable + self.files_damaged
+    }
 }
 
 /// One JSON line: the `inspect --json` view plus what log pipelines want at hand.
@@ -68,7 +77,8 @@ fn create(path: &Path) -> anyhow::Result<BufWriter<File>> {
     File::create(path).map(BufWriter::new).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
-/// Exports every exchange under `paths`. Warnings go to `warn` (standard error in the binary).
+/// Exports every exchange under `paths`. Warnings go to `warn` (standard error in the binary). An empty directory
+/// is not a problem (a run that found no HTTP writes no segment); see [`ExportStats::problems`].
 pub fn export(
     paths: &[PathBuf],
     to: &ExportTargets,
@@ -140,6 +150,7 @@ pub fn export(
                     .push(format!("offset {} (torn tail)", recovery.file_len.saturating_sub(recovery.torn_tail_bytes)));
             }
             if !recovery.is_clean() || !damage.is_empty() {
+                stats.files_damaged += 1;
                 let at = if damage.is_empty() { String::new() } else { format!(" (damage at {})", damage.join(", ")) };
                 warn(&format!("{}: damaged segment{at}: exported what could be read: {recovery}", file.display()));
             }

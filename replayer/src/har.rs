@@ -167,9 +167,9 @@ pub struct Entry {
 pub struct HarStats {
     /// Entries written.
     pub entries: u64,
-    /// Bodies written base64 (not UTF-8).
+    /// Entries with a body written base64 (not UTF-8).
     pub bodies_base64: u64,
-    /// Bodies whose stored bytes are shorter than the body (capture cap, or the replay keep cap).
+    /// Entries whose response text is shorter than the body (capture cap, or the replay keep cap).
     pub bodies_partial: u64,
 }
 

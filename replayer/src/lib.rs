@@ -8,7 +8,7 @@
 //!       ──Outcome──▶ report (hdrhistogram, JSON), progress (bar / lines), har (HAR 1.2)
 //! *.seg ──export──▶ HAR 1.2, JSON lines
 //! ```
-//! Around the sender: safety (where requests may go), tls (https targets), ratelimit (`--max-rate`), tokens
+//! Around the sender: precise (sub-millisecond send deadlines), safety (where requests may go), tls (https targets), ratelimit (`--max-rate`), tokens
 //! (`--token-file`).
 //! [`run`] puts the replay stages together for `replayer run`.
 
@@ -19,6 +19,7 @@ pub mod har;
 pub mod inspect;
 pub mod pace;
 pub mod plan;
+pub mod precise;
 pub mod progress;
 pub mod ratelimit;
 pub mod replayed;

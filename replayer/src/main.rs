@@ -37,11 +37,7 @@ fn main() -> ExitCode {
         },
         Command::Export(opts) => {
             let to = ExportTargets { har: opts.har, jsonl: opts.jsonl };
-            let mut warned = 0u64;
-            let mut warn = |w: &str| {
-                warned += 1;
-                eprintln!("replayer: warning: {w}");
-            };
+            let mut warn = |w: &str| eprintln!("replayer: warning: {w}");
             match export(&opts.paths, &to, &mut out, &mut warn) {
                 Ok(stats) => {
                     let _ = out.flush();
@@ -49,7 +45,7 @@ fn main() -> ExitCode {
                         "replayer: exported {} exchanges from {} files ({} HAR entries, {} JSON lines)",
                         stats.exchanges, stats.files, stats.har.entries, stats.jsonl_lines
                     );
-                    if warned > 0 || stats.files_unreadable > 0 || stats.damaged_regions > 0 {
+                    if stats.problems() > 0 {
                         ExitCode::from(1)
                     } else {
                         ExitCode::SUCCESS

@@ -116,6 +116,8 @@ struct Shared {
     rate: Option<RateLimiter>,
     wall_start: std::time::SystemTime,
     timer: PreciseTimer,
+    /// Response bytes (an atomic: bumped per response, off the stats lock).
+    response_bytes: std::sync::atomic::AtomicU64,
 }
 
 /// A connected byte stream: TCP, or TLS over TCP.
@@ -143,10 +145,16 @@ enum Wire {
 type Failure = (ErrorKind, String);
 
 impl Shared {
-    fn prepare(&self, req: &PlannedRequest) -> OutRequest {
+    /// The request to send; transform counters go to the connection's own `stats` (merged at its end, so that
+    /// connections do not contend for a lock per request).
+    fn prepare(&self, req: &PlannedRequest, stats: &mut TransformStats) -> OutRequest {
         let vars = RuntimeVars::for_transform(&self.transform);
+        self.transform.apply(&req.request, &self.cfg.target, &vars, stats)
+    }
+
+    fn merge_transform_stats(&self, local: &TransformStats) {
         let mut stats = self.stats.lock().unwrap_or_else(|p| p.into_inner());
-        self.transform.apply(&req.request, &self.cfg.target, &vars, &mut stats.1)
+        stats.1.merge(local);
     }
 
     fn client_stats(&self, f: impl FnOnce(&mut ClientStats)) {
@@ -320,6 +328,7 @@ pub async fn replay_with(plan: Plan, cfg: ClientConfig, transform: Transform, si
         rate,
         wall_start,
         timer: PreciseTimer::new(),
+        response_bytes: Default::default(),
     });
     let mut conns = JoinSet::new();
     for conn in plan.connections {
@@ -345,7 +354,8 @@ pub async fn replay_with(plan: Plan, cfg: ClientConfig, transform: Transform, si
         });
     }
     while conns.join_next().await.is_some() {}
-    let stats = shared.stats.lock().map(|s| s.clone()).unwrap_or_else(|p| p.into_inner().clone());
+    let mut stats = shared.stats.lock().map(|s| s.clone()).unwrap_or_else(|p| p.into_inner().clone());
+    stats.0.response_bytes = shared.response_bytes.load(std::sync::atomic::Ordering::Relaxed);
     drop(shared);
     let (rec, last) = match recorder.await {
         Ok(v) => v,
@@ -363,9 +373,10 @@ pub async fn replay_with(plan: Plan, cfg: ClientConfig, transform: Transform, si
 async fn run_h1(shared: &Shared, conn: ConnPlan) {
     let mut sender: Option<http1::SendRequest<Full<Bytes>>> = None;
     let mut opened = false;
+    let mut tstats = TransformStats::default();
     for req in &conn.requests {
         let actual = shared.wait_turn(req).await;
-        let out = shared.prepare(req);
+        let out = shared.prepare(req, &mut tstats);
         let mut timings = PhaseTimings::default();
         let result = async {
             if sender.as_ref().is_none_or(|s| s.is_closed()) {
@@ -395,6 +406,7 @@ async fn run_h1(shared: &Shared, conn: ConnPlan) {
         let done = finish(shared, &out, Wire::H1, actual, timings, result);
         shared.report(req, &out, actual, done).await;
     }
+    shared.merge_transform_stats(&tstats);
 }
 
 /// The result of one request from what `drive` returned; counts the bytes.
@@ -413,8 +425,7 @@ fn finish(
         (t0, a)
     });
     if let Ok((_, a)) = &result {
-        let bytes = a.bytes;
-        shared.client_stats(|c| c.response_bytes += bytes);
+        shared.response_bytes.fetch_add(a.bytes, std::sync::atomic::Ordering::Relaxed);
     }
     let detail = shared.detail(out, wire, actual, timings, result.as_ref().map(|(_, a)| a));
     (result.map(|(t0, a)| (a.status, end.saturating_duration_since(t0))), detail)
@@ -426,6 +437,7 @@ async fn run_h2(shared: &Arc<Shared>, conn: ConnPlan) {
     let mut sender: Option<http2::SendRequest<Full<Bytes>>> = None;
     let mut opened = false;
     let mut prev_done: Option<watch::Receiver<bool>> = None;
+    let mut tstats = TransformStats::default();
     let mut streams = JoinSet::new();
     for req in conn.requests {
         if req.wait_for_previous
@@ -436,7 +448,7 @@ async fn run_h2(shared: &Arc<Shared>, conn: ConnPlan) {
         let actual = shared.wait_turn(&req).await;
         let (done_tx, done_rx) = watch::channel(false);
         prev_done = Some(done_rx);
-        let out = shared.prepare(&req);
+        let out = shared.prepare(&req, &mut tstats);
         let mut timings = PhaseTimings::default();
         let started = async {
             if sender.as_ref().is_none_or(|s| s.is_closed()) {
@@ -480,6 +492,7 @@ async fn run_h2(shared: &Arc<Shared>, conn: ConnPlan) {
             }
         }
     }
+    shared.merge_transform_stats(&tstats);
     while streams.join_next().await.is_some() {}
 }
 

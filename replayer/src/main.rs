@@ -45,11 +45,7 @@ fn main() -> ExitCode {
                         "replayer: exported {} exchanges from {} files ({} HAR entries, {} JSON lines)",
                         stats.exchanges, stats.files, stats.har.entries, stats.jsonl_lines
                     );
-                    if stats.problems() > 0 {
-                        ExitCode::from(1)
-                    } else {
-                        ExitCode::SUCCESS
-                    }
+                    if stats.problems() > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS }
                 }
                 Err(e) => {
                     let _ = out.flush();

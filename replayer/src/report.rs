@@ -251,18 +251,21 @@ impl Recorder {
         }
         let lag = self.micros(crate::pace::lag(o.planned, o.actual));
         let _ = self.lag.record(lag);
-        let key = if self.endpoints.contains_key(&o.endpoint) || self.endpoints.len() < MAX_ENDPOINTS {
-            o.endpoint.clone()
+        let key: &str = if self.endpoints.contains_key(&o.endpoint) || self.endpoints.len() < MAX_ENDPOINTS {
+            &o.endpoint
         } else {
             self.pooled += 1;
-            "(other)".to_string()
+            "(other)"
         };
         let latency = match &o.result {
             Ok((_, l)) => Some(self.micros(*l)),
             Err(_) => None,
         };
         let r = &mut self.report;
-        let ep = self.endpoints.entry(key).or_insert_with(|| Endpoint { requests: 0, errors: 0, latency: histogram() });
+        if !self.endpoints.contains_key(key) {
+            self.endpoints.insert(key.to_string(), Endpoint { requests: 0, errors: 0, latency: histogram() });
+        }
+        let Some(ep) = self.endpoints.get_mut(key) else { return };
         ep.requests += 1;
         match &o.result {
             Ok((status, _)) => {

@@ -220,7 +220,11 @@ impl RuntimeVars {
             uuid |= u;
         }
         RuntimeVars {
-            now: if now { humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string() } else { String::new() },
+            now: if now {
+                humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+            } else {
+                String::new()
+            },
             uuid: if uuid { uuid::Uuid::new_v4().to_string() } else { String::new() },
             files: transform.token_files.clone(),
         }
@@ -370,6 +374,18 @@ pub struct TransformStats {
     pub trailers_dropped: u64,
 }
 
+impl TransformStats {
+    /// Adds `other`'s counts.
+    pub fn merge(&mut self, other: &TransformStats) {
+        self.hosts_rewritten += other.hosts_rewritten;
+        self.paths_rewritten += other.paths_rewritten;
+        self.hop_by_hop_removed += other.hop_by_hop_removed;
+        self.headers_removed += other.headers_removed;
+        self.headers_set += other.headers_set;
+        self.trailers_dropped += other.trailers_dropped;
+    }
+}
+
 const HOP_BY_HOP: &[&str] =
     &["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "trailer", "te"];
 
@@ -388,31 +404,28 @@ impl Transform {
             authority = target.authority();
         }
 
-        // Names the Connection header lists are hop-by-hop too.
-        let mut hop: Vec<Vec<u8>> = HOP_BY_HOP.iter().map(|h| h.as_bytes().to_vec()).collect();
+        // Names the Connection header lists are hop-by-hop too (no allocation unless there is one).
+        let mut listed: Vec<&[u8]> = Vec::new();
         for h in req.headers.iter().filter(|h| h.name.eq_ignore_ascii_case(b"connection")) {
-            for name in h.value.split(|&b| b == b',') {
-                let name = name.trim_ascii();
-                if !name.is_empty() {
-                    hop.push(name.to_ascii_lowercase());
-                }
-            }
+            listed.extend(h.value.split(|&b| b == b',').map(<[u8]>::trim_ascii).filter(|n| !n.is_empty()));
         }
+        let is = |name: &[u8], other: &[u8]| name.eq_ignore_ascii_case(other);
         let mut headers = Vec::with_capacity(req.headers.len() + self.set_headers.len() + 1);
         for h in &req.headers {
-            let lower = h.name.to_ascii_lowercase();
-            if lower == b"host" || lower == b"content-length" {
+            let name = h.name.as_slice();
+            if is(name, b"host") || is(name, b"content-length") {
                 continue;
             }
-            if hop.contains(&lower) && !(lower == b"te" && h.value.trim_ascii().eq_ignore_ascii_case(b"trailers")) {
+            let hop = HOP_BY_HOP.iter().any(|n| is(name, n.as_bytes())) || listed.iter().any(|n| is(name, n));
+            if hop && !(is(name, b"te") && h.value.trim_ascii().eq_ignore_ascii_case(b"trailers")) {
                 stats.hop_by_hop_removed += 1;
                 continue;
             }
-            if self.remove_headers.iter().any(|r| r.as_bytes().eq_ignore_ascii_case(&lower)) {
+            if self.remove_headers.iter().any(|r| is(name, r.as_bytes())) {
                 stats.headers_removed += 1;
                 continue;
             }
-            if self.set_headers.iter().any(|s| s.name.as_bytes().eq_ignore_ascii_case(&lower)) {
+            if self.set_headers.iter().any(|s| is(name, s.name.as_bytes())) {
                 continue; // replaced below
             }
             headers.push((h.name.clone(), h.value.clone()));
@@ -515,10 +528,8 @@ mod tests {
         assert!(Template::parse("{{env.NOPE}}", &env).unwrap_err().contains("NOPE"));
         assert!(Template::parse("{{later}}", &env).unwrap_err().contains("{{now}}"));
         assert!(Template::parse("${TOKEN", &env).is_err());
-        let t = Transform {
-            set_headers: vec![SetHeader::parse("X-Id: {{uuid}}", &env).unwrap()],
-            ..Default::default()
-        };
+        let t =
+            Transform { set_headers: vec![SetHeader::parse("X-Id: {{uuid}}", &env).unwrap()], ..Default::default() };
         let v = RuntimeVars::for_transform(&t);
         assert_eq!((v.uuid.len(), v.now.len()), (36, 0), "only what the templates use is made");
         let fresh = RuntimeVars::fresh();

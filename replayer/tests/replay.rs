@@ -282,23 +282,41 @@ fn http1_connections_arrive_in_order_with_rewrites() {
 
 #[test]
 fn http2_streams_share_one_connection_in_order() {
-    let exs = vec![
+    let mut exs = vec![
         ex(7, 0, Protocol::H2, 0, "/h2/1"),
         ex(7, 1, Protocol::H2, 10, "/h2/2"),
         ex(7, 2, Protocol::H2, 20, "/h2/3"),
         ex(8, 0, Protocol::H2, 5, "/other/1"),
     ];
+    for e in &mut exs {
+        e.headers = vec![("cookie", "secret=1"), ("x-kept", "yes"), ("authorization", "Bearer recorded")];
+    }
     let (_tmp, dir) = capture(&exs);
     let (addr, log) = target();
     let (_, rep) = run(
         &dir,
         addr,
-        &["--time-scale", "max", "--rewrite-host", "api.prod:443=h2.staging", "--allow-host", "h2.staging"],
+        &[
+            "--time-scale",
+            "max",
+            "--rewrite-host",
+            "api.prod:443=h2.staging",
+            "--allow-host",
+            "h2.staging",
+            "--rewrite-path",
+            "/other=/moved",
+            "--remove-header",
+            "cookie",
+            "--set-header",
+            "Authorization: Bearer ${TOKEN}",
+        ],
     );
-    assert_eq!(paths_per_connection(&log), vec![vec!["/h2/1", "/h2/2", "/h2/3"], vec!["/other/1"]]);
+    assert_eq!(paths_per_connection(&log), vec![vec!["/h2/1", "/h2/2", "/h2/3"], vec!["/moved/1"]]);
     let all: Vec<Got> = log.lock().unwrap().iter().flatten().cloned().collect();
     assert!(all.iter().all(|g| g.version == hyper::Version::HTTP_2), "{all:?}");
     assert!(all.iter().all(|g| g.authority == "h2.staging"), "{all:?}");
+    assert!(all.iter().all(|g| g.header("cookie").is_empty() && g.header("x-kept") == ["yes"]), "{all:?}");
+    assert!(all.iter().all(|g| g.header("authorization") == ["Bearer t0k3n"]), "{all:?}");
     assert_eq!(rep["requests"], 4);
     assert_eq!(rep["plan"]["connections_h2"], 2);
 
@@ -705,7 +723,10 @@ fn ten_second_capture_at_10x_takes_about_one_second() {
 fn ten_second_capture_at_1x_takes_about_ten_seconds() {
     let (_tmp, dir) = capture(&ten_seconds());
     let (addr, log) = target();
-    let (_, rep) = run(&dir, addr, &["--time-scale", "1x"]);
+    let (o, rep) = run(&dir, addr, &["--time-scale", "1x"]);
+    // Standard error is not a terminal here: plain progress lines every 5 s.
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.lines().any(|l| l.starts_with("replayer: 5s: sent ") && l.contains("/11")), "{err}");
     let span = send_span(&log);
     assert!(span >= Duration::from_millis(9950) && span <= Duration::from_millis(10_600), "span {span:?}");
     // Deadlines are absolute: lag stays small over the whole run.

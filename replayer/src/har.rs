@@ -189,7 +189,7 @@ impl<W: Write> HarWriter<W> {
         let creator = Creator { name: "tapedeck replayer".into(), version: env!("CARGO_PKG_VERSION").into() };
         write!(
             out,
-            "{{\"log\":{{\"version\":\"1.2\",\"creator\":{},\"comment\":{},\"entries\":[",
+            "{{\"log\":{{\"version\":\"1.2\",\"creator\":{},\"comment\":{},\"pages\":[],\"entries\":[",
             serde_json::to_string(&creator)?,
             serde_json::to_string(comment)?
         )?;
@@ -539,6 +539,7 @@ mod tests {
         let (bytes, stats) = w.finish().unwrap();
         let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(v["log"]["version"], "1.2");
+        assert!(v["log"]["pages"].as_array().unwrap().is_empty());
         assert_eq!(v["log"]["entries"].as_array().unwrap().len(), 2);
         assert_eq!(v["log"]["entries"][0]["response"]["status"], 302);
         assert_eq!(v["log"]["entries"][0]["serverIPAddress"], "10.0.0.2");

@@ -8,8 +8,10 @@ use regex::bytes::Regex;
 use tapedeck_model::Protocol;
 
 use crate::pace::{TimeScale, parse_duration};
+use crate::progress::ProgressMode;
 use crate::select::{StatusMatch, TimeBound, parse_protocols};
-use crate::transform::{HostRewrite, SetHeader, Target};
+use crate::tokens::TokenFileArg;
+use crate::transform::{HostRewrite, PathRewrite, SetHeader, Target};
 
 /// tapedeck replayer: reads recorded HTTP exchanges from segment files written by `agent`.
 #[derive(Debug, Parser)]
@@ -42,6 +44,25 @@ pub enum Command {
     /// the target (refused, reset, timeout) are counted per request and never stop the run. Exit status: 0 when
     /// the run completed (whatever the target answered), 1 when the input could not be read, 2 for bad flags.
     Run(Box<RunOpts>),
+    /// Write recorded exchanges as HAR 1.2 (browser dev tools, HAR viewers) and/or JSON lines (log pipelines).
+    ///
+    /// Damaged segments are read up to what is intact, with one warning per file. Exit status: 0 when everything
+    /// was read, 1 when some file or block could not be (what could be read is still written), 2 for bad flags.
+    Export(ExportOpts),
+}
+
+/// Options of `replayer export`.
+#[derive(Debug, Args)]
+pub struct ExportOpts {
+    /// Segment files, or directories holding them.
+    #[arg(value_name = "PATH", required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Write a HAR 1.2 file.
+    #[arg(long, value_name = "FILE.har", required_unless_present = "jsonl")]
+    pub har: Option<PathBuf>,
+    /// Write one JSON object per exchange per line; `-` for standard output.
+    #[arg(long, value_name = "FILE.jsonl")]
+    pub jsonl: Option<PathBuf>,
 }
 
 /// Options of `replayer run`.
@@ -116,6 +137,30 @@ pub struct RunOpts {
     /// Print what would be sent, on how many connections, and how long the run would take; send nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Map a path prefix to another: /OLD=/NEW (repeatable; whole segments: /v1 matches /v1/x, not /v10).
+    #[arg(long = "rewrite-path", value_name = "/OLD=/NEW", value_parser = parse_path_rewrite)]
+    pub rewrite_paths: Vec<PathRewrite>,
+    /// A file whose content (trimmed) is {{file.NAME}} in --set-header; re-read when it changes (repeatable).
+    #[arg(long = "token-file", value_name = "NAME=PATH", value_parser = parse_token_file)]
+    pub token_files: Vec<TokenFileArg>,
+    /// Another host that --rewrite-host may name (repeatable). The target's host is always allowed.
+    #[arg(long = "allow-host", value_name = "HOST")]
+    pub allow_hosts: Vec<String>,
+    /// Ceiling on requests per second, whatever the time scale (token bucket).
+    #[arg(long, value_name = "N", value_parser = parse_rate)]
+    pub max_rate: Option<f64>,
+    /// https targets: accept any certificate.
+    #[arg(long)]
+    pub insecure: bool,
+    /// https targets: also trust the certificates of this PEM file.
+    #[arg(long, value_name = "FILE.pem")]
+    pub ca_cert: Option<PathBuf>,
+    /// Write the replayed exchanges (request sent, response received, timings) as HAR 1.2.
+    #[arg(long, value_name = "FILE.har")]
+    pub har: Option<PathBuf>,
+    /// Progress on standard error: a bar on a terminal, a line every 5 s otherwise (auto), or bar, lines, off.
+    #[arg(long, value_name = "MODE", default_value = "auto")]
+    pub progress: ProgressMode,
 }
 
 fn parse_target(s: &str) -> Result<Target, String> {
@@ -144,4 +189,19 @@ fn parse_rewrite(s: &str) -> Result<HostRewrite, String> {
 
 fn parse_set_header(s: &str) -> Result<SetHeader, String> {
     SetHeader::parse(s, &|name| std::env::var(name).ok())
+}
+
+fn parse_path_rewrite(s: &str) -> Result<PathRewrite, String> {
+    s.parse()
+}
+
+fn parse_token_file(s: &str) -> Result<TokenFileArg, String> {
+    s.parse()
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!("'{s}' is not a rate: expected a positive number of requests per second, e.g. 500 or 0.5")),
+    }
 }

@@ -2,13 +2,18 @@
 //! (hyper 1.x client connections on tokio): HTTP/1.1 keep-alive with requests one after the other, or HTTP/2 with
 //! prior knowledge (h2c) and streams multiplexed as recorded. `--http1` / `--http2` force one version.
 //!
-//! Timing: every request waits until `run start + planned offset` (an absolute deadline) and, when the plan says
+//! Timing: every request waits until `run start + planned offset` (an absolute deadline, kept by
+//! [`PreciseTimer`] rather than tokio's 1 ms timer wheel) and, when the plan says
 //! so, until the previous request of its connection has been answered. Connections start at their first deadline
 //! and run concurrently up to the concurrency limit.
 //!
 //! Failures never stop the run: a refused, reset or timed-out connection becomes an error outcome for the request
 //! that met it; the next request of that connection connects again (counted in [`ClientStats::reconnects`]).
-//! Response bodies are read to the end and only counted, never kept.
+//! Response bodies are read to the end and only counted, never kept (unless `--har` asks for the details, then
+//! up to [`crate::replayed::BODY_KEEP_CAP`]).
+//!
+//! `https://` targets: TLS from [`crate::tls`] after the TCP connect, ALPN offering the version the connection
+//! speaks. `--max-rate`: every send first takes a token from the shared [`RateLimiter`].
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -21,13 +26,19 @@ use hyper::client::conn::{http1, http2};
 use hyper::header::{HOST, HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, Uri, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
-use tokio::time::{Instant, sleep_until, timeout};
+use tokio::time::{Instant, timeout};
 
 use crate::plan::{ConnPlan, Plan, PlannedRequest};
+use crate::precise::PreciseTimer;
+use crate::progress::Counters;
+use crate::ratelimit::RateLimiter;
+use crate::replayed::{BODY_KEEP_CAP, PhaseTimings, Replayed, ReplayedResponse};
 use crate::report::{ClientStats, ErrorKind, Outcome, Recorder, endpoint_key};
+use crate::tls::Tls;
 use crate::transform::{OutRequest, RuntimeVars, Target, Transform, TransformStats};
 use tapedeck_model::Protocol;
 
@@ -56,6 +67,31 @@ pub struct ClientConfig {
     pub force: ForceProto,
     /// Most connections open at once.
     pub concurrency: usize,
+    /// TLS connectors, for `https` targets.
+    pub tls: Option<Tls>,
+    /// `--max-rate`: requests per second ceiling.
+    pub max_rate: Option<f64>,
+    /// Keep what was sent and received per request ([`Outcome::detail`]), for `--har`.
+    pub keep_detail: bool,
+    /// Progress counters to bump.
+    pub progress: Option<Arc<Counters>>,
+}
+
+impl ClientConfig {
+    /// Settings with the defaults of `replayer run` for `target`.
+    pub fn new(target: Target) -> ClientConfig {
+        ClientConfig {
+            target,
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(30),
+            force: ForceProto::Auto,
+            concurrency: 64,
+            tls: None,
+            max_rate: None,
+            keep_detail: false,
+            progress: None,
+        }
+    }
 }
 
 /// What a replay run produced.
@@ -77,7 +113,28 @@ struct Shared {
     start: Instant,
     outcomes: mpsc::Sender<Outcome>,
     stats: Mutex<(ClientStats, TransformStats)>,
+    rate: Option<RateLimiter>,
+    wall_start: std::time::SystemTime,
+    timer: PreciseTimer,
+    /// Response bytes (an atomic: bumped per response, off the stats lock).
+    response_bytes: std::sync::atomic::AtomicU64,
 }
+
+/// A connected byte stream: TCP, or TLS over TCP.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+type BoxStream = Box<dyn Stream>;
+
+/// A response as `drive` read it.
+struct Answer {
+    status: u16,
+    bytes: u64,
+    head_at: Instant,
+    response: Option<ReplayedResponse>,
+}
+
+/// What one request produced: its result and, with `keep_detail`, the details.
+type Done = (Result<(u16, Duration), Failure>, Option<Box<Replayed>>);
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Wire {
@@ -88,10 +145,16 @@ enum Wire {
 type Failure = (ErrorKind, String);
 
 impl Shared {
-    fn prepare(&self, req: &PlannedRequest) -> OutRequest {
-        let vars = RuntimeVars::fresh();
+    /// The request to send; transform counters go to the connection's own `stats` (merged at its end, so that
+    /// connections do not contend for a lock per request).
+    fn prepare(&self, req: &PlannedRequest, stats: &mut TransformStats) -> OutRequest {
+        let vars = RuntimeVars::for_transform(&self.transform);
+        self.transform.apply(&req.request, &self.cfg.target, &vars, stats)
+    }
+
+    fn merge_transform_stats(&self, local: &TransformStats) {
         let mut stats = self.stats.lock().unwrap_or_else(|p| p.into_inner());
-        self.transform.apply(&req.request, &self.cfg.target, &vars, &mut stats.1)
+        stats.1.merge(local);
     }
 
     fn client_stats(&self, f: impl FnOnce(&mut ClientStats)) {
@@ -99,13 +162,24 @@ impl Shared {
         f(&mut stats.0);
     }
 
-    async fn report(
-        &self,
-        req: &PlannedRequest,
-        out: &OutRequest,
-        actual: Duration,
-        result: Result<(u16, Duration), Failure>,
-    ) {
+    /// Waits for the planned time (an absolute deadline) and a `--max-rate` token; returns the actual send
+    /// offset.
+    async fn wait_turn(&self, req: &PlannedRequest) -> Duration {
+        self.timer.sleep_until(self.start + req.planned).await;
+        if let Some(rate) = &self.rate {
+            rate.acquire().await;
+        }
+        if let Some(p) = &self.cfg.progress {
+            p.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.start.elapsed()
+    }
+
+    async fn report(&self, req: &PlannedRequest, out: &OutRequest, actual: Duration, done: Done) {
+        let (result, detail) = done;
+        if let Some(p) = &self.cfg.progress {
+            p.finished(result.is_ok(), crate::pace::lag(req.planned, actual));
+        }
         let o = Outcome {
             exchange_id: req.exchange_id,
             endpoint: endpoint_key(&out.method, &out.path),
@@ -113,13 +187,18 @@ impl Shared {
             actual,
             result,
             recorded_status: req.recorded_status,
+            masked_body: req.masked_body,
+            detail,
         };
         // The recorder lives until every sender is dropped, so this only fails if it panicked.
         let _ = self.outcomes.send(o).await;
     }
 
-    async fn tcp(&self) -> Result<TcpStream, Failure> {
+    /// TCP connect, then the TLS handshake for `https` targets (ALPN `h2` when `h2`). Returns the stream and how
+    /// long each step took.
+    async fn connect(&self, h2: bool) -> Result<(BoxStream, PhaseTimings), Failure> {
         let t = &self.cfg.target;
+        let t0 = Instant::now();
         let res = timeout(self.cfg.connect_timeout, TcpStream::connect((t.host.as_str(), t.port))).await;
         let out = match res {
             Err(_) => Err((
@@ -139,11 +218,28 @@ impl Shared {
             Ok(_) => c.connections_opened += 1,
             Err(_) => c.connect_failures += 1,
         });
-        out
+        let tcp = out?;
+        let mut timings = PhaseTimings { connect: Some(t0.elapsed()), ..Default::default() };
+        let Some(tls) = &self.cfg.tls else { return Ok((Box::new(tcp), timings)) };
+        let t1 = Instant::now();
+        let res = timeout(self.cfg.connect_timeout, tls.connect(&t.host, tcp, h2)).await;
+        let stream = match res {
+            Err(_) => Err((ErrorKind::ConnectTimeout, format!("TLS handshake with {t}: no answer in time"))),
+            Ok(Err(e)) if crate::tls::is_tls_error(&e) => Err((ErrorKind::Tls, format!("TLS handshake with {t}: {e}"))),
+            Ok(Err(e)) => Err((ErrorKind::ConnectError, format!("TLS handshake with {t}: {e}"))),
+            Ok(Ok(s)) => Ok(s),
+        };
+        if stream.is_err() {
+            self.client_stats(|c| c.tls_failures += 1);
+        }
+        let stream = stream?;
+        timings.tls = Some(t1.elapsed());
+        Ok((Box::new(stream), timings))
     }
 
-    async fn h1(&self) -> Result<http1::SendRequest<Full<Bytes>>, Failure> {
-        let io = TokioIo::new(self.tcp().await?);
+    async fn h1(&self) -> Result<(http1::SendRequest<Full<Bytes>>, PhaseTimings), Failure> {
+        let (stream, timings) = self.connect(false).await?;
+        let io = TokioIo::new(stream);
         let (sender, conn) = timeout(self.cfg.connect_timeout, http1::handshake(io))
             .await
             .map_err(|_| (ErrorKind::ConnectTimeout, "HTTP/1.1 handshake timed out".to_string()))?
@@ -151,11 +247,12 @@ impl Shared {
         tokio::spawn(async move {
             let _ = conn.await;
         });
-        Ok(sender)
+        Ok((sender, timings))
     }
 
-    async fn h2(&self) -> Result<http2::SendRequest<Full<Bytes>>, Failure> {
-        let io = TokioIo::new(self.tcp().await?);
+    async fn h2(&self) -> Result<(http2::SendRequest<Full<Bytes>>, PhaseTimings), Failure> {
+        let (stream, timings) = self.connect(true).await?;
+        let io = TokioIo::new(stream);
         let (sender, conn) = timeout(self.cfg.connect_timeout, http2::handshake(TokioExecutor::new(), io))
             .await
             .map_err(|_| (ErrorKind::ConnectTimeout, "HTTP/2 handshake timed out".to_string()))?
@@ -163,32 +260,83 @@ impl Shared {
         tokio::spawn(async move {
             let _ = conn.await;
         });
-        Ok(sender)
+        Ok((sender, timings))
+    }
+
+    /// The details of one request, when kept.
+    fn detail(
+        &self,
+        out: &OutRequest,
+        wire: Wire,
+        actual: Duration,
+        timings: PhaseTimings,
+        result: Result<&Answer, &Failure>,
+    ) -> Option<Box<Replayed>> {
+        if !self.cfg.keep_detail {
+            return None;
+        }
+        let (response, error) = match result {
+            Ok(a) => (a.response.clone(), None),
+            Err((kind, msg)) => (None, Some(format!("{}: {msg}", kind.as_str()))),
+        };
+        Some(Box::new(Replayed {
+            started: self.wall_start + actual,
+            scheme: if self.cfg.tls.is_some() { "https" } else { "http" },
+            version: if wire == Wire::H2 { "HTTP/2" } else { "HTTP/1.1" },
+            request: out.clone(),
+            response,
+            timings,
+            error,
+        }))
     }
 }
 
+/// Something that sees every outcome as it comes (the HAR writer of `--har`), on the recorder task.
+pub type OutcomeSink = Box<dyn FnMut(&Outcome) + Send>;
+
 /// Replays `plan` (already paced) and returns the summary. Never fails: every problem is an outcome.
 pub async fn replay(plan: Plan, cfg: ClientConfig, transform: Transform) -> RunResult {
+    replay_with(plan, cfg, transform, None).await
+}
+
+/// [`replay`], handing every outcome to `sink` too.
+pub async fn replay_with(plan: Plan, cfg: ClientConfig, transform: Transform, sink: Option<OutcomeSink>) -> RunResult {
     let (tx, mut rx) = mpsc::channel::<Outcome>(1024);
     let recorder = tokio::spawn(async move {
         let mut rec = Recorder::default();
+        let mut sink = sink;
         let mut last = Instant::now();
         while let Some(o) = rx.recv().await {
             rec.record(&o);
+            if let Some(s) = sink.as_mut() {
+                s(&o);
+            }
             last = Instant::now();
         }
         (rec, last)
     });
     let limit = Arc::new(Semaphore::new(cfg.concurrency.max(1)));
     let start = Instant::now();
-    let shared = Arc::new(Shared { cfg, transform, start, outcomes: tx, stats: Mutex::new(Default::default()) });
+    let rate = cfg.max_rate.map(RateLimiter::new);
+    let wall_start = std::time::SystemTime::now();
+    let shared = Arc::new(Shared {
+        cfg,
+        transform,
+        start,
+        outcomes: tx,
+        stats: Mutex::new(Default::default()),
+        rate,
+        wall_start,
+        timer: PreciseTimer::new(),
+        response_bytes: Default::default(),
+    });
     let mut conns = JoinSet::new();
     for conn in plan.connections {
         let shared = Arc::clone(&shared);
         let limit = Arc::clone(&limit);
         conns.spawn(async move {
             // Wait for the first deadline before taking a slot, so idle connections do not hold one.
-            sleep_until(shared.start + conn.first_planned()).await;
+            shared.timer.sleep_until(shared.start + conn.first_planned()).await;
             let _permit = limit.acquire_owned().await;
             let wire = match (shared.cfg.force, conn.proto) {
                 (ForceProto::Http1, _) => Wire::H1,
@@ -206,7 +354,8 @@ pub async fn replay(plan: Plan, cfg: ClientConfig, transform: Transform) -> RunR
         });
     }
     while conns.join_next().await.is_some() {}
-    let stats = shared.stats.lock().map(|s| s.clone()).unwrap_or_else(|p| p.into_inner().clone());
+    let mut stats = shared.stats.lock().map(|s| s.clone()).unwrap_or_else(|p| p.into_inner().clone());
+    stats.0.response_bytes = shared.response_bytes.load(std::sync::atomic::Ordering::Relaxed);
     drop(shared);
     let (rec, last) = match recorder.await {
         Ok(v) => v,
@@ -224,10 +373,11 @@ pub async fn replay(plan: Plan, cfg: ClientConfig, transform: Transform) -> RunR
 async fn run_h1(shared: &Shared, conn: ConnPlan) {
     let mut sender: Option<http1::SendRequest<Full<Bytes>>> = None;
     let mut opened = false;
+    let mut tstats = TransformStats::default();
     for req in &conn.requests {
-        sleep_until(shared.start + req.planned).await;
-        let actual = shared.start.elapsed();
-        let out = shared.prepare(req);
+        let actual = shared.wait_turn(req).await;
+        let out = shared.prepare(req, &mut tstats);
+        let mut timings = PhaseTimings::default();
         let result = async {
             if sender.as_ref().is_none_or(|s| s.is_closed()) {
                 sender = None;
@@ -235,26 +385,50 @@ async fn run_h1(shared: &Shared, conn: ConnPlan) {
                     shared.client_stats(|c| c.reconnects += 1);
                 }
                 opened = true;
-                sender = Some(shared.h1().await?);
+                let (s, t) = shared.h1().await?;
+                sender = Some(s);
+                timings = t;
             }
             let Some(s) = sender.as_mut() else { return Err((ErrorKind::ConnectError, "no connection".into())) };
             s.ready().await.map_err(|e| classify(&e))?;
             let hreq = build(&out, Wire::H1, shared)?;
             let t0 = Instant::now();
-            let (status, bytes) = match timeout(shared.cfg.request_timeout, drive(s.send_request(hreq))).await {
-                Ok(r) => r?,
-                Err(_) => return Err(timed_out(shared)),
-            };
-            shared.client_stats(|c| c.response_bytes += bytes);
-            Ok((status, t0.elapsed()))
+            match timeout(shared.cfg.request_timeout, drive(s.send_request(hreq), shared.cfg.keep_detail)).await {
+                Ok(r) => r.map(|a| (t0, a)),
+                Err(_) => Err(timed_out(shared)),
+            }
         }
         .await;
         if result.is_err() {
             // The connection's state is unknown after an error: start afresh for the next request.
             sender = None;
         }
-        shared.report(req, &out, actual, result).await;
+        let done = finish(shared, &out, Wire::H1, actual, timings, result);
+        shared.report(req, &out, actual, done).await;
     }
+    shared.merge_transform_stats(&tstats);
+}
+
+/// The result of one request from what `drive` returned; counts the bytes.
+fn finish(
+    shared: &Shared,
+    out: &OutRequest,
+    wire: Wire,
+    actual: Duration,
+    mut timings: PhaseTimings,
+    result: Result<(Instant, Answer), Failure>,
+) -> Done {
+    let end = Instant::now();
+    let result = result.map(|(t0, a)| {
+        timings.wait = a.head_at.saturating_duration_since(t0);
+        timings.receive = end.saturating_duration_since(a.head_at);
+        (t0, a)
+    });
+    if let Ok((_, a)) = &result {
+        shared.response_bytes.fetch_add(a.bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+    let detail = shared.detail(out, wire, actual, timings, result.as_ref().map(|(_, a)| a));
+    (result.map(|(t0, a)| (a.status, end.saturating_duration_since(t0))), detail)
 }
 
 /// HTTP/2: streams opened in recorded order on one connection; a stream waits for the previous answer only when
@@ -263,6 +437,7 @@ async fn run_h2(shared: &Arc<Shared>, conn: ConnPlan) {
     let mut sender: Option<http2::SendRequest<Full<Bytes>>> = None;
     let mut opened = false;
     let mut prev_done: Option<watch::Receiver<bool>> = None;
+    let mut tstats = TransformStats::default();
     let mut streams = JoinSet::new();
     for req in conn.requests {
         if req.wait_for_previous
@@ -270,11 +445,11 @@ async fn run_h2(shared: &Arc<Shared>, conn: ConnPlan) {
         {
             let _ = rx.wait_for(|done| *done).await;
         }
-        sleep_until(shared.start + req.planned).await;
+        let actual = shared.wait_turn(&req).await;
         let (done_tx, done_rx) = watch::channel(false);
         prev_done = Some(done_rx);
-        let actual = shared.start.elapsed();
-        let out = shared.prepare(&req);
+        let out = shared.prepare(&req, &mut tstats);
+        let mut timings = PhaseTimings::default();
         let started = async {
             if sender.as_ref().is_none_or(|s| s.is_closed()) {
                 sender = None;
@@ -282,7 +457,9 @@ async fn run_h2(shared: &Arc<Shared>, conn: ConnPlan) {
                     shared.client_stats(|c| c.reconnects += 1);
                 }
                 opened = true;
-                sender = Some(shared.h2().await?);
+                let (s, t) = shared.h2().await?;
+                sender = Some(s);
+                timings = t;
             }
             let Some(s) = sender.as_mut() else { return Err((ErrorKind::ConnectError, "no connection".into())) };
             s.ready().await.map_err(|e| classify(&e))?;
@@ -296,26 +473,26 @@ async fn run_h2(shared: &Arc<Shared>, conn: ConnPlan) {
                 if f.0 != ErrorKind::InvalidRequest {
                     sender = None;
                 }
-                shared.report(&req, &out, actual, Err(f)).await;
+                let done = finish(shared, &out, Wire::H2, actual, timings, Err(f));
+                shared.report(&req, &out, actual, done).await;
                 let _ = done_tx.send(true);
             }
             Ok((t0, fut)) => {
                 let shared = Arc::clone(shared);
                 streams.spawn(async move {
-                    let result = match timeout(shared.cfg.request_timeout, drive(fut)).await {
-                        Ok(Ok((status, bytes))) => {
-                            shared.client_stats(|c| c.response_bytes += bytes);
-                            Ok((status, t0.elapsed()))
-                        }
-                        Ok(Err(f)) => Err(f),
+                    let keep = shared.cfg.keep_detail;
+                    let result = match timeout(shared.cfg.request_timeout, drive(fut, keep)).await {
+                        Ok(r) => r.map(|a| (t0, a)),
                         Err(_) => Err(timed_out(&shared)),
                     };
                     let _ = done_tx.send(true);
-                    shared.report(&req, &out, actual, result).await;
+                    let done = finish(&shared, &out, Wire::H2, actual, timings, result);
+                    shared.report(&req, &out, actual, done).await;
                 });
             }
         }
     }
+    shared.merge_transform_stats(&tstats);
     while streams.join_next().await.is_some() {}
 }
 
@@ -323,19 +500,38 @@ fn timed_out(shared: &Shared) -> Failure {
     (ErrorKind::Timeout, format!("no complete response within {:?}", shared.cfg.request_timeout))
 }
 
-/// Awaits the response and reads its body to the end, counting bytes.
-async fn drive(fut: impl Future<Output = hyper::Result<Response<Incoming>>>) -> Result<(u16, u64), Failure> {
+/// Awaits the response and reads its body to the end, counting bytes; with `keep`, keeps the head and the first
+/// [`BODY_KEEP_CAP`] bytes of the body.
+async fn drive(fut: impl Future<Output = hyper::Result<Response<Incoming>>>, keep: bool) -> Result<Answer, Failure> {
     let resp = fut.await.map_err(|e| classify(&e))?;
-    let status = resp.status().as_u16();
+    let head_at = Instant::now();
+    let status = resp.status();
+    let mut kept = keep.then(|| ReplayedResponse {
+        status: status.as_u16(),
+        reason: status.canonical_reason().unwrap_or_default().to_string(),
+        headers: resp
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect(),
+        ..Default::default()
+    });
     let mut body = resp.into_body();
     let mut bytes = 0u64;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| classify(&e))?;
         if let Some(d) = frame.data_ref() {
             bytes += d.len() as u64;
+            if let Some(k) = kept.as_mut() {
+                let room = BODY_KEEP_CAP.saturating_sub(k.body.len());
+                k.body.extend_from_slice(&d[..d.len().min(room)]);
+            }
         }
     }
-    Ok((status, bytes))
+    if let Some(k) = kept.as_mut() {
+        k.body_len = bytes;
+    }
+    Ok(Answer { status: status.as_u16(), bytes, head_at, response: kept })
 }
 
 /// The hyper request for `out`: origin-form target and `Host` for HTTP/1.1, absolute URI (`:authority`) for
@@ -348,7 +544,7 @@ fn build(out: &OutRequest, wire: Wire, shared: &Shared) -> Result<Request<Full<B
         Wire::H1 => (path.parse::<Uri>().map_err(|e| invalid(&format!("path {path:?}: {e}")))?, Version::HTTP_11),
         Wire::H2 => (
             Uri::builder()
-                .scheme("http")
+                .scheme(if shared.cfg.tls.is_some() { "https" } else { "http" })
                 .authority(out.authority.as_str())
                 .path_and_query(path.as_str())
                 .build()

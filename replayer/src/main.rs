@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use tapedeck_replayer::cli::{Cli, Command};
+use tapedeck_replayer::export::{ExportTargets, export};
 use tapedeck_replayer::{inspect, run};
 
 fn main() -> ExitCode {
@@ -34,6 +35,25 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        Command::Export(opts) => {
+            let to = ExportTargets { har: opts.har, jsonl: opts.jsonl };
+            let mut warn = |w: &str| eprintln!("replayer: warning: {w}");
+            match export(&opts.paths, &to, &mut out, &mut warn) {
+                Ok(stats) => {
+                    let _ = out.flush();
+                    eprintln!(
+                        "replayer: exported {} exchanges from {} files ({} HAR entries, {} JSON lines)",
+                        stats.exchanges, stats.files, stats.har.entries, stats.jsonl_lines
+                    );
+                    if stats.problems() > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS }
+                }
+                Err(e) => {
+                    let _ = out.flush();
+                    eprintln!("replayer: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
     };
     let _ = out.flush();
     code

@@ -43,6 +43,8 @@ pub struct PlannedRequest {
     pub recorded_status: Option<u16>,
     /// The recorded request body was cut at the capture's body cap: what is sent is shorter than the original.
     pub body_truncated: bool,
+    /// The recorded request body had fields masked (see [`masked_request_body`]): what is sent carries markers.
+    pub masked_body: bool,
 }
 
 /// One connection to open to the target.
@@ -86,6 +88,8 @@ pub struct PlanStats {
     pub h2_sequential: u64,
     /// Requests whose recorded body was truncated by the capture's body cap.
     pub bodies_truncated: u64,
+    /// Requests replayed with masked body fields (markers or tokens instead of the recorded values).
+    pub masked_bodies: u64,
 }
 
 /// The whole plan.
@@ -165,6 +169,10 @@ impl Plan {
                 if body_truncated {
                     stats.bodies_truncated += 1;
                 }
+                let masked_body = masked_request_body(ex);
+                if masked_body {
+                    stats.masked_bodies += 1;
+                }
                 requests.push(PlannedRequest {
                     exchange_id: ex.id,
                     order: ex.order,
@@ -175,6 +183,7 @@ impl Plan {
                     request,
                     recorded_status: ex.response.as_ref().map(|r| r.status),
                     body_truncated,
+                    masked_body,
                 });
                 prev = Some(ex);
             }
@@ -216,6 +225,31 @@ impl Plan {
     pub fn request_count(&self) -> usize {
         self.connections.iter().map(|c| c.requests.len()).sum()
     }
+}
+
+/// Names of the default masking policy's rules that act on bodies (agent/src/mask/policy.rs).
+pub const BODY_MASK_RULES: &[&str] = &["secret-json-keys", "secret-form-fields", "payment-cards"];
+
+/// Whether the recorded request of `ex` had body fields masked. Only exchanges that list masking rules and whose
+/// request has a body count; then any of: a masking note about the request body (`@request-body:...`); a marker
+/// (`[REDACTED]`) or keyed token (`tdk_`) in the request body; a body rule of the default policy
+/// ([`BODY_MASK_RULES`]) fired and the response body shows no marker (so the rule did not fire there). Custom
+/// policy rule names do not say what they target: the markers catch those.
+pub fn masked_request_body(ex: &Exchange) -> bool {
+    let Some(req) = &ex.request else { return false };
+    if ex.masked_by.is_empty() || req.body.bytes.is_empty() {
+        return false;
+    }
+    let marked = |b: &[u8]| contains(b, b"[REDACTED]") || contains(b, b"tdk_");
+    if ex.masked_by.iter().any(|m| m.starts_with("@request-body")) || marked(&req.body.bytes) {
+        return true;
+    }
+    let body_rule = ex.masked_by.iter().any(|m| BODY_MASK_RULES.contains(&m.as_str()));
+    body_rule && !ex.response.as_ref().is_some_and(|r| marked(&r.body.bytes))
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
 }
 
 /// When the request started: its first byte, else its last, else the exchange's earliest timestamp.
@@ -360,5 +394,39 @@ mod tests {
         assert_eq!(plan.stats.bodies_truncated, 1);
         let r = &plan.connections[0].requests;
         assert_eq!(r[1].recorded_offset, r[0].recorded_offset, "an untimed request follows its predecessor");
+    }
+
+    #[test]
+    fn masked_request_bodies_are_recognised() {
+        let mut e = ex(1, 0, Protocol::Http11, 0, Some((1, 2)));
+        let set_body = |e: &mut Exchange, b: &str| {
+            e.request.as_mut().unwrap().body = Body { bytes: b.as_bytes().to_vec(), full_len: b.len() as u64 };
+        };
+        set_body(&mut e, r#"{"password":"[REDACTED]"}"#);
+        assert!(!masked_request_body(&e), "no masking rule listed: not counted");
+        e.masked_by = vec!["secret-json-keys".into()];
+        assert!(masked_request_body(&e));
+        set_body(&mut e, r#"{"pin":0}"#);
+        assert!(masked_request_body(&e), "a body rule fired and the response shows no marker");
+        e.response.as_mut().unwrap().body.bytes = br#"{"token":"[REDACTED]"}"#.to_vec();
+        assert!(!masked_request_body(&e), "the body rule fired on the response");
+        e.masked_by = vec!["auth-headers".into()];
+        set_body(&mut e, r#"{"a":1}"#);
+        assert!(!masked_request_body(&e), "a header rule does not mask the body");
+        e.masked_by = vec!["@request-body:stored-decoded:gzip".into(), "custom".into()];
+        assert!(masked_request_body(&e));
+        e.masked_by = vec!["custom".into()];
+        set_body(&mut e, "card=tdk_0123456789abcdef");
+        assert!(masked_request_body(&e));
+        set_body(&mut e, "");
+        assert!(!masked_request_body(&e), "no body, nothing masked in it");
+        let plan = Plan::build(vec![{
+            let mut m = ex(2, 0, Protocol::Http11, 0, None);
+            m.masked_by = vec!["custom".into()];
+            set_body(&mut m, "x=[REDACTED]");
+            m
+        }]);
+        assert_eq!(plan.stats.masked_bodies, 1);
+        assert!(plan.connections[0].requests[0].masked_body);
     }
 }

@@ -42,6 +42,8 @@ pub enum ErrorKind {
     Protocol,
     /// The recorded request cannot be expressed as a valid request (bad method, path or header).
     InvalidRequest,
+    /// The TLS handshake failed (untrusted or invalid certificate, no common protocol or ALPN).
+    Tls,
 }
 
 impl ErrorKind {
@@ -56,6 +58,7 @@ impl ErrorKind {
             ErrorKind::Closed => "closed",
             ErrorKind::Protocol => "protocol",
             ErrorKind::InvalidRequest => "invalid_request",
+            ErrorKind::Tls => "tls",
         }
     }
 }
@@ -75,6 +78,10 @@ pub struct Outcome {
     pub result: Result<(u16, Duration), (ErrorKind, String)>,
     /// The status the recording had.
     pub recorded_status: Option<u16>,
+    /// The recorded request had body fields masked: what was sent is not what the client sent.
+    pub masked_body: bool,
+    /// What was sent and received, when an output needs it (`--har`).
+    pub detail: Option<Box<crate::replayed::Replayed>>,
 }
 
 /// Counters of the sender.
@@ -92,6 +99,8 @@ pub struct ClientStats {
     pub protocol_forced: u64,
     /// Recorded header fields that are not valid HTTP (name or value) and were not sent.
     pub headers_invalid_dropped: u64,
+    /// TLS handshakes that failed.
+    pub tls_failures: u64,
 }
 
 /// Latency or lag percentiles in milliseconds.
@@ -171,6 +180,24 @@ pub struct Report {
     pub client: ClientStats,
     /// Warnings (damaged files, ...).
     pub warnings: Vec<String>,
+    /// Requests replayed with masked body fields: their recorded bodies had values replaced by the capture's
+    /// masking, so the target got markers, not the original values.
+    pub masked_bodies: u64,
+    /// Requests per second achieved (requests / actual duration).
+    pub achieved_rps: f64,
+    /// Extra counters of the run (TLS, token files, HAR output).
+    pub extra: RunExtra,
+}
+
+/// Counters of the run's optional parts.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RunExtra {
+    /// Token file counters (`--token-file`).
+    pub token_files: crate::tokens::TokenStats,
+    /// HAR output counters (`--har`).
+    pub har: crate::har::HarStats,
+    /// HAR entries that could not be written (I/O error); the first error is in the warnings.
+    pub har_write_errors: u64,
 }
 
 struct Endpoint {
@@ -219,20 +246,26 @@ impl Recorder {
     pub fn record(&mut self, o: &Outcome) {
         let r = &mut self.report;
         r.requests += 1;
+        if o.masked_body {
+            r.masked_bodies += 1;
+        }
         let lag = self.micros(crate::pace::lag(o.planned, o.actual));
         let _ = self.lag.record(lag);
-        let key = if self.endpoints.contains_key(&o.endpoint) || self.endpoints.len() < MAX_ENDPOINTS {
-            o.endpoint.clone()
+        let key: &str = if self.endpoints.contains_key(&o.endpoint) || self.endpoints.len() < MAX_ENDPOINTS {
+            &o.endpoint
         } else {
             self.pooled += 1;
-            "(other)".to_string()
+            "(other)"
         };
         let latency = match &o.result {
             Ok((_, l)) => Some(self.micros(*l)),
             Err(_) => None,
         };
         let r = &mut self.report;
-        let ep = self.endpoints.entry(key).or_insert_with(|| Endpoint { requests: 0, errors: 0, latency: histogram() });
+        if !self.endpoints.contains_key(key) {
+            self.endpoints.insert(key.to_string(), Endpoint { requests: 0, errors: 0, latency: histogram() });
+        }
+        let Some(ep) = self.endpoints.get_mut(key) else { return };
         ep.requests += 1;
         match &o.result {
             Ok((status, _)) => {
@@ -326,9 +359,16 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "  duration {:.3} s (planned {:.3} s; recorded span {:.3} s)",
-            self.actual_duration_s, self.planned_duration_s, self.recorded_span_s
+            "  duration {:.3} s (planned {:.3} s; recorded span {:.3} s); {:.1} req/s",
+            self.actual_duration_s, self.planned_duration_s, self.recorded_span_s, self.achieved_rps
         );
+        if self.masked_bodies > 0 {
+            let _ = writeln!(
+                s,
+                "  replayed with masked body fields: {} (the target got masking markers, not the recorded values)",
+                self.masked_bodies
+            );
+        }
         let shown = self.endpoints.len().min(10);
         if shown > 0 {
             let _ = writeln!(s, "  endpoints (top {shown} of {}):", self.endpoints.len());
@@ -356,6 +396,8 @@ mod tests {
             actual: Duration::from_millis(actual),
             result: result.map(|(s, l)| (s, Duration::from_millis(l))).map_err(|k| (k, "boom".into())),
             recorded_status: Some(200),
+            masked_body: false,
+            detail: None,
         }
     }
 

@@ -5,16 +5,24 @@
 //! paths ──select──▶ Vec<Exchange> ──Plan::build──▶ Plan ──Plan::pace──▶ Plan ──client::replay──▶ Report
 //!                                                                   └── --dry-run: the plan, printed
 //! ```
+//!
+//! Checked at start, before anything is sent: where requests may go ([`crate::safety`]), the `--ca-cert` file,
+//! the `--token-file` files and the `{{file.NAME}}` names that use them.
 
 use std::io::Write;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::cli::RunOpts;
-use crate::client::{ClientConfig, ForceProto, replay};
+use crate::client::{ClientConfig, ForceProto, OutcomeSink, replay_with};
+use crate::har::{HarStats, HarWriter, entry_from_replayed};
 use crate::pace::Pacing;
 use crate::plan::Plan;
+use crate::progress::Progress;
 use crate::report::Report;
 use crate::select::{Filter, select};
+use crate::tls::{Tls, TlsOptions};
+use crate::tokens::TokenFiles;
 use crate::transform::{RuntimeVars, Target, Transform, TransformStats};
 
 /// The target assumed by `--dry-run` without `--target`.
@@ -22,6 +30,23 @@ const DRY_RUN_TARGET: &str = "http://127.0.0.1:80";
 
 /// Runs `replayer run`. Warnings go to standard error as they are found; the summary goes to `out`.
 pub fn run(opts: &RunOpts, out: &mut dyn Write) -> anyhow::Result<Report> {
+    if let Some(t) = &opts.target {
+        crate::safety::check_rewrites(t, &opts.rewrite_hosts, &opts.allow_hosts).map_err(anyhow::Error::msg)?;
+    }
+    let token_files = Arc::new(TokenFiles::load(&opts.token_files)?);
+    for sh in &opts.set_headers {
+        for name in sh.value.file_names() {
+            if !token_files.has(name) {
+                anyhow::bail!("--set-header {}: {{{{file.{name}}}}} needs --token-file {name}=PATH", sh.name);
+            }
+        }
+    }
+    let tls = match &opts.target {
+        Some(t) if t.scheme == "https" => {
+            Some(Tls::new(&TlsOptions { insecure: opts.insecure, ca_cert: opts.ca_cert.clone() })?)
+        }
+        _ => None,
+    };
     let filter = Filter {
         methods: opts.methods.clone(),
         hosts: opts.hosts.clone(),
@@ -46,6 +71,8 @@ pub fn run(opts: &RunOpts, out: &mut dyn Write) -> anyhow::Result<Report> {
     };
     let transform = Transform {
         rewrite_hosts: opts.rewrite_hosts.clone(),
+        rewrite_paths: opts.rewrite_paths.clone(),
+        token_files: (!opts.token_files.is_empty()).then(|| Arc::clone(&token_files)),
         remove_headers: opts.remove_headers.clone(),
         set_headers: opts.set_headers.clone(),
     };
@@ -67,15 +94,26 @@ pub fn run(opts: &RunOpts, out: &mut dyn Write) -> anyhow::Result<Report> {
     if opts.dry_run {
         report.transform = dry_run(&plan, &target, &transform, force, out)?;
     } else {
+        let progress = Progress::start(opts.progress, plan.request_count() as u64);
+        let har = match &opts.har {
+            Some(path) => Some(HarSink::create(path)?),
+            None => None,
+        };
         let cfg = ClientConfig {
             target,
             connect_timeout: opts.connect_timeout,
             request_timeout: opts.timeout,
             force,
             concurrency: opts.concurrency as usize,
+            tls,
+            max_rate: opts.max_rate,
+            keep_detail: har.is_some(),
+            progress: Some(Arc::clone(&progress.counters)),
         };
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-        let result = runtime.block_on(replay(plan, cfg, transform));
+        let sink = har.as_ref().map(HarSink::sink);
+        let result = runtime.block_on(replay_with(plan, cfg, transform, sink));
+        progress.finish();
         let mut sent = result.recorder_report;
         sent.target = report.target;
         sent.time_scale = report.time_scale;
@@ -87,6 +125,19 @@ pub fn run(opts: &RunOpts, out: &mut dyn Write) -> anyhow::Result<Report> {
         sent.client = result.client;
         sent.transform = result.transform;
         sent.actual_duration_s = result.duration.as_secs_f64();
+        if sent.actual_duration_s > 0.0 {
+            sent.achieved_rps = sent.requests as f64 / sent.actual_duration_s;
+        }
+        sent.extra.token_files = token_files.stats();
+        if let Some(h) = har {
+            let (stats, errors, first_error) = h.finish();
+            sent.extra.har = stats;
+            sent.extra.har_write_errors = errors;
+            if let Some(e) = first_error {
+                eprintln!("replayer: warning: {e}");
+                sent.warnings.push(e);
+            }
+        }
         report = sent;
         out.write_all(report.text().as_bytes())?;
     }
@@ -106,7 +157,7 @@ fn dry_run(
     out: &mut dyn Write,
 ) -> anyhow::Result<TransformStats> {
     let mut stats = TransformStats::default();
-    let vars = RuntimeVars { now: "{{now}}".into(), uuid: "{{uuid}}".into() };
+    let vars = RuntimeVars { now: "{{now}}".into(), uuid: "{{uuid}}".into(), files: transform.token_files.clone() };
     let mut lines: Vec<(Duration, String)> = Vec::with_capacity(plan.request_count());
     for (i, c) in plan.connections.iter().enumerate() {
         let wire = match force {
@@ -147,4 +198,63 @@ fn dry_run(
         plan.recorded_span().as_secs_f64(),
     )?;
     Ok(stats)
+}
+
+/// `--har`: the HAR writer, fed by the recorder task with every outcome that carries details.
+struct HarSink {
+    inner: Arc<Mutex<HarState>>,
+}
+
+struct HarState {
+    writer: Option<HarWriter<std::io::BufWriter<std::fs::File>>>,
+    errors: u64,
+    first_error: Option<String>,
+    path: std::path::PathBuf,
+}
+
+impl HarState {
+    fn fail(&mut self, e: &std::io::Error) {
+        self.errors += 1;
+        if self.first_error.is_none() {
+            self.first_error = Some(format!("{}: writing the HAR file: {e}", self.path.display()));
+        }
+    }
+}
+
+impl HarSink {
+    fn create(path: &std::path::Path) -> anyhow::Result<HarSink> {
+        let f = std::fs::File::create(path).map_err(|e| anyhow::anyhow!("--har {}: {e}", path.display()))?;
+        let w = HarWriter::new(std::io::BufWriter::new(f), "replayed by tapedeck replayer")?;
+        let state = HarState { writer: Some(w), errors: 0, first_error: None, path: path.to_path_buf() };
+        Ok(HarSink { inner: Arc::new(Mutex::new(state)) })
+    }
+
+    fn sink(&self) -> OutcomeSink {
+        let inner = Arc::clone(&self.inner);
+        Box::new(move |o| {
+            let Some(d) = &o.detail else { return };
+            let mut st = inner.lock().unwrap_or_else(|p| p.into_inner());
+            let entry = entry_from_replayed(d, o.masked_body);
+            let res = match st.writer.as_mut() {
+                Some(w) => w.entry(&entry),
+                None => return,
+            };
+            if let Err(e) = res {
+                st.fail(&e);
+            }
+        })
+    }
+
+    /// Closes the file: counters, write errors, the first error message.
+    fn finish(self) -> (HarStats, u64, Option<String>) {
+        let mut st = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stats = HarStats::default();
+        if let Some(w) = st.writer.take() {
+            match w.finish() {
+                Ok((_, s)) => stats = s,
+                Err(e) => st.fail(&e),
+            }
+        }
+        (stats, st.errors, st.first_error.take())
+    }
 }

@@ -1,11 +1,12 @@
 //! Transforms: a recorded request in, the request to send out: the target (scheme, host, port), host/authority
-//! mapping (`--rewrite-host old=new`), header removal and setting (`--remove-header`, `--set-header 'Name: value'`),
-//! variables in set values, and the hop-by-hop and length fix-ups that make the result a valid message.
+//! mapping (`--rewrite-host old=new`), path prefix mapping (`--rewrite-path /old=/new`), header removal and
+//! setting (`--remove-header`, `--set-header 'Name: value'`), variables in set values, and the hop-by-hop and
+//! length fix-ups that make the result a valid message.
 //!
 //! Variables: `${NAME}` and `{{env.NAME}}` are read from the environment once, when the flag is parsed (a missing
 //! variable is an error at start-up, not a silent empty value); `{{now}}` (RFC 3339 UTC, milliseconds) and
 //! `{{uuid}}` (v4) take a fresh value per request, supplied by the caller in [`RuntimeVars`], so this module stays
-//! pure.
+//! pure; `{{file.NAME}}` is the current content of a `--token-file` (see [`crate::tokens`]).
 //!
 //! Fix-ups: hop-by-hop headers (`Connection` and the names it lists, `Keep-Alive`, `Proxy-Connection`,
 //! `Transfer-Encoding`, `Upgrade`, `Trailer`, `TE` except `TE: trailers`) are removed; `Host` is rebuilt from the
@@ -18,10 +19,10 @@ use tapedeck_model::Request;
 
 use crate::select::strip_port;
 
-/// Where requests are sent: `http://host:port`.
+/// Where requests are sent: `http://host:port` or `https://host:port`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
-    /// `http` (TLS is not supported yet).
+    /// `http` or `https`.
     pub scheme: String,
     /// Host name or IP literal (IPv6 without brackets).
     pub host: String,
@@ -49,16 +50,14 @@ impl fmt::Display for Target {
 impl std::str::FromStr for Target {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let forms = "expected http://HOST[:PORT], e.g. http://staging:8080 or http://127.0.0.1:9000";
+        let forms = "expected http://HOST[:PORT] or https://HOST[:PORT], e.g. http://staging:8080 or \
+                     https://127.0.0.1:8443";
         let t = s.trim();
         let (scheme, rest) = match t.split_once("://") {
             Some((sc, rest)) => (sc.to_ascii_lowercase(), rest),
             None => ("http".to_string(), t),
         };
-        if scheme == "https" {
-            return Err(format!("'{s}': https targets are not supported yet (TLS); {forms}"));
-        }
-        if scheme != "http" {
+        if scheme != "http" && scheme != "https" {
             return Err(format!("'{s}': unknown scheme '{scheme}'; {forms}"));
         }
         let rest = rest.trim_end_matches('/');
@@ -80,6 +79,7 @@ impl std::str::FromStr for Target {
             }
         };
         let port = match port {
+            None if scheme == "https" => 443,
             None => 80,
             Some(p) => p.parse::<u16>().ok().filter(|&p| p != 0).ok_or_else(|| format!("'{s}': bad port; {forms}"))?,
         };
@@ -96,6 +96,7 @@ enum Part {
     Lit(String),
     Now,
     Uuid,
+    File(String),
 }
 
 /// A header value with runtime variables (`{{now}}`, `{{uuid}}`); environment variables are already substituted.
@@ -121,6 +122,7 @@ impl Template {
                 let runtime = match var {
                     "now" => Some(Part::Now),
                     "uuid" => Some(Part::Uuid),
+                    _ if var.starts_with("file.") && var.len() > 5 => Some(Part::File(var[5..].to_string())),
                     _ => match var.strip_prefix("env.") {
                         Some(name) => {
                             lit.push_str(&env(name).ok_or_else(|| format!("environment variable {name} is not set"))?);
@@ -128,8 +130,8 @@ impl Template {
                         }
                         None => {
                             return Err(format!(
-                                "unknown variable {{{{{var}}}}} in '{s}': expected {{{{now}}}}, {{{{uuid}}}} or \
-                                 {{{{env.NAME}}}}"
+                                "unknown variable {{{{{var}}}}} in '{s}': expected {{{{now}}}}, {{{{uuid}}}}, \
+                                 {{{{env.NAME}}}} or {{{{file.NAME}}}}"
                             ));
                         }
                     },
@@ -163,9 +165,27 @@ impl Template {
                 Part::Lit(s) => out.push_str(s),
                 Part::Now => out.push_str(&vars.now),
                 Part::Uuid => out.push_str(&vars.uuid),
+                Part::File(name) => {
+                    if let Some(files) = &vars.files {
+                        out.push_str(&files.get(name));
+                    }
+                }
             }
         }
         out
+    }
+
+    /// Whether the template uses `{{now}}`, `{{uuid}}`.
+    pub fn uses(&self) -> (bool, bool) {
+        (self.0.contains(&Part::Now), self.0.contains(&Part::Uuid))
+    }
+
+    /// The `{{file.NAME}}` names used.
+    pub fn file_names(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().filter_map(|p| match p {
+            Part::File(n) => Some(n.as_str()),
+            _ => None,
+        })
     }
 }
 
@@ -176,6 +196,8 @@ pub struct RuntimeVars {
     pub now: String,
     /// `{{uuid}}`.
     pub uuid: String,
+    /// `{{file.NAME}}` values.
+    pub files: Option<std::sync::Arc<crate::tokens::TokenFiles>>,
 }
 
 impl RuntimeVars {
@@ -184,7 +206,34 @@ impl RuntimeVars {
         RuntimeVars {
             now: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
             uuid: uuid::Uuid::new_v4().to_string(),
+            files: None,
         }
+    }
+
+    /// Values for `transform`: the clock and a random UUID only when a template uses them (both cost a system
+    /// call or a format per request), and its token files.
+    pub fn for_transform(transform: &Transform) -> Self {
+        let (mut now, mut uuid) = (false, false);
+        for s in &transform.set_headers {
+            let (n, u) = s.value.uses();
+            now |= n;
+            uuid |= u;
+        }
+        RuntimeVars {
+            now: if now {
+                humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+            } else {
+                String::new()
+            },
+            uuid: if uuid { uuid::Uuid::new_v4().to_string() } else { String::new() },
+            files: transform.token_files.clone(),
+        }
+    }
+
+    /// The same, with token files for `{{file.NAME}}`.
+    pub fn with_files(mut self, files: Option<std::sync::Arc<crate::tokens::TokenFiles>>) -> Self {
+        self.files = files;
+        self
     }
 }
 
@@ -238,11 +287,55 @@ impl std::str::FromStr for HostRewrite {
     }
 }
 
-/// All transforms, in the order they apply: host rewrite, header removal, header setting, fix-ups.
+/// A path prefix mapping: paths equal to `from`, or starting with it followed by `/` or `?` (or any path
+/// starting with `from` when it ends in `/`), get `to` in its place.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PathRewrite {
+    /// Prefix to match.
+    pub from: String,
+    /// Replacement.
+    pub to: String,
+}
+
+impl std::str::FromStr for PathRewrite {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.split_once('=') {
+            Some((a, b)) if a.starts_with('/') && (b.starts_with('/') || b.is_empty()) => {
+                Ok(PathRewrite { from: a.to_string(), to: b.to_string() })
+            }
+            _ => Err(format!("'{s}' is not a path rewrite: expected /OLD=/NEW, e.g. /v1=/api/v1")),
+        }
+    }
+}
+
+impl PathRewrite {
+    /// The rewritten path, if `path` matches.
+    pub fn apply(&self, path: &[u8]) -> Option<Vec<u8>> {
+        let from = self.from.as_bytes();
+        let rest = path.strip_prefix(from)?;
+        let boundary = from.ends_with(b"/") || rest.is_empty() || rest[0] == b'/' || rest[0] == b'?';
+        if !boundary {
+            return None;
+        }
+        let mut out = self.to.as_bytes().to_vec();
+        if out.is_empty() && !rest.starts_with(b"/") {
+            out.push(b'/');
+        }
+        out.extend_from_slice(rest);
+        Some(out)
+    }
+}
+
+/// All transforms, in the order they apply: host rewrite, path rewrite, header removal, header setting, fix-ups.
 #[derive(Clone, Debug, Default)]
 pub struct Transform {
     /// Host mappings; the first match wins.
     pub rewrite_hosts: Vec<HostRewrite>,
+    /// Path prefix mappings; the first match wins.
+    pub rewrite_paths: Vec<PathRewrite>,
+    /// `--token-file` values for `{{file.NAME}}`.
+    pub token_files: Option<std::sync::Arc<crate::tokens::TokenFiles>>,
     /// Header names to remove (case-insensitive).
     pub remove_headers: Vec<String>,
     /// Headers to set (replacing every recorded field of that name).
@@ -269,6 +362,8 @@ pub struct OutRequest {
 pub struct TransformStats {
     /// Requests whose authority was rewritten.
     pub hosts_rewritten: u64,
+    /// Requests whose path was rewritten.
+    pub paths_rewritten: u64,
     /// Hop-by-hop header fields removed.
     pub hop_by_hop_removed: u64,
     /// Header fields removed by `--remove-header`.
@@ -277,6 +372,18 @@ pub struct TransformStats {
     pub headers_set: u64,
     /// Request trailers dropped (not replayed).
     pub trailers_dropped: u64,
+}
+
+impl TransformStats {
+    /// Adds `other`'s counts.
+    pub fn merge(&mut self, other: &TransformStats) {
+        self.hosts_rewritten += other.hosts_rewritten;
+        self.paths_rewritten += other.paths_rewritten;
+        self.hop_by_hop_removed += other.hop_by_hop_removed;
+        self.headers_removed += other.headers_removed;
+        self.headers_set += other.headers_set;
+        self.trailers_dropped += other.trailers_dropped;
+    }
 }
 
 const HOP_BY_HOP: &[&str] =
@@ -297,31 +404,28 @@ impl Transform {
             authority = target.authority();
         }
 
-        // Names the Connection header lists are hop-by-hop too.
-        let mut hop: Vec<Vec<u8>> = HOP_BY_HOP.iter().map(|h| h.as_bytes().to_vec()).collect();
+        // Names the Connection header lists are hop-by-hop too (no allocation unless there is one).
+        let mut listed: Vec<&[u8]> = Vec::new();
         for h in req.headers.iter().filter(|h| h.name.eq_ignore_ascii_case(b"connection")) {
-            for name in h.value.split(|&b| b == b',') {
-                let name = name.trim_ascii();
-                if !name.is_empty() {
-                    hop.push(name.to_ascii_lowercase());
-                }
-            }
+            listed.extend(h.value.split(|&b| b == b',').map(<[u8]>::trim_ascii).filter(|n| !n.is_empty()));
         }
+        let is = |name: &[u8], other: &[u8]| name.eq_ignore_ascii_case(other);
         let mut headers = Vec::with_capacity(req.headers.len() + self.set_headers.len() + 1);
         for h in &req.headers {
-            let lower = h.name.to_ascii_lowercase();
-            if lower == b"host" || lower == b"content-length" {
+            let name = h.name.as_slice();
+            if is(name, b"host") || is(name, b"content-length") {
                 continue;
             }
-            if hop.contains(&lower) && !(lower == b"te" && h.value.trim_ascii().eq_ignore_ascii_case(b"trailers")) {
+            let hop = HOP_BY_HOP.iter().any(|n| is(name, n.as_bytes())) || listed.iter().any(|n| is(name, n));
+            if hop && !(is(name, b"te") && h.value.trim_ascii().eq_ignore_ascii_case(b"trailers")) {
                 stats.hop_by_hop_removed += 1;
                 continue;
             }
-            if self.remove_headers.iter().any(|r| r.as_bytes().eq_ignore_ascii_case(&lower)) {
+            if self.remove_headers.iter().any(|r| is(name, r.as_bytes())) {
                 stats.headers_removed += 1;
                 continue;
             }
-            if self.set_headers.iter().any(|s| s.name.as_bytes().eq_ignore_ascii_case(&lower)) {
+            if self.set_headers.iter().any(|s| is(name, s.name.as_bytes())) {
                 continue; // replaced below
             }
             headers.push((h.name.clone(), h.value.clone()));
@@ -339,7 +443,12 @@ impl Transform {
         if !req.trailers.is_empty() {
             stats.trailers_dropped += req.trailers.len() as u64;
         }
-        OutRequest { method: req.method.clone(), authority, path: origin_form(&req.path), headers, body }
+        let mut path = origin_form(&req.path);
+        if let Some(p) = self.rewrite_paths.iter().find_map(|rw| rw.apply(&path)) {
+            path = p;
+            stats.paths_rewritten += 1;
+        }
+        OutRequest { method: req.method.clone(), authority, path, headers, body }
     }
 }
 
@@ -377,7 +486,11 @@ mod tests {
     }
 
     fn vars() -> RuntimeVars {
-        RuntimeVars { now: "2030-01-02T03:04:05.000Z".into(), uuid: "00000000-0000-4000-8000-000000000001".into() }
+        RuntimeVars {
+            now: "2030-01-02T03:04:05.000Z".into(),
+            uuid: "00000000-0000-4000-8000-000000000001".into(),
+            files: None,
+        }
     }
 
     fn header<'a>(out: &'a OutRequest, name: &str) -> Vec<&'a str> {
@@ -397,7 +510,9 @@ mod tests {
         assert_eq!("staging".parse::<Target>().unwrap().port, 80);
         let v6: Target = "http://[::1]:81/".parse().unwrap();
         assert_eq!((v6.host.as_str(), v6.port, v6.authority()), ("::1", 81, "[::1]:81".to_string()));
-        for bad in ["https://x", "ftp://x", "http://x:0", "http://x:port", "http://x/path", "http://", "http://[::1"] {
+        let tls: Target = "https://secure".parse().unwrap();
+        assert_eq!((tls.scheme.as_str(), tls.port), ("https", 443));
+        for bad in ["ftp://x", "http://x:0", "http://x:port", "http://x/path", "http://", "http://[::1"] {
             let e = bad.parse::<Target>().unwrap_err();
             assert!(e.contains("http://HOST"), "{bad}: {e}");
         }
@@ -413,6 +528,10 @@ mod tests {
         assert!(Template::parse("{{env.NOPE}}", &env).unwrap_err().contains("NOPE"));
         assert!(Template::parse("{{later}}", &env).unwrap_err().contains("{{now}}"));
         assert!(Template::parse("${TOKEN", &env).is_err());
+        let t =
+            Transform { set_headers: vec![SetHeader::parse("X-Id: {{uuid}}", &env).unwrap()], ..Default::default() };
+        let v = RuntimeVars::for_transform(&t);
+        assert_eq!((v.uuid.len(), v.now.len()), (36, 0), "only what the templates use is made");
         let fresh = RuntimeVars::fresh();
         assert_eq!(fresh.uuid.len(), 36);
         assert!(fresh.now.ends_with('Z'));
@@ -446,6 +565,7 @@ mod tests {
                 SetHeader::parse("Authorization: Bearer ${TOKEN}", &env).unwrap(),
                 SetHeader::parse("X-Request-Id: {{uuid}}", &env).unwrap(),
             ],
+            ..Default::default()
         };
         let mut st = TransformStats::default();
         let out = t.apply(&req, &target(), &vars(), &mut st);
@@ -482,5 +602,45 @@ mod tests {
         assert!(SetHeader::parse("Bad Name: v", &env).is_err());
         assert!("nothing".parse::<HostRewrite>().unwrap_err().contains("OLD=NEW"));
         assert!("=x".parse::<HostRewrite>().is_err());
+    }
+
+    #[test]
+    fn path_prefixes_are_rewritten_on_segment_boundaries() {
+        let rw: PathRewrite = "/v1=/api/v2".parse().unwrap();
+        assert_eq!(rw.apply(b"/v1/users?x=1").as_deref(), Some(&b"/api/v2/users?x=1"[..]));
+        assert_eq!(rw.apply(b"/v1").as_deref(), Some(&b"/api/v2"[..]));
+        assert_eq!(rw.apply(b"/v1?q").as_deref(), Some(&b"/api/v2?q"[..]));
+        assert_eq!(rw.apply(b"/v10/x"), None, "not a segment boundary");
+        assert_eq!(rw.apply(b"/other/v1"), None);
+        let strip: PathRewrite = "/prefix=".parse().unwrap();
+        assert_eq!(strip.apply(b"/prefix/a").as_deref(), Some(&b"/a"[..]));
+        assert_eq!(strip.apply(b"/prefix").as_deref(), Some(&b"/"[..]));
+        let slash: PathRewrite = "/old/=/new/".parse().unwrap();
+        assert_eq!(slash.apply(b"/old/x").as_deref(), Some(&b"/new/x"[..]));
+        for bad in ["v1=/x", "/v1", "/a=b"] {
+            assert!(bad.parse::<PathRewrite>().unwrap_err().contains("/OLD=/NEW"), "{bad}");
+        }
+        // In a transform: first match wins, applied after origin-form conversion, counted.
+        let t =
+            Transform { rewrite_paths: vec!["/a=/b".parse().unwrap(), "/a=/c".parse().unwrap()], ..Default::default() };
+        let req = Request { method: b"GET".to_vec(), path: b"http://h/a/x".to_vec(), ..Default::default() };
+        let mut st = TransformStats::default();
+        assert_eq!(t.apply(&req, &target(), &vars(), &mut st).path, b"/b/x");
+        assert_eq!(st.paths_rewritten, 1);
+    }
+
+    #[test]
+    fn file_variables_render_current_token_file_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "abc123\n").unwrap();
+        let files = std::sync::Arc::new(
+            crate::tokens::TokenFiles::load(&[crate::tokens::TokenFileArg { name: "api".into(), path }]).unwrap(),
+        );
+        let t = Template::parse("Bearer {{file.api}}", &env).unwrap();
+        assert_eq!(t.file_names().collect::<Vec<_>>(), vec!["api"]);
+        assert_eq!(t.render(&vars().with_files(Some(files))), "Bearer abc123");
+        assert_eq!(t.render(&vars()), "Bearer ", "no token files: empty (names are checked at start)");
+        assert!(Template::parse("{{file.}}", &env).is_err());
     }
 }

@@ -2,6 +2,8 @@
 //! binary against a small hyper server started by the test on 127.0.0.1 that records what it receives, per
 //! connection. Timing assertions are generous: this is behaviour on a busy machine, not a benchmark.
 
+mod common;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -33,10 +35,23 @@ struct Ex {
     body: &'static str,
     /// When the response was recorded complete; default 1 ms after the request.
     answered_ms: Option<u64>,
+    /// Masking rules recorded for the exchange.
+    masked_by: Vec<String>,
 }
 
 fn ex(conn: u64, order: u32, proto: Protocol, at_ms: u64, path: &str) -> Ex {
-    Ex { conn, order, proto, at_ms, method: "GET", path: path.into(), headers: vec![], body: "", answered_ms: None }
+    Ex {
+        conn,
+        order,
+        proto,
+        at_ms,
+        method: "GET",
+        path: path.into(),
+        headers: vec![],
+        body: "",
+        answered_ms: None,
+        masked_by: vec![],
+    }
 }
 
 fn exchange(e: &Ex, id: u64) -> Exchange {
@@ -69,7 +84,7 @@ fn exchange(e: &Ex, id: u64) -> Exchange {
         response: Some(Response { status: 200, ..Default::default() }),
         flags: Flags::NONE,
         labels: vec![],
-        masked_by: vec![],
+        masked_by: e.masked_by.clone(),
     }
 }
 
@@ -231,6 +246,8 @@ fn http1_connections_arrive_in_order_with_rewrites() {
             "max",
             "--rewrite-host",
             "api.prod=api.staging:8080",
+            "--allow-host",
+            "api.staging",
             "--set-header",
             "Authorization: Bearer ${TOKEN}",
             "--set-header",
@@ -265,19 +282,41 @@ fn http1_connections_arrive_in_order_with_rewrites() {
 
 #[test]
 fn http2_streams_share_one_connection_in_order() {
-    let exs = vec![
+    let mut exs = vec![
         ex(7, 0, Protocol::H2, 0, "/h2/1"),
         ex(7, 1, Protocol::H2, 10, "/h2/2"),
         ex(7, 2, Protocol::H2, 20, "/h2/3"),
         ex(8, 0, Protocol::H2, 5, "/other/1"),
     ];
+    for e in &mut exs {
+        e.headers = vec![("cookie", "secret=1"), ("x-kept", "yes"), ("authorization", "Bearer recorded")];
+    }
     let (_tmp, dir) = capture(&exs);
     let (addr, log) = target();
-    let (_, rep) = run(&dir, addr, &["--time-scale", "max", "--rewrite-host", "api.prod:443=h2.staging"]);
-    assert_eq!(paths_per_connection(&log), vec![vec!["/h2/1", "/h2/2", "/h2/3"], vec!["/other/1"]]);
+    let (_, rep) = run(
+        &dir,
+        addr,
+        &[
+            "--time-scale",
+            "max",
+            "--rewrite-host",
+            "api.prod:443=h2.staging",
+            "--allow-host",
+            "h2.staging",
+            "--rewrite-path",
+            "/other=/moved",
+            "--remove-header",
+            "cookie",
+            "--set-header",
+            "Authorization: Bearer ${TOKEN}",
+        ],
+    );
+    assert_eq!(paths_per_connection(&log), vec![vec!["/h2/1", "/h2/2", "/h2/3"], vec!["/moved/1"]]);
     let all: Vec<Got> = log.lock().unwrap().iter().flatten().cloned().collect();
     assert!(all.iter().all(|g| g.version == hyper::Version::HTTP_2), "{all:?}");
     assert!(all.iter().all(|g| g.authority == "h2.staging"), "{all:?}");
+    assert!(all.iter().all(|g| g.header("cookie").is_empty() && g.header("x-kept") == ["yes"]), "{all:?}");
+    assert!(all.iter().all(|g| g.header("authorization") == ["Bearer t0k3n"]), "{all:?}");
     assert_eq!(rep["requests"], 4);
     assert_eq!(rep["plan"]["connections_h2"], 2);
 
@@ -471,11 +510,14 @@ fn damaged_segment_is_replayed_up_to_the_damage_with_one_warning() {
 
 #[test]
 fn bad_flags_fail_at_once_naming_the_flag_and_forms() {
-    let cases: [(&[&str], &str, &str); 4] = [
+    let cases: [(&[&str], &str, &str); 7] = [
         (&["--time-scale", "fast"], "--time-scale", "10x"),
         (&["--max-gap", "2 parsecs"], "--max-gap", "500ms"),
         (&["--timeout", "soon"], "--timeout", "2s"),
         (&["--bogus"], "--bogus", ""),
+        (&["--rewrite-path", "v1=/v2"], "--rewrite-path", "/OLD=/NEW"),
+        (&["--max-rate", "lots"], "--max-rate", "requests per second"),
+        (&["--token-file", "nopath"], "--token-file", "NAME=PATH"),
     ];
     for (args, flag, form) in cases {
         let o = replayer().args(["run", "/nonexistent", "--target", "http://127.0.0.1:1"]).args(args).output().unwrap();
@@ -483,7 +525,7 @@ fn bad_flags_fail_at_once_naming_the_flag_and_forms() {
         assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains(flag) && err.contains(form), "{args:?}: {err}");
     }
-    let o = replayer().args(["run", "/nonexistent", "--target", "https://x"]).output().unwrap();
+    let o = replayer().args(["run", "/nonexistent", "--target", "ftp://x"]).output().unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--target"));
     let o = replayer().args(["run", "/nonexistent", "--target", "http://127.0.0.1:1"]).output().unwrap();
@@ -507,4 +549,189 @@ fn missing_env_variable_in_set_header_is_an_error() {
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("NO_SUCH_VAR_XYZ"));
+}
+
+/// Runs the replayer expecting it to refuse at start (exit 1); returns standard error.
+fn run_refused(dir: &Path, addr: SocketAddr, args: &[&str]) -> String {
+    let o = replayer().arg("run").arg(dir).arg("--target").arg(format!("http://{addr}")).args(args).output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn run_har_lists_the_replayed_exchanges() {
+    let mut exs = vec![
+        ex(1, 0, Protocol::Http11, 0, "/a?x=1"),
+        ex(1, 1, Protocol::Http11, 10, "/b"),
+        ex(2, 0, Protocol::H2, 5, "/c"),
+    ];
+    exs[1].method = "POST";
+    exs[1].body = "hello";
+    let (_tmp, dir) = capture(&exs);
+    let (addr, log) = target();
+    let har = dir.join("replay.har");
+    let (_, rep) = run(&dir, addr, &["--time-scale", "max", "--har", har.to_str().unwrap()]);
+    assert_eq!(rep["extra"]["har"]["entries"], 3, "{rep}");
+    assert_eq!(log.lock().unwrap().iter().flatten().count(), 3);
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&har).unwrap()).unwrap();
+    let entries = v["log"]["entries"].as_array().unwrap();
+    let post = entries.iter().find(|e| e["request"]["method"] == "POST").unwrap();
+    assert_eq!(post["request"]["postData"]["text"], "hello");
+    assert_eq!(post["response"]["content"]["text"], "ok", "the response body as received");
+    assert!(entries.iter().all(|e| e["timings"]["wait"].as_f64().unwrap() >= 0.0));
+    let Some(got) = common::haralyzer_entries(&har) else { return };
+    let mut got: Vec<(String, String, u64, String)> = got
+        .iter()
+        .map(|e| {
+            let s = |i: usize| e[i].as_str().unwrap().to_string();
+            (s(0), s(1), e[2].as_u64().unwrap(), s(3))
+        })
+        .collect();
+    got.sort();
+    let want = |m: &str, p: &str, v: &str| (m.to_string(), format!("http://api.prod:443{p}"), 200u64, v.to_string());
+    assert_eq!(
+        got,
+        vec![want("GET", "/a?x=1", "HTTP/1.1"), want("GET", "/c", "HTTP/2"), want("POST", "/b", "HTTP/1.1")]
+    );
+}
+
+#[test]
+fn path_rewrites_and_token_files_reread_during_the_run() {
+    // Two requests 1.3 s apart at 1x; the token file changes in between.
+    let exs = vec![ex(1, 0, Protocol::Http11, 0, "/v1/users?id=1"), ex(1, 1, Protocol::Http11, 1300, "/v10/x")];
+    let (_tmp, dir) = capture(&exs);
+    let token = dir.join("token");
+    std::fs::write(&token, "first-token\n").unwrap();
+    let (addr, log) = target();
+    let mut child = replayer()
+        .arg("run")
+        .arg(&dir)
+        .args(["--target", &format!("http://{addr}"), "--progress", "off"])
+        .args(["--rewrite-path", "/v1=/api/v1", "--token-file", &format!("tok={}", token.display())])
+        .args(["--set-header", "Authorization: Bearer {{file.tok}}"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    std::fs::write(&token, "second-token\n").unwrap();
+    let f = std::fs::File::options().write(true).open(&token).unwrap();
+    f.set_modified(std::time::SystemTime::now() + Duration::from_secs(5)).unwrap();
+    assert!(child.wait().unwrap().success());
+    let all: Vec<Got> = log.lock().unwrap().iter().flatten().cloned().collect();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0].path, "/api/v1/users?id=1");
+    assert_eq!(all[1].path, "/v10/x", "/v1 matches whole segments only");
+    assert_eq!(all[0].header("authorization"), ["Bearer first-token"]);
+    assert_eq!(all[1].header("authorization"), ["Bearer second-token"], "the changed file is read again");
+
+    // {{file.NAME}} without its --token-file is refused at start.
+    let err = run_refused(&dir, addr, &["--set-header", "X-T: {{file.nope}}"]);
+    assert!(err.contains("--token-file nope"), "{err}");
+}
+
+#[test]
+fn rewrites_to_hosts_not_named_are_refused_before_sending() {
+    let (_tmp, dir) = capture(&[ex(1, 0, Protocol::Http11, 0, "/x")]);
+    let (addr, log) = target();
+    let err = run_refused(&dir, addr, &["--rewrite-host", "api.prod=db.prod.internal"]);
+    assert!(err.contains("db.prod.internal") && err.contains("--allow-host"), "{err}");
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(log.lock().unwrap().is_empty(), "nothing sent");
+    // The recorded authority goes only into Host: the connection is to the target.
+    run(&dir, addr, &["--time-scale", "max"]);
+    let all: Vec<Got> = log.lock().unwrap().iter().flatten().cloned().collect();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].header("host"), ["api.prod:443"]);
+}
+
+#[test]
+fn max_rate_caps_requests_per_second_whatever_the_scale() {
+    // 15 requests due at once (max scale); at 20/s (burst 1) they take about 0.7 s.
+    let exs: Vec<Ex> = (0..15u64).map(|i| ex(i, 0, Protocol::Http11, 0, "/r")).collect();
+    let (_tmp, dir) = capture(&exs);
+    let (addr, log) = target();
+    run(&dir, addr, &["--time-scale", "max", "--max-rate", "20"]);
+    let mut times: Vec<Instant> = log.lock().unwrap().iter().flatten().map(|g| g.at).collect();
+    times.sort();
+    assert_eq!(times.len(), 15);
+    let span = times[14] - times[0];
+    assert!(span >= Duration::from_millis(600), "15 requests at 20/s: span {span:?}");
+    assert!(span <= Duration::from_millis(2500), "span {span:?}");
+}
+
+#[test]
+fn masked_request_bodies_are_counted_and_flagged() {
+    let mut exs = vec![ex(1, 0, Protocol::Http11, 0, "/login"), ex(1, 1, Protocol::Http11, 1, "/plain")];
+    exs[0].method = "POST";
+    exs[0].body = r#"{"user":"a","password":"[REDACTED]"}"#;
+    exs[0].masked_by = vec!["secret-json-keys".into()];
+    exs[1].method = "POST";
+    exs[1].body = r#"{"q":1}"#;
+    let (_tmp, dir) = capture(&exs);
+    let (addr, _log) = target();
+    let (o, rep) = run(&dir, addr, &["--time-scale", "max"]);
+    assert_eq!(rep["masked_bodies"], 1, "{rep}");
+    assert_eq!(rep["plan"]["masked_bodies"], 1);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("replayed with masked body fields: 1"));
+}
+
+#[test]
+fn truncated_segment_is_replayed_up_to_the_cut_with_one_warning() {
+    let exs: Vec<Ex> = (0..6).map(|i| ex(1, i, Protocol::Http11, u64::from(i) * 10, &format!("/t/{i}"))).collect();
+    let (_tmp, dir) = capture(&exs);
+    let file = list_segments(&dir).unwrap().remove(0);
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &bytes[..bytes.len() * 2 / 3]).unwrap();
+    let (addr, log) = target();
+    let (o, rep) = run(&dir, addr, &["--time-scale", "max"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    let warnings: Vec<&str> = err.lines().filter(|l| l.contains("warning")).collect();
+    assert_eq!(warnings.len(), 1, "{err}");
+    assert!(warnings[0].contains(&*file.to_string_lossy()) && warnings[0].contains("offset"), "{err}");
+    let got = paths_per_connection(&log);
+    let n = got.iter().map(Vec::len).sum::<usize>();
+    assert!((2..6).contains(&n), "what precedes the cut is replayed: {got:?}");
+    assert_eq!(got[0][0], "/t/0", "in order from the start");
+    assert_eq!(rep["select"]["files_damaged"], 1);
+}
+
+/// A 10-second capture: 11 requests one second apart on two connections.
+fn ten_seconds() -> Vec<Ex> {
+    (0..11).map(|i| ex(1 + u64::from(i % 2), i / 2, Protocol::Http11, u64::from(i) * 1000, "/s")).collect()
+}
+
+fn send_span(log: &Log) -> Duration {
+    let mut times: Vec<Instant> = log.lock().unwrap().iter().flatten().map(|g| g.at).collect();
+    times.sort();
+    assert_eq!(times.len(), 11);
+    times[10] - times[0]
+}
+
+#[test]
+fn ten_second_capture_at_10x_takes_about_one_second() {
+    let (_tmp, dir) = capture(&ten_seconds());
+    let (addr, log) = target();
+    let started = Instant::now();
+    let (_, rep) = run(&dir, addr, &["--time-scale", "10x"]);
+    let span = send_span(&log);
+    assert!(span >= Duration::from_millis(950) && span <= Duration::from_millis(1500), "span {span:?}");
+    assert!(started.elapsed() < Duration::from_secs(5), "whole run {:?}", started.elapsed());
+    assert!((rep["planned_duration_s"].as_f64().unwrap() - 1.0).abs() < 1e-6);
+}
+
+#[test]
+fn ten_second_capture_at_1x_takes_about_ten_seconds() {
+    let (_tmp, dir) = capture(&ten_seconds());
+    let (addr, log) = target();
+    let (o, rep) = run(&dir, addr, &["--time-scale", "1x"]);
+    // Standard error is not a terminal here: plain progress lines every 5 s.
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.lines().any(|l| l.starts_with("replayer: 5s: sent ") && l.contains("/11")), "{err}");
+    let span = send_span(&log);
+    assert!(span >= Duration::from_millis(9950) && span <= Duration::from_millis(10_600), "span {span:?}");
+    // Deadlines are absolute: lag stays small over the whole run.
+    let max_lag = rep["schedule_lag"]["max_ms"].as_f64().unwrap();
+    assert!(max_lag < 300.0, "max lag {max_lag} ms");
+    let actual = rep["actual_duration_s"].as_f64().unwrap();
+    assert!((9.9..11.0).contains(&actual), "actual duration {actual}");
 }

@@ -4,6 +4,7 @@
 
 mod bench;
 mod bench_live;
+mod bench_replay;
 mod capture;
 mod demo;
 mod fuzz;
@@ -129,6 +130,25 @@ enum Task {
         #[arg(long, default_value_t = 32)]
         connections: u32,
     },
+    /// Replayer speed against wrk, and its schedule lag at 1000 req/s (no root; needs nginx and wrk).
+    ///
+    /// Starts nginx on a free 127.0.0.1 port serving a 600-byte file; writes a segment of --requests GETs over 16
+    /// recorded connections; runs `wrk -c16 -t2` for reference and `replayer run --time-scale max --concurrency 16`;
+    /// then replays --rate-secs seconds of 1000 req/s at 1x and reports the schedule lag. Prints a markdown table.
+    BenchReplay {
+        /// Requests in the throughput segment.
+        #[arg(long, default_value_t = 300_000)]
+        requests: u64,
+        /// Seconds of wrk.
+        #[arg(long, default_value_t = 10)]
+        wrk_secs: u64,
+        /// Seconds of the 1000 req/s segment.
+        #[arg(long, default_value_t = 10)]
+        rate_secs: u64,
+        /// The replayer binary (default: build and use target/release/replayer).
+        #[arg(long)]
+        replayer: Option<PathBuf>,
+    },
     /// Fuzz every parser for a while (needs nightly and cargo-fuzz; no root).
     ///
     /// Regenerates the seed corpora under fuzz/corpus/ (git-ignored) from testdata/ and, if present, the shared
@@ -169,6 +189,9 @@ fn main() -> ExitCode {
                 agent_bin,
                 connections,
             })
+        }
+        Task::BenchReplay { requests, wrk_secs, rate_secs, replayer } => {
+            bench_replay::bench_replay(&bench_replay::BenchReplayOptions { requests, wrk_secs, rate_secs, replayer })
         }
         Task::Fuzz { secs, target, seeds_from } => {
             fuzz::fuzz(&fuzz::FuzzOptions { secs, target, seed_dirs: seeds_from })

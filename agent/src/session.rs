@@ -252,6 +252,10 @@ impl Session {
     /// connection does not start with a SOCKS handshake, or what it tunnels is something else.
     fn after_socks(&self, d: &Detect) -> Decision {
         let client = d.bytes_of(Direction::ToResponder);
+        if client.is_empty() {
+            // Nothing from the originator yet: whatever the other side sent decides (a SYN-ACK may carry data).
+            return Decision::Ignore(IgnoreReason::Unknown);
+        }
         let server = d.bytes_of(Direction::ToOriginator);
         let h = match socks::handshake(&client, &server) {
             socks::Verdict::Done(h) => h,
@@ -674,6 +678,37 @@ mod tests {
         assert_eq!(out.len(), 1);
         let st = f.stats();
         assert_eq!((st.tunnels, st.flows_tls), (1, 1));
+    }
+
+    #[test]
+    fn data_from_the_responder_alone_is_still_detected() {
+        // A SYN-ACK that carries a request (zeek's payload-synack.pcap): nothing ever comes from the originator,
+        // which must not leave detection waiting for a SOCKS greeting.
+        let (f, mut s) = session();
+        let mut out = Vec::new();
+        s.data(Direction::ToOriginator, b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n", Timestamp(2), &mut out);
+        s.close(CloseReason::Closed, Timestamp(3), &mut out);
+        assert_eq!(out.len(), 1, "{out:#?}");
+        assert_eq!(out[0].request.as_ref().unwrap().path, b"/x");
+        assert_eq!(f.stats().flows_http1, 1);
+    }
+
+    #[test]
+    fn socks5_handshake_then_http() {
+        let (f, mut s) = session();
+        let mut out = Vec::new();
+        let (c, sv) = (Direction::ToResponder, Direction::ToOriginator);
+        s.data(c, &[5, 1, 0], Timestamp(2), &mut out);
+        s.data(sv, &[5, 0], Timestamp(3), &mut out);
+        s.data(c, &[5, 1, 0, 1, 10, 0, 0, 9, 0, 80], Timestamp(4), &mut out);
+        s.data(sv, &[5, 0, 0, 1, 10, 0, 0, 9, 0, 80], Timestamp(5), &mut out);
+        s.data(c, b"GET /first HTTP/1.1\r\nHost: a\r\n\r\n", Timestamp(6), &mut out);
+        s.data(sv, b"HTTP/1.1 204 No Content\r\n\r\n", Timestamp(7), &mut out);
+        s.close(CloseReason::Closed, Timestamp(8), &mut out);
+        assert_eq!(out.len(), 1, "{out:#?}");
+        assert_eq!(out[0].request.as_ref().unwrap().path, b"/first");
+        assert!(out[0].flags.is_empty(), "{:?}", out[0].flags);
+        assert_eq!((f.stats().socks_handshakes, f.stats().ignored_bytes), (1, 25));
     }
 
     #[test]

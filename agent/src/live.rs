@@ -308,6 +308,8 @@ fn publish_writer(m: &Metrics, w: &WriterStats, r: &RetentionStats) {
     m.segment_bytes.store(w.file_bytes, Relaxed);
     m.segment_exchanges.store(w.exchanges, Relaxed);
     m.segment_files.store(w.files_finished, Relaxed);
+    m.writer_write_errors.store(w.write_errors, Relaxed);
+    m.writer_dropped_exchanges.store(w.exchanges_dropped + w.exchanges_lost, Relaxed);
     m.retention_deletions.store(r.deleted(), Relaxed);
     m.retention_bytes.store(r.bytes_deleted, Relaxed);
 }

@@ -60,6 +60,10 @@ pub struct Metrics {
     pub segment_exchanges: AtomicU64,
     /// Segment files finished (renamed to `.seg`).
     pub segment_files: AtomicU64,
+    /// I/O errors of the segment writer (disk full, permissions).
+    pub writer_write_errors: AtomicU64,
+    /// Exchanges not written because of write errors: dropped while writing failed, or lost in a failed block.
+    pub writer_dropped_exchanges: AtomicU64,
     /// Segment files deleted by retention.
     pub retention_deletions: AtomicU64,
     /// Bytes of the files deleted by retention.
@@ -164,6 +168,20 @@ impl Metrics {
             &self.segment_exchanges,
         );
         one(&mut out, "tapedeck_segment_files_total", "counter", "Segment files finished.", &self.segment_files);
+        one(
+            &mut out,
+            "tapedeck_writer_write_errors_total",
+            "counter",
+            "I/O errors writing segment files (disk full, permissions).",
+            &self.writer_write_errors,
+        );
+        one(
+            &mut out,
+            "tapedeck_writer_dropped_exchanges_total",
+            "counter",
+            "Exchanges not written because of segment write errors.",
+            &self.writer_dropped_exchanges,
+        );
         one(
             &mut out,
             "tapedeck_retention_deletions_total",

@@ -14,6 +14,7 @@ mod oracle;
 mod proc;
 mod pyapps;
 mod servers;
+mod soak;
 mod testdata;
 mod tools;
 
@@ -123,6 +124,22 @@ enum Task {
         #[arg(long)]
         seeds_from: Vec<PathBuf>,
     },
+    /// Soak test (needs root): the release agent on a veth under steady mixed HTTP/1.1 and h2c load (nginx,
+    /// nghttpd, rate-limited curl, a few hundred requests per second) with small rotation and retention by
+    /// bytes; samples RSS, open fds and CPU every 10 s and prints a table with slopes and a verdict ("flat" when
+    /// RSS grows under 5% after the first minute and fds do not grow); writes <out>/soak.json. Needs iproute2,
+    /// nginx, nghttp2-server, curl.
+    Soak {
+        /// Minutes of load.
+        #[arg(long, default_value_t = 15)]
+        minutes: u64,
+        /// Work directory (segments, logs, soak.json); default target/soak/<unix time>.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Agent binary to use instead of building target/release/agent.
+        #[arg(long)]
+        agent: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -140,6 +157,7 @@ fn main() -> ExitCode {
         Task::Fuzz { secs, target, seeds_from } => {
             fuzz::fuzz(&fuzz::FuzzOptions { secs, target, seed_dirs: seeds_from })
         }
+        Task::Soak { minutes, out, agent } => soak::soak(&soak::SoakOptions { minutes, out, agent }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -125,10 +125,10 @@ enum Task {
         seeds_from: Vec<PathBuf>,
     },
     /// Soak test (needs root): the release agent on a veth under steady mixed HTTP/1.1 and h2c load (nginx,
-    /// nghttpd, rate-limited curl, a few hundred requests per second) with small rotation and retention by
+    /// nghttpd, rate-limited curl and nghttp, a few hundred requests per second) with small rotation and retention by
     /// bytes; samples RSS, open fds and CPU every 10 s and prints a table with slopes and a verdict ("flat" when
     /// RSS grows under 5% after the first minute and fds do not grow); writes <out>/soak.json. Needs iproute2,
-    /// nginx, nghttp2-server, curl.
+    /// nginx, nghttp2-server, nghttp2-client, curl.
     Soak {
         /// Minutes of load.
         #[arg(long, default_value_t = 15)]

@@ -3,14 +3,15 @@
 //! Two network namespaces joined by a veth pair (`10.214.0.1` server side, `10.214.0.2` client side, removed at
 //! the end); nginx (HTTP/1.1) and nghttpd (h2c) in the server namespace; the agent (release build, or `--agent`)
 //! capturing the client side's veth with a small rotation size and age and retention by bytes; load from the
-//! client namespace by rate-limited curl processes (keep-alive and connection-per-request HTTP/1.1, gzip, a large
-//! file, h2c prior knowledge multiplexed), a few hundred requests per second in all, each bounded by a request
-//! count and a time limit, and never aimed anywhere but the server address.
+//! client namespace: rate-limited curl processes for HTTP/1.1 (keep-alive, connection per request, gzip, a large
+//! file) and nghttp runs for h2c (40 multiplexed requests on a new connection twice a second), a few hundred
+//! requests per second in all, each bounded by a request count or the duration and a time limit, and never aimed
+//! anywhere but the server address.
 //!
 //! Every 10 s it samples the agent's RSS (`/proc/PID/status` VmRSS), open fds (`/proc/PID/fd`) and CPU time
 //! (utime + stime of `/proc/PID/stat`), plus exchanges from its `/metrics` and the bytes in its segment
 //! directory. At the end it prints a markdown table (first, last, min, max, and the least-squares slope per
-//! minute), writes everything to `<out>/soak.json`, and gives a verdict: "flat" when RSS grew less than 5% from
+//! minute from the baseline on), writes everything to `<out>/soak.json`, and gives a verdict: "flat" when RSS grew less than 5% from
 //! the baseline (the first sample one minute in, or half-way for shorter runs) to the end and the fd count did
 //! not grow; else "growing".
 
@@ -24,7 +25,7 @@ use serde_json::json;
 
 use crate::proc::{self, Daemon};
 use crate::servers;
-use crate::tools::{self, CURL, IP, KILL, NGHTTPD, NGINX};
+use crate::tools::{self, CURL, IP, KILL, NGHTTP, NGHTTPD, NGINX};
 
 const SERVER_IP: &str = "10.214.0.1";
 const CLIENT_IP: &str = "10.214.0.2";
@@ -91,12 +92,25 @@ impl Drop for Net {
     }
 }
 
-/// Load processes, killed on drop.
-struct Load(Vec<Child>);
+/// Load processes (killed on drop) and the h2c loop thread (stopped on drop).
+struct Load {
+    children: Vec<Child>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    h2: Option<std::thread::JoinHandle<u64>>,
+}
+
+impl Load {
+    /// Stops the h2c loop; returns how many nghttp runs failed.
+    fn stop_h2(&mut self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.h2.take().map_or(0, |h| h.join().unwrap_or(0))
+    }
+}
 
 impl Drop for Load {
     fn drop(&mut self) {
-        for c in &mut self.0 {
+        self.stop_h2();
+        for c in &mut self.children {
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -134,7 +148,7 @@ fn repo_root() -> PathBuf {
 /// Runs the soak test.
 pub fn soak(opts: &SoakOptions) -> Result<()> {
     tools::require_root()?;
-    tools::require(&[IP, KILL, NGINX, NGHTTPD, CURL])?;
+    tools::require(&[IP, KILL, NGINX, NGHTTPD, NGHTTP, CURL])?;
     if opts.minutes == 0 {
         bail!("--minutes must be at least 1");
     }
@@ -201,7 +215,7 @@ pub fn soak(opts: &SoakOptions) -> Result<()> {
         .args(["--iface", &net.client_if, "--filter", &format!("tcp port {HTTP_PORT} or tcp port {H2C_PORT}")])
         .arg("--out")
         .arg(&segments)
-        .args(["--segment-max-bytes", "2MiB", "--segment-max-age", "20s", "--retain-bytes", "24MiB"])
+        .args(["--segment-max-bytes", "1MiB", "--segment-max-age", "20s", "--retain-bytes", "6MiB"])
         .args(["--metrics-addr", METRICS, "--quiet", "--stats-json"])
         .arg(&stats_json);
     let log = fs::File::create(out.join("agent.err"))?;
@@ -357,20 +371,36 @@ http {{
     )
 }
 
-/// The load: rate-limited curl processes in the client namespace, each bounded by its request count (rate x
-/// duration) and `--max-time`. About 300 requests per second in all.
+/// The load: rate-limited curl processes in the client namespace for HTTP/1.1, each bounded by its request count
+/// (rate x duration) and `--max-time`, and a thread running `nghttp -m 40` (40 multiplexed h2c requests on a new
+/// connection) every 500 ms until the duration is over. About 300 requests per second in all.
 fn start_load(client_ns: &str, secs: u64) -> Result<Load> {
     let h1 = format!("http://{SERVER_IP}:{HTTP_PORT}");
     let h2 = format!("http://{SERVER_IP}:{H2C_PORT}");
     // (label, requests per second, extra curl flags, URL pattern with {N} for the request range)
-    let flows: [(&str, u64, &[&str], String); 5] = [
+    let flows: [(&str, u64, &[&str], String); 4] = [
         ("h1 keep-alive mix", 120, &[], format!("{h1}/{{hello.txt,data.json,ssi/page.shtml}}?n=[1-{{N}}]")),
         ("h1 gzip", 40, &["--compressed"], format!("{h1}/gz/lorem.txt?n=[1-{{N}}]")),
         ("h1 connection per request", 60, &["-H", "Connection: close"], format!("{h1}/data.json?c=[1-{{N}}]")),
         ("h1 200 KB file", 2, &[], format!("{h1}/big.bin?b=[1-{{N}}]")),
-        ("h2c prior knowledge", 80, &["--http2-prior-knowledge"], format!("{h2}/data.json?h=[1-{{N}}]")),
     ];
-    let mut load = Load(Vec::new());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = Load { children: Vec::new(), stop: std::sync::Arc::clone(&stop), h2: None };
+    let (ns, url) = (client_ns.to_string(), format!("{h2}/data.json"));
+    load.h2 = Some(std::thread::spawn(move || {
+        let end = Instant::now() + Duration::from_secs(secs);
+        let mut failures = 0;
+        while Instant::now() < end && !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let t = Instant::now();
+            let mut c = Net::command(&ns, "nghttp");
+            c.args(["-n", "-m", "40", "-t", "5"]).arg(&url);
+            if !proc::run(&mut c, Duration::from_secs(10)).is_ok_and(|o| o.status.success()) {
+                failures += 1;
+            }
+            std::thread::sleep(Duration::from_millis(500).saturating_sub(t.elapsed()));
+        }
+        failures
+    }));
     for (label, rate, extra, url) in flows {
         // A {a,b,c} glob multiplies the range: divide it back so that the count matches the rate.
         let per = if url.contains(",data.json,") { 3 } else { 1 };
@@ -384,7 +414,7 @@ fn start_load(client_ns: &str, secs: u64) -> Result<Load> {
             .stderr(Stdio::null())
             .spawn()
             .with_context(|| format!("starting load `{label}`"))?;
-        load.0.push(child);
+        load.children.push(child);
     }
     Ok(load)
 }
@@ -393,7 +423,11 @@ fn start_load(client_ns: &str, secs: u64) -> Result<Load> {
 /// quiet agent look flat).
 fn load_exit_report(mut load: Load) -> Vec<String> {
     let mut failed = Vec::new();
-    for (i, c) in load.0.iter_mut().enumerate() {
+    let h2_failures = load.stop_h2();
+    if h2_failures > 0 {
+        failed.push(format!("{h2_failures} nghttp run(s) failed"));
+    }
+    for (i, c) in load.children.iter_mut().enumerate() {
         if let Ok(Some(st)) = c.try_wait()
             && !st.success()
         {
@@ -486,9 +520,11 @@ impl Report {
             segment_bytes: 0,
         });
         let last = samples.last().cloned().unwrap_or_else(|| baseline.clone());
-        let ts: Vec<f64> = samples.iter().map(|s| s.t).collect();
-        let rss: Vec<f64> = samples.iter().map(|s| s.rss_kib as f64).collect();
-        let fds: Vec<f64> = samples.iter().map(|s| s.fds as f64).collect();
+        // Slopes from the baseline on: the first minute's warm-up (buffers, tables filling) is not a trend.
+        let steady: Vec<&Sample> = samples.iter().filter(|s| s.t >= baseline.t).collect();
+        let ts: Vec<f64> = steady.iter().map(|s| s.t).collect();
+        let rss: Vec<f64> = steady.iter().map(|s| s.rss_kib as f64).collect();
+        let fds: Vec<f64> = steady.iter().map(|s| s.fds as f64).collect();
         let rss_growth = if baseline.rss_kib == 0 { 0.0 } else { last.rss_kib as f64 / baseline.rss_kib as f64 - 1.0 };
         Report {
             rss_slope: slope_per_minute(&ts, &rss),
@@ -519,7 +555,9 @@ impl Report {
             let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
             (v.first().copied().unwrap_or(0.0), v.last().copied().unwrap_or(0.0), min, max)
         };
-        let mut out = String::from("| metric | first | last | min | max | slope/min |\n|---|---|---|---|---|---|\n");
+        let mut out = String::from(
+            "| metric | first | last | min | max | slope/min (from baseline) |\n|---|---|---|---|---|---|\n",
+        );
         let (f, l, mn, mx) = stat(&|s| s.rss_kib as f64);
         out.push_str(&format!("| RSS (KiB) | {f:.0} | {l:.0} | {mn:.0} | {mx:.0} | {:+.1} |\n", self.rss_slope));
         let (f, l, mn, mx) = stat(&|s| s.fds as f64);

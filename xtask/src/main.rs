@@ -117,7 +117,7 @@ enum Task {
         #[arg(long, default_value_t = 60)]
         secs: u64,
         /// Run only this target (pcap_reader, decode, reassembly, http1, http2, grpc, segment_reader,
-        /// segment_blocks).
+        /// segment_blocks, replayer_args).
         #[arg(long)]
         target: Option<String>,
         /// Capture directories to make seeds from (default: the shared corpus next to the checkout, if any).

@@ -356,6 +356,8 @@ mod tests {
         m.flows_open.store(3, Relaxed);
         m.exchanges.lock().unwrap().insert("http/1.1".into(), 5);
         m.retention_deletions.store(2, Relaxed);
+        m.writer_write_errors.store(4, Relaxed);
+        m.writer_dropped_exchanges.store(1234, Relaxed);
         let server = MetricsServer::start("127.0.0.1:0".parse().unwrap(), Arc::clone(&m)).unwrap();
         let r = get(server.local_addr(), "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
         assert!(r.starts_with("HTTP/1.1 200 OK\r\n"), "{r}");
@@ -367,6 +369,8 @@ mod tests {
             "tapedeck_flows_open 3",
             "tapedeck_exchanges_total{protocol=\"http/1.1\"} 5",
             "tapedeck_retention_deletions_total 2",
+            "tapedeck_writer_write_errors_total 4",
+            "tapedeck_writer_dropped_exchanges_total 1234",
             "# TYPE tapedeck_queue_drops_total counter",
         ] {
             assert!(r.lines().any(|l| l == line), "missing {line:?} in\n{r}");

@@ -4,9 +4,13 @@
 //! trip on (the partial file is finished or removed), and resumes writing once space returns (the test deletes
 //! the finished segments).
 //!
-//! Needs root (mount). Without it the test is skipped with the reason printed, unless `TAPEDECK_CI=1`: then it
-//! fails.
+//! The live variant captures real curl traffic on a veth (agent/tests/support) into a tmpfs the test fills with a
+//! ballast file: the error counters show on `/metrics`, and writing resumes when the ballast goes.
+//!
+//! Needs root (mount). Without it the tests are skipped with the reason printed, unless `TAPEDECK_CI=1`: then they
+//! fail.
 
+mod support;
 mod traffic;
 
 use std::io::{BufRead, BufReader};
@@ -206,4 +210,77 @@ fn a_full_disk_is_reported_counted_cleaned_up_and_recovered_from() {
     let readable = check_files(&mnt, true);
     assert!(readable > 0);
     eprintln!("disk_full: {total} exchanges, writer {w}");
+}
+
+#[test]
+fn live_capture_on_a_full_disk_shows_the_errors_on_metrics_and_recovers() {
+    if !is_root() {
+        assert!(std::env::var("TAPEDECK_CI").as_deref() != Ok("1"), "TAPEDECK_CI=1: the disk-full test needs root");
+        eprintln!("skipped: mounting a small tmpfs needs root");
+        return;
+    }
+    let mut net = setup!();
+    let tmp = tempfile::tempdir().unwrap();
+    let www = tmp.path().join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("a.txt"), "alpha\n".repeat(100)).unwrap();
+    net.start_server(&www).unwrap();
+    let mnt = tmp.path().join("small");
+    let _fs = Tmpfs::mount(&mnt, "2m");
+    let log = tmp.path().join("agent.log");
+    let out = mnt.join("segments");
+    let mut agent = net.start_agent(&out, &["--segment-max-age", "1s"], &log);
+    let text = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+    let log_mutex = Mutex::new(String::new());
+    let snapshot = || {
+        *log_mutex.lock().unwrap_or_else(|e| e.into_inner()) = text(&log);
+    };
+
+    // Written while there is room: a finished segment.
+    for _ in 0..5 {
+        assert_eq!(net.curl(&[], "/a.txt"), 200);
+    }
+    wait_for("a first segment", Duration::from_secs(20), &log_mutex, || {
+        snapshot();
+        !list_segments(&out).unwrap_or_default().is_empty()
+    });
+
+    // Fill the file system with a ballast file, then keep the traffic going.
+    let ballast = mnt.join("ballast");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&ballast).unwrap();
+        let chunk = vec![0x5au8; 4096];
+        while f.write_all(&chunk).is_ok() {}
+        let _ = f.sync_all();
+    }
+    let mut curls = 0;
+    wait_for("write errors on /metrics", Duration::from_secs(30), &log_mutex, || {
+        snapshot();
+        assert_eq!(net.curl(&[], "/a.txt"), 200);
+        curls += 1;
+        let (_, m) = net.fetch("/metrics");
+        support::metric(&m, "tapedeck_writer_write_errors_total").is_some_and(|n| n >= 1)
+            && support::metric(&m, "tapedeck_writer_dropped_exchanges_total").is_some_and(|n| n >= 1)
+    });
+    snapshot();
+    assert_eq!(count(&log_mutex, "cannot write segments"), 1, "one error while full");
+    assert!(count(&log_mutex, "ENOSPC") >= 1);
+    let before: Vec<PathBuf> = list_segments(&out).unwrap();
+
+    // Space returns: the next retry writes again, and a new segment is finished.
+    std::fs::remove_file(&ballast).unwrap();
+    wait_for("writing to resume", Duration::from_secs(30), &log_mutex, || {
+        snapshot();
+        assert_eq!(net.curl(&[], "/a.txt"), 200);
+        count(&log_mutex, "resumed") > 0 && list_segments(&out).unwrap().iter().any(|f| !before.contains(f))
+    });
+
+    let status = support::terminate(&mut agent, Duration::from_secs(10));
+    let l = text(&log);
+    assert_eq!(status.code(), Some(1), "exchanges were lost: exit 1\n{l}");
+    assert!(!l.contains("panicked"), "{l}");
+    support::no_tmp_left(&out);
+    check_files(&out, true);
+    eprintln!("live disk_full: {curls} requests while full; log:\n{l}");
 }

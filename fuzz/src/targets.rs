@@ -405,7 +405,7 @@ pub fn replayer_args(data: &[u8]) {
     use tapedeck_replayer::transform::{HostRewrite, RuntimeVars, SetHeader, Target, Template};
 
     // Variables named with an even number of bytes are "set" (to a value built from the name); others are not.
-    let env = |name: &str| (name.len() % 2 == 0).then(|| format!("<{}>", name.len()));
+    let env = |name: &str| name.len().is_multiple_of(2).then(|| format!("<{}>", name.len()));
     let vars = RuntimeVars { now: "NOW".into(), uuid: "UUID".into() };
     let mut offsets = Vec::new();
     let mut scale = TimeScale::default();

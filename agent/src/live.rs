@@ -288,6 +288,10 @@ fn add_writer_stats(a: &mut WriterStats, b: &WriterStats) {
         files_abandoned,
         rotations_by_size,
         rotations_by_age,
+        write_errors,
+        exchanges_dropped,
+        files_salvaged,
+        files_removed,
     } = b;
     a.exchanges += exchanges;
     a.exchanges_rejected += exchanges_rejected;
@@ -302,6 +306,10 @@ fn add_writer_stats(a: &mut WriterStats, b: &WriterStats) {
     a.files_abandoned += files_abandoned;
     a.rotations_by_size += rotations_by_size;
     a.rotations_by_age += rotations_by_age;
+    a.write_errors += write_errors;
+    a.exchanges_dropped += exchanges_dropped;
+    a.files_salvaged += files_salvaged;
+    a.files_removed += files_removed;
 }
 
 /// Stores the writer's and retention's totals into the shared counters.
@@ -309,6 +317,8 @@ fn publish_writer(m: &Metrics, w: &WriterStats, r: &RetentionStats) {
     m.segment_bytes.store(w.file_bytes, Relaxed);
     m.segment_exchanges.store(w.exchanges, Relaxed);
     m.segment_files.store(w.files_finished, Relaxed);
+    m.writer_write_errors.store(w.write_errors, Relaxed);
+    m.writer_dropped_exchanges.store(w.exchanges_dropped + w.exchanges_lost, Relaxed);
     m.retention_deletions.store(r.deleted(), Relaxed);
     m.retention_bytes.store(r.bytes_deleted, Relaxed);
 }

@@ -83,6 +83,10 @@ fn run(args: &Args, log_file: Option<Arc<LogFile>>) -> anyhow::Result<ExitCode> 
     if summary.some_input_unreadable() {
         return Ok(ExitCode::from(1));
     }
+    if summary.writer.write_errors > 0 {
+        // Segments could not all be written (disk full, ...): the run went on, but exchanges were lost.
+        return Ok(ExitCode::from(1));
+    }
     if summary.live.is_some() && summary.inputs.iter().any(|i| i.error.is_some()) {
         // An interface failed while capturing (it went away): what was captured is written, but say so.
         return Ok(ExitCode::from(1));

@@ -77,6 +77,10 @@ pub struct Metrics {
     pub segment_files: AtomicU64,
     /// Segment blocks flushed to disk by `--flush-interval` while traffic was low.
     pub segment_flushes: AtomicU64,
+    /// I/O errors of the segment writer (disk full, permissions).
+    pub writer_write_errors: AtomicU64,
+    /// Exchanges not written because of write errors: dropped while writing failed, or lost in a failed block.
+    pub writer_dropped_exchanges: AtomicU64,
     /// Segment files deleted by retention.
     pub retention_deletions: AtomicU64,
     /// Bytes of the files deleted by retention.
@@ -245,6 +249,20 @@ impl Metrics {
             &self.segment_exchanges,
         );
         one(&mut out, "tapedeck_segment_files_total", "counter", "Segment files finished.", &self.segment_files);
+        one(
+            &mut out,
+            "tapedeck_writer_write_errors_total",
+            "counter",
+            "I/O errors writing segment files (disk full, permissions).",
+            &self.writer_write_errors,
+        );
+        one(
+            &mut out,
+            "tapedeck_writer_dropped_exchanges_total",
+            "counter",
+            "Exchanges not written because of segment write errors.",
+            &self.writer_dropped_exchanges,
+        );
         one(
             &mut out,
             "tapedeck_segment_flushes_total",
@@ -432,6 +450,8 @@ mod tests {
         m.workers[0].exchanges.lock().unwrap().insert("http/1.1".into(), 5);
         m.workers[1].exchanges.lock().unwrap().insert("http/1.1".into(), 2);
         m.retention_deletions.store(2, Relaxed);
+        m.writer_write_errors.store(4, Relaxed);
+        m.writer_dropped_exchanges.store(1234, Relaxed);
         let server = MetricsServer::start("127.0.0.1:0".parse().unwrap(), Arc::clone(&m)).unwrap();
         let r = get(server.local_addr(), "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
         assert!(r.starts_with("HTTP/1.1 200 OK\r\n"), "{r}");
@@ -445,6 +465,8 @@ mod tests {
             "tapedeck_worker_queue_drops_total{worker=\"1\"} 9",
             "tapedeck_worker_queue_drops_total{worker=\"0\"} 0",
             "tapedeck_retention_deletions_total 2",
+            "tapedeck_writer_write_errors_total 4",
+            "tapedeck_writer_dropped_exchanges_total 1234",
             "# TYPE tapedeck_queue_drops_total counter",
         ] {
             assert!(r.lines().any(|l| l == line), "missing {line:?} in\n{r}");

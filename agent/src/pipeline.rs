@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 use serde::Serialize;
 use tapedeck_model::Exchange;
-use tapedeck_model::segment::{SegmentWriter, SegmentWriterConfig, WriterStats};
+use tapedeck_model::segment::{SegmentError, SegmentWriter, SegmentWriterConfig, WriterStats};
 
 use crate::decode::{DecodeConfig, DecodeStats, Decoder};
 use crate::mask::{MaskStats, Masker};
@@ -419,8 +419,17 @@ impl Batcher {
 /// What the writer thread returns: writer counters, finished files, masking counters.
 pub(crate) type WriterResult = (WriterStats, Vec<PathBuf>, Option<MaskStats>);
 
+/// How long the writer waits after a write error before it tries a new file (exchanges that arrive meanwhile are
+/// dropped and counted in [`WriterStats::exchanges_dropped`]).
+pub(crate) const WRITE_RETRY: Duration = Duration::from_secs(1);
+
 /// The writer thread: exchanges in, masked (when configured), segment files out. Masking runs here, not on the
 /// capture thread, so that reading keeps its speed and masking overlaps with it.
+///
+/// A write error (disk full, quota, permissions) does not stop the run: the writer closes its file cleanly (see
+/// [`SegmentWriter`]), one error naming the directory and the OS error is logged, exchanges are dropped and
+/// counted while writing fails, and a new file is tried every [`WRITE_RETRY`]; when one succeeds (space came
+/// back, e.g. retention or an operator deleted files) writing resumes and a warning says how many were dropped.
 fn write_segments(
     cfg: SegmentWriterConfig,
     mut masker: Option<Masker>,
@@ -428,22 +437,29 @@ fn write_segments(
     recycle: Sender<Vec<Exchange>>,
     tick: Option<WriterTick>,
 ) -> Result<WriterResult, PipelineError> {
+    let mut failing = WriteFailure::new(cfg.dir.clone());
     let mut writer = SegmentWriter::create(cfg)?;
-    let write_batch = |writer: &mut SegmentWriter, masker: &mut Option<Masker>, mut batch: Vec<Exchange>| {
-        if let Some(m) = masker {
+    let mut write_batch = |writer: &mut SegmentWriter, failing: &mut WriteFailure, mut batch: Vec<Exchange>| {
+        if let Some(m) = &mut masker {
             m.mask_batch(&mut batch);
         }
         for ex in &batch {
-            writer.write(ex)?;
+            if failing.waiting() {
+                writer.note_dropped(1);
+                continue;
+            }
+            match writer.write(ex) {
+                Ok(()) => failing.succeeded(writer),
+                Err(e) => failing.failed(&e, writer.stats()),
+            }
         }
         batch.clear();
         let _ = recycle.try_send(batch);
-        Ok::<(), PipelineError>(())
     };
     match tick {
         None => {
             for batch in rx {
-                write_batch(&mut writer, &mut masker, batch)?;
+                write_batch(&mut writer, &mut failing, batch);
             }
         }
         Some(mut tick) => {
@@ -451,21 +467,120 @@ fn write_segments(
             loop {
                 let wait = tick.every.saturating_sub(last.elapsed());
                 match rx.recv_timeout(wait) {
-                    Ok(batch) => write_batch(&mut writer, &mut masker, batch)?,
+                    Ok(batch) => write_batch(&mut writer, &mut failing, batch),
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => break,
                 }
                 if last.elapsed() >= tick.every {
-                    (tick.hook)(&mut writer)?;
+                    match (tick.hook)(&mut writer) {
+                        Ok(()) => {}
+                        Err(PipelineError::Writer(e)) => failing.failed(&e, writer.stats()),
+                        Err(e) => return Err(e),
+                    }
                     last = Instant::now();
                 }
             }
         }
     }
-    writer.flush()?;
+    // The last block and footer: an error here is reported and counted like any other (the run still ends with
+    // its summary).
+    if let Err(e) = writer.rotate() {
+        failing.failed(&e, writer.stats());
+    }
+    let files = writer.take_finished();
     let stats = writer.stats().clone();
-    let files = writer.finish()?;
+    drop(writer);
+    if stats.exchanges_dropped + stats.exchanges_lost > 0 {
+        tracing::warn!(
+            "{} exchange(s) were not written to {} because of write errors ({} error(s))",
+            stats.exchanges_dropped + stats.exchanges_lost,
+            failing.dir.display(),
+            stats.write_errors
+        );
+    }
     Ok((stats, files, masker.map(|m| m.stats())))
+}
+
+/// The writer thread's state after a write error: when to retry, what to say.
+struct WriteFailure {
+    /// The segment directory (named in the messages).
+    dir: PathBuf,
+    /// When writing started failing (None while it works).
+    since: Option<Instant>,
+    /// No write is tried before this.
+    retry_at: Instant,
+    /// Dropped + lost when writing started failing, to say how many the outage cost.
+    lost_before: u64,
+    /// Blocks written when writing started failing: writing has resumed once a block more is on disk (a file
+    /// that opens is not enough: a full disk still takes a header).
+    blocks_before: u64,
+}
+
+impl WriteFailure {
+    fn new(dir: PathBuf) -> Self {
+        WriteFailure { dir, since: None, retry_at: Instant::now(), lost_before: 0, blocks_before: 0 }
+    }
+
+    /// Whether writing is failing and the next retry is not due yet.
+    fn waiting(&self) -> bool {
+        self.since.is_some() && Instant::now() < self.retry_at
+    }
+
+    /// A write worked: if writing was failing and a block reached the disk since, say that it resumed.
+    fn succeeded(&mut self, writer: &SegmentWriter) {
+        let s = writer.stats();
+        if self.since.is_some() && s.blocks > self.blocks_before {
+            let since = self.since.take().unwrap_or_else(Instant::now);
+            tracing::warn!(
+                "writing segments to {} resumed after {:.1} s; {} exchange(s) dropped meanwhile",
+                self.dir.display(),
+                since.elapsed().as_secs_f64(),
+                (s.exchanges_dropped + s.exchanges_lost).saturating_sub(self.lost_before)
+            );
+        }
+    }
+
+    /// A write failed: an I/O error starts (or continues) the failing state, logged once; an exchange the writer
+    /// refused (too large to encode) is only that exchange's loss.
+    fn failed(&mut self, e: &SegmentError, stats: &WriterStats) {
+        let io = match e {
+            SegmentError::Io { source, .. } | SegmentError::IoAt { source, .. } => source,
+            other => {
+                tracing::warn!("{other}; exchange not written");
+                return;
+            }
+        };
+        self.retry_at = Instant::now() + WRITE_RETRY;
+        if self.since.is_some() {
+            tracing::debug!("writing segments to {} still fails: {e}", self.dir.display());
+            return;
+        }
+        self.since = Some(Instant::now());
+        self.lost_before = stats.exchanges_dropped + stats.exchanges_lost;
+        self.blocks_before = stats.blocks;
+        let errno = io.raw_os_error().and_then(errno_name).map(|n| format!(" [{n}]")).unwrap_or_default();
+        tracing::error!(
+            "cannot write segments to {}: {e}{errno}; dropping exchanges (counted as writer exchanges_dropped) and \
+             retrying a new file every {} s",
+            self.dir.display(),
+            WRITE_RETRY.as_secs()
+        );
+    }
+}
+
+/// The symbolic name of the errno values a writer meets.
+fn errno_name(code: i32) -> Option<&'static str> {
+    Some(match code {
+        5 => "EIO",
+        13 => "EACCES",
+        2 => "ENOENT",
+        24 => "EMFILE",
+        27 => "EFBIG",
+        28 => "ENOSPC",
+        30 => "EROFS",
+        122 => "EDQUOT",
+        _ => return None,
+    })
 }
 
 /// Whether `path` names standard input.

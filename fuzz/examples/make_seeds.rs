@@ -65,6 +65,11 @@ fn main() -> std::io::Result<()> {
         }
     }
     let _ = std::fs::remove_dir_all(&tmp);
+    for (target, seed) in tapedeck_fuzz::seeds::replayer_arg_seeds() {
+        if write(out, target, &seed)? {
+            *counts.entry(target).or_default() += 1;
+        }
+    }
     for (name, _) in tapedeck_fuzz::TARGETS {
         std::fs::create_dir_all(out.join(name))?;
     }

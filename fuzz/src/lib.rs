@@ -12,6 +12,7 @@
 //! - `segment_reader`: a segment file, written to a temporary file and read block by block.
 //! - `segment_blocks`: block payloads (raw records) wrapped into a segment file with valid checksums, so that the
 //!   record decoding behind the CRCs is reached ([`targets::segment_blocks`]).
+//! - `replayer_args`: NUL-separated flag values for the replayer's parsers ([`targets::replayer_args`]).
 
 pub mod input;
 pub mod seeds;
@@ -32,4 +33,5 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("grpc", targets::grpc),
     ("segment_reader", targets::segment_reader),
     ("segment_blocks", targets::segment_blocks),
+    ("replayer_args", targets::replayer_args),
 ];

@@ -390,3 +390,19 @@ mod segment_tests {
         }
     }
 }
+
+/// Seeds for `replayer_args`: NUL-separated flag values of every kind the replayer parses, valid and not.
+pub fn replayer_arg_seeds() -> Seeds {
+    let sets: &[&[&str]] = &[
+        &["404", "2xx", "5XX", "99", "1000", "6xx"],
+        &["h1", "http/1.0", "HTTP/2", "h3"],
+        &["30s", "1m30s", "2024-05-01T12:00:00Z", "2024-05-01 12:00:00", "yesterday"],
+        &["1x", "10x", "0.5x", "max", "0x", "-1x", "1e10x", "nanx"],
+        &["500ms", "2s", "1h", "1 s", "3 fortnights"],
+        &["http://staging:8080", "http://[::1]:9000", "https://x", "ftp://x", "h:0", "[::1"],
+        &["api.prod:443=api.staging:8080", "=x", "a="],
+        &["Authorization: Bearer ${TOKEN}", "X-Id: {{uuid}}", "X-At: {{now}}", "X-E: {{env.HOME}}", "Bad Name: v"],
+        &["${UNSET", "{{nope}}", "{{env.AB}}", "plain value", "caf\u{e9} \u{1f600}"],
+    ];
+    sets.iter().map(|s| ("replayer_args", s.join("\0").into_bytes())).collect()
+}

@@ -305,6 +305,7 @@ pub fn grpc(data: &[u8]) {
         }),
         flags: Flags::NONE,
         labels: Vec::new(),
+        masked_by: Vec::new(),
     };
     let _ = grpc_summary(&ex);
 }
@@ -390,4 +391,92 @@ pub fn encode_segment(blocks: &[(u32, &[u8])], footer: bool, zstd: bool) -> Vec<
         file.extend_from_slice(&layout::encode_trailer(at, footer.len() as u32));
     }
     file
+}
+
+/// `replayer_args`: the replayer's flag-value parsers on fuzzed text. The input is split at NUL bytes into
+/// values (lossy UTF-8); every value goes through every parser: status (`--status`), protocol (`--protocol`),
+/// time bounds (`--from`/`--to`), `--time-scale`, durations (`--max-gap`), `--target`, `--rewrite-host`,
+/// `--set-header` and its value templates. Beyond "never panics" it checks what each parser promises:
+/// accepted values are in range, a time scale and a status code print back to what they parse from, a
+/// template without variables is its own text, and scheduling with a parsed scale and gap keeps the order.
+pub fn replayer_args(data: &[u8]) {
+    use tapedeck_replayer::pace::{Pacing, TimeScale, parse_duration};
+    use tapedeck_replayer::select::{StatusMatch, TimeBound, parse_protocols};
+    use tapedeck_replayer::transform::{HostRewrite, RuntimeVars, SetHeader, Target, Template};
+
+    // Variables named with an even number of bytes are "set" (to a value built from the name); others are not.
+    let env = |name: &str| name.len().is_multiple_of(2).then(|| format!("<{}>", name.len()));
+    let vars = RuntimeVars { now: "NOW".into(), uuid: "UUID".into() };
+    let mut offsets = Vec::new();
+    let mut scale = TimeScale::default();
+    let mut gap = None;
+    for piece in data.split(|&b| b == 0).take(64) {
+        let s = String::from_utf8_lossy(piece);
+        let s = s.as_ref();
+        match s.parse::<StatusMatch>() {
+            Ok(StatusMatch::Code(c)) => {
+                assert!((100..=999).contains(&c), "{s:?} -> {c}");
+                assert_eq!(c.to_string().parse::<StatusMatch>(), Ok(StatusMatch::Code(c)));
+            }
+            Ok(StatusMatch::Class(c)) => assert!((1..=5).contains(&c), "{s:?} -> class {c}"),
+            Err(e) => assert!(!e.is_empty()),
+        }
+        if let Ok(p) = parse_protocols(s) {
+            assert!(!p.is_empty() && p.len() <= 2, "{s:?} -> {p:?}");
+        }
+        match s.parse::<TimeBound>() {
+            Ok(TimeBound::Offset(d)) => offsets.push(d),
+            Ok(TimeBound::At(_)) | Err(_) => {}
+        }
+        match s.parse::<TimeScale>() {
+            Ok(t) => {
+                if let TimeScale::Factor(f) = t {
+                    assert!(f.is_finite() && f > 0.0 && f <= 1e9, "{s:?} -> {f}");
+                }
+                assert_eq!(t.to_string().parse::<TimeScale>(), Ok(t), "{s:?} does not print back");
+                scale = t;
+            }
+            Err(e) => assert!(!e.is_empty()),
+        }
+        if let Ok(d) = parse_duration(s) {
+            gap = Some(d);
+            offsets.push(d);
+        }
+        if let Ok(t) = s.parse::<Target>() {
+            assert!(!t.host.is_empty() && t.port != 0 && t.scheme == "http", "{s:?} -> {t:?}");
+            let _ = t.authority();
+        }
+        if let Ok(h) = s.parse::<HostRewrite>() {
+            assert!(!h.from.is_empty() && !h.to.is_empty());
+        }
+        match Template::parse(s, &env) {
+            Ok(t) => {
+                let out = t.render(&vars);
+                if !s.contains("${") && !s.contains("{{") {
+                    assert_eq!(out, s, "a template without variables is its own text");
+                }
+            }
+            Err(e) => assert!(!e.is_empty()),
+        }
+        if let Ok(h) = SetHeader::parse(s, &env) {
+            assert!(!h.name.is_empty() && !h.name.contains(':'), "{s:?} -> {h:?}");
+        }
+    }
+    // Schedule the parsed offsets with the parsed scale and gap: one planned offset per recorded one, and
+    // scaling (a monotone map) keeps their order.
+    let pacing = Pacing { scale, max_gap: gap };
+    let planned = pacing.schedule(&offsets);
+    assert_eq!(planned.len(), offsets.len());
+    for (i, a) in offsets.iter().enumerate() {
+        for (j, b) in offsets.iter().enumerate().take(16) {
+            if a < b {
+                assert!(
+                    planned[i] <= planned[j],
+                    "order changed: {a:?} < {b:?} but {:?} > {:?}",
+                    planned[i],
+                    planned[j]
+                );
+            }
+        }
+    }
 }

@@ -26,6 +26,7 @@ pub const TARGETS: &[Target] = &[
     ("grpc", 8_192, None),
     ("segment_reader", 65_536, None),
     ("segment_blocks", 65_536, None),
+    ("replayer_args", 4_096, Some("replayer.dict")),
 ];
 
 /// What `cargo xtask fuzz` was asked to do.

@@ -16,6 +16,7 @@ mod oracle;
 mod proc;
 mod pyapps;
 mod servers;
+mod soak;
 mod testdata;
 mod tools;
 
@@ -160,12 +161,28 @@ enum Task {
         #[arg(long, default_value_t = 60)]
         secs: u64,
         /// Run only this target (pcap_reader, decode, reassembly, http1, http2, grpc, segment_reader,
-        /// segment_blocks).
+        /// segment_blocks, replayer_args).
         #[arg(long)]
         target: Option<String>,
         /// Capture directories to make seeds from (default: the shared corpus next to the checkout, if any).
         #[arg(long)]
         seeds_from: Vec<PathBuf>,
+    },
+    /// Soak test (needs root): the release agent on a veth under steady mixed HTTP/1.1 and h2c load (nginx,
+    /// nghttpd, rate-limited curl and nghttp, a few hundred requests per second) with small rotation and retention by
+    /// bytes; samples RSS, open fds and CPU every 10 s and prints a table with slopes and a verdict ("flat" when
+    /// RSS grows under 5% after the first minute and fds do not grow); writes <out>/soak.json. Needs iproute2,
+    /// nginx, nghttp2-server, nghttp2-client, curl.
+    Soak {
+        /// Minutes of load.
+        #[arg(long, default_value_t = 15)]
+        minutes: u64,
+        /// Work directory (segments, logs, soak.json); default target/soak/<unix time>.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Agent binary to use instead of building target/release/agent.
+        #[arg(long)]
+        agent: Option<PathBuf>,
     },
 }
 
@@ -196,6 +213,7 @@ fn main() -> ExitCode {
         Task::Fuzz { secs, target, seeds_from } => {
             fuzz::fuzz(&fuzz::FuzzOptions { secs, target, seed_dirs: seeds_from })
         }
+        Task::Soak { minutes, out, agent } => soak::soak(&soak::SoakOptions { minutes, out, agent }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

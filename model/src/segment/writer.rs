@@ -5,9 +5,15 @@
 //! Nothing is dropped silently: an exchange that cannot be encoded is refused with an error and counted in
 //! [`WriterStats::exchanges_rejected`]; exchanges lost because a block could not be written are counted in
 //! [`WriterStats::exchanges_lost`].
+//!
+//! After an I/O error (disk full, quota, a vanished directory) the writer leaves nothing that could confuse a
+//! reader: the file being written is cut back to its last whole block and finished (footer, rename to `.seg`)
+//! when that is possible, left as a `.seg.tmp` ending on a whole block when the footer cannot be written, and
+//! removed when it holds no block. The next [`SegmentWriter::write`] starts a new file, so a caller retries by
+//! writing again; [`SegmentWriter::note_dropped`] counts what the caller dropped meanwhile.
 
 use std::fs::File;
-use std::io::Write;
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -93,7 +99,9 @@ impl SegmentWriterConfig {
 /// Counters of a [`SegmentWriter`].
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct WriterStats {
-    /// Exchanges accepted (encoded into a block).
+    /// Exchanges accepted (not refused); those then lost to an I/O error are also in `exchanges_lost`. Every
+    /// exchange offered is in `exchanges` or `exchanges_rejected`, and every one the caller had is in those or in
+    /// `exchanges_dropped`.
     pub exchanges: u64,
     /// Exchanges refused by `write` (too large to encode, or an encoding error); not written.
     pub exchanges_rejected: u64,
@@ -113,8 +121,18 @@ pub struct WriterStats {
     pub files_started: u64,
     /// Files finished (footer written, renamed to `.seg`).
     pub files_finished: u64,
-    /// Files left behind as `.seg.tmp` after an I/O error while writing them.
+    /// Files left behind as `.seg.tmp` after an I/O error while writing them (cut back to their last whole block
+    /// when the file system allowed it).
     pub files_abandoned: u64,
+    /// I/O errors returned by the writer (each failed create, write, sync or rename that a call returned).
+    pub write_errors: u64,
+    /// Exchanges the caller dropped without offering them to the writer, while writing was failing (counted
+    /// through [`SegmentWriter::note_dropped`]).
+    pub exchanges_dropped: u64,
+    /// Files finished early after an I/O error: cut back to their last whole block, then footer and rename.
+    pub files_salvaged: u64,
+    /// Partial files removed after an I/O error because they held no whole block.
+    pub files_removed: u64,
     /// Rotations because a file reached `max_file_bytes`.
     pub rotations_by_size: u64,
     /// Rotations because a file's capture times would have spanned more than `max_file_age`.
@@ -202,14 +220,38 @@ impl SegmentWriter {
         self.file.as_ref().map(|f| f.tmp.as_path())
     }
 
+    /// Counts `n` exchanges the caller dropped instead of writing them (while writing was failing), so that the
+    /// writer's counters account for every exchange.
+    pub fn note_dropped(&mut self, n: u64) {
+        self.stats.exchanges_dropped += n;
+    }
+
+    /// Counts an I/O error on its way out.
+    fn counted<T>(&mut self, r: Result<T, SegmentError>) -> Result<T, SegmentError> {
+        if let Err(SegmentError::Io { .. } | SegmentError::IoAt { .. }) = &r {
+            self.stats.write_errors += 1;
+        }
+        r
+    }
+
     /// Buffers one exchange, sealing the block when it is full and rotating the file when it is full or old.
+    ///
+    /// An I/O error means the exchanges of the block being sealed are lost (counted in
+    /// [`WriterStats::exchanges_lost`]) and the file was closed (see the module docs); the next call opens a new
+    /// file. An encoding error refuses only this exchange.
     pub fn write(&mut self, ex: &Exchange) -> Result<(), SegmentError> {
+        let r = self.write_inner(ex);
+        self.counted(r)
+    }
+
+    fn write_inner(&mut self, ex: &Exchange) -> Result<(), SegmentError> {
         let key = time_key(ex, self.last_key);
         if let Some(f) = &self.file {
             let span = f.max_key.max(key) - f.min_key.min(key);
             if u128::from(span) > self.cfg.max_file_age.as_nanos() {
                 self.stats.rotations_by_age += 1;
                 if let Err(e) = self.finish_current() {
+                    self.stats.exchanges += 1;
                     self.stats.exchanges_lost += 1;
                     return Err(e);
                 }
@@ -241,6 +283,7 @@ impl SegmentWriter {
             start = 0;
             if let Err(e) = sealed {
                 self.raw.clear();
+                self.stats.exchanges += 1;
                 self.stats.exchanges_lost += 1;
                 return Err(e);
             }
@@ -250,6 +293,7 @@ impl SegmentWriter {
             && let Err(e) = self.open_file(key)
         {
             self.raw.truncate(start);
+            self.stats.exchanges += 1;
             self.stats.exchanges_lost += 1;
             return Err(e);
         }
@@ -275,17 +319,18 @@ impl SegmentWriter {
 
     /// Seals the block being filled and fsyncs the file's data: every exchange written so far is durable.
     pub fn flush(&mut self) -> Result<(), SegmentError> {
-        self.seal_block()?;
-        if let Some(f) = &self.file {
-            f.file.sync_data().map_err(|e| SegmentError::io(&f.tmp, "syncing", e))?;
-        }
-        Ok(())
+        let r = self.seal_block().and_then(|()| match &self.file {
+            Some(f) => f.file.sync_data().map_err(|e| SegmentError::io(&f.tmp, "syncing", e)),
+            None => Ok(()),
+        });
+        self.counted(r)
     }
 
     /// Finishes the current file now, if one is open (the next exchange starts a new one); returns its path.
     /// Lets a caller rotate on its own schedule, e.g. when capture time advances with no traffic.
     pub fn rotate(&mut self) -> Result<Option<PathBuf>, SegmentError> {
-        self.finish_current()
+        let r = self.finish_current();
+        self.counted(r)
     }
 
     /// Rotates if the open file's first capture time is more than `max_file_age` before `now` (a capture time).
@@ -297,7 +342,8 @@ impl SegmentWriter {
             .is_some_and(|f| u128::from(now.0.saturating_sub(f.min_key)) > self.cfg.max_file_age.as_nanos());
         if old {
             self.stats.rotations_by_age += 1;
-            return self.finish_current();
+            let r = self.finish_current();
+            return self.counted(r);
         }
         Ok(None)
     }
@@ -311,7 +357,8 @@ impl SegmentWriter {
     /// Seals the last block, writes the footer, fsyncs, renames the file to `.seg` and fsyncs the directory.
     /// Returns every file finished and not yet taken with [`SegmentWriter::take_finished`].
     pub fn finish(mut self) -> Result<Vec<PathBuf>, SegmentError> {
-        self.finish_current()?;
+        let r = self.finish_current();
+        self.counted(r)?;
         Ok(std::mem::take(&mut self.finished))
     }
 
@@ -352,10 +399,24 @@ impl SegmentWriter {
         header.extend_from_slice(&c.to_le_bytes());
         let mut file = file;
         if let Err(e) = file.write_all(&header) {
-            self.stats.files_abandoned += 1;
+            // Nothing of value is in it: remove it rather than leave a torn header for readers.
+            drop(file);
+            if std::fs::remove_file(&tmp).is_ok() {
+                self.stats.files_removed += 1;
+            } else {
+                self.stats.files_abandoned += 1;
+            }
             return Err(SegmentError::io(&tmp, "writing header", e));
         }
-        sync_dir(&self.cfg.dir)?;
+        if let Err(e) = sync_dir(&self.cfg.dir) {
+            drop(file);
+            if std::fs::remove_file(&tmp).is_ok() {
+                self.stats.files_removed += 1;
+            } else {
+                self.stats.files_abandoned += 1;
+            }
+            return Err(e);
+        }
         self.stats.files_started += 1;
         self.stats.file_bytes += header.len() as u64;
         self.file = Some(OpenFile {
@@ -410,9 +471,10 @@ impl SegmentWriter {
             let offset = f.len;
             let tmp = f.tmp.clone();
             self.stats.exchanges_lost += u64::from(records);
-            self.stats.files_abandoned += 1;
-            self.file = None;
             self.raw.clear();
+            if let Some(f) = self.file.take() {
+                self.close_after_error(f);
+            }
             return Err(SegmentError::io_at(&tmp, offset, "writing block", e));
         }
         layout::push_index_entry(&mut f.entries, f.len, &fields);
@@ -446,14 +508,60 @@ impl SegmentWriter {
                 std::fs::rename(&f.tmp, &f.path).map_err(|e| SegmentError::io(&f.tmp, "renaming to .seg", e))
             });
         if let Err(e) = done {
+            // Not renamed: cut the partial footer off so that the .seg.tmp ends on a whole block.
+            let _ = f.file.set_len(f.len);
             self.stats.files_abandoned += 1;
             return Err(e);
         }
-        sync_dir(&self.cfg.dir)?;
         self.stats.file_bytes += (footer.len() + trailer.len()) as u64;
         self.stats.files_finished += 1;
         self.finished.push(f.path.clone());
+        sync_dir(&self.cfg.dir)?;
         Ok(Some(f.path))
+    }
+}
+
+impl SegmentWriter {
+    /// After a failed block write: cuts the file back to its last whole block and finishes it if it holds one
+    /// (salvaged), else removes it; when finishing fails too, leaves the `.seg.tmp` ending on a whole block.
+    fn close_after_error(&mut self, mut f: OpenFile) {
+        let cut = f.file.set_len(f.len);
+        if f.entries.is_empty() {
+            drop(f.file);
+            if std::fs::remove_file(&f.tmp).is_ok() {
+                self.stats.files_removed += 1;
+            } else {
+                self.stats.files_abandoned += 1;
+            }
+            return;
+        }
+        if cut.is_err() {
+            self.stats.files_abandoned += 1;
+            return;
+        }
+        let footer = layout::encode_footer(&f.entries);
+        let footer_len = u32::try_from(footer.len()).unwrap_or(u32::MAX);
+        let trailer = layout::encode_trailer(f.len, footer_len);
+        let done = f
+            .file
+            .seek(SeekFrom::Start(f.len))
+            .and_then(|_| f.file.write_all(&footer))
+            .and_then(|()| f.file.write_all(&trailer))
+            .and_then(|()| f.file.sync_all())
+            .and_then(|()| std::fs::rename(&f.tmp, &f.path));
+        match done {
+            Ok(()) => {
+                let _ = sync_dir(&self.cfg.dir);
+                self.stats.file_bytes += (footer.len() + trailer.len()) as u64;
+                self.stats.files_finished += 1;
+                self.stats.files_salvaged += 1;
+                self.finished.push(f.path);
+            }
+            Err(_) => {
+                let _ = f.file.set_len(f.len);
+                self.stats.files_abandoned += 1;
+            }
+        }
     }
 }
 

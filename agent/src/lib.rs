@@ -20,6 +20,7 @@ pub mod live;
 pub mod mask;
 pub mod metrics;
 pub mod pipeline;
+pub mod privileges;
 pub mod reassembly;
 pub mod retention;
 pub mod session;

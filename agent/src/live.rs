@@ -163,6 +163,7 @@ pub fn run_live(opts: LiveOptions, stop: Arc<AtomicBool>, metrics: Arc<Metrics>)
         tracing::info!(interface = %cfg.interface, link_type = src.link().0, "capturing");
         sources.push(src);
     }
+    crate::privileges::drop_after_capture_open().map_err(|e| PipelineError::Capture(e.to_string()))?;
 
     let retention_stats = Arc::new(std::sync::Mutex::new(RetentionStats::default()));
     let tick = writer_tick(&opts, Arc::clone(&metrics), Arc::clone(&retention_stats));

@@ -354,3 +354,78 @@ fn print_masking_shows_the_effective_rules_and_refuses_bad_policies() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("when"), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+/// The benchmark exchange of BENCHMARKS.md (wrk's `GET /small.txt`, nginx's 600-byte text answer), as the
+/// writer thread gets it.
+fn bench_exchange() -> tapedeck_model::Exchange {
+    use tapedeck_model::{Body, Exchange, Header, Protocol, Request, Response, Timing};
+    let mut lorem = String::new();
+    for i in 1.. {
+        if lorem.len() >= 600 {
+            break;
+        }
+        lorem.push_str(&format!("{i:04} Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod.\n"));
+    }
+    lorem.truncate(599);
+    lorem.push('\n');
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 18080));
+    let h = |n: &str, v: &str| Header::new(n, v);
+    Exchange {
+        id: 1,
+        connection_id: 1,
+        order: 0,
+        stream_id: None,
+        proto: Protocol::Http11,
+        client: addr,
+        server: addr,
+        timing: Timing::default(),
+        request: Some(Request {
+            method: b"GET".to_vec(),
+            authority: b"127.0.0.1:18080".to_vec(),
+            path: b"/small.txt".to_vec(),
+            headers: vec![h("Host", "127.0.0.1:18080")],
+            ..Request::default()
+        }),
+        response: Some(Response {
+            status: 200,
+            reason: b"OK".to_vec(),
+            headers: vec![
+                h("Server", "nginx"),
+                h("Date", "Sat, 21 Nov 2026 20:00:47 GMT"),
+                h("Content-Type", "text/plain"),
+                h("Content-Length", "600"),
+                h("Last-Modified", "Mon, 01 Jan 2024 00:00:00 GMT"),
+                h("Connection", "keep-alive"),
+                h("ETag", "\"65920080-258\""),
+                h("Accept-Ranges", "bytes"),
+            ],
+            body: Body { bytes: lorem.into_bytes(), full_len: 600 },
+            ..Response::default()
+        }),
+        flags: Flags::NONE,
+        labels: Vec::new(),
+        masked_by: Vec::new(),
+    }
+}
+
+/// Cost of the default policy on an exchange where nothing matches (the benchmark's). Not a pass/fail figure:
+/// `cargo test --release -p agent --test masking -- --ignored --nocapture mask_cost`.
+#[test]
+#[ignore]
+fn mask_cost_of_a_clean_exchange() {
+    let mut m = tapedeck_agent::mask::Masker::new(tapedeck_agent::mask::Policy::default_policy(), None).unwrap();
+    let ex = bench_exchange();
+    let (rounds, batch_len) = (2000, 128);
+    for round in 0..3 {
+        let mut spent = std::time::Duration::ZERO;
+        for _ in 0..rounds {
+            let mut batch: Vec<_> = (0..batch_len).map(|_| ex.clone()).collect();
+            let t = std::time::Instant::now();
+            m.mask_batch(&mut batch);
+            spent += t.elapsed();
+            assert_eq!(batch.len(), batch_len);
+            assert!(batch.iter().all(|e| e.masked_by.is_empty()));
+        }
+        println!("round {round}: {:.1} ns per exchange", spent.as_nanos() as f64 / (rounds * batch_len) as f64);
+    }
+}

@@ -46,6 +46,23 @@ impl Detector {
         Ok(Detector { kind, regex, groups })
     }
 
+    /// The shortest text in which this detector can find anything (shorter header values, query values and
+    /// bodies are not looked at).
+    pub fn min_text_len(&self) -> usize {
+        match self.kind {
+            DetectorKind::Card => 13,
+            // `eyJ` xx `.` `eyJ` xx `.`
+            DetectorKind::Jwt => 12,
+            // `bearer`, a blank, 8 token bytes
+            DetectorKind::Bearer => 15,
+            // `AKIA` and 16 (the shortest of the three forms)
+            DetectorKind::CloudKey => 20,
+            // `a@b.cd`
+            DetectorKind::Email => 6,
+            DetectorKind::Regex => 1,
+        }
+    }
+
     /// Appends the ranges of `text` this detector finds.
     pub fn find(&self, text: &[u8], out: &mut Vec<(usize, usize)>) {
         if self.kind == DetectorKind::Card {
@@ -105,27 +122,19 @@ fn word_byte(b: u8) -> bool {
 /// byte is probed; a probe that could be inside a number sends the scan back to where that number starts, and the
 /// number is then read once, to its end.
 pub fn find_cards(text: &[u8], out: &mut Vec<(usize, usize)>) {
+    let Some(from) = first_card_window(text) else { return };
     let n = text.len();
     let digit = |i: usize| CLASS[usize::from(text[i])] == DIGIT;
     let sep = |i: usize| CLASS[usize::from(text[i])] == SEP;
     let mut groups: Vec<(usize, usize)> = Vec::new();
     let mut digits: Vec<u8> = Vec::new();
-    let mut p = 12;
-    let mut counted = false;
+    let mut p = from + 12;
     while p < n {
         // Plain indexing into a class table: this loop runs over every header value and text body.
         let class = CLASS[usize::from(text[p])];
         if class == OTHER || (class == SEP && !digit(p - 1) && !(p + 1 < n && digit(p + 1))) {
             p += 13;
             continue;
-        }
-        // At the first number: fewer than 13 digits in all (dates, sizes, versions): no card. The count
-        // vectorises; text without digits never gets here.
-        if !counted {
-            if count_digits(text) < 13 {
-                return;
-            }
-            counted = true;
         }
         let mut s = p;
         while s > 0 && (digit(s - 1) || (sep(s - 1) && s >= 2 && digit(s - 2))) {
@@ -164,11 +173,34 @@ static CLASS: [u8; 256] = {
     t
 };
 
-/// ASCII digits in `text`, counted in byte-wide lanes 128 bytes at a time (so that the loop vectorises).
-fn count_digits(text: &[u8]) -> usize {
-    text.chunks(128)
-        .map(|c| usize::from(c.iter().fold(0u8, |n, &b| n.wrapping_add(u8::from(b.wrapping_sub(b'0') < 10)))))
-        .sum()
+/// Bytes per chunk of [`first_card_window`].
+const CHUNK: usize = 16;
+
+/// The prefilter of the card scan: where the first card could start, or None when no card can be in `text`.
+///
+/// A card is at most 19 digits with single separators between groups, so it spans at most 37 bytes, which touch
+/// at most four consecutive 16-byte chunks: some four consecutive chunks hold at least 13 digits. Digits are
+/// counted per chunk in byte lanes (the loop vectorises), so text with a few short numbers (dates, sizes, line
+/// numbers, versions) is ruled out in one cheap pass. When four chunks ending at chunk `i` first hold 13 digits,
+/// no card starts before chunk `i - 3` (a card inside earlier chunks would have filled an earlier window).
+pub fn first_card_window(text: &[u8]) -> Option<usize> {
+    if text.len() < 13 {
+        return None;
+    }
+    let count = |c: &[u8]| c.iter().fold(0u8, |n, &b| n + u8::from(b.wrapping_sub(b'0') < 10));
+    // Whole chunks as arrays, so that each count is a few vector instructions.
+    let count16 = |c: &[u8; CHUNK]| c.iter().fold(0u8, |n, &b| n + u8::from(b.wrapping_sub(b'0') < 10));
+    // Digits in the three chunks before the current one.
+    let (mut a, mut b, mut c) = (0u8, 0u8, 0u8);
+    let (whole, rest) = text.as_chunks::<CHUNK>();
+    for (i, chunk) in whole.iter().enumerate() {
+        let d = count16(chunk);
+        if a + b + c + d >= 13 {
+            return Some(i.saturating_sub(3) * CHUNK);
+        }
+        (a, b, c) = (b, c, d);
+    }
+    (a + b + c + count(rest) >= 13).then(|| whole.len().saturating_sub(3) * CHUNK)
 }
 
 /// Looks at the run of digit groups starting at `i` (a digit); returns where the run ends.
@@ -239,6 +271,8 @@ fn card_run(
 #[derive(Clone, Debug, Default)]
 pub struct Detectors {
     list: Vec<(usize, Detector)>,
+    /// The shortest text any detector can find something in.
+    min_len: usize,
 }
 
 /// One detector hit: a byte range and the rule that found it.
@@ -255,7 +289,13 @@ pub struct Hit {
 impl Detectors {
     /// Adds the detector of rule `rule`.
     pub fn push(&mut self, rule: usize, d: Detector) {
+        self.min_len = if self.list.is_empty() { d.min_text_len() } else { self.min_len.min(d.min_text_len()) };
         self.list.push((rule, d));
+    }
+
+    /// Whether no detector can find anything in a text of `len` bytes (or there is no detector).
+    pub fn too_short(&self, len: usize) -> bool {
+        self.list.is_empty() || len < self.min_len
     }
 
     /// Whether there is no detector.
@@ -267,6 +307,9 @@ impl Detectors {
     /// one of the earlier rule). `scratch` is reused between calls.
     pub fn scan(&self, text: &[u8], scratch: &mut Vec<(usize, usize)>) -> Vec<Hit> {
         let mut hits = Vec::new();
+        if self.too_short(text.len()) {
+            return hits;
+        }
         for (rule, d) in &self.list {
             scratch.clear();
             d.find(text, scratch);

@@ -293,6 +293,12 @@ impl Detectors {
         self.list.push((rule, d));
     }
 
+    /// Whether a detector is a custom regular expression (whose anchors make a scan of a whole text differ from
+    /// scans of its parts).
+    pub fn has_custom(&self) -> bool {
+        self.list.iter().any(|(_, d)| d.kind == DetectorKind::Regex)
+    }
+
     /// Whether no detector can find anything in a text of `len` bytes (or there is no detector).
     pub fn too_short(&self, len: usize) -> bool {
         self.list.is_empty() || len < self.min_len

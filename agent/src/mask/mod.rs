@@ -170,6 +170,28 @@ impl Masker {
         batch.retain_mut(|ex| self.mask(ex));
     }
 
+    /// Runs `f` with the state of masking one exchange (tests of the parts).
+    #[cfg(test)]
+    pub(crate) fn with_ctx<R>(&mut self, f: impl FnOnce(&mut Ctx<'_>) -> R) -> R {
+        let mut fired = std::mem::take(&mut self.fired);
+        let mut ctx = Ctx {
+            c: &self.c,
+            hasher: self.hasher.as_ref(),
+            fired: &mut fired,
+            any: false,
+            drop_body: false,
+            drop_exchange: false,
+            stats: &mut self.stats,
+            scratch: Vec::new(),
+            max_decoded: self.max_decoded,
+            notes: Vec::new(),
+        };
+        let r = f(&mut ctx);
+        fired.iter_mut().for_each(|f| *f = false);
+        self.fired = fired;
+        r
+    }
+
     /// Masks one exchange in place. Returns false when the exchange must not be written.
     pub fn mask(&mut self, ex: &mut Exchange) -> bool {
         self.stats.exchanges_seen += 1;
@@ -376,6 +398,17 @@ impl Ctx<'_> {
         let edits: Vec<(usize, usize, Vec<u8>)> =
             hits.iter().map(|h| (h.start, h.end, self.replace(h.rule, &text[h.start..h.end]))).collect();
         Some(splice(text, &edits))
+    }
+
+    /// Whether a detector finds anything in `text` (nothing is replaced, no rule fires).
+    pub fn mask_text_would_change(&mut self, text: &[u8]) -> bool {
+        if self.c.detectors.too_short(text.len()) {
+            return false;
+        }
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let hit = !self.c.detectors.scan(text, &mut scratch).is_empty();
+        self.scratch = scratch;
+        hit
     }
 
     fn exchange(&mut self, ex: &mut Exchange) -> bool {

@@ -175,32 +175,69 @@ static CLASS: [u8; 256] = {
 
 /// Bytes per chunk of [`first_card_window`].
 const CHUNK: usize = 16;
+/// Bytes per block of the coarse pass of [`first_card_window`] (four chunks).
+const BLOCK: usize = 4 * CHUNK;
+
+/// ASCII digits in a block, summed in 16 byte lanes (one vector add per chunk) and then across the lanes.
+fn count_block(b: &[u8; BLOCK]) -> u32 {
+    let mut lanes = [0u8; CHUNK];
+    for chunk in b.as_chunks::<CHUNK>().0 {
+        for (l, &x) in lanes.iter_mut().zip(chunk) {
+            *l += u8::from(x.wrapping_sub(b'0') < 10);
+        }
+    }
+    lanes.iter().map(|&l| u32::from(l)).sum()
+}
+
+fn count(c: &[u8]) -> u8 {
+    c.iter().fold(0u8, |n, &b| n.wrapping_add(u8::from(b.wrapping_sub(b'0') < 10)))
+}
 
 /// The prefilter of the card scan: where the first card could start, or None when no card can be in `text`.
 ///
 /// A card is at most 19 digits with single separators between groups, so it spans at most 37 bytes, which touch
-/// at most four consecutive 16-byte chunks: some four consecutive chunks hold at least 13 digits. Digits are
-/// counted per chunk in byte lanes (the loop vectorises), so text with a few short numbers (dates, sizes, line
-/// numbers, versions) is ruled out in one cheap pass. When four chunks ending at chunk `i` first hold 13 digits,
-/// no card starts before chunk `i - 3` (a card inside earlier chunks would have filled an earlier window).
+/// at most four consecutive 16-byte chunks: some four consecutive chunks hold at least 13 digits. A coarse pass
+/// first counts digits per 64-byte block (four chunks; a window of four chunks lies within two consecutive
+/// blocks): text where no two consecutive blocks hold 13 digits (dates, sizes, line numbers, versions, ids) is
+/// ruled out at a few vector instructions per 64 bytes. Otherwise chunks are counted from the first such pair
+/// on. When four chunks ending at chunk `i` first hold 13 digits, no card starts before chunk `i - 3` (a card
+/// inside earlier chunks would have filled an earlier window).
 pub fn first_card_window(text: &[u8]) -> Option<usize> {
     if text.len() < 13 {
         return None;
     }
-    let count = |c: &[u8]| c.iter().fold(0u8, |n, &b| n + u8::from(b.wrapping_sub(b'0') < 10));
-    // Whole chunks as arrays, so that each count is a few vector instructions.
-    let count16 = |c: &[u8; CHUNK]| c.iter().fold(0u8, |n, &b| n + u8::from(b.wrapping_sub(b'0') < 10));
+    let (blocks, rest) = text.as_chunks::<BLOCK>();
+    let mut prev = 0u32;
+    let mut from = None;
+    for (k, b) in blocks.iter().enumerate() {
+        let n = count_block(b);
+        if prev + n >= 13 {
+            from = Some(k.saturating_sub(1) * BLOCK);
+            break;
+        }
+        prev = n;
+    }
+    let from = match from {
+        Some(f) => f,
+        None if prev + u32::from(count(rest)) >= 13 => blocks.len().saturating_sub(1) * BLOCK,
+        None => return None,
+    };
+    first_window_from(text, from)
+}
+
+/// The chunk-by-chunk pass of [`first_card_window`] from byte `from` (a multiple of [`CHUNK`]).
+fn first_window_from(text: &[u8], from: usize) -> Option<usize> {
     // Digits in the three chunks before the current one.
     let (mut a, mut b, mut c) = (0u8, 0u8, 0u8);
-    let (whole, rest) = text.as_chunks::<CHUNK>();
+    let (whole, rest) = text[from..].as_chunks::<CHUNK>();
     for (i, chunk) in whole.iter().enumerate() {
-        let d = count16(chunk);
+        let d = count(chunk);
         if a + b + c + d >= 13 {
-            return Some(i.saturating_sub(3) * CHUNK);
+            return Some(from + i.saturating_sub(3) * CHUNK);
         }
         (a, b, c) = (b, c, d);
     }
-    (a + b + c + count(rest) >= 13).then(|| whole.len().saturating_sub(3) * CHUNK)
+    (a + b + c + count(rest) >= 13).then(|| from + whole.len().saturating_sub(3) * CHUNK)
 }
 
 /// Looks at the run of digit groups starting at `i` (a digit); returns where the run ends.
@@ -410,7 +447,34 @@ mod tests {
         out
     }
 
+    /// Reference: the first byte of the first 16-byte-aligned window of four chunks holding 13 digits.
+    fn windows_reference(text: &[u8]) -> Option<usize> {
+        if text.len() < 13 {
+            return None;
+        }
+        let chunks: Vec<usize> = text.chunks(16).map(|c| c.iter().filter(|b| b.is_ascii_digit()).count()).collect();
+        (0..chunks.len())
+            .find(|&i| chunks[i.saturating_sub(3)..=i].iter().sum::<usize>() >= 13)
+            .map(|i| i.saturating_sub(3) * 16)
+    }
+
     proptest::proptest! {
+        #[test]
+        fn the_card_prefilter_is_the_window_rule(
+            text in proptest::collection::vec(proptest::sample::select(b"0123456789 -ax".to_vec()), 0..400),
+            digits_only_at in proptest::collection::vec(0usize..400, 0..40),
+        ) {
+            // Mostly letters with digits at chosen places, and fully random text.
+            let mut sparse = vec![b'x'; text.len()];
+            for &i in &digits_only_at {
+                if i < sparse.len() {
+                    sparse[i] = b'7';
+                }
+            }
+            proptest::prop_assert_eq!(first_card_window(&text), windows_reference(&text));
+            proptest::prop_assert_eq!(first_card_window(&sparse), windows_reference(&sparse));
+        }
+
         #[test]
         fn probing_finds_what_a_linear_scan_finds(
             text in proptest::collection::vec(proptest::sample::select(b"0123456789 -ax4111".to_vec()), 0..200),

@@ -117,8 +117,6 @@ pub struct Masker {
     per_rule: Vec<u64>,
     /// Rules fired in the current exchange.
     fired: Vec<bool>,
-    /// Positions in the current batch of exchanges to drop.
-    dropped: Vec<usize>,
 }
 
 impl Masker {
@@ -137,7 +135,6 @@ impl Masker {
             stats: MaskStats::default(),
             per_rule: vec![0; n],
             fired: vec![false; n],
-            dropped: Vec::new(),
         })
     }
 
@@ -169,40 +166,8 @@ impl Masker {
     }
 
     /// Masks every exchange of a batch and removes those a `drop_exchange` rule dropped.
-    ///
-    /// The exchanges were built by the capture thread, on another core: their header fields and bodies are
-    /// scattered over the heap and not in this core's cache. Masking reads them one after the other with work in
-    /// between, so each miss would wait alone; reading the first bytes of the fields of an exchange a few places
-    /// ahead ([`warm`]) lets those misses overlap instead.
     pub fn mask_batch(&mut self, batch: &mut Vec<Exchange>) {
-        const AHEAD: usize = 3;
-        let mut warmed = 0u8;
-        for ex in batch.iter().take(AHEAD) {
-            warmed ^= warm(ex);
-        }
-        let mut dropped = false;
-        for i in 0..batch.len() {
-            if let Some(next) = batch.get(i + AHEAD) {
-                warmed ^= warm(next);
-            }
-            if let Some(ex) = batch.get_mut(i)
-                && !self.mask(ex)
-            {
-                self.dropped.push(i);
-                dropped = true;
-            }
-        }
-        std::hint::black_box(warmed);
-        if dropped {
-            let mut at = 0;
-            let mut next_drop = self.dropped.iter().peekable();
-            batch.retain(|_| {
-                let drop = next_drop.next_if_eq(&&at).is_some();
-                at += 1;
-                !drop
-            });
-            self.dropped.clear();
-        }
+        batch.retain_mut(|ex| self.mask(ex));
     }
 
     /// Runs `f` with the state of masking one exchange (tests of the parts).
@@ -269,27 +234,6 @@ impl Masker {
         }
         keep
     }
-}
-
-/// Reads one byte of every header name and value and of every 64-byte line of the first KiB of each body of
-/// `ex` (see [`Masker::mask_batch`]); the result only keeps the reads from being optimised away.
-fn warm(ex: &Exchange) -> u8 {
-    let mut x = 0u8;
-    let mut fields = |hs: &[Header], body: &Body| {
-        for h in hs {
-            x ^= h.name.first().copied().unwrap_or(0) ^ h.value.first().copied().unwrap_or(0);
-        }
-        for b in body.bytes.iter().take(1024).step_by(64) {
-            x ^= b;
-        }
-    };
-    if let Some(r) = &ex.request {
-        fields(&r.headers, &r.body);
-    }
-    if let Some(r) = &ex.response {
-        fields(&r.headers, &r.body);
-    }
-    x
 }
 
 /// The masker the agent's flags describe: the default policy unless `default_on` is false, extended or replaced by

@@ -21,6 +21,7 @@ pub mod logfile;
 pub mod mask;
 pub mod metrics;
 pub mod pipeline;
+pub mod privileges;
 pub mod reassembly;
 pub mod reload;
 pub mod retention;

@@ -157,6 +157,7 @@ pub fn run_live(
         tracing::info!(interface = %cfg.interface, link_type = src.link().0, "capturing");
         sources.push(src);
     }
+    crate::privileges::drop_after_capture_open().map_err(|e| PipelineError::Capture(e.to_string()))?;
     let workers_n = opts.capture.workers.max(1);
 
     let masking: SharedMasking = Arc::new(Reloadable::new(opts.capture.masking.clone()));

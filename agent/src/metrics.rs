@@ -328,6 +328,8 @@ impl MetricsServer {
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = Arc::clone(&stop);
         let thread = std::thread::Builder::new().name("metrics".into()).spawn(move || {
+            // The socket is bound: this thread needs no capability (they are per thread in Linux).
+            let _ = crate::privileges::drop_all();
             for conn in listener.incoming() {
                 if stop2.load(Relaxed) {
                     break;

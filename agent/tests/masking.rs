@@ -354,3 +354,272 @@ fn print_masking_shows_the_effective_rules_and_refuses_bad_policies() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("when"), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+/// The benchmark exchange of BENCHMARKS.md (wrk's `GET /small.txt`, nginx's 600-byte text answer), as the
+/// writer thread gets it.
+fn bench_exchange() -> tapedeck_model::Exchange {
+    use tapedeck_model::{Body, Exchange, Header, Protocol, Request, Response, Timing};
+    let mut lorem = String::new();
+    for i in 1.. {
+        if lorem.len() >= 600 {
+            break;
+        }
+        lorem.push_str(&format!("{i:04} Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod.\n"));
+    }
+    lorem.truncate(599);
+    lorem.push('\n');
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 18080));
+    let h = |n: &str, v: &str| Header::new(n, v);
+    Exchange {
+        id: 1,
+        connection_id: 1,
+        order: 0,
+        stream_id: None,
+        proto: Protocol::Http11,
+        client: addr,
+        server: addr,
+        timing: Timing::default(),
+        request: Some(Request {
+            method: b"GET".to_vec(),
+            authority: b"127.0.0.1:18080".to_vec(),
+            path: b"/small.txt".to_vec(),
+            headers: vec![h("Host", "127.0.0.1:18080")],
+            ..Request::default()
+        }),
+        response: Some(Response {
+            status: 200,
+            reason: b"OK".to_vec(),
+            headers: vec![
+                h("Server", "nginx"),
+                h("Date", "Sat, 21 Nov 2026 20:00:47 GMT"),
+                h("Content-Type", "text/plain"),
+                h("Content-Length", "600"),
+                h("Last-Modified", "Mon, 01 Jan 2024 00:00:00 GMT"),
+                h("Connection", "keep-alive"),
+                h("ETag", "\"65920080-258\""),
+                h("Accept-Ranges", "bytes"),
+            ],
+            body: Body { bytes: lorem.into_bytes(), full_len: 600 },
+            ..Response::default()
+        }),
+        flags: Flags::NONE,
+        labels: Vec::new(),
+        masked_by: Vec::new(),
+    }
+}
+
+/// Cost of the default policy on an exchange where nothing matches (the benchmark's). Not a pass/fail figure:
+/// `cargo test --release -p agent --test masking -- --ignored --nocapture mask_cost`.
+#[test]
+#[ignore]
+fn mask_cost_of_a_clean_exchange() {
+    let mut m = tapedeck_agent::mask::Masker::new(tapedeck_agent::mask::Policy::default_policy(), None).unwrap();
+    let ex = bench_exchange();
+    let (rounds, batch_len) = (2000, 128);
+    for round in 0..3 {
+        let mut spent = std::time::Duration::ZERO;
+        for _ in 0..rounds {
+            let mut batch: Vec<_> = (0..batch_len).map(|_| ex.clone()).collect();
+            let t = std::time::Instant::now();
+            m.mask_batch(&mut batch);
+            spent += t.elapsed();
+            assert_eq!(batch.len(), batch_len);
+            assert!(batch.iter().all(|e| e.masked_by.is_empty()));
+        }
+        println!("round {round}: {:.1} ns per exchange", spent.as_nanos() as f64 / (rounds * batch_len) as f64);
+    }
+}
+
+/// The capture made by real clients (`cargo xtask gen-testdata --only masking-planted.pcap`): curl over HTTP/1.1
+/// to a Python server and over h2c to nghttpd, with the planted values listed in its `.secrets` file.
+fn planted_capture() -> (PathBuf, Vec<String>) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata");
+    let secrets = std::fs::read_to_string(dir.join("masking-planted.secrets")).unwrap();
+    let secrets: Vec<String> = secrets.lines().filter(|l| !l.is_empty()).map(str::to_string).collect();
+    assert!(secrets.len() >= 20, "{secrets:?}");
+    (dir.join("masking-planted.pcap"), secrets)
+}
+
+/// The default policy plus the detectors the default leaves off.
+const REAL_POLICY: &str = r#"
+[[rule]]
+name = "emails"
+target = "detector"
+detector = "email"
+action = "hash"
+
+[[rule]]
+name = "jwts"
+target = "detector"
+detector = "jwt"
+action = "redact"
+
+[[rule]]
+name = "cloud-keys"
+target = "detector"
+detector = "cloud_key"
+action = "redact"
+"#;
+
+fn gunzip(b: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(b).read_to_end(&mut out).unwrap();
+    out
+}
+
+fn field<'a>(hs: &'a [tapedeck_model::Header], name: &str) -> Option<&'a str> {
+    hs.iter().find(|h| h.name.eq_ignore_ascii_case(name.as_bytes())).map(|h| std::str::from_utf8(&h.value).unwrap())
+}
+
+#[test]
+fn real_clients_planted_secrets_never_reach_a_segment() {
+    let (pcap, secrets) = planted_capture();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, REAL_POLICY).unwrap();
+    let key = dir.path().join("key");
+    std::fs::write(&key, KEY).unwrap();
+    let out = dir.path().join("segments");
+    let o = Command::new(env!("CARGO_BIN_EXE_agent"))
+        .args(["--quiet", "--pcap"])
+        .arg(&pcap)
+        .arg("--out")
+        .arg(&out)
+        .arg("--mask-policy")
+        .arg(&policy)
+        .arg("--mask-key-file")
+        .arg(&key)
+        .env_remove("TAPEDECK_MASK_KEY")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let segments = list_segments(&out).unwrap();
+
+    // Everything a reader could get: every block decompressed, and every gzip body decoded.
+    let mut bytes = decompressed(&segments);
+    let mut exs = Vec::new();
+    for s in &segments {
+        exs.extend(SegmentReader::open(s).unwrap().exchanges().map(Result::unwrap));
+    }
+    assert_eq!(exs.len(), 7, "5 HTTP/1.1 and 2 HTTP/2 exchanges");
+    for ex in &exs {
+        let msgs =
+            [ex.request.as_ref().map(|r| (&r.headers, &r.body)), ex.response.as_ref().map(|r| (&r.headers, &r.body))];
+        for (hs, body) in msgs.into_iter().flatten() {
+            if field(hs, "content-encoding") == Some("gzip") {
+                bytes.extend(gunzip(&body.bytes));
+            }
+        }
+    }
+    for s in &secrets {
+        for form in [s.clone(), s.replace('@', "%40"), s.replace(' ', "+")] {
+            assert_eq!(count(&bytes, &form), 0, "planted value {form:?} found in the segments");
+        }
+    }
+    // The same e-mail, planted three times (form text, gzip JSON, h2 header): the same token each time (each
+    // place is checked below; a re-encoded gzip body may also hold it as a stored deflate block, hence >=).
+    let email_token = token("jane.doe@example.org");
+    assert!(count(&bytes, &email_token) >= 3, "{email_token}");
+
+    let req = |method: &str, path: &str| {
+        exs.iter()
+            .find(|e| {
+                let r = e.request.as_ref().unwrap();
+                r.method == method.as_bytes() && r.path.starts_with(path.as_bytes())
+            })
+            .unwrap_or_else(|| panic!("{method} {path}"))
+    };
+    // HTTP/1.1: headers, query, cookies.
+    let search = req("GET", "/search");
+    let r = search.request.as_ref().unwrap();
+    assert_eq!(r.path, b"/search?q=shoes&token=%5BREDACTED%5D&page=2");
+    for h in ["authorization", "cookie", "x-api-key", "x-trace-context"] {
+        assert_eq!(field(&r.headers, h), Some("[REDACTED]"), "{h}");
+    }
+    assert_eq!(field(&r.headers, "host"), Some("127.0.0.1:18090"), "clean headers untouched");
+    // JSON nested deep, a card and a cloud key inside JSON strings; Set-Cookie and a token in the response.
+    let login = req("POST", "/login");
+    let body: serde_json::Value = serde_json::from_slice(&login.request.as_ref().unwrap().body.bytes).unwrap();
+    assert_eq!(body["user"]["profile"]["settings"]["password"], "[REDACTED]");
+    assert_eq!(body["user"]["profile"]["settings"]["lang"], "en");
+    assert_eq!(body["items"][0]["card"], "[REDACTED]");
+    assert_eq!(body["items"][0]["qty"], 2);
+    assert_eq!(body["note"], "key [REDACTED]");
+    let resp = login.response.as_ref().unwrap();
+    assert_eq!(field(&resp.headers, "set-cookie"), Some("[REDACTED]"));
+    let rbody: serde_json::Value = serde_json::from_slice(&resp.body.bytes).unwrap();
+    assert_eq!(rbody["access_token"], "[REDACTED]");
+    assert_eq!(rbody["user"]["name"], "jane");
+    // Forms.
+    let form = req("POST", "/form");
+    assert_eq!(
+        String::from_utf8_lossy(&form.request.as_ref().unwrap().body.bytes),
+        format!("username=jane&password=%5BREDACTED%5D&comment=write+to+{email_token}")
+    );
+    let upload = req("POST", "/upload");
+    let multipart = String::from_utf8_lossy(&upload.request.as_ref().unwrap().body.bytes).into_owned();
+    assert!(multipart.contains("name=\"api_key\"\r\n\r\n[REDACTED]\r\n"), "{multipart}");
+    assert!(multipart.contains("name=\"note\"\r\n\r\ncard [REDACTED]\r\n"), "{multipart}");
+    assert!(multipart.contains("name=\"user\"\r\n\r\njane\r\n"), "{multipart}");
+    // gzip-encoded JSON both ways, masked and encoded again.
+    let tok = req("POST", "/token");
+    let treq = tok.request.as_ref().unwrap();
+    let plain: serde_json::Value = serde_json::from_slice(&gunzip(&treq.body.bytes)).unwrap();
+    assert_eq!(plain["client_secret"], "[REDACTED]");
+    assert_eq!(plain["contact"], email_token.as_str());
+    let tresp = tok.response.as_ref().unwrap();
+    let plain: serde_json::Value = serde_json::from_slice(&gunzip(&tresp.body.bytes)).unwrap();
+    assert_eq!(plain["refresh_token"], "[REDACTED]");
+    assert_eq!(plain["expires"], 3600);
+    assert!(tok.masked_by.contains(&"@request-body:re-encoded:gzip".to_string()), "{:?}", tok.masked_by);
+    assert!(tok.masked_by.contains(&"@response-body:re-encoded:gzip".to_string()), "{:?}", tok.masked_by);
+    // HTTP/2: HPACK-coded headers, query, JSON body.
+    let h2get = req("GET", "/hello.txt");
+    assert_eq!(h2get.proto, tapedeck_model::Protocol::H2);
+    let r = h2get.request.as_ref().unwrap();
+    assert_eq!(r.path, b"/hello.txt?api_key=%5BREDACTED%5D&card=%5BREDACTED%5D&q=ok");
+    assert_eq!(field(&r.headers, "authorization"), Some("[REDACTED]"));
+    assert_eq!(field(&r.headers, "cookie"), Some("[REDACTED]"));
+    assert_eq!(field(&r.headers, "x-contact"), Some(email_token.as_str()));
+    let h2post = req("POST", "/hello.txt");
+    let body: serde_json::Value = serde_json::from_slice(&h2post.request.as_ref().unwrap().body.bytes).unwrap();
+    // `credentials` is itself a secret-like key: the whole object is redacted, keeping its type.
+    assert_eq!(body["credentials"], serde_json::json!({}));
+    assert_eq!(body["clean"], "visible-h2-marker");
+    assert!(exs.iter().all(|e| e.flags.contains(Flags::MASKED)), "every exchange had something planted");
+}
+
+#[test]
+fn real_clients_capture_holds_the_planted_values_without_masking() {
+    // Proves the search above can find them: with masking off, each planted value (decoded) is there.
+    let (pcap, secrets) = planted_capture();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("segments");
+    let o = Command::new(env!("CARGO_BIN_EXE_agent"))
+        .args(["--no-default-masking", "--quiet", "--pcap"])
+        .arg(&pcap)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let segments = list_segments(&out).unwrap();
+    let mut bytes = decompressed(&segments);
+    for s in &segments {
+        for ex in SegmentReader::open(s).unwrap().exchanges().map(Result::unwrap) {
+            for (hs, body) in [ex.request.map(|r| (r.headers, r.body)), ex.response.map(|r| (r.headers, r.body))]
+                .into_iter()
+                .flatten()
+            {
+                if field(&hs, "content-encoding") == Some("gzip") {
+                    bytes.extend(gunzip(&body.bytes));
+                }
+            }
+        }
+    }
+    for s in &secrets {
+        let found = count(&bytes, s) + count(&bytes, &s.replace('@', "%40"));
+        assert!(found > 0, "{s} not found without masking");
+    }
+}

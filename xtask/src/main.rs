@@ -74,6 +74,10 @@ enum Task {
         /// Output directory.
         #[arg(long, default_value_os_t = testdata::default_out())]
         out: PathBuf,
+        /// Make only this capture (repeatable), e.g. `--only masking-planted.pcap`; the other files in the
+        /// output directory, README.md included, are left as they are.
+        #[arg(long, value_name = "NAME")]
+        only: Vec<String>,
     },
     /// Write the hostile captures of the memory-bounds test (no root needed): half-open connections, a SYN
     /// flood, an endless chunked body, a 10 MB header line, many HTTP/2 streams, HPACK table-size abuse and
@@ -193,7 +197,7 @@ fn main() -> ExitCode {
         Task::BenchIngest { pcap, tshark_slice_mb, runs, agent_args } => {
             ingest::bench_ingest(&ingest::IngestOptions { pcap, tshark_slice_mb, agent_args, runs })
         }
-        Task::GenTestdata { out } => testdata::gen_testdata(&out),
+        Task::GenTestdata { out, only } => testdata::gen_testdata(&out, &only),
         Task::GenHostile { out, small, seed } => hostile::gen_hostile(&out, small, seed),
         Task::BenchCapture { size, out, h2, max_seconds } => {
             bench::bench_capture(&bench::BenchOptions { size, out, h2, max_seconds })

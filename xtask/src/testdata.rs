@@ -465,7 +465,166 @@ fn captures(env: &Env) -> Vec<Capture> {
             decode: vec![DecodeAs { port: GRPC_PORT, proto: "http2" }],
             needs: Some("grpc"),
         },
+        masking_planted(env),
     ]
+}
+
+/// The capture of the masking tests: secrets (listed in [`PLANTED`], written to `<capture>.secrets`) planted by
+/// real clients in every place the masking rules cover.
+pub const MASKING_CAPTURE: &str = "masking-planted.pcap";
+/// Port of the Python server of [`MASKING_CAPTURE`] (answers with `Set-Cookie`, a JSON token, a gzip JSON body).
+const PLANTED_PORT: u16 = 18090;
+
+/// The planted values, one per place; none may be found in segments written with masking on.
+pub const PLANTED: &[&str] = &[
+    // HTTP/1.1 (curl to the Python server)
+    "PLANTh1BearerTok01",
+    "PLANTh1CookieSid02",
+    "PLANTh1ApiKey03",
+    "PLANTh1QueryTok04",
+    "PLANTjsonDeepPw05",
+    "4111 1111 1111 1111",
+    "PLANTformPw06",
+    "PLANTmultipartKey07",
+    "5500005555555559",
+    "PLANTgzipSecret08",
+    "jane.doe@example.org",
+    "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJQTEFOVDE3In0.c2lnUExBTlQxNw",
+    "AKIAPLANT0AWSKEY0009",
+    "PLANTsetCookie10",
+    "PLANTrespToken11",
+    "PLANTgzipResp12",
+    // HTTP/2 (curl --http2-prior-knowledge to nghttpd)
+    "PLANTh2Basic13",
+    "PLANTh2Cookie14",
+    "PLANTh2QueryKey15",
+    "PLANTh2JsonTok16",
+    "378282246310005",
+];
+
+/// The Python program of [`MASKING_CAPTURE`]: an HTTP/1.1 server (keep-alive) in a thread, and curl run against
+/// it with the planted values of [`PLANTED`] (by index, so that the list stays the one source).
+fn masking_script(work: &Path) -> String {
+    let p = |i: usize| PLANTED[i];
+    let gz = work.join("planted-request.json.gz").display().to_string();
+    format!(
+        r#"import gzip, json, subprocess, threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def log_message(self, *a):
+        pass
+    def do_GET(self):
+        self.answer()
+    def do_POST(self):
+        self.answer()
+    def answer(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        if n:
+            self.rfile.read(n)
+        if self.path.startswith("/login"):
+            body = json.dumps({{"access_token": "{resp_token}", "user": {{"name": "jane"}}}}).encode()
+            extra = [("Set-Cookie", "session_id={set_cookie}; Path=/; HttpOnly"), ("Content-Type", "application/json")]
+        elif self.path.startswith("/token"):
+            body = gzip.compress(json.dumps({{"refresh_token": "{gzip_resp}", "expires": 3600}}).encode(), mtime=0)
+            extra = [("Content-Type", "application/json"), ("Content-Encoding", "gzip")]
+        else:
+            body = b"ok\n"
+            extra = [("Content-Type", "text/plain")]
+        self.send_response(200)
+        for k, v in extra:
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+srv = ThreadingHTTPServer(("127.0.0.1", {port}), H)
+threading.Thread(target=srv.serve_forever, daemon=True).start()
+with open("{gz}", "wb") as f:
+    f.write(gzip.compress(json.dumps({{"client_secret": "{gzip_secret}", "contact": "{email}"}}).encode(), mtime=0))
+url = "http://127.0.0.1:{port}"
+def curl(*args):
+    subprocess.run(["curl", "-sS", "--max-time", "20", "-o", "/dev/null", *args], check=True)
+curl("-H", "Authorization: Bearer {bearer}", "-H", "Cookie: theme=dark; sid={cookie}", "-H", "X-Api-Key: {api_key}",
+     "-H", "X-Trace-Context: {jwt}", url + "/search?q=shoes&token={query_tok}&page=2")
+curl("-H", "Content-Type: application/json", "--data-binary",
+     json.dumps({{"user": {{"name": "jane", "profile": {{"settings": {{"password": "{json_pw}", "lang": "en"}}}}}},
+                 "items": [{{"card": "{card1}", "qty": 2}}], "note": "key {aws}"}}), url + "/login")
+curl("--data-urlencode", "username=jane", "--data-urlencode", "password={form_pw}",
+     "--data-urlencode", "comment=write to {email}", url + "/form")
+curl("-F", "user=jane", "-F", "api_key={multipart_key}", "-F", "note=card {card2}", url + "/upload")
+curl("-H", "Content-Type: application/json", "-H", "Content-Encoding: gzip", "--data-binary", "@{gz}", url + "/token")
+srv.shutdown()
+print("done")
+"#,
+        port = PLANTED_PORT,
+        bearer = p(0),
+        cookie = p(1),
+        api_key = p(2),
+        query_tok = p(3),
+        json_pw = p(4),
+        card1 = p(5),
+        form_pw = p(6),
+        multipart_key = p(7),
+        card2 = p(8),
+        gzip_secret = p(9),
+        email = p(10),
+        jwt = p(11),
+        aws = p(12),
+        set_cookie = p(13),
+        resp_token = p(14),
+        gzip_resp = p(15),
+    )
+}
+
+fn masking_planted(env: &Env) -> Capture {
+    let mut python = env.ns.command("python3");
+    python.args(["-c", &masking_script(env.work)]);
+    let p = |i: usize| PLANTED[i];
+    let h2_query = h2(&format!("/hello.txt?api_key={}&card={}&q=ok", p(18), p(20)));
+    let h2_json = format!(r#"{{"credentials":{{"token":"{}"}},"clean":"visible-h2-marker"}}"#, p(19));
+    Capture {
+        name: MASKING_CAPTURE,
+        about: "masking tests: secrets planted by curl in every place the masking rules cover (testdata/\
+                masking-planted.secrets lists them). HTTP/1.1 to a Python http.server: Authorization Bearer, \
+                Cookie, X-Api-Key, a JWT in a custom header, ?token=, nested JSON password, card number and AWS \
+                key in JSON, urlencoded form (password, e-mail), multipart form (-F api_key, card), a gzip-encoded \
+                JSON request body; responses with Set-Cookie, a JSON access_token and a gzip JSON refresh_token. \
+                HTTP/2 (curl --http2-prior-knowledge to nghttpd): Authorization Basic, Cookie, ?api_key= and a \
+                card in the query, a JSON POST with credentials.token, an e-mail in a header",
+        spec: CaptureSpec {
+            filter: format!("tcp port {PLANTED_PORT} or tcp port {NGHTTPD_PORT}"),
+            ..lo_spec(PLANTED_PORT)
+        },
+        clients: vec![
+            python,
+            env.curl(&[
+                "--http2-prior-knowledge",
+                "-o",
+                NULL,
+                "-H",
+                &format!("Authorization: Basic {}", p(16)),
+                "-H",
+                &format!("Cookie: session={}", p(17)),
+                "-H",
+                &format!("X-Contact: {}", p(10)),
+                &h2_query,
+            ]),
+            // One request per curl: curl 7.88 fails to reuse an h2c connection (see h2c-prior-knowledge.pcap).
+            env.curl(&[
+                "--http2-prior-knowledge",
+                "-o",
+                NULL,
+                "-H",
+                "Content-Type: application/json",
+                "--data-binary",
+                &h2_json,
+                &h2("/hello.txt"),
+            ]),
+        ],
+        post: Post::Copy,
+        decode: vec![DecodeAs { port: PLANTED_PORT, proto: "http" }, DecodeAs { port: NGHTTPD_PORT, proto: "http2" }],
+        needs: None,
+    }
 }
 
 /// What was done for one capture, for the README.
@@ -483,7 +642,8 @@ struct Made {
 }
 
 /// Entry point of `cargo xtask gen-testdata`.
-pub fn gen_testdata(out: &Path) -> Result<()> {
+/// `only`: make just the captures with these names (the others and README.md are left as they are).
+pub fn gen_testdata(out: &Path, only: &[String]) -> Result<()> {
     tools::require(TOOLS)?;
     tools::require_root()?;
     crate::netns::check_supported()?;
@@ -519,6 +679,9 @@ pub fn gen_testdata(out: &Path) -> Result<()> {
     let env = Env { ns: &ns, work };
     let mut made = Vec::new();
     for cap in captures(&env) {
+        if !only.is_empty() && !only.iter().any(|o| o == cap.name) {
+            continue;
+        }
         if let Some(module) = cap.needs
             && !pyapps::python_has(module)
         {
@@ -535,6 +698,15 @@ pub fn gen_testdata(out: &Path) -> Result<()> {
         }
         let name = cap.name;
         made.push(make_one(&ns, work, out, cap).with_context(|| format!("while making {name}"))?);
+        if name == MASKING_CAPTURE {
+            let list: String = PLANTED.iter().map(|p| format!("{p}\n")).collect();
+            fs::write(out.join(format!("{}.secrets", MASKING_CAPTURE.trim_end_matches(".pcap"))), list)?;
+        }
+    }
+    for o in only {
+        if !made.iter().any(|m| m.name == o) && !skipped.iter().any(|s| s.starts_with(o.as_str())) {
+            bail!("--only {o}: no capture of that name");
+        }
     }
     nginx.stop(Duration::from_secs(10))?;
     nghttpd.stop(Duration::from_secs(10))?;
@@ -543,8 +715,12 @@ pub fn gen_testdata(out: &Path) -> Result<()> {
         let _ = d.stop(Duration::from_secs(10));
     }
 
-    let readme = readme(&made, &skipped, &ns, &files, &conf_text, &shown, work);
-    fs::write(out.join("README.md"), readme)?;
+    if only.is_empty() {
+        let readme = readme(&made, &skipped, &ns, &files, &conf_text, &shown, work);
+        fs::write(out.join("README.md"), readme)?;
+    } else {
+        eprintln!("--only: README.md left as it is (a run without --only rewrites it)");
+    }
     for m in &made {
         let c = m.counts;
         eprintln!(

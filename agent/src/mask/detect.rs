@@ -46,6 +46,23 @@ impl Detector {
         Ok(Detector { kind, regex, groups })
     }
 
+    /// The shortest text in which this detector can find anything (shorter header values, query values and
+    /// bodies are not looked at).
+    pub fn min_text_len(&self) -> usize {
+        match self.kind {
+            DetectorKind::Card => 13,
+            // `eyJ` xx `.` `eyJ` xx `.`
+            DetectorKind::Jwt => 12,
+            // `bearer`, a blank, 8 token bytes
+            DetectorKind::Bearer => 15,
+            // `AKIA` and 16 (the shortest of the three forms)
+            DetectorKind::CloudKey => 20,
+            // `a@b.cd`
+            DetectorKind::Email => 6,
+            DetectorKind::Regex => 1,
+        }
+    }
+
     /// Appends the ranges of `text` this detector finds.
     pub fn find(&self, text: &[u8], out: &mut Vec<(usize, usize)>) {
         if self.kind == DetectorKind::Card {
@@ -105,27 +122,19 @@ fn word_byte(b: u8) -> bool {
 /// byte is probed; a probe that could be inside a number sends the scan back to where that number starts, and the
 /// number is then read once, to its end.
 pub fn find_cards(text: &[u8], out: &mut Vec<(usize, usize)>) {
+    let Some(from) = first_card_window(text) else { return };
     let n = text.len();
     let digit = |i: usize| CLASS[usize::from(text[i])] == DIGIT;
     let sep = |i: usize| CLASS[usize::from(text[i])] == SEP;
     let mut groups: Vec<(usize, usize)> = Vec::new();
     let mut digits: Vec<u8> = Vec::new();
-    let mut p = 12;
-    let mut counted = false;
+    let mut p = from + 12;
     while p < n {
         // Plain indexing into a class table: this loop runs over every header value and text body.
         let class = CLASS[usize::from(text[p])];
         if class == OTHER || (class == SEP && !digit(p - 1) && !(p + 1 < n && digit(p + 1))) {
             p += 13;
             continue;
-        }
-        // At the first number: fewer than 13 digits in all (dates, sizes, versions): no card. The count
-        // vectorises; text without digits never gets here.
-        if !counted {
-            if count_digits(text) < 13 {
-                return;
-            }
-            counted = true;
         }
         let mut s = p;
         while s > 0 && (digit(s - 1) || (sep(s - 1) && s >= 2 && digit(s - 2))) {
@@ -164,11 +173,71 @@ static CLASS: [u8; 256] = {
     t
 };
 
-/// ASCII digits in `text`, counted in byte-wide lanes 128 bytes at a time (so that the loop vectorises).
-fn count_digits(text: &[u8]) -> usize {
-    text.chunks(128)
-        .map(|c| usize::from(c.iter().fold(0u8, |n, &b| n.wrapping_add(u8::from(b.wrapping_sub(b'0') < 10)))))
-        .sum()
+/// Bytes per chunk of [`first_card_window`].
+const CHUNK: usize = 16;
+/// Bytes per block of the coarse pass of [`first_card_window`] (four chunks).
+const BLOCK: usize = 4 * CHUNK;
+
+/// ASCII digits in a block, summed in 16 byte lanes (one vector add per chunk) and then across the lanes.
+fn count_block(b: &[u8; BLOCK]) -> u32 {
+    let mut lanes = [0u8; CHUNK];
+    for chunk in b.as_chunks::<CHUNK>().0 {
+        for (l, &x) in lanes.iter_mut().zip(chunk) {
+            *l += u8::from(x.wrapping_sub(b'0') < 10);
+        }
+    }
+    lanes.iter().map(|&l| u32::from(l)).sum()
+}
+
+fn count(c: &[u8]) -> u8 {
+    c.iter().fold(0u8, |n, &b| n.wrapping_add(u8::from(b.wrapping_sub(b'0') < 10)))
+}
+
+/// The prefilter of the card scan: where the first card could start, or None when no card can be in `text`.
+///
+/// A card is at most 19 digits with single separators between groups, so it spans at most 37 bytes, which touch
+/// at most four consecutive 16-byte chunks: some four consecutive chunks hold at least 13 digits. A coarse pass
+/// first counts digits per 64-byte block (four chunks; a window of four chunks lies within two consecutive
+/// blocks): text where no two consecutive blocks hold 13 digits (dates, sizes, line numbers, versions, ids) is
+/// ruled out at a few vector instructions per 64 bytes. Otherwise chunks are counted from the first such pair
+/// on. When four chunks ending at chunk `i` first hold 13 digits, no card starts before chunk `i - 3` (a card
+/// inside earlier chunks would have filled an earlier window).
+pub fn first_card_window(text: &[u8]) -> Option<usize> {
+    if text.len() < 13 {
+        return None;
+    }
+    let (blocks, rest) = text.as_chunks::<BLOCK>();
+    let mut prev = 0u32;
+    let mut from = None;
+    for (k, b) in blocks.iter().enumerate() {
+        let n = count_block(b);
+        if prev + n >= 13 {
+            from = Some(k.saturating_sub(1) * BLOCK);
+            break;
+        }
+        prev = n;
+    }
+    let from = match from {
+        Some(f) => f,
+        None if prev + u32::from(count(rest)) >= 13 => blocks.len().saturating_sub(1) * BLOCK,
+        None => return None,
+    };
+    first_window_from(text, from)
+}
+
+/// The chunk-by-chunk pass of [`first_card_window`] from byte `from` (a multiple of [`CHUNK`]).
+fn first_window_from(text: &[u8], from: usize) -> Option<usize> {
+    // Digits in the three chunks before the current one.
+    let (mut a, mut b, mut c) = (0u8, 0u8, 0u8);
+    let (whole, rest) = text[from..].as_chunks::<CHUNK>();
+    for (i, chunk) in whole.iter().enumerate() {
+        let d = count(chunk);
+        if a + b + c + d >= 13 {
+            return Some(from + i.saturating_sub(3) * CHUNK);
+        }
+        (a, b, c) = (b, c, d);
+    }
+    (a + b + c + count(rest) >= 13).then(|| from + whole.len().saturating_sub(3) * CHUNK)
 }
 
 /// Looks at the run of digit groups starting at `i` (a digit); returns where the run ends.
@@ -239,6 +308,8 @@ fn card_run(
 #[derive(Clone, Debug, Default)]
 pub struct Detectors {
     list: Vec<(usize, Detector)>,
+    /// The shortest text any detector can find something in.
+    min_len: usize,
 }
 
 /// One detector hit: a byte range and the rule that found it.
@@ -255,7 +326,19 @@ pub struct Hit {
 impl Detectors {
     /// Adds the detector of rule `rule`.
     pub fn push(&mut self, rule: usize, d: Detector) {
+        self.min_len = if self.list.is_empty() { d.min_text_len() } else { self.min_len.min(d.min_text_len()) };
         self.list.push((rule, d));
+    }
+
+    /// Whether a detector is a custom regular expression (whose anchors make a scan of a whole text differ from
+    /// scans of its parts).
+    pub fn has_custom(&self) -> bool {
+        self.list.iter().any(|(_, d)| d.kind == DetectorKind::Regex)
+    }
+
+    /// Whether no detector can find anything in a text of `len` bytes (or there is no detector).
+    pub fn too_short(&self, len: usize) -> bool {
+        self.list.is_empty() || len < self.min_len
     }
 
     /// Whether there is no detector.
@@ -267,6 +350,9 @@ impl Detectors {
     /// one of the earlier rule). `scratch` is reused between calls.
     pub fn scan(&self, text: &[u8], scratch: &mut Vec<(usize, usize)>) -> Vec<Hit> {
         let mut hits = Vec::new();
+        if self.too_short(text.len()) {
+            return hits;
+        }
         for (rule, d) in &self.list {
             scratch.clear();
             d.find(text, scratch);
@@ -361,7 +447,34 @@ mod tests {
         out
     }
 
+    /// Reference: the first byte of the first 16-byte-aligned window of four chunks holding 13 digits.
+    fn windows_reference(text: &[u8]) -> Option<usize> {
+        if text.len() < 13 {
+            return None;
+        }
+        let chunks: Vec<usize> = text.chunks(16).map(|c| c.iter().filter(|b| b.is_ascii_digit()).count()).collect();
+        (0..chunks.len())
+            .find(|&i| chunks[i.saturating_sub(3)..=i].iter().sum::<usize>() >= 13)
+            .map(|i| i.saturating_sub(3) * 16)
+    }
+
     proptest::proptest! {
+        #[test]
+        fn the_card_prefilter_is_the_window_rule(
+            text in proptest::collection::vec(proptest::sample::select(b"0123456789 -ax".to_vec()), 0..400),
+            digits_only_at in proptest::collection::vec(0usize..400, 0..40),
+        ) {
+            // Mostly letters with digits at chosen places, and fully random text.
+            let mut sparse = vec![b'x'; text.len()];
+            for &i in &digits_only_at {
+                if i < sparse.len() {
+                    sparse[i] = b'7';
+                }
+            }
+            proptest::prop_assert_eq!(first_card_window(&text), windows_reference(&text));
+            proptest::prop_assert_eq!(first_card_window(&sparse), windows_reference(&sparse));
+        }
+
         #[test]
         fn probing_finds_what_a_linear_scan_finds(
             text in proptest::collection::vec(proptest::sample::select(b"0123456789 -ax4111".to_vec()), 0..200),

@@ -4,17 +4,38 @@
 use tapedeck_model::Header;
 
 use super::Ctx;
+use super::names::Tag;
 
-/// Masks a header list (request, response, trailer or interim fields) in place.
-pub fn mask_headers(ctx: &mut Ctx<'_>, headers: &mut [Header]) {
+/// Where the fields the body masking reads are in a header list (the first of each name).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Fields {
+    /// Position of `Content-Type`.
+    pub content_type: Option<usize>,
+    /// Position of `Content-Encoding`.
+    pub content_encoding: Option<usize>,
+}
+
+/// Masks a header list (request, response, trailer or interim fields) in place, in one pass: each name is
+/// classified once (memoised, see [`super::names`]). Returns where the content type and coding are.
+pub fn mask_headers(ctx: &mut Ctx<'_>, headers: &mut [Header]) -> Fields {
+    let mut fields = Fields::default();
     for (pos, h) in headers.iter_mut().enumerate() {
-        if let Some(rule) = ctx.c.header.lookup_at(pos, &h.name) {
+        let class = ctx.c.header.classify(&h.name);
+        match class.tag {
+            Tag::ContentType => {
+                fields.content_type.get_or_insert(pos);
+            }
+            Tag::ContentEncoding => {
+                fields.content_encoding.get_or_insert(pos);
+            }
+            Tag::Cookie | Tag::SetCookie | Tag::Other => {}
+        }
+        if let Some(rule) = class.rule {
             h.value = ctx.replace(rule, &h.value);
             continue;
         }
-        let cookie = h.name.eq_ignore_ascii_case(b"cookie");
-        if cookie || h.name.eq_ignore_ascii_case(b"set-cookie") {
-            if let Some(v) = mask_cookies(ctx, &h.value, cookie) {
+        if matches!(class.tag, Tag::Cookie | Tag::SetCookie) {
+            if let Some(v) = mask_cookies(ctx, &h.value, class.tag == Tag::Cookie) {
                 h.value = v;
             }
             continue;
@@ -23,6 +44,7 @@ pub fn mask_headers(ctx: &mut Ctx<'_>, headers: &mut [Header]) {
             h.value = v;
         }
     }
+    fields
 }
 
 /// Masks `name=value` pairs of a `Cookie` value (all pairs, `;`-separated) or of a `Set-Cookie` value (the first

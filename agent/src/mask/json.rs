@@ -96,6 +96,15 @@ pub fn looks_like_json(b: &[u8]) -> bool {
 /// Masks a JSON body; None when unchanged. `declared`: the content type said JSON (a parse failure is counted
 /// then; a sniffed body that does not parse is treated as text).
 pub fn mask_json_body(ctx: &mut Ctx<'_>, bytes: &[u8], declared: bool) -> Option<Vec<u8>> {
+    if !may_change(ctx, bytes) {
+        ctx.stats.json_bodies_prefiltered += 1;
+        return None;
+    }
+    mask_parsed(ctx, bytes, declared)
+}
+
+/// [`mask_json_body`] without the prefilter: parsed and walked, or scanned lexically when it does not parse.
+fn mask_parsed(ctx: &mut Ctx<'_>, bytes: &[u8], declared: bool) -> Option<Vec<u8>> {
     match serde_json::from_slice::<Value>(bytes) {
         Ok(mut v) => {
             let mut at = Vec::new();
@@ -118,6 +127,34 @@ pub fn mask_json_body(ctx: &mut Ctx<'_>, bytes: &[u8], declared: bool) -> Option
             ctx.mask_text(text).or(keyed)
         }
     }
+}
+
+/// Whether masking could change a JSON text, decided from the text alone, without parsing it (most bodies
+/// hold no secret: parsing them into a tree only to find nothing is the cost to avoid). False only when:
+/// - there are no path rules and no custom regex detectors (their answers depend on the tree or on anchors);
+/// - the text has no backslash, so every key and string is its bytes between two quotes, as stored;
+/// - no text between two consecutive quotes that is followed (after white space or non-ASCII bytes) by `:`
+///   matches a json_key rule: this includes every key of a valid document and every key the lexical scan of
+///   an invalid one ([`MEMBER`]) could find;
+/// - no detector finds anything in the whole text: a hit inside a string (or a card written as a number) is
+///   also a hit in the text around it, as quotes and JSON punctuation end words and digit groups alike.
+pub fn may_change(ctx: &mut Ctx<'_>, text: &[u8]) -> bool {
+    if !ctx.c.json_paths.is_empty() || ctx.c.detectors.has_custom() || memchr::memchr(b'\\', text).is_some() {
+        return true;
+    }
+    if !ctx.c.json_key.is_empty() {
+        let mut quotes = memchr::memchr_iter(b'"', text);
+        if let Some(mut open) = quotes.next() {
+            for close in quotes {
+                let after = text[close + 1..].iter().find(|&&b| !(b.is_ascii_whitespace() || b >= 0x80));
+                if after == Some(&b':') && ctx.c.json_key.lookup(&text[open + 1..close]).is_some() {
+                    return true;
+                }
+                open = close;
+            }
+        }
+    }
+    ctx.mask_text_would_change(text)
 }
 
 fn path_rule(ctx: &Ctx<'_>, at: &[At]) -> Option<usize> {
@@ -345,5 +382,112 @@ mod tests {
         let (b, _) = body_after(&mut m, "", r#"{"password":"p"}"#);
         assert_eq!(b, r#"{"password":"[REDACTED]"}"#);
         assert_eq!(m.stats().json_parse_failures, 0);
+    }
+
+    fn arb_json() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let words = prop_oneof![
+            Just("name"),
+            Just("password"),
+            Just("Token"),
+            Just("id"),
+            Just("items"),
+            Just("x-api-key"),
+            Just("note"),
+            Just("mail"),
+            Just("session_id"),
+            Just("qty"),
+            Just("secretary"),
+            Just("ok")
+        ];
+        let strings = prop_oneof![
+            Just("plain text".to_string()),
+            Just("jane.doe@example.org".to_string()),
+            Just("card 4111 1111 1111 1111".to_string()),
+            Just("2024-01-01".to_string()),
+            Just("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig".to_string()),
+            Just("AKIAIOSFODNN7EXAMPLE".to_string()),
+            Just("password: hunter2".to_string()),
+            Just("été \"q\" ünï".to_string()),
+            "[a-z ]{0,12}"
+        ];
+        let leaf = prop_oneof![
+            strings.prop_map(Value::from),
+            prop_oneof![Just(4111111111111111u64), Just(12345), Just(5500005555555559), Just(7)].prop_map(Value::from),
+            Just(Value::Null),
+            Just(Value::Bool(true)),
+        ];
+        leaf.prop_recursive(4, 32, 5, move |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::vec((words.clone(), inner), 0..4)
+                    .prop_map(|kv| Value::Object(kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, ..Default::default() })]
+
+        /// The prefilter never hides a change: whenever it says a text cannot change, parsing and walking it (or
+        /// the lexical scan, for a text cut short) changes nothing either. Policies: the default, and one with
+        /// every built-in detector.
+        #[test]
+        fn the_prefilter_only_skips_bodies_that_would_not_change(
+            doc in arb_json(),
+            cut in proptest::option::of(0usize..400),
+            all_detectors in proptest::bool::ANY,
+        ) {
+            let mut text = serde_json::to_vec(&doc).unwrap();
+            if let Some(c) = cut {
+                text.truncate(c.min(text.len()));
+            }
+            let mut m = if all_detectors {
+                masker_with(ALL_DETECTORS, true)
+            } else {
+                masker()
+            };
+            let (pre, full) = m.with_ctx(|ctx| (may_change(ctx, &text), mask_parsed(ctx, &text, true)));
+            if !pre {
+                proptest::prop_assert!(full.is_none(), "skipped but would change: {}", String::from_utf8_lossy(&text));
+            }
+        }
+    }
+
+    const ALL_DETECTORS: &str = r#"
+        [[rule]]
+        name = "emails"
+        target = "detector"
+        detector = "email"
+        action = "redact"
+        [[rule]]
+        name = "jwts"
+        target = "detector"
+        detector = "jwt"
+        action = "redact"
+        [[rule]]
+        name = "keys"
+        target = "detector"
+        detector = "cloud_key"
+        action = "redact"
+        [[rule]]
+        name = "bearer"
+        target = "detector"
+        detector = "bearer"
+        action = "redact"
+    "#;
+
+    #[test]
+    fn clean_bodies_are_not_parsed_and_dirty_ones_are() {
+        let mut m = masker();
+        let (out, _) = body_after(&mut m, "application/json", r#"{"items":[{"id":1,"name":"alpha"}],"ok":true}"#);
+        assert_eq!(out, r#"{"items":[{"id":1,"name":"alpha"}],"ok":true}"#);
+        assert_eq!(m.stats().json_bodies_prefiltered, 1);
+        let (out, _) = body_after(&mut m, "application/json", r#"{"user": {"Password" : "x"}}"#);
+        assert_eq!(out, r#"{"user":{"Password":"[REDACTED]"}}"#);
+        // An escape could hide a key or a secret from the scan: such bodies are always parsed.
+        let (out, _) = body_after(&mut m, "application/json", r#"{"pass\u0077ord":"x","n":"a\"b"}"#);
+        assert_eq!(out, r#"{"password":"[REDACTED]","n":"a\"b"}"#);
+        assert_eq!(m.stats().json_bodies_prefiltered, 1);
     }
 }

@@ -19,14 +19,12 @@ pub mod form;
 pub mod hash;
 pub mod headers;
 pub mod json;
+pub mod names;
 pub mod policy;
 pub mod query;
 pub mod stats;
 
-use std::cell::RefCell;
-
 use regex::bytes::Regex;
-use rustc_hash::FxHashMap;
 use tapedeck_model::{Body, Exchange, Flags, Header};
 
 pub use hash::{Hasher, MaskKey};
@@ -35,7 +33,9 @@ pub use stats::MaskStats;
 
 use codec::{Coding, Decoded};
 use detect::{Detector, Detectors};
+use headers::Fields;
 use json::JsonPath;
+pub use names::NameRules;
 
 /// The marker that replaces redacted text.
 pub const REDACTED: &str = "[REDACTED]";
@@ -44,95 +44,6 @@ pub const DEFAULT_MAX_DECODED: usize = 16 << 20;
 /// Lazy-DFA cache of each regular expression (the regex crate's default is 2 MiB each; a few hundred KiB keeps
 /// matching fast and the masker's memory small whatever the input).
 pub const REGEX_CACHE: usize = 256 << 10;
-/// Names remembered per name matcher before the memo is cleared (with [`NAME_CACHE_MAX_LEN`], bounds its memory
-/// whatever the names on the wire: under 1 MiB for the five matchers).
-const NAME_CACHE_ENTRIES: usize = 2048;
-/// Longest name remembered; longer names are matched every time.
-const NAME_CACHE_MAX_LEN: usize = 48;
-
-/// The rules of one by-name target (headers, cookies, query, JSON keys, form fields), with a memo of names seen.
-#[derive(Clone, Debug, Default)]
-pub struct NameRules {
-    rules: Vec<(usize, Vec<Vec<u8>>, Option<Regex>)>,
-    cache: RefCell<FxHashMap<Box<[u8]>, Option<usize>>>,
-    /// The name last looked up at each header position and its answer: consecutive messages from one server
-    /// tend to repeat their header names in the same order, and comparing a name is cheaper than hashing it.
-    recent: RefCell<Vec<Remembered>>,
-}
-
-/// A name and the rule it matched (None: no rule).
-type Remembered = (Box<[u8]>, Option<usize>);
-
-/// Header positions remembered by [`NameRules::lookup_at`].
-const RECENT_POSITIONS: usize = 32;
-
-impl NameRules {
-    fn push(&mut self, rule: usize, r: &Rule) -> Result<(), PolicyError> {
-        let exact = r.names.iter().map(|n| n.to_ascii_lowercase().into_bytes()).collect();
-        let pattern = if r.patterns.is_empty() {
-            None
-        } else {
-            let alt = r.patterns.iter().map(|p| format!("(?:{p})")).collect::<Vec<_>>().join("|");
-            let re = regex::bytes::RegexBuilder::new(&alt)
-                .case_insensitive(true)
-                .size_limit(1 << 22)
-                .dfa_size_limit(REGEX_CACHE)
-                .build()
-                .map_err(|e| PolicyError::Rule { rule: r.name.clone(), message: e.to_string() })?;
-            Some(re)
-        };
-        self.rules.push((rule, exact, pattern));
-        Ok(())
-    }
-
-    /// Whether there is no rule.
-    pub fn is_empty(&self) -> bool {
-        self.rules.is_empty()
-    }
-
-    /// [`NameRules::lookup`] for the header at position `pos` of a list.
-    pub fn lookup_at(&self, pos: usize, name: &[u8]) -> Option<usize> {
-        if pos >= RECENT_POSITIONS || name.len() > NAME_CACHE_MAX_LEN {
-            return self.lookup(name);
-        }
-        if let Some((n, hit)) = self.recent.borrow().get(pos)
-            && **n == *name
-        {
-            return *hit;
-        }
-        let found = self.lookup(name);
-        let mut recent = self.recent.borrow_mut();
-        if recent.len() <= pos {
-            recent.resize(pos + 1, (Box::default(), None));
-        }
-        recent[pos] = (name.into(), found);
-        found
-    }
-
-    /// The index of the first rule matching `name`, ignoring ASCII case.
-    pub fn lookup(&self, name: &[u8]) -> Option<usize> {
-        if self.rules.is_empty() {
-            return None;
-        }
-        let cacheable = name.len() <= NAME_CACHE_MAX_LEN;
-        let mut cache = self.cache.borrow_mut();
-        if cacheable && let Some(hit) = cache.get(name) {
-            return *hit;
-        }
-        let found = self.rules.iter().find_map(|(rule, exact, pattern)| {
-            let hit = exact.iter().any(|e| e.eq_ignore_ascii_case(name))
-                || pattern.as_ref().is_some_and(|p| p.is_match(name));
-            hit.then_some(*rule)
-        });
-        if cacheable {
-            if cache.len() >= NAME_CACHE_ENTRIES {
-                cache.clear();
-            }
-            cache.insert(name.into(), found);
-        }
-        found
-    }
-}
 
 /// A policy ready to apply.
 #[derive(Clone, Debug, Default)]
@@ -153,7 +64,7 @@ pub struct Compiled {
 
 fn compile(policy: &Policy) -> Result<Compiled, PolicyError> {
     policy.validate()?;
-    let mut c = Compiled { rules: policy.rules.clone(), ..Compiled::default() };
+    let mut c = Compiled { rules: policy.rules.clone(), header: NameRules::for_headers(), ..Compiled::default() };
     let re = |r: &Rule, src: &str| {
         regex::bytes::RegexBuilder::new(src)
             .size_limit(1 << 22)
@@ -257,6 +168,28 @@ impl Masker {
     /// Masks every exchange of a batch and removes those a `drop_exchange` rule dropped.
     pub fn mask_batch(&mut self, batch: &mut Vec<Exchange>) {
         batch.retain_mut(|ex| self.mask(ex));
+    }
+
+    /// Runs `f` with the state of masking one exchange (tests of the parts).
+    #[cfg(test)]
+    pub(crate) fn with_ctx<R>(&mut self, f: impl FnOnce(&mut Ctx<'_>) -> R) -> R {
+        let mut fired = std::mem::take(&mut self.fired);
+        let mut ctx = Ctx {
+            c: &self.c,
+            hasher: self.hasher.as_ref(),
+            fired: &mut fired,
+            any: false,
+            drop_body: false,
+            drop_exchange: false,
+            stats: &mut self.stats,
+            scratch: Vec::new(),
+            max_decoded: self.max_decoded,
+            notes: Vec::new(),
+        };
+        let r = f(&mut ctx);
+        fired.iter_mut().for_each(|f| *f = false);
+        self.fired = fired;
+        r
     }
 
     /// Masks one exchange in place. Returns false when the exchange must not be written.
@@ -453,7 +386,7 @@ impl Ctx<'_> {
 
     /// `text` with every detector hit replaced, or None when nothing was found.
     pub fn mask_text(&mut self, text: &[u8]) -> Option<Vec<u8>> {
-        if self.c.detectors.is_empty() || text.is_empty() {
+        if self.c.detectors.too_short(text.len()) {
             return None;
         }
         let mut scratch = std::mem::take(&mut self.scratch);
@@ -465,6 +398,17 @@ impl Ctx<'_> {
         let edits: Vec<(usize, usize, Vec<u8>)> =
             hits.iter().map(|h| (h.start, h.end, self.replace(h.rule, &text[h.start..h.end]))).collect();
         Some(splice(text, &edits))
+    }
+
+    /// Whether a detector finds anything in `text` (nothing is replaced, no rule fires).
+    pub fn mask_text_would_change(&mut self, text: &[u8]) -> bool {
+        if self.c.detectors.too_short(text.len()) {
+            return false;
+        }
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let hit = !self.c.detectors.scan(text, &mut scratch).is_empty();
+        self.scratch = scratch;
+        hit
     }
 
     fn exchange(&mut self, ex: &mut Exchange) -> bool {
@@ -514,10 +458,10 @@ impl Ctx<'_> {
         force_drop: bool,
     ) {
         self.drop_body = false;
-        headers::mask_headers(self, hs);
+        let fields = headers::mask_headers(self, hs);
         headers::mask_headers(self, trailers);
         if !force_drop && !self.drop_body {
-            self.body(side, hs, body, flags);
+            self.body(side, hs, fields, body, flags);
         }
         if (force_drop || self.drop_body) && !body.bytes.is_empty() {
             body.bytes = Vec::new();
@@ -527,11 +471,12 @@ impl Ctx<'_> {
         self.drop_body = false;
     }
 
-    fn body(&mut self, side: &str, hs: &mut Vec<Header>, body: &mut Body, flags: &mut Flags) {
+    fn body(&mut self, side: &str, hs: &mut Vec<Header>, fields: Fields, body: &mut Body, flags: &mut Flags) {
         if body.bytes.is_empty() {
             return;
         }
-        let kind = kind_of(header(hs, "content-type"));
+        let value = |at: Option<usize>| at.and_then(|i| hs.get(i)).map(|h| h.value.as_slice());
+        let kind = kind_of(value(fields.content_type));
         match kind {
             Kind::Grpc => {
                 self.stats.bodies_skipped_grpc += 1;
@@ -543,7 +488,7 @@ impl Ctx<'_> {
             }
             _ => {}
         }
-        let coding = header(hs, "content-encoding").map_or(Coding::Identity, Coding::from_header);
+        let coding = value(fields.content_encoding).map_or(Coding::Identity, Coding::from_header);
         let cut = (body.bytes.len() as u64) < body.full_len;
         if coding == Coding::Identity {
             if let Some(new) = self.content(&kind, &body.bytes) {

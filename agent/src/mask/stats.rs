@@ -38,6 +38,9 @@ pub struct MaskStats {
     pub json_parse_failures: u64,
     /// Multipart bodies without a usable boundary: detectors ran over the text.
     pub multipart_parse_failures: u64,
+    /// JSON bodies not parsed because a scan of their text showed that no rule could change them (no key
+    /// matching a rule, no detector hit, no escape sequence; see `json::may_change`).
+    pub json_bodies_prefiltered: u64,
     /// Bodies left alone because they are binary (by content type).
     pub bodies_skipped_binary: u64,
     /// gRPC bodies left alone (no rule asked to drop them).
@@ -62,6 +65,7 @@ impl MaskStats {
         self.decode_over_cap += o.decode_over_cap;
         self.json_parse_failures += o.json_parse_failures;
         self.multipart_parse_failures += o.multipart_parse_failures;
+        self.json_bodies_prefiltered += o.json_bodies_prefiltered;
         self.bodies_skipped_binary += o.bodies_skipped_binary;
         self.bodies_skipped_grpc += o.bodies_skipped_grpc;
     }

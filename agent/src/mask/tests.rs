@@ -338,3 +338,21 @@ proptest! {
         prop_assert_eq!(ex.masked_by, vec!["secret-json-keys".to_string()]);
     }
 }
+
+#[test]
+fn a_batch_keeps_its_order_and_loses_only_dropped_exchanges() {
+    let policy = "[[rule]]\nname='no-internal'\ntarget='path'\npatterns=['^/internal/']\naction='drop_exchange'\n";
+    let mut m = masker_with(policy, true);
+    let paths = ["/internal/0", "/a", "/b", "/internal/3", "/c", "/d", "/e", "/internal/7", "/internal/8", "/f"];
+    let mut batch: Vec<Exchange> = paths.iter().map(|p| get(p, vec![], b"")).collect();
+    m.mask_batch(&mut batch);
+    let left: Vec<String> =
+        batch.iter().map(|e| String::from_utf8_lossy(&e.request.as_ref().unwrap().path).into_owned()).collect();
+    assert_eq!(left, ["/a", "/b", "/c", "/d", "/e", "/f"]);
+    assert_eq!(m.stats().exchanges_dropped, 4);
+    // The next batch starts afresh.
+    let mut batch: Vec<Exchange> = ["/g", "/internal/x"].iter().map(|p| get(p, vec![], b"")).collect();
+    m.mask_batch(&mut batch);
+    assert_eq!(batch.len(), 1);
+    assert_eq!(batch[0].request.as_ref().unwrap().path, b"/g");
+}

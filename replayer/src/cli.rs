@@ -36,12 +36,24 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Replay recorded requests against a target, paced as recorded (scaled), and summarise the results.
+    /// Replay recorded requests against a target, paced as recorded (scaled), judge the answers against the
+    /// recorded ones, and summarise the results.
     ///
     /// Each recorded connection is replayed on its own connection, its requests in recorded order. Errors from
-    /// the target (refused, reset, timeout) are counted per request and never stop the run. Exit status: 0 when
-    /// the run completed (whatever the target answered), 1 when the input could not be read, 2 for bad flags.
+    /// the target (refused, reset, timeout) are counted per request and never stop the run. Every answer is
+    /// compared with the recorded one (status, chosen headers, body by content type; see --rules and
+    /// docs/regression.md). Exit status: 0 when the run completed and no --fail-if gate failed (whatever the
+    /// target answered), 1 when the run could not be done (input unreadable, rules file bad, report not
+    /// written), 2 for bad flags, 3 when a --fail-if gate failed.
     Run(Box<RunOpts>),
+    /// Serve recorded responses to the service under test (a mock of its dependencies).
+    ///
+    /// Requests are matched on method, path, query and body (--match), falling back from the exact match to
+    /// without body, without query, and method and path; repeated calls get the recorded answers in order, then
+    /// the last one again. Unmatched requests get 502 with 'x-tapedeck-mock: unmatched; reason=...'. Metrics at
+    /// /__tapedeck/metrics; a stats line on SIGINT/SIGTERM. Exit status: 0 after a signal, 1 when the input
+    /// could not be read or the address not bound, 2 for bad flags.
+    Mock(Box<crate::mock::MockOpts>),
 }
 
 /// Options of `replayer run`.
@@ -116,6 +128,9 @@ pub struct RunOpts {
     /// Print what would be sent, on how many connections, and how long the run would take; send nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Validation, gates, noise learning and correlation.
+    #[command(flatten)]
+    pub judge: crate::judge::args::JudgeOpts,
 }
 
 fn parse_target(s: &str) -> Result<Target, String> {

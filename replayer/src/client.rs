@@ -26,6 +26,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep_until, timeout};
 
+use crate::judge::{ConnKey, ReplayHook};
 use crate::plan::{ConnPlan, Plan, PlannedRequest};
 use crate::report::{ClientStats, ErrorKind, Outcome, Recorder, endpoint_key};
 use crate::transform::{OutRequest, RuntimeVars, Target, Transform, TransformStats};
@@ -56,6 +57,8 @@ pub struct ClientConfig {
     pub force: ForceProto,
     /// Most connections open at once.
     pub concurrency: usize,
+    /// The judge: rewrites requests (correlation) and sees every outcome with the live response.
+    pub hook: Option<Arc<dyn ReplayHook>>,
 }
 
 /// What a replay run produced.
@@ -86,12 +89,20 @@ enum Wire {
 }
 
 type Failure = (ErrorKind, String);
+/// A response: status, latency, and the live response when a hook wants it.
+type Answer = (u16, Duration, Option<tapedeck_model::Response>);
 
 impl Shared {
-    fn prepare(&self, req: &PlannedRequest) -> OutRequest {
+    fn prepare(&self, conn: &ConnKey, req: &PlannedRequest) -> OutRequest {
         let vars = RuntimeVars::fresh();
-        let mut stats = self.stats.lock().unwrap_or_else(|p| p.into_inner());
-        self.transform.apply(&req.request, &self.cfg.target, &vars, &mut stats.1)
+        let mut out = {
+            let mut stats = self.stats.lock().unwrap_or_else(|p| p.into_inner());
+            self.transform.apply(&req.request, &self.cfg.target, &vars, &mut stats.1)
+        };
+        if let Some(h) = &self.cfg.hook {
+            h.rewrite(conn, req, &mut out);
+        }
+        out
     }
 
     fn client_stats(&self, f: impl FnOnce(&mut ClientStats)) {
@@ -101,11 +112,19 @@ impl Shared {
 
     async fn report(
         &self,
+        conn: &ConnKey,
         req: &PlannedRequest,
         out: &OutRequest,
         actual: Duration,
-        result: Result<(u16, Duration), Failure>,
+        answer: Result<Answer, Failure>,
     ) {
+        let (result, live) = match answer {
+            Ok((status, latency, live)) => (Ok((status, latency)), live),
+            Err(f) => (Err(f), None),
+        };
+        if let Some(h) = &self.cfg.hook {
+            h.observe(conn, req, &result, live);
+        }
         let o = Outcome {
             exchange_id: req.exchange_id,
             endpoint: endpoint_key(&out.method, &out.path),
@@ -222,12 +241,13 @@ pub async fn replay(plan: Plan, cfg: ClientConfig, transform: Transform) -> RunR
 
 /// HTTP/1.1: one request at a time on a keep-alive connection, reconnecting when it closes.
 async fn run_h1(shared: &Shared, conn: ConnPlan) {
+    let key = ConnKey::of(&conn);
     let mut sender: Option<http1::SendRequest<Full<Bytes>>> = None;
     let mut opened = false;
     for req in &conn.requests {
         sleep_until(shared.start + req.planned).await;
         let actual = shared.start.elapsed();
-        let out = shared.prepare(req);
+        let out = shared.prepare(&key, req);
         let result = async {
             if sender.as_ref().is_none_or(|s| s.is_closed()) {
                 sender = None;
@@ -241,25 +261,28 @@ async fn run_h1(shared: &Shared, conn: ConnPlan) {
             s.ready().await.map_err(|e| classify(&e))?;
             let hreq = build(&out, Wire::H1, shared)?;
             let t0 = Instant::now();
-            let (status, bytes) = match timeout(shared.cfg.request_timeout, drive(s.send_request(hreq))).await {
-                Ok(r) => r?,
-                Err(_) => return Err(timed_out(shared)),
-            };
+            let cap = shared.cfg.hook.as_ref().map(|h| h.body_cap());
+            let (status, bytes, live) =
+                match timeout(shared.cfg.request_timeout, drive(s.send_request(hreq), cap)).await {
+                    Ok(r) => r?,
+                    Err(_) => return Err(timed_out(shared)),
+                };
             shared.client_stats(|c| c.response_bytes += bytes);
-            Ok((status, t0.elapsed()))
+            Ok((status, t0.elapsed(), live))
         }
         .await;
         if result.is_err() {
             // The connection's state is unknown after an error: start afresh for the next request.
             sender = None;
         }
-        shared.report(req, &out, actual, result).await;
+        shared.report(&key, req, &out, actual, result).await;
     }
 }
 
 /// HTTP/2: streams opened in recorded order on one connection; a stream waits for the previous answer only when
 /// the plan says so.
 async fn run_h2(shared: &Arc<Shared>, conn: ConnPlan) {
+    let key = ConnKey::of(&conn);
     let mut sender: Option<http2::SendRequest<Full<Bytes>>> = None;
     let mut opened = false;
     let mut prev_done: Option<watch::Receiver<bool>> = None;
@@ -274,7 +297,7 @@ async fn run_h2(shared: &Arc<Shared>, conn: ConnPlan) {
         let (done_tx, done_rx) = watch::channel(false);
         prev_done = Some(done_rx);
         let actual = shared.start.elapsed();
-        let out = shared.prepare(&req);
+        let out = shared.prepare(&key, &req);
         let started = async {
             if sender.as_ref().is_none_or(|s| s.is_closed()) {
                 sender = None;
@@ -296,22 +319,24 @@ async fn run_h2(shared: &Arc<Shared>, conn: ConnPlan) {
                 if f.0 != ErrorKind::InvalidRequest {
                     sender = None;
                 }
-                shared.report(&req, &out, actual, Err(f)).await;
+                shared.report(&key, &req, &out, actual, Err(f)).await;
                 let _ = done_tx.send(true);
             }
             Ok((t0, fut)) => {
                 let shared = Arc::clone(shared);
                 streams.spawn(async move {
-                    let result = match timeout(shared.cfg.request_timeout, drive(fut)).await {
-                        Ok(Ok((status, bytes))) => {
+                    let cap = shared.cfg.hook.as_ref().map(|h| h.body_cap());
+                    let result = match timeout(shared.cfg.request_timeout, drive(fut, cap)).await {
+                        Ok(Ok((status, bytes, live))) => {
                             shared.client_stats(|c| c.response_bytes += bytes);
-                            Ok((status, t0.elapsed()))
+                            Ok((status, t0.elapsed(), live))
                         }
                         Ok(Err(f)) => Err(f),
                         Err(_) => Err(timed_out(&shared)),
                     };
+                    // Reported (and seen by the judge, whose correlation the next request may need) first.
+                    shared.report(&key, &req, &out, actual, result).await;
                     let _ = done_tx.send(true);
-                    shared.report(&req, &out, actual, result).await;
                 });
             }
         }
@@ -323,19 +348,29 @@ fn timed_out(shared: &Shared) -> Failure {
     (ErrorKind::Timeout, format!("no complete response within {:?}", shared.cfg.request_timeout))
 }
 
-/// Awaits the response and reads its body to the end, counting bytes.
-async fn drive(fut: impl Future<Output = hyper::Result<Response<Incoming>>>) -> Result<(u16, u64), Failure> {
+/// Awaits the response and reads its body to the end, counting bytes; with a `cap`, keeps the response (body up
+/// to the cap, trailers) for the judge.
+async fn drive(
+    fut: impl Future<Output = hyper::Result<Response<Incoming>>>,
+    cap: Option<usize>,
+) -> Result<(u16, u64, Option<tapedeck_model::Response>), Failure> {
     let resp = fut.await.map_err(|e| classify(&e))?;
     let status = resp.status().as_u16();
+    let mut live = cap.map(|_| crate::judge::live_head(status, resp.headers()));
     let mut body = resp.into_body();
     let mut bytes = 0u64;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| classify(&e))?;
         if let Some(d) = frame.data_ref() {
             bytes += d.len() as u64;
+            if let Some(l) = live.as_mut() {
+                crate::judge::keep_body(l, d, cap.unwrap_or(0));
+            }
+        } else if let (Some(l), Some(t)) = (live.as_mut(), frame.trailers_ref()) {
+            crate::judge::keep_trailers(l, t);
         }
     }
-    Ok((status, bytes))
+    Ok((status, bytes, live))
 }
 
 /// The hyper request for `out`: origin-form target and `Host` for HTTP/1.1, absolute URI (`:authority`) for

@@ -11,7 +11,10 @@
 
 pub mod cli;
 pub mod client;
+pub mod correlate;
 pub mod inspect;
+pub mod judge;
+pub mod mock;
 pub mod pace;
 pub mod plan;
 pub mod report;

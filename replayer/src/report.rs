@@ -171,6 +171,9 @@ pub struct Report {
     pub client: ClientStats,
     /// Warnings (damaged files, ...).
     pub warnings: Vec<String>,
+    /// The judgement of the responses (validation, noise, correlation, gates); absent on a dry run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub judge: Option<crate::judge::results::JudgeReport>,
 }
 
 struct Endpoint {

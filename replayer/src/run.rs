@@ -10,7 +10,8 @@ use std::io::Write;
 use std::time::Duration;
 
 use crate::cli::RunOpts;
-use crate::client::{ClientConfig, ForceProto, replay};
+use crate::client::{ClientConfig, ForceProto};
+use crate::judge;
 use crate::pace::Pacing;
 use crate::plan::Plan;
 use crate::report::Report;
@@ -37,6 +38,11 @@ pub fn run(opts: &RunOpts, out: &mut dyn Write) -> anyhow::Result<Report> {
     for w in &selection.warnings {
         eprintln!("replayer: warning: {w}");
     }
+    let judge_setup = if opts.dry_run {
+        None
+    } else {
+        Some(judge::Setup::new(&opts.judge, &selection.exchanges).map_err(anyhow::Error::msg)?)
+    };
     let mut plan = Plan::build(selection.exchanges);
     let pacing = Pacing { scale: opts.time_scale, max_gap: opts.max_gap };
     plan.pace(&pacing);
@@ -73,9 +79,10 @@ pub fn run(opts: &RunOpts, out: &mut dyn Write) -> anyhow::Result<Report> {
             request_timeout: opts.timeout,
             force,
             concurrency: opts.concurrency as usize,
+            hook: None,
         };
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-        let result = runtime.block_on(replay(plan, cfg, transform));
+        let (judge, result) = judge::replay_judged(&runtime, judge_setup, &opts.judge, plan, cfg, transform)?;
         let mut sent = result.recorder_report;
         sent.target = report.target;
         sent.time_scale = report.time_scale;
@@ -89,6 +96,9 @@ pub fn run(opts: &RunOpts, out: &mut dyn Write) -> anyhow::Result<Report> {
         sent.actual_duration_s = result.duration.as_secs_f64();
         report = sent;
         out.write_all(report.text().as_bytes())?;
+        if let Some(judge) = judge {
+            judge::finish(&judge, &opts.judge, &mut report, out)?;
+        }
     }
     if let Some(path) = &opts.report {
         let json = serde_json::to_vec_pretty(&report)?;

@@ -412,6 +412,18 @@ tolerance = 0.01
     }
 
     #[test]
+    fn every_prefix_of_a_file_parses_or_errs_without_panicking() {
+        for end in 0..=FILE.len() {
+            if FILE.is_char_boundary(end) {
+                let _ = Rules::from_toml(&FILE[..end]);
+            }
+        }
+        for bad in ["$..", "$[", "$['", "$.a[99999999999999999999]", "$..[*]..*"] {
+            let _ = PathPattern::parse(bad);
+        }
+    }
+
+    #[test]
     fn endpoint_globs() {
         let m = EndpointMatch::new(None, "/static/**").unwrap();
         assert!(m.matches("GET", "/static/a/b.css") && m.matches("PUT", "/static"));

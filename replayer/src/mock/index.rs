@@ -77,6 +77,8 @@ pub struct IndexStats {
     pub body_truncated: u64,
     /// Servable responses whose body was cut at the capture's cap (served as recorded, shorter).
     pub response_truncated: u64,
+    /// Exchanges whose final status is not a final answer (1xx: an upgrade or a cut exchange): not servable.
+    pub skipped_interim_status: u64,
 }
 
 struct Entry {
@@ -154,6 +156,10 @@ impl Index {
                 idx.stats.skipped_incomplete += 1;
                 continue;
             };
+            if !(200..=999).contains(&resp.status) {
+                idx.stats.skipped_interim_status += 1;
+                continue;
+            }
             let body_cut = req.body.full_len > req.body.bytes.len() as u64;
             if body_cut {
                 idx.stats.body_truncated += 1;

@@ -116,10 +116,15 @@ pub fn run(opts: &MockOpts) -> anyhow::Result<()> {
             .await
             .map_err(|e| anyhow::anyhow!("--listen {}: {e}", opts.listen))?;
         let addr = listener.local_addr()?;
+        let s = &index.stats;
         eprintln!(
-            "mock: serving {} recorded responses ({} exchanges not selected) on http://{addr}",
+            "mock: serving {} recorded responses ({} exchanges not selected, {} incomplete, {} with a 1xx status, \
+             {} responses cut at the capture's body cap) on http://{addr}",
             index.len(),
-            filtered_out
+            filtered_out,
+            s.skipped_incomplete,
+            s.skipped_interim_status,
+            s.response_truncated,
         );
         let mock = Mock::new(index, opts.unmatched_status, opts.log_unmatched, opts.max_body);
         let stats = mock.stats();
@@ -148,5 +153,43 @@ async fn shutdown() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tapedeck_model::{Flags, Protocol, Timing};
+
+    fn ex(client: &str, labels: &[(&str, &str)]) -> Exchange {
+        Exchange {
+            id: 1,
+            connection_id: 1,
+            order: 0,
+            stream_id: None,
+            proto: Protocol::Http11,
+            client: client.parse().unwrap(),
+            server: "10.0.0.2:80".parse().unwrap(),
+            timing: Timing::default(),
+            request: None,
+            response: None,
+            flags: Flags::NONE,
+            labels: labels.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
+            masked_by: vec![],
+        }
+    }
+
+    #[test]
+    fn selection_by_client_or_label() {
+        let a = ex("10.0.0.1:4000", &[("service", "orders")]);
+        let b = ex("10.0.0.5:4000", &[("service", "billing")]);
+        assert!(selected(&a, &[], &[]) && selected(&b, &[], &[]), "no selection: everything");
+        let ip = [parse_client("10.0.0.1").unwrap()];
+        assert!(selected(&a, &ip, &[]) && !selected(&b, &ip, &[]));
+        let port = [parse_client("10.0.0.1:4001").unwrap()];
+        assert!(!selected(&a, &port, &[]));
+        assert!(selected(&b, &[], &["billing".into()]) && !selected(&a, &[], &["billing".into()]));
+        assert!(selected(&a, &[], &["service=orders".into()]) && !selected(&a, &[], &["node=orders".into()]));
+        assert!(parse_client("nope").unwrap_err().contains("nope"));
     }
 }

@@ -17,7 +17,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tapedeck_model::Header;
 
-use super::index::{Incoming, Index, LEVELS};
+use super::index::{Incoming, Index, IndexStats, LEVELS};
 
 /// The metrics path.
 pub const METRICS_PATH: &str = "/__tapedeck/metrics";
@@ -76,7 +76,7 @@ impl MockStats {
     }
 
     /// Prometheus text exposition.
-    pub fn prometheus(&self, recorded: usize) -> String {
+    pub fn prometheus(&self, index: &IndexStats) -> String {
         use std::fmt::Write;
         let mut s = String::new();
         let _ = writeln!(s, "# HELP tapedeck_mock_requests_total Requests received by the mock, by result.");
@@ -92,7 +92,27 @@ impl MockStats {
         let _ = writeln!(s, "# TYPE tapedeck_mock_match_ratio gauge");
         let _ = writeln!(s, "tapedeck_mock_match_ratio {}", self.match_rate());
         for (name, help, v) in [
-            ("tapedeck_mock_recorded_responses", "Recorded responses the mock can serve.", recorded as u64),
+            ("tapedeck_mock_recorded_responses", "Recorded responses the mock can serve.", index.indexed),
+            (
+                "tapedeck_mock_recorded_incomplete",
+                "Recorded exchanges without request or response.",
+                index.skipped_incomplete,
+            ),
+            (
+                "tapedeck_mock_recorded_interim_status",
+                "Recorded exchanges with a 1xx final status.",
+                index.skipped_interim_status,
+            ),
+            (
+                "tapedeck_mock_recorded_request_body_truncated",
+                "Recorded requests with a cut body (no body match).",
+                index.body_truncated,
+            ),
+            (
+                "tapedeck_mock_recorded_response_truncated",
+                "Recorded responses with a cut body (served cut).",
+                index.response_truncated,
+            ),
             ("tapedeck_mock_connections_total", "Connections accepted.", Self::get(&self.connections)),
             (
                 "tapedeck_mock_request_bodies_too_large_total",
@@ -140,7 +160,7 @@ impl Mock {
 
     async fn handle(&self, req: Request<hyper::body::Incoming>) -> Response<MockBody> {
         if req.uri().path() == METRICS_PATH {
-            let mut r = Response::new(MockBody::new(self.stats.prometheus(self.index.len()).into(), None));
+            let mut r = Response::new(MockBody::new(self.stats.prometheus(&self.index.stats).into(), None));
             r.headers_mut().insert("content-type", HeaderValue::from_static("text/plain; version=0.0.4"));
             return r;
         }

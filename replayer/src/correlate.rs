@@ -256,6 +256,39 @@ fn replace_token(hay: &mut Vec<u8>, from: &[u8], to: &[u8]) -> u64 {
     n
 }
 
+/// Replaces every whole token of `hay` found in `map` by its value; returns the counts per source.
+fn replace_tokens<'a>(hay: &mut Vec<u8>, map: &HashMap<&[u8], (&[u8], &'a str)>) -> Vec<(&'a str, u64)> {
+    let mut counts: Vec<(&str, u64)> = Vec::new();
+    let mut out: Option<Vec<u8>> = None;
+    let mut i = 0;
+    let mut copied = 0;
+    while i < hay.len() {
+        if !is_word(hay[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < hay.len() && is_word(hay[i]) {
+            i += 1;
+        }
+        if let Some((to, src)) = map.get(&hay[start..i]) {
+            let o = out.get_or_insert_with(|| Vec::with_capacity(hay.len()));
+            o.extend_from_slice(&hay[copied..start]);
+            o.extend_from_slice(to);
+            copied = i;
+            match counts.iter_mut().find(|(s, _)| s == src) {
+                Some(c) => c.1 += 1,
+                None => counts.push((src, 1)),
+            }
+        }
+    }
+    if let Some(mut o) = out {
+        o.extend_from_slice(&hay[copied..]);
+        *hay = o;
+    }
+    counts
+}
+
 impl Correlator {
     /// A correlator; `auto` turns on automatic detection (of values `usage` shows reused), `extracts` are the
     /// explicit rules.
@@ -347,12 +380,19 @@ impl Correlator {
         let mut st = self.lock();
         let State { sessions, report } = &mut *st;
         let Some(s) = sessions.get(&session) else { return };
-        let mut subs: Vec<(String, String, String)> =
+        // Values that are one token go through one pass and a map (linear in the request, whatever the number of
+        // values); the few others (`{{NAME}}`, Location paths) are searched one by one, longest first, before.
+        let mut multi: Vec<(String, String, String)> =
             s.vars.iter().map(|(k, v)| (format!("{{{{{k}}}}}"), v.clone(), format!("{{{{{k}}}}}"))).collect();
-        // Longest first, so a value that contains another is replaced whole.
-        let mut values = s.values.clone();
-        values.sort_by_key(|(r, _, _)| std::cmp::Reverse(r.len()));
-        subs.extend(values);
+        let mut single: HashMap<&[u8], (&[u8], &str)> = HashMap::new();
+        for (r, l, src) in &s.values {
+            if r.bytes().all(is_word) {
+                single.insert(r.as_bytes(), (l.as_bytes(), src.as_str()));
+            } else {
+                multi.push((r.clone(), l.clone(), src.clone()));
+            }
+        }
+        multi.sort_by_key(|(r, _, _)| std::cmp::Reverse(r.len()));
         let mut count = |src: &str, place: &str, n: u64| {
             if n > 0 {
                 report.substituted += n;
@@ -362,15 +402,20 @@ impl Correlator {
         let q = out.path.iter().position(|&b| b == b'?').unwrap_or(out.path.len());
         let mut path = out.path[..q].to_vec();
         let mut query = out.path[q..].to_vec();
-        for (from, to, src) in &subs {
-            let (f, t) = (from.as_bytes(), to.as_bytes());
-            count(src, "path", replace_token(&mut path, f, t));
-            count(src, "query", replace_token(&mut query, f, t));
-            for (name, value) in &mut out.headers {
-                let n = replace_token(value, f, t);
-                count(src, &format!("header:{}", String::from_utf8_lossy(name).to_ascii_lowercase()), n);
+        let mut fields: Vec<(String, &mut Vec<u8>)> = vec![("path".into(), &mut path), ("query".into(), &mut query)];
+        for (name, value) in &mut out.headers {
+            fields.push((format!("header:{}", String::from_utf8_lossy(name).to_ascii_lowercase()), value));
+        }
+        fields.push(("body".into(), &mut out.body));
+        for (place, hay) in fields {
+            for (from, to, src) in &multi {
+                count(src, &place, replace_token(hay, from.as_bytes(), to.as_bytes()));
             }
-            count(src, "body", replace_token(&mut out.body, f, t));
+            if !single.is_empty() {
+                for (src, n) in replace_tokens(hay, &single) {
+                    count(src, &place, n);
+                }
+            }
         }
         path.extend_from_slice(&query);
         out.path = path;

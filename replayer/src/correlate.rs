@@ -40,6 +40,8 @@ pub const MAX_BODY: usize = 4 << 20;
 
 /// Most distinct request tokens indexed per session.
 pub const MAX_TOKENS: usize = 100_000;
+/// Most request tokens indexed over all sessions.
+pub const MAX_TOKENS_TOTAL: usize = 2_000_000;
 /// Most bytes of a request body tokenised.
 pub const MAX_TOKENISED_BODY: usize = 1 << 20;
 
@@ -48,8 +50,9 @@ pub const MAX_TOKENISED_BODY: usize = 1 << 20;
 #[derive(Debug, Default)]
 pub struct Usage {
     sessions: HashMap<IpAddr, HashMap<String, u64>>,
-    /// Tokens not indexed past [`MAX_TOKENS`] per session.
+    /// Tokens not indexed past [`MAX_TOKENS`] per session or [`MAX_TOKENS_TOTAL`] in all.
     pub tokens_dropped: u64,
+    total: usize,
 }
 
 fn is_word(b: u8) -> bool {
@@ -64,7 +67,7 @@ impl Usage {
         for ex in exchanges {
             let Some(req) = &ex.request else { continue };
             let at = request_time(ex);
-            let Usage { sessions, tokens_dropped } = &mut u;
+            let Usage { sessions, tokens_dropped, total } = &mut u;
             let toks = sessions.entry(ex.client.ip()).or_default();
             let body = &req.body.bytes[..req.body.bytes.len().min(MAX_TOKENISED_BODY)];
             let parts = std::iter::once(&req.path[..]).chain(req.headers.iter().map(|h| &h.value[..])).chain([body]);
@@ -73,8 +76,9 @@ impl Usage {
                     let t = String::from_utf8_lossy(t);
                     if let Some(last) = toks.get_mut(t.as_ref()) {
                         *last = (*last).max(at);
-                    } else if toks.len() < MAX_TOKENS {
+                    } else if toks.len() < MAX_TOKENS && *total < MAX_TOKENS_TOTAL {
                         toks.insert(t.into_owned(), at);
+                        *total += 1;
                     } else {
                         *tokens_dropped += 1;
                     }

@@ -12,6 +12,8 @@ use super::jsonpath::normalize;
 
 /// Most noise fields learned per endpoint.
 pub const MAX_NOISE_FIELDS: usize = 500;
+/// Most endpoints noise is learned for.
+pub const MAX_NOISE_ENDPOINTS: usize = 10_000;
 
 /// Counters of noise learning.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -20,7 +22,7 @@ pub struct NoiseStats {
     pub baseline_compared: u64,
     /// Baseline requests that got no answer (nothing learned from them).
     pub baseline_errors: u64,
-    /// Fields not learned past [`MAX_NOISE_FIELDS`] per endpoint.
+    /// Fields not learned past [`MAX_NOISE_FIELDS`] per endpoint or [`MAX_NOISE_ENDPOINTS`].
     pub fields_not_kept: u64,
 }
 
@@ -37,6 +39,10 @@ impl Noise {
     pub fn learn(&mut self, endpoint: &str, diffs: &[FieldDiff]) {
         self.stats.baseline_compared += 1;
         if diffs.is_empty() {
+            return;
+        }
+        if !self.fields.contains_key(endpoint) && self.fields.len() >= MAX_NOISE_ENDPOINTS {
+            self.stats.fields_not_kept += diffs.len() as u64;
             return;
         }
         let set = self.fields.entry(endpoint.to_string()).or_default();

@@ -65,7 +65,7 @@ fn a_changed_field_fails_with_a_diff_naming_the_path() {
     assert_eq!(ex["passed"], false);
     assert_eq!(ex["diffs"][0]["field"], "$.items[0].qty");
     assert_eq!((ex["diffs"][0]["recorded"].as_str(), ex["diffs"][0]["live"].as_str()), (Some("2"), Some("3")));
-    assert_eq!(j["endpoints"][0]["endpoint"], "GET /orders/17", "worst endpoint first");
+    assert_eq!(j["endpoints"][0]["endpoint"], "GET /orders/{n}", "worst endpoint first");
     assert_eq!(j["endpoints"][0]["failing_fields"]["$.items[*].qty"], 1);
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("$.items[0].qty: 2 -> 3") && out.contains("gate FAILED: pass_rate < 0.99"), "{out}");
@@ -101,7 +101,7 @@ fn a_timestamp_is_ignored_by_rule_or_learned_as_noise_from_a_baseline() {
     let (o, rep) = run(&dir, &t.url(), &["--fail-if", "pass_rate < 1", "--baseline", &baseline.url()]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let j = &rep["judge"];
-    assert_eq!(j["noise"]["GET /orders/17"], serde_json::json!(["$.at"]), "{j}");
+    assert_eq!(j["noise"]["GET /orders/{n}"], serde_json::json!(["$.at"]), "{j}");
     assert_eq!(j["noise_ignored"], 1);
     assert_eq!(baseline.log.lock().unwrap().len(), 2, "every request went to the baseline too");
     assert!(String::from_utf8_lossy(&o.stdout).contains("noise learned from the baseline"), "{}", text(&o));
@@ -247,7 +247,7 @@ for suite in xml:
     let out = String::from_utf8_lossy(&o.stdout);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 3, "{out}");
-    let orders = lines.iter().find(|l| l.contains(";GET /orders/17;")).unwrap();
+    let orders = lines.iter().find(|l| l.contains(";GET /orders/{n};")).unwrap();
     assert!(orders.starts_with("tapedeck.endpoint;") && orders.contains(";Failure;"), "{orders}");
     assert!(
         orders.contains("1 of 1 exchanges failed") && orders.contains("$.name: \"widget\" -> \"gadget\""),

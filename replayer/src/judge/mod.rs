@@ -124,12 +124,15 @@ impl Setup {
                 _ => None,
             };
             let path = String::from_utf8_lossy(&req.path);
+            let method = String::from_utf8_lossy(&req.method).into_owned();
+            let path = path.split('?').next().unwrap_or("").to_string();
+            let endpoint = rules.endpoint_name(&method, &path);
             recorded.insert(
                 (key, ex.order, ex.id),
                 Recorded {
-                    method: String::from_utf8_lossy(&req.method).into_owned(),
-                    path: path.split('?').next().unwrap_or("").to_string(),
-                    endpoint: endpoint_key(&req.method, &req.path),
+                    method,
+                    path,
+                    endpoint,
                     response: ex.response.clone(),
                     latency,
                     at: crate::correlate::request_time(ex),

@@ -260,6 +260,29 @@ impl Rules {
         Ok(())
     }
 
+    /// The endpoint a request is reported under: the first `[[endpoint]]` whose pattern matches
+    /// (`GET /orders/*`), else the method and the path with numeric and long hex/UUID segments replaced
+    /// (`GET /orders/{n}`, `GET /keys/{id}`), so that ids do not make an endpoint each.
+    pub fn endpoint_name(&self, method: &str, path: &str) -> String {
+        if let Some((m, _)) = self.endpoints.iter().find(|(m, _)| m.matches(method, path)) {
+            return format!("{method} {}", m.pattern);
+        }
+        let segs: Vec<&str> = path
+            .split('/')
+            .map(|seg| {
+                let digits = seg.bytes().filter(u8::is_ascii_digit).count();
+                if !seg.is_empty() && digits == seg.len() {
+                    "{n}"
+                } else if seg.len() >= 8 && digits > 0 && seg.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
+                    "{id}"
+                } else {
+                    seg
+                }
+            })
+            .collect();
+        format!("{method} {}", segs.join("/"))
+    }
+
     /// The rules for one request (`path` without query).
     pub fn for_request(&self, method: &str, path: &str) -> Effective<'_> {
         let ep = self.endpoints.iter().find(|(m, _)| m.matches(method, path)).map(|(_, s)| s);
@@ -421,6 +444,15 @@ tolerance = 0.01
         for bad in ["$..", "$[", "$['", "$.a[99999999999999999999]", "$..[*]..*"] {
             let _ = PathPattern::parse(bad);
         }
+    }
+
+    #[test]
+    fn endpoint_names_group_ids() {
+        let r = Rules::from_toml("[[endpoint]]\npath = \"/orders/*\"").unwrap();
+        assert_eq!(r.endpoint_name("GET", "/orders/ord-17"), "GET /orders/*");
+        assert_eq!(r.endpoint_name("GET", "/users/42/keys/9f86d081-884c-7d65"), "GET /users/{n}/keys/{id}");
+        assert_eq!(r.endpoint_name("GET", "/v2/status"), "GET /v2/status");
+        assert_eq!(r.endpoint_name("GET", "/"), "GET /");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 /// The metrics a gate can name, with what they mean.
 pub const METRICS: &[(&str, &str)] = &[
-    ("pass_rate", "passed / judged exchanges, 0..1 (or a percentage: 99%)"),
+    ("pass_rate", "passed / judged exchanges, 0..1 (or a percentage: 99%); no value when nothing was judged"),
     ("failed", "judged exchanges that failed (errors included)"),
     ("errors", "requests that got no response"),
     ("status_5xx", "live responses with a 5xx status"),

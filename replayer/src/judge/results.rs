@@ -154,7 +154,7 @@ impl JudgeReport {
     /// A metric by its gate name (see [`super::gates::METRICS`]).
     pub fn metric(&self, name: &str, requests: u64) -> Option<f64> {
         Some(match name {
-            "pass_rate" => self.pass_rate,
+            "pass_rate" if self.judged > 0 => self.pass_rate,
             "failed" => self.failed as f64,
             "errors" => self.errors as f64,
             "status_5xx" => self.status_5xx as f64,

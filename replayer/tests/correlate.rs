@@ -72,3 +72,31 @@ fn a_post_then_get_passes_against_a_target_that_issues_new_ids() {
     let paths: Vec<String> = t.log.lock().unwrap().iter().map(|g| g.path.clone()).collect();
     assert_eq!(paths[1], "/orders/ord-1001");
 }
+
+#[test]
+fn an_extract_rule_carries_a_short_token_into_later_headers() {
+    let mut login = get(1, 0, 0, "/login", r#"{"auth":{"token":"t1"}}"#);
+    login.method = "POST".into();
+    let mut me = get(1, 1, 20, "/me", r#"{"user":"ann"}"#);
+    me.req_headers = vec![("authorization".into(), "Bearer t1".into())];
+    let (_tmp, dir) = capture(&[login, me]);
+    let target = || {
+        Target::start(|g| match g.path.as_str() {
+            "/login" => Reply::json(200, r#"{"auth":{"token":"z9"}}"#),
+            "/me" if g.headers.iter().any(|(n, v)| n == "authorization" && v == "Bearer z9") => {
+                Reply::json(200, r#"{"user":"ann"}"#)
+            }
+            _ => Reply::json(401, r#"{"error":"who are you"}"#),
+        })
+    };
+    // Two characters: too short to be correlated automatically.
+    let (o, _) = run(&dir, &target().url(), &["--fail-if", "failed > 0", "--ignore-json", "$.auth.token"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let (o, rep) = run(
+        &dir,
+        &target().url(),
+        &["--fail-if", "failed > 0", "--ignore-json", "$.auth.token", "--extract", "tok=$.auth.token"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(rep["judge"]["correlation"]["by_field"]["{{tok}} -> header:authorization"], 1, "{}", rep["judge"]);
+}

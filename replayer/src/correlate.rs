@@ -169,14 +169,14 @@ impl std::fmt::Debug for Correlator {
     }
 }
 
-fn json_of(r: &Response, report: &mut CorrelationReport) -> Option<Value> {
+fn json_of(r: &Response, skipped: &mut u64) -> Option<Value> {
     if r.body.bytes.is_empty() {
         return None;
     }
     let bytes = match decode(&r.body.bytes, &encodings(&r.headers), MAX_BODY) {
         Decoded::Ok(b) => b,
         _ => {
-            report.bodies_skipped += 1;
+            *skipped += 1;
             return None;
         }
     };
@@ -307,17 +307,10 @@ impl Correlator {
     /// Learns from one exchange of `session` whose request was recorded at `at` (see [`request_time`]): its
     /// recorded response against the live one.
     pub fn learn(&self, session: IpAddr, at: u64, recorded: Option<&Response>, live: &Response) {
-        let mut st = self.lock();
-        let State { sessions, report } = &mut *st;
-        if !sessions.contains_key(&session) {
-            if sessions.len() >= MAX_SESSIONS {
-                report.sessions_dropped += 1;
-                return;
-            }
-            report.sessions += 1;
-        }
-        let live_json = json_of(live, report);
-        let rec_json = recorded.and_then(|r| json_of(r, report));
+        // Bodies are decoded and walked before the lock is taken: other connections keep going meanwhile.
+        let mut skipped = 0;
+        let live_json = json_of(live, &mut skipped);
+        let rec_json = recorded.and_then(|r| json_of(r, &mut skipped));
         let mut pairs: Vec<(String, String, String)> = Vec::new();
         let mut vars: Vec<(String, String)> = Vec::new();
         if let Some(lj) = &live_json {
@@ -363,6 +356,16 @@ impl Correlator {
                     pairs.push((rl, ll, "header:location".into()));
                 }
             }
+        }
+        let mut st = self.lock();
+        let State { sessions, report } = &mut *st;
+        report.bodies_skipped += skipped;
+        if !sessions.contains_key(&session) {
+            if sessions.len() >= MAX_SESSIONS {
+                report.sessions_dropped += 1;
+                return;
+            }
+            report.sessions += 1;
         }
         let s = sessions.entry(session).or_default();
         for (k, v) in vars {

@@ -38,17 +38,29 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Replay recorded requests against a target, paced as recorded (scaled), and summarise the results.
+    /// Replay recorded requests against a target, paced as recorded (scaled), judge the answers against the
+    /// recorded ones, and summarise the results.
     ///
     /// Each recorded connection is replayed on its own connection, its requests in recorded order. Errors from
-    /// the target (refused, reset, timeout) are counted per request and never stop the run. Exit status: 0 when
-    /// the run completed (whatever the target answered), 1 when the input could not be read, 2 for bad flags.
+    /// the target (refused, reset, timeout) are counted per request and never stop the run. Every answer is
+    /// compared with the recorded one (status, chosen headers, body by content type; see --rules and
+    /// docs/regression.md). Exit status: 0 when the run completed and no --fail-if gate failed (whatever the
+    /// target answered), 1 when the run could not be done (input unreadable, rules file bad, report not
+    /// written), 2 for bad flags, 3 when a --fail-if gate failed.
     Run(Box<RunOpts>),
     /// Write recorded exchanges as HAR 1.2 (browser dev tools, HAR viewers) and/or JSON lines (log pipelines).
     ///
     /// Damaged segments are read up to what is intact, with one warning per file. Exit status: 0 when everything
     /// was read, 1 when some file or block could not be (what could be read is still written), 2 for bad flags.
     Export(ExportOpts),
+    /// Serve recorded responses to the service under test (a mock of its dependencies).
+    ///
+    /// Requests are matched on method, path, query and body (--match), falling back from the exact match to
+    /// without body, without query, and method and path; repeated calls get the recorded answers in order, then
+    /// the last one again. Unmatched requests get 502 with 'x-tapedeck-mock: unmatched; reason=...'. Metrics at
+    /// /__tapedeck/metrics; a stats line on SIGINT/SIGTERM. Exit status: 0 after a signal, 1 when the input
+    /// could not be read or the address not bound, 2 for bad flags.
+    Mock(Box<crate::mock::MockOpts>),
 }
 
 /// Options of `replayer export`.
@@ -161,6 +173,9 @@ pub struct RunOpts {
     /// Progress on standard error: a bar on a terminal, a line every 5 s otherwise (auto), or bar, lines, off.
     #[arg(long, value_name = "MODE", default_value = "auto")]
     pub progress: ProgressMode,
+    /// Validation, gates, noise learning and correlation.
+    #[command(flatten)]
+    pub judge: crate::judge::args::JudgeOpts,
 }
 
 fn parse_target(s: &str) -> Result<Target, String> {

@@ -9,8 +9,13 @@
 //!
 //! Failures never stop the run: a refused, reset or timed-out connection becomes an error outcome for the request
 //! that met it; the next request of that connection connects again (counted in [`ClientStats::reconnects`]).
-//! Response bodies are read to the end and only counted, never kept (unless `--har` asks for the details, then
-//! up to [`crate::replayed::BODY_KEEP_CAP`]).
+//! Response bodies are read to the end and counted; they are kept only when asked, in one read for both keepers:
+//! up to [`crate::replayed::BODY_KEEP_CAP`] for the details of `--har`, and up to [`ReplayHook::body_cap`] (with
+//! the trailers) for the hook.
+//!
+//! The hook ([`ClientConfig::hook`], the judge) rewrites each request after the transform (correlation) and sees
+//! each outcome with the live response. On HTTP/2 the outcome is reported before a request that waits for it is
+//! let go, so that correlation has the answer first.
 //!
 //! `https://` targets: TLS from [`crate::tls`] after the TCP connect, ALPN offering the version the connection
 //! speaks. `--max-rate`: every send first takes a token from the shared [`RateLimiter`].
@@ -32,6 +37,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, timeout};
 
+use crate::judge::{ConnKey, ReplayHook};
 use crate::plan::{ConnPlan, Plan, PlannedRequest};
 use crate::precise::PreciseTimer;
 use crate::progress::Counters;
@@ -75,6 +81,8 @@ pub struct ClientConfig {
     pub keep_detail: bool,
     /// Progress counters to bump.
     pub progress: Option<Arc<Counters>>,
+    /// The judge: rewrites requests (correlation) and sees every outcome with the live response.
+    pub hook: Option<Arc<dyn ReplayHook>>,
 }
 
 impl ClientConfig {
@@ -90,6 +98,7 @@ impl ClientConfig {
             max_rate: None,
             keep_detail: false,
             progress: None,
+            hook: None,
         }
     }
 }
@@ -130,11 +139,18 @@ struct Answer {
     status: u16,
     bytes: u64,
     head_at: Instant,
+    /// The HAR details (`keep_detail`).
     response: Option<ReplayedResponse>,
+    /// The live response for the hook.
+    live: Option<tapedeck_model::Response>,
 }
 
-/// What one request produced: its result and, with `keep_detail`, the details.
-type Done = (Result<(u16, Duration), Failure>, Option<Box<Replayed>>);
+/// What one request produced: its result, the details (`keep_detail`) and the live response (a hook).
+struct Done {
+    result: Result<(u16, Duration), Failure>,
+    detail: Option<Box<Replayed>>,
+    live: Option<tapedeck_model::Response>,
+}
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Wire {
@@ -145,11 +161,15 @@ enum Wire {
 type Failure = (ErrorKind, String);
 
 impl Shared {
-    /// The request to send; transform counters go to the connection's own `stats` (merged at its end, so that
-    /// connections do not contend for a lock per request).
-    fn prepare(&self, req: &PlannedRequest, stats: &mut TransformStats) -> OutRequest {
+    /// The request to send: the transform (its counters go to the connection's own `stats`, merged at its end,
+    /// so that connections do not contend for a lock per request), then the hook's rewrite (correlation).
+    fn prepare(&self, conn: &ConnKey, req: &PlannedRequest, stats: &mut TransformStats) -> OutRequest {
         let vars = RuntimeVars::for_transform(&self.transform);
-        self.transform.apply(&req.request, &self.cfg.target, &vars, stats)
+        let mut out = self.transform.apply(&req.request, &self.cfg.target, &vars, stats);
+        if let Some(h) = &self.cfg.hook {
+            h.rewrite(conn, req, &mut out);
+        }
+        out
     }
 
     fn merge_transform_stats(&self, local: &TransformStats) {
@@ -175,10 +195,14 @@ impl Shared {
         self.start.elapsed()
     }
 
-    async fn report(&self, req: &PlannedRequest, out: &OutRequest, actual: Duration, done: Done) {
-        let (result, detail) = done;
+    /// Hands the outcome to the progress counters, the hook (with the live response) and the recorder.
+    async fn report(&self, conn: &ConnKey, req: &PlannedRequest, out: &OutRequest, actual: Duration, done: Done) {
+        let Done { result, detail, live } = done;
         if let Some(p) = &self.cfg.progress {
             p.finished(result.is_ok(), crate::pace::lag(req.planned, actual));
+        }
+        if let Some(h) = &self.cfg.hook {
+            h.observe(conn, req, &result, live);
         }
         let o = Outcome {
             exchange_id: req.exchange_id,
@@ -270,15 +294,13 @@ impl Shared {
         wire: Wire,
         actual: Duration,
         timings: PhaseTimings,
-        result: Result<&Answer, &Failure>,
+        response: Option<ReplayedResponse>,
+        failure: Option<&Failure>,
     ) -> Option<Box<Replayed>> {
         if !self.cfg.keep_detail {
             return None;
         }
-        let (response, error) = match result {
-            Ok(a) => (a.response.clone(), None),
-            Err((kind, msg)) => (None, Some(format!("{}: {msg}", kind.as_str()))),
-        };
+        let error = failure.map(|(kind, msg)| format!("{}: {msg}", kind.as_str()));
         Some(Box::new(Replayed {
             started: self.wall_start + actual,
             scheme: if self.cfg.tls.is_some() { "https" } else { "http" },
@@ -371,12 +393,13 @@ pub async fn replay_with(plan: Plan, cfg: ClientConfig, transform: Transform, si
 
 /// HTTP/1.1: one request at a time on a keep-alive connection, reconnecting when it closes.
 async fn run_h1(shared: &Shared, conn: ConnPlan) {
+    let key = ConnKey::of(&conn);
     let mut sender: Option<http1::SendRequest<Full<Bytes>>> = None;
     let mut opened = false;
     let mut tstats = TransformStats::default();
     for req in &conn.requests {
         let actual = shared.wait_turn(req).await;
-        let out = shared.prepare(req, &mut tstats);
+        let out = shared.prepare(&key, req, &mut tstats);
         let mut timings = PhaseTimings::default();
         let result = async {
             if sender.as_ref().is_none_or(|s| s.is_closed()) {
@@ -393,7 +416,8 @@ async fn run_h1(shared: &Shared, conn: ConnPlan) {
             s.ready().await.map_err(|e| classify(&e))?;
             let hreq = build(&out, Wire::H1, shared)?;
             let t0 = Instant::now();
-            match timeout(shared.cfg.request_timeout, drive(s.send_request(hreq), shared.cfg.keep_detail)).await {
+            let keep = Keep::of(&shared.cfg);
+            match timeout(shared.cfg.request_timeout, drive(s.send_request(hreq), keep)).await {
                 Ok(r) => r.map(|a| (t0, a)),
                 Err(_) => Err(timed_out(shared)),
             }
@@ -404,12 +428,13 @@ async fn run_h1(shared: &Shared, conn: ConnPlan) {
             sender = None;
         }
         let done = finish(shared, &out, Wire::H1, actual, timings, result);
-        shared.report(req, &out, actual, done).await;
+        shared.report(&key, req, &out, actual, done).await;
     }
     shared.merge_transform_stats(&tstats);
 }
 
-/// The result of one request from what `drive` returned; counts the bytes.
+/// The result of one request from what `drive` returned; counts the bytes, hands the kept parts on (the details
+/// to the outcome, the live response to the hook).
 fn finish(
     shared: &Shared,
     out: &OutRequest,
@@ -419,21 +444,25 @@ fn finish(
     result: Result<(Instant, Answer), Failure>,
 ) -> Done {
     let end = Instant::now();
-    let result = result.map(|(t0, a)| {
-        timings.wait = a.head_at.saturating_duration_since(t0);
-        timings.receive = end.saturating_duration_since(a.head_at);
-        (t0, a)
-    });
-    if let Ok((_, a)) = &result {
-        shared.response_bytes.fetch_add(a.bytes, std::sync::atomic::Ordering::Relaxed);
+    match result {
+        Ok((t0, a)) => {
+            timings.wait = a.head_at.saturating_duration_since(t0);
+            timings.receive = end.saturating_duration_since(a.head_at);
+            shared.response_bytes.fetch_add(a.bytes, std::sync::atomic::Ordering::Relaxed);
+            let detail = shared.detail(out, wire, actual, timings, a.response, None);
+            Done { result: Ok((a.status, end.saturating_duration_since(t0))), detail, live: a.live }
+        }
+        Err(f) => {
+            let detail = shared.detail(out, wire, actual, timings, None, Some(&f));
+            Done { result: Err(f), detail, live: None }
+        }
     }
-    let detail = shared.detail(out, wire, actual, timings, result.as_ref().map(|(_, a)| a));
-    (result.map(|(t0, a)| (a.status, end.saturating_duration_since(t0))), detail)
 }
 
 /// HTTP/2: streams opened in recorded order on one connection; a stream waits for the previous answer only when
 /// the plan says so.
 async fn run_h2(shared: &Arc<Shared>, conn: ConnPlan) {
+    let key = ConnKey::of(&conn);
     let mut sender: Option<http2::SendRequest<Full<Bytes>>> = None;
     let mut opened = false;
     let mut prev_done: Option<watch::Receiver<bool>> = None;
@@ -448,7 +477,7 @@ async fn run_h2(shared: &Arc<Shared>, conn: ConnPlan) {
         let actual = shared.wait_turn(&req).await;
         let (done_tx, done_rx) = watch::channel(false);
         prev_done = Some(done_rx);
-        let out = shared.prepare(&req, &mut tstats);
+        let out = shared.prepare(&key, &req, &mut tstats);
         let mut timings = PhaseTimings::default();
         let started = async {
             if sender.as_ref().is_none_or(|s| s.is_closed()) {
@@ -474,20 +503,22 @@ async fn run_h2(shared: &Arc<Shared>, conn: ConnPlan) {
                     sender = None;
                 }
                 let done = finish(shared, &out, Wire::H2, actual, timings, Err(f));
-                shared.report(&req, &out, actual, done).await;
+                shared.report(&key, &req, &out, actual, done).await;
                 let _ = done_tx.send(true);
             }
             Ok((t0, fut)) => {
                 let shared = Arc::clone(shared);
                 streams.spawn(async move {
-                    let keep = shared.cfg.keep_detail;
+                    let keep = Keep::of(&shared.cfg);
                     let result = match timeout(shared.cfg.request_timeout, drive(fut, keep)).await {
                         Ok(r) => r.map(|a| (t0, a)),
                         Err(_) => Err(timed_out(&shared)),
                     };
-                    let _ = done_tx.send(true);
+                    // Reported (and seen by the judge, whose correlation the next request may need) before the
+                    // next request of the connection is let go.
                     let done = finish(&shared, &out, Wire::H2, actual, timings, result);
-                    shared.report(&req, &out, actual, done).await;
+                    shared.report(&key, &req, &out, actual, done).await;
+                    let _ = done_tx.send(true);
                 });
             }
         }
@@ -500,13 +531,27 @@ fn timed_out(shared: &Shared) -> Failure {
     (ErrorKind::Timeout, format!("no complete response within {:?}", shared.cfg.request_timeout))
 }
 
-/// Awaits the response and reads its body to the end, counting bytes; with `keep`, keeps the head and the first
-/// [`BODY_KEEP_CAP`] bytes of the body.
-async fn drive(fut: impl Future<Output = hyper::Result<Response<Incoming>>>, keep: bool) -> Result<Answer, Failure> {
+/// What `drive` keeps of a response besides its status and length: the HAR details (`--har`, head and the first
+/// [`BODY_KEEP_CAP`] bytes) and the judge's live response (body up to the hook's cap, trailers). Either, both or
+/// neither; the body is read once for both.
+#[derive(Clone, Copy, Debug, Default)]
+struct Keep {
+    detail: bool,
+    live_cap: Option<usize>,
+}
+
+impl Keep {
+    fn of(cfg: &ClientConfig) -> Keep {
+        Keep { detail: cfg.keep_detail, live_cap: cfg.hook.as_ref().map(|h| h.body_cap()) }
+    }
+}
+
+/// Awaits the response and reads its body to the end, counting bytes and keeping what `keep` asks for.
+async fn drive(fut: impl Future<Output = hyper::Result<Response<Incoming>>>, keep: Keep) -> Result<Answer, Failure> {
     let resp = fut.await.map_err(|e| classify(&e))?;
     let head_at = Instant::now();
     let status = resp.status();
-    let mut kept = keep.then(|| ReplayedResponse {
+    let mut kept = keep.detail.then(|| ReplayedResponse {
         status: status.as_u16(),
         reason: status.canonical_reason().unwrap_or_default().to_string(),
         headers: resp
@@ -516,6 +561,8 @@ async fn drive(fut: impl Future<Output = hyper::Result<Response<Incoming>>>, kee
             .collect(),
         ..Default::default()
     });
+    let mut live = keep.live_cap.map(|_| crate::judge::live_head(status.as_u16(), resp.headers()));
+    let live_cap = keep.live_cap.unwrap_or(0);
     let mut body = resp.into_body();
     let mut bytes = 0u64;
     while let Some(frame) = body.frame().await {
@@ -526,12 +573,17 @@ async fn drive(fut: impl Future<Output = hyper::Result<Response<Incoming>>>, kee
                 let room = BODY_KEEP_CAP.saturating_sub(k.body.len());
                 k.body.extend_from_slice(&d[..d.len().min(room)]);
             }
+            if let Some(l) = live.as_mut() {
+                crate::judge::keep_body(l, d, live_cap);
+            }
+        } else if let (Some(l), Some(t)) = (live.as_mut(), frame.trailers_ref()) {
+            crate::judge::keep_trailers(l, t);
         }
     }
     if let Some(k) = kept.as_mut() {
         k.body_len = bytes;
     }
-    Ok(Answer { status: status.as_u16(), bytes, head_at, response: kept })
+    Ok(Answer { status: status.as_u16(), bytes, head_at, response: kept, live })
 }
 
 /// The hyper request for `out`: origin-form target and `Host` for HTTP/1.1, absolute URI (`:authority`) for

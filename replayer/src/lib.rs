@@ -14,9 +14,12 @@
 
 pub mod cli;
 pub mod client;
+pub mod correlate;
 pub mod export;
 pub mod har;
 pub mod inspect;
+pub mod judge;
+pub mod mock;
 pub mod pace;
 pub mod plan;
 pub mod precise;

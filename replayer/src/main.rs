@@ -28,6 +28,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Run(opts) => match run::run(&opts, &mut out) {
+            Ok(r) if r.judge.as_ref().is_some_and(|j| j.gates_failed()) => ExitCode::from(3),
             Ok(_) => ExitCode::SUCCESS,
             Err(e) => {
                 let _ = out.flush();
@@ -49,6 +50,16 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     let _ = out.flush();
+                    eprintln!("replayer: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Mock(opts) => {
+            let _ = out.flush();
+            match tapedeck_replayer::mock::run(&opts) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
                     eprintln!("replayer: {e:#}");
                     ExitCode::from(1)
                 }

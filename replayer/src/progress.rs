@@ -79,8 +79,14 @@ pub struct Snapshot {
 
 /// The plain progress line.
 pub fn line(s: &Snapshot, total: u64, elapsed: Duration) -> String {
+    phase_line(None, s, total, elapsed)
+}
+
+/// The plain progress line of a named phase (`baseline` for the `--baseline` pass).
+pub fn phase_line(phase: Option<&str>, s: &Snapshot, total: u64, elapsed: Duration) -> String {
+    let phase = phase.map(|p| format!("{p}: ")).unwrap_or_default();
     format!(
-        "replayer: {:.0}s: sent {}/{total}, answered {}, errors {}, {:.0} req/s, lag max {:.1} ms",
+        "replayer: {phase}{:.0}s: sent {}/{total}, answered {}, errors {}, {:.0} req/s, lag max {:.1} ms",
         elapsed.as_secs_f64(),
         s.sent,
         s.answered,
@@ -93,6 +99,11 @@ pub fn line(s: &Snapshot, total: u64, elapsed: Duration) -> String {
 impl Progress {
     /// Starts the display for a run of `total` requests.
     pub fn start(mode: ProgressMode, total: u64) -> Progress {
+        Progress::start_phase(mode, total, None)
+    }
+
+    /// [`Progress::start`] for a named phase of the run (shown before the counts).
+    pub fn start_phase(mode: ProgressMode, total: u64, phase: Option<&'static str>) -> Progress {
         let counters = Arc::new(Counters::default());
         let stop = Arc::new(AtomicBool::new(false));
         let bar = match mode {
@@ -103,7 +114,7 @@ impl Progress {
         };
         let thread = bar.map(|bar| {
             let (c, s) = (Arc::clone(&counters), Arc::clone(&stop));
-            std::thread::spawn(move || display(&c, &s, bar, total))
+            std::thread::spawn(move || display(&c, &s, bar, total, phase))
         });
         Progress { counters, stop, thread }
     }
@@ -123,15 +134,18 @@ impl Drop for Progress {
     }
 }
 
-fn display(c: &Counters, stop: &AtomicBool, bar: bool, total: u64) {
+fn display(c: &Counters, stop: &AtomicBool, bar: bool, total: u64, phase: Option<&str>) {
     let started = Instant::now();
     let every = if bar { BAR_EVERY } else { LINE_EVERY };
     let pb = bar.then(|| {
         let pb = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-        let style = ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
+        let style = ProgressStyle::with_template("{prefix}{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> ");
         pb.set_style(style);
+        if let Some(p) = phase {
+            pb.set_prefix(format!("{p} "));
+        }
         pb
     });
     let mut last = (Instant::now(), 0u64);
@@ -167,7 +181,7 @@ fn display(c: &Counters, stop: &AtomicBool, bar: bool, total: u64) {
                     snap.answered, snap.errors, snap.rate, snap.lag_ms
                 ));
             }
-            None => eprintln!("{}", line(&snap, total, started.elapsed())),
+            None => eprintln!("{}", phase_line(phase, &snap, total, started.elapsed())),
         }
     }
 }
@@ -189,6 +203,10 @@ mod tests {
         assert_eq!(
             line(&s, 10, Duration::from_secs(5)),
             "replayer: 5s: sent 3/10, answered 2, errors 1, 12 req/s, lag max 7.0 ms"
+        );
+        assert_eq!(
+            phase_line(Some("baseline"), &s, 10, Duration::from_secs(5)),
+            "replayer: baseline: 5s: sent 3/10, answered 2, errors 1, 12 req/s, lag max 7.0 ms"
         );
     }
 

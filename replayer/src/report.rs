@@ -187,6 +187,9 @@ pub struct Report {
     pub achieved_rps: f64,
     /// Extra counters of the run (TLS, token files, HAR output).
     pub extra: RunExtra,
+    /// The judgement of the responses (validation, noise, correlation, gates); absent on a dry run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub judge: Option<crate::judge::results::JudgeReport>,
 }
 
 /// Counters of the run's optional parts.

@@ -2,9 +2,13 @@
 //! with `--report`):
 //!
 //! ```text
-//! paths ──select──▶ Vec<Exchange> ──Plan::build──▶ Plan ──Plan::pace──▶ Plan ──client::replay──▶ Report
+//! paths ──select──▶ Vec<Exchange> ──Plan::build──▶ Plan ──Plan::pace──▶ Plan ──judge::replay_judged──▶ Report
 //!                                                                   └── --dry-run: the plan, printed
 //! ```
+//!
+//! [`judge::replay_judged`] decides the passes (the `--baseline` one first, then the target) and this module runs
+//! each with `client::replay_with`: its own progress display (the baseline's labelled `baseline`), and HAR
+//! entries (`--har`) from the target pass only. `--max-rate` applies to both passes.
 //!
 //! Checked at start, before anything is sent: where requests may go ([`crate::safety`]), the `--ca-cert` file,
 //! the `--token-file` files and the `{{file.NAME}}` names that use them.
@@ -16,6 +20,7 @@ use std::time::Duration;
 use crate::cli::RunOpts;
 use crate::client::{ClientConfig, ForceProto, OutcomeSink, replay_with};
 use crate::har::{HarStats, HarWriter, entry_from_replayed};
+use crate::judge::{self, Pass};
 use crate::pace::Pacing;
 use crate::plan::Plan;
 use crate::progress::Progress;
@@ -42,9 +47,11 @@ pub fn run(opts: &RunOpts, out: &mut dyn Write) -> anyhow::Result<Report> {
         }
     }
     let tls = match &opts.target {
-        Some(t) if t.scheme == "https" => {
-            Some(Tls::new(&TlsOptions { insecure: opts.insecure, ca_cert: opts.ca_cert.clone() })?)
-        }
+        Some(t) => tls_for(t, opts)?,
+        None => None,
+    };
+    let baseline_tls = match &opts.judge.baseline {
+        Some(b) if !opts.dry_run => tls_for(b, opts)?,
         _ => None,
     };
     let filter = Filter {
@@ -62,6 +69,11 @@ pub fn run(opts: &RunOpts, out: &mut dyn Write) -> anyhow::Result<Report> {
     for w in &selection.warnings {
         eprintln!("replayer: warning: {w}");
     }
+    let judge_setup = if opts.dry_run {
+        None
+    } else {
+        Some(judge::Setup::new(&opts.judge, &selection.exchanges).map_err(anyhow::Error::msg)?)
+    };
     let mut plan = Plan::build(selection.exchanges);
     let pacing = Pacing { scale: opts.time_scale, max_gap: opts.max_gap };
     plan.pace(&pacing);
@@ -94,7 +106,6 @@ pub fn run(opts: &RunOpts, out: &mut dyn Write) -> anyhow::Result<Report> {
     if opts.dry_run {
         report.transform = dry_run(&plan, &target, &transform, force, out)?;
     } else {
-        let progress = Progress::start(opts.progress, plan.request_count() as u64);
         let har = match &opts.har {
             Some(path) => Some(HarSink::create(path)?),
             None => None,
@@ -107,13 +118,35 @@ pub fn run(opts: &RunOpts, out: &mut dyn Write) -> anyhow::Result<Report> {
             concurrency: opts.concurrency as usize,
             tls,
             max_rate: opts.max_rate,
-            keep_detail: har.is_some(),
-            progress: Some(Arc::clone(&progress.counters)),
+            keep_detail: false,
+            progress: None,
+            hook: None,
         };
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-        let sink = har.as_ref().map(HarSink::sink);
-        let result = runtime.block_on(replay_with(plan, cfg, transform, sink));
-        progress.finish();
+        let total = plan.request_count() as u64;
+        let mut plan = Some(plan);
+        // Each pass has its own progress display and counters; only the candidate pass writes HAR entries.
+        let replay_pass = |pass: Pass<'_>, hook| {
+            let mut cfg = ClientConfig { hook, ..cfg.clone() };
+            let (phase, plan, sink) = match pass {
+                Pass::Baseline(base) => {
+                    cfg.target = base.clone();
+                    cfg.tls = baseline_tls.clone();
+                    (Some("baseline"), plan.clone(), None)
+                }
+                Pass::Candidate => {
+                    cfg.keep_detail = har.is_some();
+                    (None, plan.take(), har.as_ref().map(HarSink::sink))
+                }
+            };
+            let Some(plan) = plan else { anyhow::bail!("internal: the plan was replayed already") };
+            let progress = Progress::start_phase(opts.progress, total, phase);
+            cfg.progress = Some(Arc::clone(&progress.counters));
+            let result = runtime.block_on(replay_with(plan, cfg, transform.clone(), sink));
+            progress.finish();
+            Ok(result)
+        };
+        let (judge, result) = judge::replay_judged(judge_setup, &opts.judge, replay_pass)?;
         let mut sent = result.recorder_report;
         sent.target = report.target;
         sent.time_scale = report.time_scale;
@@ -140,12 +173,23 @@ pub fn run(opts: &RunOpts, out: &mut dyn Write) -> anyhow::Result<Report> {
         }
         report = sent;
         out.write_all(report.text().as_bytes())?;
+        if let Some(judge) = judge {
+            judge::finish(&judge, &opts.judge, &mut report, out)?;
+        }
     }
     if let Some(path) = &opts.report {
         let json = serde_json::to_vec_pretty(&report)?;
         std::fs::write(path, json).map_err(|e| anyhow::anyhow!("{}: writing the report: {e}", path.display()))?;
     }
     Ok(report)
+}
+
+/// The TLS connectors for `t` when it is an `https` target (`--insecure`, `--ca-cert`).
+fn tls_for(t: &Target, opts: &RunOpts) -> anyhow::Result<Option<Tls>> {
+    if t.scheme != "https" {
+        return Ok(None);
+    }
+    Ok(Some(Tls::new(&TlsOptions { insecure: opts.insecure, ca_cert: opts.ca_cert.clone() })?))
 }
 
 /// Prints every request that would be sent (after transforms), and the totals.

@@ -27,6 +27,7 @@ pub const TARGETS: &[Target] = &[
     ("segment_reader", 65_536, None),
     ("segment_blocks", 65_536, None),
     ("replayer_args", 4_096, Some("replayer.dict")),
+    ("judge_rules", 16_384, None),
 ];
 
 /// What `cargo xtask fuzz` was asked to do.

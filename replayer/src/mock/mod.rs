@@ -1,0 +1,195 @@
+//! `replayer mock`: serves recorded responses to the service under test, standing in for its dependencies.
+//!
+//! ```text
+//! segments ──select──▶ exchanges ──(--client / --service)──▶ index::Index ──▶ hyper server (HTTP/1.1 + h2c)
+//!   request ──lookup (exact → without body → without query → method+path)──▶ recorded response (+ trailers)
+//!          └─ no match ──▶ 502, x-tapedeck-mock: unmatched; reason=...   (logged, counted)
+//! ```
+//! Binds 127.0.0.1:8081 unless `--listen` names another address. `/__tapedeck/metrics` answers Prometheus text;
+//! SIGINT or SIGTERM prints a stats line (matched, unmatched, match rate) and ends the process with status 0.
+
+pub mod index;
+mod server;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use clap::Args;
+use tapedeck_model::Exchange;
+
+use crate::select::{Filter, select};
+use index::{Fields, Index};
+
+pub use server::{Mock, MockStats};
+
+/// Options of `replayer mock`.
+#[derive(Debug, Args)]
+pub struct MockOpts {
+    /// Segment files, or directories holding them.
+    #[arg(value_name = "PATH", required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Address to listen on (loopback unless another address is given here; port 0: any free port, printed).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8081")]
+    pub listen: SocketAddr,
+    /// Request fields a match uses: a comma list of method, path, query, body, authority.
+    #[arg(long = "match", value_name = "FIELDS", default_value = "method,path,query,body", value_parser = parse_fields)]
+    pub match_on: Fields,
+    /// Only exchanges whose recorded client is this address (IP or IP:PORT; repeatable): the outbound traffic
+    /// of one service.
+    #[arg(long = "client", value_name = "ADDR", value_parser = parse_client)]
+    pub clients: Vec<ClientAddr>,
+    /// Only exchanges with this label (a value, or NAME=VALUE; repeatable).
+    #[arg(long = "service", value_name = "LABEL")]
+    pub services: Vec<String>,
+    /// Status of the answer to an unmatched request (400-599).
+    #[arg(long, value_name = "STATUS", default_value_t = 502, value_parser = clap::value_parser!(u16).range(400..=599))]
+    pub unmatched_status: u16,
+    /// Most unmatched requests logged one by one on standard error (all are counted).
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub log_unmatched: u64,
+    /// Largest request body read for matching (larger ones are matched without their body and counted).
+    #[arg(long, value_name = "BYTES", default_value_t = 16 << 20)]
+    pub max_body: usize,
+}
+
+/// A `--client` address: an IP, or an IP and port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientAddr {
+    /// Any port.
+    Ip(IpAddr),
+    /// This port only.
+    Socket(SocketAddr),
+}
+
+impl ClientAddr {
+    fn matches(&self, a: SocketAddr) -> bool {
+        match self {
+            ClientAddr::Ip(ip) => a.ip() == *ip,
+            ClientAddr::Socket(s) => a == *s,
+        }
+    }
+}
+
+fn parse_fields(s: &str) -> Result<Fields, String> {
+    s.parse()
+}
+
+fn parse_client(s: &str) -> Result<ClientAddr, String> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(ClientAddr::Socket(a));
+    }
+    s.parse::<IpAddr>().map(ClientAddr::Ip).map_err(|_| format!("'{s}': expected an IP address or IP:PORT"))
+}
+
+/// Whether an exchange belongs to the selected clients or services (no selection: all).
+pub fn selected(ex: &Exchange, clients: &[ClientAddr], services: &[String]) -> bool {
+    let by_client = clients.iter().any(|c| c.matches(ex.client));
+    let by_label = services.iter().any(|s| match s.split_once('=') {
+        Some((n, v)) => ex.labels.iter().any(|(ln, lv)| ln == n && lv == v),
+        None => ex.labels.iter().any(|(_, lv)| lv == s),
+    });
+    (clients.is_empty() && services.is_empty()) || by_client || by_label
+}
+
+/// Loads the recorded exchanges and indexes them.
+pub fn load(opts: &MockOpts) -> anyhow::Result<(Index, u64)> {
+    let selection = select(&opts.paths, &Filter::default())?;
+    for w in &selection.warnings {
+        eprintln!("replayer: warning: {w}");
+    }
+    let before = selection.exchanges.len();
+    let exchanges: Vec<Exchange> =
+        selection.exchanges.into_iter().filter(|e| selected(e, &opts.clients, &opts.services)).collect();
+    let filtered_out = (before - exchanges.len()) as u64;
+    Ok((Index::build(exchanges, opts.match_on), filtered_out))
+}
+
+/// Runs `replayer mock` until SIGINT or SIGTERM.
+pub fn run(opts: &MockOpts) -> anyhow::Result<()> {
+    let (index, filtered_out) = load(opts)?;
+    if index.is_empty() {
+        eprintln!("replayer: warning: no recorded request with its response to serve: every request will be unmatched");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(opts.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("--listen {}: {e}", opts.listen))?;
+        let addr = listener.local_addr()?;
+        let s = &index.stats;
+        eprintln!(
+            "mock: serving {} recorded responses ({} exchanges not selected, {} incomplete, {} with a 1xx status, \
+             {} responses cut at the capture's body cap) on http://{addr}",
+            index.len(),
+            filtered_out,
+            s.skipped_incomplete,
+            s.skipped_interim_status,
+            s.response_truncated,
+        );
+        let mock = Mock::new(index, opts.unmatched_status, opts.log_unmatched, opts.max_body);
+        let stats = mock.stats();
+        server::serve(listener, mock, shutdown()).await;
+        eprintln!("{}", stats.line());
+        Ok(())
+    })
+}
+
+async fn shutdown() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tapedeck_model::{Flags, Protocol, Timing};
+
+    fn ex(client: &str, labels: &[(&str, &str)]) -> Exchange {
+        Exchange {
+            id: 1,
+            connection_id: 1,
+            order: 0,
+            stream_id: None,
+            proto: Protocol::Http11,
+            client: client.parse().unwrap(),
+            server: "10.0.0.2:80".parse().unwrap(),
+            timing: Timing::default(),
+            request: None,
+            response: None,
+            flags: Flags::NONE,
+            labels: labels.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
+            masked_by: vec![],
+        }
+    }
+
+    #[test]
+    fn selection_by_client_or_label() {
+        let a = ex("10.0.0.1:4000", &[("service", "orders")]);
+        let b = ex("10.0.0.5:4000", &[("service", "billing")]);
+        assert!(selected(&a, &[], &[]) && selected(&b, &[], &[]), "no selection: everything");
+        let ip = [parse_client("10.0.0.1").unwrap()];
+        assert!(selected(&a, &ip, &[]) && !selected(&b, &ip, &[]));
+        let port = [parse_client("10.0.0.1:4001").unwrap()];
+        assert!(!selected(&a, &port, &[]));
+        assert!(selected(&b, &[], &["billing".into()]) && !selected(&a, &[], &["billing".into()]));
+        assert!(selected(&a, &[], &["service=orders".into()]) && !selected(&a, &[], &["node=orders".into()]));
+        assert!(parse_client("nope").unwrap_err().contains("nope"));
+    }
+}

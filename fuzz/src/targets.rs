@@ -406,7 +406,7 @@ pub fn replayer_args(data: &[u8]) {
 
     // Variables named with an even number of bytes are "set" (to a value built from the name); others are not.
     let env = |name: &str| name.len().is_multiple_of(2).then(|| format!("<{}>", name.len()));
-    let vars = RuntimeVars { now: "NOW".into(), uuid: "UUID".into() };
+    let vars = RuntimeVars { now: "NOW".into(), uuid: "UUID".into(), files: None };
     let mut offsets = Vec::new();
     let mut scale = TimeScale::default();
     let mut gap = None;

@@ -29,7 +29,9 @@ use crate::pipeline::{
 use crate::reassembly::{FlowTable, ReassemblyStats};
 use crate::retention::{self, RetentionConfig, RetentionStats};
 use crate::session::SessionFactory;
-use crate::source::live::{KernelStats, LiveConfig, LiveSource};
+use crate::source::capture::{self, BackendOptions, Capture};
+use crate::source::ebpf::EbpfCounters;
+use crate::source::live::{KernelStats, LiveConfig};
 use crate::source::{Frame, LinkType};
 use crate::stats::{ExchangeTally, SessionStats};
 
@@ -51,6 +53,8 @@ pub struct LiveOptions {
     pub tick: Duration,
     /// How often retention runs besides after each rotation.
     pub retention_every: Duration,
+    /// The capture backend (libpcap, eBPF, or auto) and the eBPF settings.
+    pub backend: BackendOptions,
 }
 
 impl LiveOptions {
@@ -64,6 +68,7 @@ impl LiveOptions {
             batch_bytes: 256 << 10,
             tick: Duration::from_millis(100),
             retention_every: Duration::from_secs(10),
+            backend: BackendOptions::default(),
         }
     }
 }
@@ -83,8 +88,14 @@ pub struct InterfaceSummary {
     pub truncated: u64,
     /// Packets dropped because the queue to the processing thread was full.
     pub queue_drops: u64,
-    /// libpcap's counters (received, dropped by the kernel, dropped by the interface).
+    /// libpcap's counters (received, dropped by the kernel, dropped by the interface); for the eBPF backend,
+    /// packets matched and lost for lack of ring room.
     pub kernel: KernelStats,
+    /// The capture backend used (`pcap`, `ebpf`).
+    pub backend: String,
+    /// The eBPF program's counters (eBPF backend only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ebpf: Option<EbpfCounters>,
     /// The error that ended its capture early, if any.
     pub error: Option<String>,
 }
@@ -157,11 +168,9 @@ pub fn install_signal_handlers() -> std::io::Result<Arc<AtomicBool>> {
 /// the same order.
 pub fn run_live(opts: LiveOptions, stop: Arc<AtomicBool>, metrics: Arc<Metrics>) -> Result<RunSummary, PipelineError> {
     let started = Instant::now();
-    let mut sources = Vec::with_capacity(opts.interfaces.len());
-    for (i, cfg) in opts.interfaces.iter().enumerate() {
-        let src = LiveSource::open(cfg, i as u32).map_err(|e| PipelineError::Capture(e.to_string()))?;
-        tracing::info!(interface = %cfg.interface, link_type = src.link().0, "capturing");
-        sources.push(src);
+    let sources = capture::open_all(&opts.interfaces, &opts.backend).map_err(PipelineError::Capture)?;
+    for src in &sources {
+        tracing::info!(interface = %src.interface(), link_type = src.link().0, backend = src.backend(), "capturing");
     }
 
     let retention_stats = Arc::new(std::sync::Mutex::new(RetentionStats::default()));
@@ -351,10 +360,16 @@ struct CaptureThread {
 }
 
 impl CaptureThread {
-    fn run(self, mut src: LiveSource) -> InterfaceSummary {
-        let mut out =
-            InterfaceSummary { name: src.interface().to_string(), link_type: src.link().0, ..Default::default() };
+    fn run(self, mut src: Capture) -> InterfaceSummary {
+        let mut out = InterfaceSummary {
+            name: src.interface().to_string(),
+            link_type: src.link().0,
+            backend: src.backend().to_string(),
+            ..Default::default()
+        };
         let mut batch = self.fresh_batch(&src);
+        // Publishes the backend (and its counters) before the first packet.
+        self.kernel_stats(&mut src, &mut out);
         let mut last_stats = Instant::now();
         'outer: while !self.stop.load(Relaxed) {
             let mut got = 0usize;
@@ -397,14 +412,14 @@ impl CaptureThread {
             self.send(&mut batch, &src, &mut out);
         }
         self.kernel_stats(&mut src, &mut out);
-        out.truncated = src.stats().truncated_frames;
+        out.truncated = src.truncated_frames();
         if let Some(m) = self.metrics.interfaces.get(self.index) {
             m.up.store(false, Relaxed);
         }
         out
     }
 
-    fn fresh_batch(&self, src: &LiveSource) -> PacketBatch {
+    fn fresh_batch(&self, src: &Capture) -> PacketBatch {
         let mut b = self.recycle.try_recv().unwrap_or_else(|_| PacketBatch {
             interface: 0,
             link: src.link(),
@@ -417,7 +432,7 @@ impl CaptureThread {
     }
 
     /// Hands the batch over without waiting; a full queue drops it (counted).
-    fn send(&self, batch: &mut PacketBatch, src: &LiveSource, out: &mut InterfaceSummary) {
+    fn send(&self, batch: &mut PacketBatch, src: &Capture, out: &mut InterfaceSummary) {
         let n = batch.packets.len() as u64;
         let bytes = batch.data.len() as u64;
         out.packets += n;
@@ -448,7 +463,13 @@ impl CaptureThread {
         }
     }
 
-    fn kernel_stats(&self, src: &mut LiveSource, out: &mut InterfaceSummary) {
+    fn kernel_stats(&self, src: &mut Capture, out: &mut InterfaceSummary) {
+        if let Some(c) = src.ebpf_counters() {
+            out.ebpf = Some(c);
+            if let Some(m) = self.metrics.interfaces.get(self.index) {
+                m.ebpf.store(&c);
+            }
+        }
         match src.kernel_stats() {
             Ok(k) => {
                 out.kernel = k;

@@ -28,8 +28,8 @@ pub const CFG_LINK: u32 = 0;
 /// `CONFIG` slot: most packet bytes copied into a record (clamped to [`crate::record::MAX_SNAPLEN`]; 0 means
 /// the maximum).
 pub const CFG_SNAPLEN: u32 = 1;
-/// `CONFIG` slot: the reader is woken only once this many bytes are waiting in the ring (0: every record wakes
-/// it).
+/// `CONFIG` slot: a record wakes the reader only when it takes the ring's unread bytes past this many (0: every
+/// record wakes it).
 pub const CFG_WAKEUP_BYTES: u32 = 2;
 /// `CONFIG` slot: which filters are on, a set of [`crate::filter`] `FILTER_*` bits.
 pub const CFG_FILTER: u32 = 3;
@@ -53,7 +53,7 @@ pub const C_RESERVE_FAILED: u32 = 3;
 pub const C_COPY_FAILED: u32 = 4;
 /// `COUNTERS` slot: submitted records whose packet was longer than the snaplen (cut).
 pub const C_TRUNCATED: u32 = 5;
-/// `COUNTERS` slot: submissions that woke the reader (past the wakeup threshold).
+/// `COUNTERS` slot: submissions that woke the reader (those crossing the wakeup threshold).
 pub const C_WAKEUPS: u32 = 6;
 /// Slots in `COUNTERS`.
 pub const COUNTER_SLOTS: u32 = 7;

@@ -4,9 +4,9 @@
 //! (cut at the snaplen), fill in the metadata, copy the bytes, submit. Every packet passes: the classifiers only
 //! return `TC_ACT_UNSPEC` ("next program", or pass when there is none).
 //!
-//! Wakeups are batched: a record is submitted with `BPF_RB_NO_WAKEUP` unless the ring already holds at least
-//! `CFG_WAKEUP_BYTES` unread bytes, so the reader is woken once per batch rather than once per packet; the
-//! reader also drains on a short timer (see docs/ebpf.md).
+//! Wakeups are batched: a record is submitted with `BPF_RB_NO_WAKEUP` unless it takes the ring's unread bytes
+//! past `CFG_WAKEUP_BYTES`, so the reader is woken once per batch rather than once per packet; the reader also
+//! drains on a short timer (see docs/ebpf.md).
 //!
 //! Every outcome is counted in the per-CPU `COUNTERS` map: seen, matched, submitted, reserve failures (no room in
 //! the ring), copy failures, truncated, wakeups.
@@ -138,10 +138,13 @@ const _: () = assert!(core::mem::offset_of!(Record<128>, data) == HEADER_LEN);
 
 #[inline(always)]
 fn submit<const N: usize>(ctx: &TcContext, direction: u32, len: u32, n: usize) {
-    // Decide the wakeup before reserving: wake the reader only once a batch's worth is waiting.
+    // Decide the wakeup before reserving: wake the reader only when this record takes the unread bytes past the
+    // threshold. Above it the reader has been woken already (and is reading, or will find the ring non-empty
+    // when it next polls); below it the reader's drain timer picks the records up.
     let threshold = config(CFG_WAKEUP_BYTES);
     let waiting = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
-    let wake = waiting.saturating_add((HEADER_LEN + N) as u64) >= threshold;
+    let after = waiting.saturating_add((HEADER_LEN + N) as u64);
+    let wake = threshold == 0 || (waiting < threshold && after >= threshold);
     let Some(mut entry) = EVENTS.reserve::<Record<N>>(0) else {
         count(C_RESERVE_FAILED);
         return;

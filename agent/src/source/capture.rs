@@ -59,6 +59,13 @@ impl BackendOptions {
             pcap_filter = Some(f.to_bpf_expression());
             out.ebpf_filter = Some(f);
         }
+        // With the eBPF backend only, a filter it cannot run is a bad flag (auto falls back instead).
+        if backend == Backend::Ebpf
+            && out.ebpf_filter.is_none()
+            && let Some(expr) = filter
+        {
+            EbpfFilter::from_bpf_expression(expr).map_err(|e| e.to_string())?;
+        }
         let in_u32 = |v: Option<u64>, flag: &str, min: u64| -> Result<Option<u32>, String> {
             v.map(|v| {
                 u32::try_from(v)
@@ -228,6 +235,27 @@ mod tests {
         let opts = BackendOptions { ebpf_filter: Some(flags.clone()), ring_size: Some(4096), ..opts };
         let c = opts.ebpf_config(&live).unwrap();
         assert_eq!((c.filter, c.ring_size), (flags, 4096));
+    }
+
+    #[test]
+    fn flags_become_options_and_the_pcap_filter() {
+        let ports = [8000u16];
+        let cidrs = ["10.0.0.0/8".to_string()];
+        let (o, f) = BackendOptions::from_flags(Backend::Auto, &ports, &cidrs, Some(4096), None, None).unwrap();
+        assert_eq!(f.as_deref(), Some("tcp and (port 8000) and (net 10.0.0.0/8)"));
+        assert_eq!(o.ebpf_filter.unwrap().ports, [8000]);
+        assert_eq!(o.ring_size, Some(4096));
+        let e = BackendOptions::from_flags(Backend::Auto, &ports, &[], None, None, Some("tcp")).unwrap_err();
+        assert!(e.contains("one or the other"), "{e}");
+        let e = BackendOptions::from_flags(Backend::Ebpf, &[], &[], None, None, Some("icmp")).unwrap_err();
+        assert!(e.contains("icmp") && e.contains("tcp port N"), "{e}");
+        // auto and pcap accept any filter (auto falls back to libpcap when opening).
+        for b in [Backend::Auto, Backend::Pcap] {
+            let (_, f) = BackendOptions::from_flags(b, &[], &[], None, None, Some("icmp")).unwrap();
+            assert_eq!(f.as_deref(), Some("icmp"));
+        }
+        let e = BackendOptions::from_flags(Backend::Ebpf, &[], &[], Some(100), None, None).unwrap_err();
+        assert!(e.contains("--ebpf-ring-size"), "{e}");
     }
 
     #[test]

@@ -223,3 +223,182 @@ fn ebpf_exchanges_equal_libpcap_exchanges_on_the_same_traffic() {
     assert_eq!(packets_e, submitted, "every record became a packet of the pipeline");
     assert!(text_p.contains(&format!("tapedeck_capture_backend{{interface=\"{iface}\",backend=\"pcap\"}} 1")));
 }
+
+#[test]
+fn kernel_filters_drop_what_they_exclude_and_count_it() {
+    let mut net = ebpf_setup!();
+    let tmp = tempfile::tempdir().unwrap();
+    let www = www(tmp.path());
+    net.start_server(&www).unwrap();
+    // A second HTTP server on another port.
+    let other = H2_PORT.to_string();
+    net.spawn_in_server(&[
+        "python3",
+        "-m",
+        "http.server",
+        &other,
+        "--bind",
+        SERVER_IP,
+        "--directory",
+        www.to_str().unwrap(),
+    ])
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while net
+        .in_ns(&net.server_ns, &["curl", "-s", "-o", "/dev/null", "--max-time", "1"])
+        .arg(format!("http://{SERVER_IP}:{H2_PORT}/a.txt"))
+        .status()
+        .is_ok_and(|s| !s.success())
+    {
+        assert!(Instant::now() < deadline, "the second server did not answer");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let port = PORT.to_string();
+    let agents: [(&str, Vec<&str>); 3] = [
+        // Only port 8000.
+        ("127.0.0.1:9481", vec!["--ebpf-port", &port]),
+        // A prefix no traffic is in.
+        ("127.0.0.1:9482", vec!["--ebpf-cidr", "10.99.0.0/16"]),
+        // Port 8001 and the veth's prefix, both.
+        ("127.0.0.1:9483", vec!["--ebpf-port", &other, "--ebpf-cidr", "10.213.0.0/24"]),
+    ];
+    let mut running = Vec::new();
+    for (i, (addr, flags)) in agents.iter().enumerate() {
+        let out = tmp.path().join(format!("out{i}"));
+        let log = tmp.path().join(format!("agent{i}.log"));
+        let mut args = vec!["--backend", "ebpf"];
+        args.extend(flags.iter().copied());
+        running.push((net.start_agent_at(addr, &out, &args, &log), out, log, *addr));
+    }
+    assert_eq!(net.curl(&[], "/a.txt"), 200);
+    assert_eq!(net.curl(&[], "/b.json"), 200);
+    let other_url = format!("http://{SERVER_IP}:{H2_PORT}/a.txt");
+    let ok = net.in_ns(&net.client_ns, &["curl", "-s", "-o", "/dev/null", "--max-time", "5", &other_url]).status();
+    assert!(ok.is_ok_and(|s| s.success()));
+    // Not TCP at all: seen, never matched.
+    run(&["ip", "netns", "exec", &net.client_ns, "ping", "-c", "3", "-i", "0.2", "-W", "1", SERVER_IP]).ok();
+
+    let expect_exchanges = [2u64, 0, 1];
+    let mut texts = Vec::new();
+    for ((agent, out, log, addr), n) in running.iter_mut().zip(expect_exchanges) {
+        let text = if n > 0 {
+            wait_exchanges(&net, addr, n, log);
+            std::thread::sleep(Duration::from_millis(700));
+            net.fetch_at(addr, "/metrics").1
+        } else {
+            std::thread::sleep(Duration::from_millis(700));
+            net.fetch_at(addr, "/metrics").1
+        };
+        stop(agent, log);
+        texts.push((text, read_all(out)));
+    }
+    let c = |i: usize, name: &str| ebpf_metric(&net, &texts[i].0, name);
+    for i in 0..3 {
+        eprintln!("agent {i}: seen {}, matched {}, submitted {}", c(i, "seen"), c(i, "matched"), c(i, "submitted"));
+        // Three HTTP connections (about 10 packets each) and ICMP: every agent's classifiers see them all.
+        assert!(c(i, "seen") >= 30, "agent {i}\n{}", texts[i].0);
+        assert_eq!(c(i, "submitted"), c(i, "matched"), "agent {i}: nothing lost");
+        assert_eq!(c(i, "reserve_failures"), 0);
+    }
+    // Port 8000 only: the other connection and the pings were dropped in the kernel.
+    assert!(c(0, "seen") > c(0, "matched") && c(0, "matched") > 0);
+    let paths: Vec<(String, String, u16)> = texts[0].1.iter().map(summary_of).collect();
+    assert_eq!(paths.len(), 2, "{paths:?}");
+    assert!(texts[0].1.iter().all(|e| e.server.port() == PORT));
+    // A prefix outside the traffic: nothing matched, nothing recorded.
+    assert_eq!(c(1, "matched"), 0, "{}", texts[1].0);
+    assert!(texts[1].1.is_empty());
+    // Port 8001 within 10.213.0.0/24: only the one exchange on 8001.
+    assert!(c(2, "seen") > c(2, "matched") && c(2, "matched") > 0);
+    assert_eq!(texts[2].1.len(), 1);
+    assert_eq!(texts[2].1[0].server.port(), H2_PORT);
+    // The port filter keeps more than the port-and-prefix one (two connections against one).
+    assert!(c(0, "matched") > c(2, "matched"));
+}
+
+#[test]
+fn a_ring_too_small_for_the_traffic_counts_its_losses_and_flags_gaps() {
+    let mut net = ebpf_setup!();
+    let tmp = tempfile::tempdir().unwrap();
+    let www = www(tmp.path());
+    net.start_server(&www).unwrap();
+    let (out, log, addr) = (tmp.path().join("out"), tmp.path().join("agent.log"), "127.0.0.1:9491");
+    let port = PORT.to_string();
+    let args = ["--backend", "ebpf", "--ebpf-port", &port, "--ebpf-ring-size", "4096"];
+    let mut agent = net.start_agent_at(addr, &out, &args, &log);
+    for _ in 0..3 {
+        assert_eq!(net.curl(&[], "/big.bin"), 200);
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let (_, text) = net.fetch_at(addr, "/metrics");
+    stop(&mut agent, &log);
+    let c = |name: &str| ebpf_metric(&net, &text, name);
+    let (matched, submitted, failed) = (c("matched"), c("submitted"), c("reserve_failures"));
+    eprintln!("small ring: matched {matched}, submitted {submitted}, reserve failures {failed}");
+    // A 4 KiB ring cannot hold a 64 KiB super-packet's record: those are lost, and counted.
+    assert!(failed > 0, "{text}");
+    assert_eq!(matched, submitted + failed + c("copy_failures"), "every matched packet is accounted for\n{text}");
+    let iface = &net.client_if;
+    let drops = metric(&text, &format!("tapedeck_kernel_drops_total{{interface=\"{iface}\"}}"));
+    assert_eq!(drops, Some(failed), "reserve failures are the interface's kernel drops");
+    // The pipeline saw the holes: counted gaps, and exchanges flagged (not silently short).
+    let gaps = metric(&text, "tapedeck_gaps_total").unwrap();
+    assert!(gaps > 0, "no gaps counted\n{text}");
+    let exchanges = read_all(&out);
+    assert!(
+        exchanges.iter().any(|e| e.flags.contains(Flags::GAP)),
+        "no exchange flagged: {:?}",
+        exchanges.iter().map(|e| e.flags.names()).collect::<Vec<_>>()
+    );
+    assert!(
+        exchanges
+            .iter()
+            .all(|e| e.response.as_ref().is_none_or(|r| r.body.full_len < 3_000_000) || e.flags.contains(Flags::GAP)),
+        "a body seen whole through a lossy ring?"
+    );
+}
+
+#[test]
+fn unsupported_filters_are_refused_by_ebpf_and_make_auto_fall_back() {
+    let mut net = ebpf_setup!();
+    let tmp = tempfile::tempdir().unwrap();
+    let www = www(tmp.path());
+    net.start_server(&www).unwrap();
+    let out = tmp.path().join("out");
+    // --backend ebpf: a bad flag (exit 2) naming what is supported.
+    let refused = net
+        .in_ns(&net.client_ns, &[AGENT, "--iface", &net.client_if, "--out"])
+        .arg(&out)
+        .args(["--backend", "ebpf", "--filter", "tcp port 8000 and host 10.213.0.1"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{err}");
+    assert!(err.contains("tcp port N") && err.contains("--ebpf-port"), "{err}");
+
+    // --backend auto with the same filter: libpcap, said once in the log, and capturing.
+    let (log, addr) = (tmp.path().join("auto.log"), "127.0.0.1:9495");
+    let args = ["--backend", "auto", "--filter", "tcp port 8000 and host 10.213.0.1"];
+    let mut agent = net.start_agent_at(addr, &out, &args, &log);
+    assert_eq!(net.curl(&[], "/a.txt"), 200);
+    let text = wait_exchanges(&net, addr, 1, &log);
+    stop(&mut agent, &log);
+    let iface = &net.client_if;
+    assert!(text.contains(&format!("tapedeck_capture_backend{{interface=\"{iface}\",backend=\"pcap\"}} 1")), "{text}");
+    let logged = log_text(&log);
+    let lines: Vec<&str> = logged.lines().filter(|l| l.contains("capture backend")).collect();
+    assert_eq!(lines.len(), 1, "{logged}");
+    assert!(lines[0].contains("libpcap") && lines[0].contains("tcp port N"), "{}", lines[0]);
+    assert_eq!(read_all(&out).len(), 1);
+
+    // --backend auto with a supported filter: eBPF.
+    let (out2, log2, addr2) = (tmp.path().join("out2"), tmp.path().join("auto2.log"), "127.0.0.1:9496");
+    let mut agent = net.start_agent_at(addr2, &out2, &["--backend", "auto", "--filter", "tcp port 8000"], &log2);
+    assert_eq!(net.curl(&[], "/b.json"), 200);
+    let text = wait_exchanges(&net, addr2, 1, &log2);
+    stop(&mut agent, &log2);
+    assert!(text.contains(&format!("tapedeck_capture_backend{{interface=\"{iface}\",backend=\"ebpf\"}} 1")), "{text}");
+    let logged = log_text(&log2);
+    assert!(logged.lines().any(|l| l.contains("capture backend: eBPF")), "{logged}");
+    assert_eq!(read_all(&out2).len(), 1);
+}

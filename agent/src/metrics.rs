@@ -228,7 +228,8 @@ impl Metrics {
             let _ =
                 writeln!(out, "tapedeck_capture_backend{{interface=\"{}\",backend=\"{backend}\"}} 1", escape(&i.name));
         }
-        let series: [(&str, &str, fn(&EbpfMetrics) -> &AtomicU64); 6] = [
+        type Series = (&'static str, &'static str, fn(&EbpfMetrics) -> &AtomicU64);
+        let series: [Series; 6] = [
             ("seen", "Packets the eBPF classifiers saw (both directions).", |e| &e.seen),
             ("matched", "TCP packets that passed the eBPF filter.", |e| &e.matched),
             ("submitted", "Packet records submitted to the eBPF ring buffer.", |e| &e.submitted),

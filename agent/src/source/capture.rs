@@ -106,7 +106,13 @@ pub enum Capture {
     /// libpcap.
     Pcap(LiveSource),
     /// The eBPF program.
-    Ebpf(EbpfSource),
+    Ebpf(Box<EbpfSource>),
+}
+
+impl std::fmt::Debug for Capture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Capture").field("backend", &self.backend()).field("interface", &self.interface()).finish()
+    }
 }
 
 impl Capture {
@@ -213,7 +219,7 @@ fn open_ebpf(interfaces: &[LiveConfig], opts: &BackendOptions) -> Result<Vec<Cap
     let configs = interfaces.iter().map(|c| opts.ebpf_config(c)).collect::<Result<Vec<_>, _>>()?;
     let mut out = Vec::with_capacity(configs.len());
     for (i, cfg) in configs.iter().enumerate() {
-        out.push(Capture::Ebpf(EbpfSource::open(cfg, i as u32).map_err(|e| e.to_string())?));
+        out.push(Capture::Ebpf(Box::new(EbpfSource::open(cfg, i as u32).map_err(|e| e.to_string())?)));
     }
     Ok(out)
 }

@@ -116,7 +116,7 @@ pub enum EbpfError {
         interface: String,
         /// aya's reason.
         #[source]
-        source: aya::EbpfError,
+        source: Box<aya::EbpfError>,
         /// A hint about privileges, or empty.
         hint: &'static str,
     },
@@ -131,7 +131,7 @@ pub enum EbpfError {
         program: &'static str,
         /// aya's reason (with the verifier's log when verification failed).
         #[source]
-        source: ProgramError,
+        source: Box<ProgramError>,
         /// A hint about privileges, or empty.
         hint: &'static str,
     },
@@ -282,7 +282,7 @@ impl EbpfSource {
             let prog = classifier(&mut ebpf, program, &iface)?;
             let perr = |what, source: ProgramError| {
                 let hint = hint_for(&source);
-                EbpfError::Program { interface: iface.clone(), what, program, source, hint }
+                EbpfError::Program { interface: iface.clone(), what, program, source: Box::new(source), hint }
             };
             prog.load().map_err(|e| perr("loading", e))?;
             if let Err(first) = prog.attach(&cfg.interface, kind) {
@@ -409,7 +409,7 @@ impl EbpfSource {
 fn load(obj: &[u8], ring_bytes: u32, iface: &str) -> Result<Ebpf, EbpfError> {
     EbpfLoader::new().map_max_entries(m::EVENTS, ring_bytes).load(obj).map_err(|source| {
         let hint = hint_for(&source);
-        EbpfError::Load { interface: iface.to_string(), source, hint }
+        EbpfError::Load { interface: iface.to_string(), source: Box::new(source), hint }
     })
 }
 
@@ -490,7 +490,7 @@ pub fn verify() -> Result<(), EbpfError> {
         let prog = classifier(&mut ebpf, program, "-")?;
         prog.load().map_err(|source| {
             let hint = hint_for(&source);
-            EbpfError::Program { interface: "-".into(), what: "loading", program, source, hint }
+            EbpfError::Program { interface: "-".into(), what: "loading", program, source: Box::new(source), hint }
         })?;
     }
     Ok(())

@@ -402,3 +402,64 @@ fn unsupported_filters_are_refused_by_ebpf_and_make_auto_fall_back() {
     assert!(logged.lines().any(|l| l.contains("capture backend: eBPF")), "{logged}");
     assert_eq!(read_all(&out2).len(), 1);
 }
+
+#[test]
+fn on_loopback_each_packet_is_captured_once_as_with_libpcap() {
+    let mut net = ebpf_setup!();
+    let tmp = tempfile::tempdir().unwrap();
+    let www = www(tmp.path());
+    let server = net
+        .in_ns(&net.client_ns, &["python3", "-m", "http.server", "8080", "--bind", "127.0.0.1", "--directory"])
+        .arg(&www)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    net.children.push(server);
+    let url = "http://127.0.0.1:8080/a.txt";
+    let get = |net: &Net| {
+        net.in_ns(&net.client_ns, &["curl", "-s", "-o", "/dev/null", "--max-time", "2", url])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !get(&net) {
+        assert!(Instant::now() < deadline, "the loopback server did not answer");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut agents = Vec::new();
+    for (backend, addr) in [("ebpf", "127.0.0.1:9501"), ("pcap", "127.0.0.1:9502")] {
+        let (out, log) = (tmp.path().join(backend), tmp.path().join(format!("{backend}.log")));
+        // The metrics listener is on loopback too: only port 8080 is kept.
+        let args = ["--iface", "lo", "--backend", backend, "--ebpf-port", "8080"];
+        let child = net
+            .in_ns(&net.client_ns, &[AGENT, "--metrics-addr", addr, "--out"])
+            .arg(&out)
+            .args(args)
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        agents.push((Agent(child), out, log, addr));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while net.fetch_at(addr, "/healthz").0 != 200 {
+            assert!(Instant::now() < deadline, "{backend} agent not ready");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    for _ in 0..3 {
+        assert!(get(&net));
+    }
+    let mut results = Vec::new();
+    for (agent, out, log, addr) in &mut agents {
+        let text = wait_exchanges(&net, addr, 3, log);
+        std::thread::sleep(Duration::from_millis(700));
+        let text = Some(net.fetch_at(addr, "/metrics").1).filter(|t| !t.is_empty()).unwrap_or(text);
+        stop(agent, log);
+        let packets = metric(&text, "tapedeck_packets_total{interface=\"lo\"}").unwrap();
+        results.push((packets, keys(out)));
+    }
+    eprintln!("loopback packets: eBPF {}, libpcap {}", results[0].0, results[1].0);
+    assert_eq!(results[0].0, results[1].0, "packet counts differ");
+    assert_eq!(results[0].1, results[1].1);
+    assert_eq!(results[0].1.len(), 3);
+}

@@ -247,8 +247,20 @@ impl std::fmt::Debug for EbpfSource {
     }
 }
 
-/// The link type of an interface, from its ARPHRD type, and what the program expects in front of IP.
-fn link_of(interface: &str) -> Result<(LinkType, u64), EbpfError> {
+/// What an interface looks like to the program.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Link {
+    /// The link type of the records.
+    link: LinkType,
+    /// What the program finds in front of IP (`LINK_*`).
+    program: u64,
+    /// Loopback: every packet leaves and comes back through the same interface, so only ingress is attached
+    /// (libpcap likewise skips loopback's outgoing copies); elsewhere both directions are.
+    loopback: bool,
+}
+
+/// The link of an interface, from its ARPHRD type.
+fn link_of(interface: &str) -> Result<Link, EbpfError> {
     let unsupported = |reason: String| EbpfError::Unsupported { interface: interface.to_string(), reason };
     if interface == "any" {
         return Err(unsupported(
@@ -261,9 +273,9 @@ fn link_of(interface: &str) -> Result<(LinkType, u64), EbpfError> {
     let text = std::fs::read_to_string(&path).map_err(|e| unsupported(format!("no such interface ({path}: {e})")))?;
     match text.trim().parse::<u32>() {
         // ARPHRD_ETHER, ARPHRD_LOOPBACK: an Ethernet header.
-        Ok(1 | 772) => Ok((LinkType::ETHERNET, m::LINK_ETHERNET)),
+        Ok(t @ (1 | 772)) => Ok(Link { link: LinkType::ETHERNET, program: m::LINK_ETHERNET, loopback: t == 772 }),
         // ARPHRD_NONE (tun, wireguard), ARPHRD_RAWIP: the IP header first.
-        Ok(65534 | 519) => Ok((LinkType::RAW, m::LINK_RAW)),
+        Ok(65534 | 519) => Ok(Link { link: LinkType::RAW, program: m::LINK_RAW, loopback: false }),
         Ok(t) => Err(unsupported(format!("link type {t} (ARPHRD) is not supported; use --backend pcap"))),
         Err(_) => Err(unsupported(format!("unreadable link type {:?} in {path}", text.trim()))),
     }
@@ -274,11 +286,16 @@ impl EbpfSource {
     /// put in every frame's `interface` field.
     pub fn open(cfg: &EbpfConfig, index: u32) -> Result<Self, EbpfError> {
         let obj = object().ok_or(EbpfError::NotBuilt)?;
-        let (link, link_cfg) = link_of(&cfg.interface)?;
+        let link = link_of(&cfg.interface)?;
         let iface = cfg.interface.clone();
         let mut ebpf = load(obj, cfg.ring_bytes(), &iface)?;
-        configure(&mut ebpf, cfg, link_cfg)?;
-        for (program, kind) in [(m::PROG_INGRESS, TcAttachType::Ingress), (m::PROG_EGRESS, TcAttachType::Egress)] {
+        configure(&mut ebpf, cfg, link.program)?;
+        let directions: &[(&'static str, TcAttachType)] = if link.loopback {
+            &[(m::PROG_INGRESS, TcAttachType::Ingress)]
+        } else {
+            &[(m::PROG_INGRESS, TcAttachType::Ingress), (m::PROG_EGRESS, TcAttachType::Egress)]
+        };
+        for &(program, kind) in directions {
             let prog = classifier(&mut ebpf, program, &iface)?;
             let perr = |what, source: ProgramError| {
                 let hint = hint_for(&source);
@@ -301,7 +318,7 @@ impl EbpfSource {
         Ok(EbpfSource {
             interface: cfg.interface.clone(),
             index,
-            link,
+            link: link.link,
             ring,
             counters,
             _ebpf: ebpf,
@@ -521,7 +538,8 @@ mod tests {
         assert!(e.contains("any") && e.contains("--backend pcap"), "{e}");
         let e = link_of("tapedeck-no-such0").unwrap_err().to_string();
         assert!(e.contains("tapedeck-no-such0"), "{e}");
-        assert_eq!(link_of("lo").unwrap().0, LinkType::ETHERNET);
+        let lo = link_of("lo").unwrap();
+        assert_eq!((lo.link, lo.loopback), (LinkType::ETHERNET, true));
     }
 
     #[test]

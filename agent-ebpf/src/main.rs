@@ -108,9 +108,6 @@ fn capture(ctx: &TcContext, direction: u32) {
     count(C_MATCHED);
     let len = ctx.len();
     let n = capture_len(len, config(CFG_SNAPLEN));
-    if n < len as usize {
-        count(C_TRUNCATED);
-    }
     // One branch per size class: the ring's reserve needs a size the verifier knows.
     if n <= CLASSES[0] {
         submit::<{ CLASSES[0] }>(ctx, direction, len, n);
@@ -171,6 +168,9 @@ fn submit<const N: usize>(ctx: &TcContext, direction: u32, len: u32, n: usize) {
         entry.submit(BPF_RB_NO_WAKEUP as u64);
     }
     count(C_SUBMITTED);
+    if n < len as usize {
+        count(C_TRUNCATED);
+    }
 }
 
 #[cfg(not(test))]

@@ -435,8 +435,11 @@ fn classifier<'a>(
     program: &'static str,
     iface: &str,
 ) -> Result<&'a mut SchedClassifier, EbpfError> {
-    let missing = |reason: String| EbpfError::Map { interface: iface.to_string(), map: program, reason };
-    let p = ebpf.program_mut(program).ok_or_else(|| missing("program missing from the object".into()))?;
+    let missing = |reason: String| EbpfError::Unsupported {
+        interface: iface.to_string(),
+        reason: format!("{program}: {reason}"),
+    };
+    let p = ebpf.program_mut(program).ok_or_else(|| missing("the program is missing from the object".into()))?;
     p.try_into().map_err(|e: ProgramError| missing(e.to_string()))
 }
 

@@ -12,8 +12,12 @@ pub const EGRESS: u32 = 1;
 pub const HEADER_LEN: usize = 24;
 
 /// Packet bytes a record can hold, smallest first. A packet goes into the smallest class that holds
-/// `min(len, snaplen)` bytes. The largest holds a 64 KiB GSO/GRO super-packet with its link-layer header.
-pub const CLASSES: [usize; 6] = [128, 512, 2048, 8192, 32_768, MAX_SNAPLEN];
+/// `min(len, snaplen)` bytes. Small packets (ACKs, requests) and MTU-sized ones get tight classes; GSO/GRO
+/// super-packets (up to 64 KiB, typical of bulk transfers on veth and loopback) get 8 KiB steps, so a record
+/// wastes at most 8 KiB of ring beside them (with power-of-two steps a 33 KiB packet would take 64 KiB, and a ring
+/// would hold far fewer of them). The largest holds a 64 KiB super-packet with its link-layer header.
+pub const CLASSES: [usize; 12] =
+    [128, 512, 1600, 4096, 8192, 16_384, 24_576, 32_768, 40_960, 49_152, 57_344, MAX_SNAPLEN];
 
 /// The most packet bytes one record carries; longer packets are cut (counted as truncated).
 pub const MAX_SNAPLEN: usize = 65_536 + 256;
@@ -113,10 +117,14 @@ mod tests {
         assert_eq!(class_for(0), Some(0));
         assert_eq!(class_for(128), Some(0));
         assert_eq!(class_for(129), Some(1));
-        assert_eq!(class_for(1514), Some(2));
-        assert_eq!(class_for(65_549), Some(5), "a 64 KiB IP packet with its Ethernet header fits");
+        assert_eq!(class_for(1514), Some(2), "an MTU-sized Ethernet frame");
+        assert_eq!(class_for(1601), Some(3));
+        assert_eq!(class_for(33_000), Some(8));
+        assert_eq!(class_for(65_549), Some(11), "a 64 KiB IP packet with its Ethernet header fits");
         assert_eq!(class_for(MAX_SNAPLEN + 1), None);
         assert!(CLASSES.windows(2).all(|w| w[0] < w[1]));
+        // Beyond the MTU classes no step is over 8 KiB: the ring holds super-packets nearly at their size.
+        assert!(CLASSES.windows(2).skip(4).all(|w| w[1] - w[0] <= 8192 + 256), "{CLASSES:?}");
         assert_eq!(capture_len(1514, 0), 1514);
         assert_eq!(capture_len(1514, 96), 96);
         assert_eq!(capture_len(60, 262_144), 60);

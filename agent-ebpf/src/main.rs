@@ -109,19 +109,17 @@ fn capture(ctx: &TcContext, direction: u32) {
     let len = ctx.len();
     let n = capture_len(len, config(CFG_SNAPLEN));
     // One branch per size class: the ring's reserve needs a size the verifier knows.
-    if n <= CLASSES[0] {
-        submit::<{ CLASSES[0] }>(ctx, direction, len, n);
-    } else if n <= CLASSES[1] {
-        submit::<{ CLASSES[1] }>(ctx, direction, len, n);
-    } else if n <= CLASSES[2] {
-        submit::<{ CLASSES[2] }>(ctx, direction, len, n);
-    } else if n <= CLASSES[3] {
-        submit::<{ CLASSES[3] }>(ctx, direction, len, n);
-    } else if n <= CLASSES[4] {
-        submit::<{ CLASSES[4] }>(ctx, direction, len, n);
-    } else {
-        submit::<MAX_SNAPLEN>(ctx, direction, len, n);
+    macro_rules! by_class {
+        ($($i:literal)*) => {$(
+            if n <= CLASSES[$i] {
+                submit::<{ CLASSES[$i] }>(ctx, direction, len, n);
+                return;
+            }
+        )*};
     }
+    by_class!(0 1 2 3 4 5 6 7 8 9 10);
+    const _: () = assert!(CLASSES.len() == 12 && CLASSES[11] == MAX_SNAPLEN);
+    submit::<MAX_SNAPLEN>(ctx, direction, len, n);
 }
 
 /// A record of one size class.

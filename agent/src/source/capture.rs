@@ -265,7 +265,7 @@ mod tests {
     }
 
     #[test]
-    fn ebpf_on_any_is_an_error_and_auto_falls_back() {
+    fn ebpf_on_any_is_an_error() {
         let live = LiveConfig::new("any");
         let e = open_all(std::slice::from_ref(&live), &BackendOptions { backend: Backend::Ebpf, ..Default::default() })
             .unwrap_err();

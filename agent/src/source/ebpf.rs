@@ -171,7 +171,7 @@ fn hint_for(e: &(dyn std::error::Error + 'static)) -> &'static str {
     if text.contains("Operation not permitted") || text.contains("Permission denied") { PRIVILEGE_HINT } else { "" }
 }
 
-/// The kernel program's counters, summed over CPUs.
+/// The kernel program's counters, summed over CPUs, and the reader's count of malformed records.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct EbpfCounters {
     /// Packets the classifiers saw (every packet on the interface, both directions).
@@ -189,6 +189,8 @@ pub struct EbpfCounters {
     /// Submissions that woke the reader (past the wakeup threshold); the rest were read on the drain timer or
     /// along with a woken batch.
     pub wakeups: u64,
+    /// Records the reader skipped as malformed (shorter than their header or declared length; never expected).
+    pub malformed_records: u64,
 }
 
 /// Counters of the user side of an eBPF source.
@@ -400,7 +402,7 @@ impl EbpfSource {
         }
     }
 
-    /// The kernel program's counters (summed over CPUs).
+    /// The kernel program's counters (summed over CPUs), with the reader's malformed records.
     pub fn counters(&self) -> Result<EbpfCounters, EbpfError> {
         let get = |slot: u32| -> Result<u64, EbpfError> {
             let v = self.counters.get(&slot, 0).map_err(|e| EbpfError::Map {
@@ -418,6 +420,7 @@ impl EbpfSource {
             copy_failures: get(m::C_COPY_FAILED)?,
             truncated: get(m::C_TRUNCATED)?,
             wakeups: get(m::C_WAKEUPS)?,
+            malformed_records: self.stats.malformed_records,
         })
     }
 }

@@ -463,3 +463,40 @@ fn on_loopback_each_packet_is_captured_once_as_with_libpcap() {
     assert_eq!(results[0].1, results[1].1);
     assert_eq!(results[0].1.len(), 3);
 }
+
+#[test]
+fn a_short_snaplen_cuts_the_same_way_as_libpcap() {
+    let mut net = ebpf_setup!();
+    let tmp = tempfile::tempdir().unwrap();
+    let www = www(tmp.path());
+    net.start_server(&www).unwrap();
+    let mut agents = Vec::new();
+    for (backend, addr) in [("ebpf", "127.0.0.1:9511"), ("pcap", "127.0.0.1:9512")] {
+        let (out, log) = (tmp.path().join(backend), tmp.path().join(format!("{backend}.log")));
+        let stats = tmp.path().join(format!("{backend}.json"));
+        let args = ["--backend", backend, "--ebpf-port", "8000", "--snaplen", "200", "--stats-json"];
+        let mut args: Vec<&str> = args.to_vec();
+        args.push(stats.to_str().unwrap());
+        agents.push((net.start_agent_at(addr, &out, &args, &log), out, log, stats));
+    }
+    assert_eq!(net.curl(&[], "/a.txt"), 200);
+    assert_eq!(net.curl(&[], "/big.bin"), 200);
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut results = Vec::new();
+    for (agent, out, log, stats) in &mut agents {
+        stop(agent, log);
+        let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&stats).unwrap()).unwrap();
+        results.push((json["live"]["interfaces"][0].clone(), keys(out)));
+    }
+    let (ebpf, pcap) = (&results[0].0, &results[1].0);
+    let truncated = ebpf["ebpf"]["truncated"].as_u64().unwrap();
+    eprintln!("snaplen 200: eBPF truncated {truncated} of {}, libpcap {}", ebpf["packets"], pcap["truncated"]);
+    assert!(truncated > 0, "{ebpf}");
+    assert_eq!(ebpf["truncated"].as_u64(), Some(truncated), "the reader saw every cut record as cut");
+    assert_eq!(ebpf["packets"], pcap["packets"], "{ebpf}\n{pcap}");
+    assert_eq!(ebpf["truncated"], pcap["truncated"], "{ebpf}\n{pcap}");
+    assert_eq!(results[0].1, results[1].1, "eBPF and libpcap disagree with a short snaplen");
+    let flags: Vec<Vec<String>> = results[0].1.iter().map(|k| k.7.clone()).collect();
+    // Both responses are longer than 200 bytes a packet: the pipeline marks what the cut lost as gaps.
+    assert!(flags.len() == 2 && flags.iter().all(|f| f.iter().any(|n| n == "gap")), "{flags:?}");
+}

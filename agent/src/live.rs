@@ -34,6 +34,8 @@ use crate::pipeline::{
 use crate::reload::{Reloadable, SharedMasking};
 use crate::retention::{self, RetentionConfig, RetentionStats};
 use crate::shard::{Overflow, Sharder, WorkerOptions, WorkerQueues, merge_decode, start_workers, wall_clock};
+use crate::source::capture::{self, BackendOptions, Capture};
+use crate::source::ebpf::EbpfCounters;
 use crate::source::live::{KernelStats, LiveConfig, LiveSource};
 
 /// Everything a live run needs.
@@ -57,6 +59,8 @@ pub struct LiveOptions {
     pub retention_every: Duration,
     /// How often the open segment block is flushed to disk when exchanges were written since the last flush.
     pub flush_interval: Duration,
+    /// The capture backend (libpcap, eBPF, or auto) and the eBPF settings.
+    pub backend: BackendOptions,
 }
 
 impl LiveOptions {
@@ -71,6 +75,7 @@ impl LiveOptions {
             tick: Duration::from_millis(100),
             retention_every: Duration::from_secs(10),
             flush_interval: Duration::from_secs(5),
+            backend: BackendOptions::default(),
         }
     }
 }
@@ -118,8 +123,14 @@ pub struct InterfaceSummary {
     pub truncated: u64,
     /// TCP segments of this interface dropped because a worker's queue was full.
     pub queue_drops: u64,
-    /// libpcap's counters (received, dropped by the kernel, dropped by the interface).
+    /// libpcap's counters (received, dropped by the kernel, dropped by the interface); for the eBPF backend,
+    /// packets matched and lost for lack of ring room.
     pub kernel: KernelStats,
+    /// The capture backend used (`pcap`, `ebpf`).
+    pub backend: String,
+    /// The eBPF program's counters (eBPF backend only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ebpf: Option<EbpfCounters>,
     /// The error that ended its capture early, if any.
     pub error: Option<String>,
 }
@@ -151,11 +162,9 @@ pub fn run_live(
 ) -> Result<RunSummary, PipelineError> {
     let started = Instant::now();
     let stop = Arc::clone(&control.stop);
-    let mut sources = Vec::with_capacity(opts.interfaces.len());
-    for (i, cfg) in opts.interfaces.iter().enumerate() {
-        let src = open_source(cfg, i as u32)?;
-        tracing::info!(interface = %cfg.interface, link_type = src.link().0, "capturing");
-        sources.push(src);
+    let sources = capture::open_all(&opts.interfaces, &opts.backend).map_err(PipelineError::Capture)?;
+    for src in &sources {
+        tracing::info!(interface = %src.interface(), link_type = src.link().0, backend = src.backend(), "capturing");
     }
     crate::privileges::drop_after_capture_open().map_err(|e| PipelineError::Capture(e.to_string()))?;
     let workers_n = opts.capture.workers.max(1);
@@ -409,12 +418,18 @@ const READ_BURST: usize = 4096;
 const DRAIN_FRAMES: u64 = 65_536;
 
 impl CaptureThread {
-    fn run(self, mut src: LiveSource) -> (InterfaceSummary, DecodeStats) {
-        let mut out =
-            InterfaceSummary { name: src.interface().to_string(), link_type: src.link().0, ..Default::default() };
+    fn run(self, mut src: Capture) -> (InterfaceSummary, DecodeStats) {
+        let mut out = InterfaceSummary {
+            name: src.interface().to_string(),
+            link_type: src.link().0,
+            backend: src.backend().to_string(),
+            ..Default::default()
+        };
         let mut decoder = Decoder::new(self.decode);
         let mut sharder = Sharder::new(self.queues.clone(), Overflow::Drop);
         let m = self.metrics.interfaces.get(self.index);
+        // Publishes the backend (and its counters) before the first packet.
+        self.kernel_stats(&mut src, &mut out);
         let mut last_stats = Instant::now();
         'outer: while !self.stop.load(Relaxed) {
             let (mut got, mut bytes) = (0usize, 0u64);
@@ -488,7 +503,7 @@ impl CaptureThread {
             m.queue_drops.store(sharder.dropped, Relaxed);
         }
         self.kernel_stats(&mut src, &mut out);
-        out.truncated = src.stats().truncated_frames;
+        out.truncated = src.truncated_frames();
         if let Some(m) = m {
             m.up.store(false, Relaxed);
         }
@@ -504,7 +519,13 @@ impl CaptureThread {
         }
     }
 
-    fn kernel_stats(&self, src: &mut LiveSource, out: &mut InterfaceSummary) {
+    fn kernel_stats(&self, src: &mut Capture, out: &mut InterfaceSummary) {
+        if let Some(c) = src.ebpf_counters() {
+            out.ebpf = Some(c);
+            if let Some(m) = self.metrics.interfaces.get(self.index) {
+                m.ebpf.store(&c);
+            }
+        }
         match src.kernel_stats() {
             Ok(k) => {
                 out.kernel = k;

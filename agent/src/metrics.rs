@@ -30,6 +30,40 @@ pub struct InterfaceMetrics {
     pub queue_drops: AtomicU64,
     /// Whether its capture thread is still reading.
     pub up: AtomicBool,
+    /// The eBPF program's counters, when the interface uses the eBPF backend.
+    pub ebpf: EbpfMetrics,
+}
+
+/// The eBPF capture program's counters on one interface (see `source::ebpf::EbpfCounters`).
+#[derive(Debug, Default)]
+pub struct EbpfMetrics {
+    /// Whether the interface uses the eBPF backend (else libpcap).
+    pub active: AtomicBool,
+    /// Packets the classifiers saw.
+    pub seen: AtomicU64,
+    /// TCP packets that passed the filter.
+    pub matched: AtomicU64,
+    /// Records submitted to the ring.
+    pub submitted: AtomicU64,
+    /// Matched packets lost because the ring was full.
+    pub reserve_failures: AtomicU64,
+    /// Matched packets lost because copying their bytes failed.
+    pub copy_failures: AtomicU64,
+    /// Submissions that woke the reader.
+    pub wakeups: AtomicU64,
+}
+
+impl EbpfMetrics {
+    /// Stores the program's totals and marks the interface as using eBPF.
+    pub fn store(&self, c: &crate::source::ebpf::EbpfCounters) {
+        self.active.store(true, Relaxed);
+        self.seen.store(c.seen, Relaxed);
+        self.matched.store(c.matched, Relaxed);
+        self.submitted.store(c.submitted, Relaxed);
+        self.reserve_failures.store(c.reserve_failures, Relaxed);
+        self.copy_failures.store(c.copy_failures, Relaxed);
+        self.wakeups.store(c.wakeups, Relaxed);
+    }
 }
 
 /// Counters of one processing worker (flow table, parsers): published by the worker as totals on each tick.
@@ -153,6 +187,7 @@ impl Metrics {
         per_iface(&mut out, "tapedeck_capture_up", "gauge", "1 while the interface's capture thread reads.", &|i| {
             u64::from(i.up.load(Relaxed))
         });
+        self.render_ebpf(&mut out);
         let one = |out: &mut String, name: &str, kind: &str, help: &str, v: &AtomicU64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}", v.load(Relaxed));
         };
@@ -287,6 +322,43 @@ impl Metrics {
             &self.retention_bytes,
         );
         out
+    }
+
+    /// The backend of each interface, and the eBPF counters of those using eBPF.
+    fn render_ebpf(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "# HELP tapedeck_capture_backend The capture backend of each interface (1 for the one in use).\n\
+             # TYPE tapedeck_capture_backend gauge"
+        );
+        for i in &self.interfaces {
+            let backend = if i.ebpf.active.load(Relaxed) { "ebpf" } else { "pcap" };
+            let _ =
+                writeln!(out, "tapedeck_capture_backend{{interface=\"{}\",backend=\"{backend}\"}} 1", escape(&i.name));
+        }
+        type Series = (&'static str, &'static str, fn(&EbpfMetrics) -> &AtomicU64);
+        let series: [Series; 6] = [
+            ("seen", "Packets the eBPF classifiers saw (both directions).", |e| &e.seen),
+            ("matched", "TCP packets that passed the eBPF filter.", |e| &e.matched),
+            ("submitted", "Packet records submitted to the eBPF ring buffer.", |e| &e.submitted),
+            ("reserve_failures", "Matched packets lost because the eBPF ring buffer was full.", |e| {
+                &e.reserve_failures
+            }),
+            ("copy_failures", "Matched packets lost because copying them into the ring failed.", |e| &e.copy_failures),
+            ("wakeups", "Ring submissions that woke the reader (past the wakeup threshold).", |e| &e.wakeups),
+        ];
+        for (name, help, get) in series {
+            let _ =
+                writeln!(out, "# HELP tapedeck_ebpf_{name}_total {help}\n# TYPE tapedeck_ebpf_{name}_total counter");
+            for i in self.interfaces.iter().filter(|i| i.ebpf.active.load(Relaxed)) {
+                let v = get(&i.ebpf).load(Relaxed);
+                let _ = writeln!(
+                    out,
+                    "tapedeck_ebpf_{name}_total{{interface=\"{}\",backend=\"ebpf\"}} {v}",
+                    escape(&i.name)
+                );
+            }
+        }
     }
 
     /// Whether every capture thread is reading and the run is healthy, with a reason when not.
@@ -454,6 +526,13 @@ mod tests {
         m.retention_deletions.store(2, Relaxed);
         m.writer_write_errors.store(4, Relaxed);
         m.writer_dropped_exchanges.store(1234, Relaxed);
+        m.interfaces[1].ebpf.store(&crate::source::ebpf::EbpfCounters {
+            seen: 10,
+            matched: 6,
+            submitted: 5,
+            reserve_failures: 1,
+            ..Default::default()
+        });
         let server = MetricsServer::start("127.0.0.1:0".parse().unwrap(), Arc::clone(&m)).unwrap();
         let r = get(server.local_addr(), "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
         assert!(r.starts_with("HTTP/1.1 200 OK\r\n"), "{r}");
@@ -470,12 +549,19 @@ mod tests {
             "tapedeck_writer_write_errors_total 4",
             "tapedeck_writer_dropped_exchanges_total 1234",
             "# TYPE tapedeck_queue_drops_total counter",
+            "tapedeck_capture_backend{interface=\"eth0\",backend=\"pcap\"} 1",
+            "tapedeck_capture_backend{interface=\"lo\",backend=\"ebpf\"} 1",
+            "tapedeck_ebpf_seen_total{interface=\"lo\",backend=\"ebpf\"} 10",
+            "tapedeck_ebpf_matched_total{interface=\"lo\",backend=\"ebpf\"} 6",
+            "tapedeck_ebpf_submitted_total{interface=\"lo\",backend=\"ebpf\"} 5",
+            "tapedeck_ebpf_reserve_failures_total{interface=\"lo\",backend=\"ebpf\"} 1",
         ] {
             assert!(r.lines().any(|l| l == line), "missing {line:?} in\n{r}");
         }
         // Content-Length matches the body.
         let (head, body) = r.split_once("\r\n\r\n").unwrap();
         assert!(head.contains(&format!("Content-Length: {}", body.len())), "{head}");
+        assert!(!body.contains("tapedeck_ebpf_seen_total{interface=\"eth0\""), "eth0 uses libpcap");
         drop(server);
     }
 

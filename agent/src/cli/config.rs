@@ -88,6 +88,16 @@ pub struct FileConfig {
     pub workers: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub flush_interval: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ebpf_port: Option<Vec<u16>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ebpf_cidr: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ebpf_ring_size: Option<Size>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ebpf_wakeup_bytes: Option<Size>,
 }
 
 /// Flags that are not configuration keys.
@@ -257,6 +267,11 @@ impl FileConfig {
             log_file: a.log_file.clone(),
             workers: Some(a.workers() as u64),
             flush_interval: Some(dur(a.flush_interval)),
+            backend: clap::ValueEnum::to_possible_value(&a.backend).map(|v| v.get_name().to_string()),
+            ebpf_port: Some(a.ebpf_port.clone()),
+            ebpf_cidr: Some(a.ebpf_cidr.clone()),
+            ebpf_ring_size: a.ebpf_ring_size.map(Size::Bytes),
+            ebpf_wakeup_bytes: a.ebpf_wakeup_bytes.map(Size::Bytes),
         }
     }
 
@@ -288,6 +303,8 @@ mod tests {
         a.retain_bytes = Some(1);
         a.mask_policy = Some("p".into());
         a.mask_key_file = Some("k".into());
+        a.ebpf_ring_size = Some(1 << 20);
+        a.ebpf_wakeup_bytes = Some(1 << 16);
         a.stats_json = Some("s".into());
         a.log_file = Some("l".into());
         let table = toml::Table::try_from(FileConfig::from_args(&a)).unwrap_or_else(|e| panic!("{e}"));

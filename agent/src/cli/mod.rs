@@ -12,6 +12,7 @@ use tapedeck_model::segment::SegmentWriterConfig;
 use crate::live::LiveOptions;
 use crate::pipeline::CaptureConfig;
 use crate::retention::RetentionConfig;
+use crate::source::capture::{Backend, BackendOptions};
 use crate::source::live::LiveConfig;
 
 /// tapedeck agent: records HTTP/1.x and HTTP/2 exchanges from packet captures or live interfaces into segment files.
@@ -65,6 +66,52 @@ pub struct Args {
     /// drops packets (counted in tapedeck_kernel_drops_total).
     #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = units::parse_size, conflicts_with = "pcap", env = "TAPEDECK_BUFFER_SIZE")]
     pub buffer_size: u64,
+
+    /// Live capture: the capture backend. `pcap`: libpcap. `ebpf`: tapedeck's own TC eBPF program with a ring
+    /// buffer (TCP only; needs root or CAP_BPF with CAP_NET_ADMIN; filters: --ebpf-port, --ebpf-cidr, or
+    /// --filter 'tcp port N [or tcp port M ...]'). `auto`: eBPF when the agent, kernel and privileges allow it,
+    /// else libpcap (one log line says which and why). See docs/ebpf.md.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "BACKEND",
+        default_value = "pcap",
+        conflicts_with = "pcap",
+        env = "TAPEDECK_BACKEND"
+    )]
+    pub backend: Backend,
+
+    /// Live capture: keep only TCP packets from or to this port (repeatable); checked in the kernel by the eBPF
+    /// backend, turned into a BPF filter for libpcap.
+    #[arg(
+        long = "ebpf-port",
+        value_name = "PORT",
+        conflicts_with = "pcap",
+        env = "TAPEDECK_EBPF_PORT",
+        value_delimiter = ','
+    )]
+    pub ebpf_port: Vec<u16>,
+
+    /// Live capture: keep only TCP packets from or to this address range, e.g. 10.0.0.0/8 or fd00::/8
+    /// (repeatable; with --ebpf-port both must match).
+    #[arg(
+        long = "ebpf-cidr",
+        value_name = "PREFIX",
+        conflicts_with = "pcap",
+        env = "TAPEDECK_EBPF_CIDR",
+        value_delimiter = ','
+    )]
+    pub ebpf_cidr: Vec<String>,
+
+    /// Live capture, eBPF backend: the ring buffer per interface (a power of two; default 16MiB). Packets that
+    /// find it full are lost and counted (tapedeck_ebpf_reserve_failures_total).
+    #[arg(long, value_name = "SIZE", value_parser = units::parse_size, conflicts_with = "pcap", env = "TAPEDECK_EBPF_RING_SIZE")]
+    pub ebpf_ring_size: Option<u64>,
+
+    /// Live capture, eBPF backend: wake the reader once this many bytes wait in the ring (default a quarter of
+    /// the ring, at most 256KiB; smaller batches are read every 10 ms).
+    #[arg(long, value_name = "SIZE", value_parser = units::parse_size, conflicts_with = "pcap", env = "TAPEDECK_EBPF_WAKEUP_BYTES")]
+    pub ebpf_wakeup_bytes: Option<u64>,
 
     /// Live capture: serve Prometheus metrics on /metrics and a health check on /healthz at this address,
     /// e.g. 0.0.0.0:9090.
@@ -230,19 +277,23 @@ impl Args {
             .ok()
             .filter(|b| *b >= 64 << 10 && *b <= i32::MAX as u32)
             .ok_or_else(|| format!("--buffer-size {} must be between 64KiB and 2GiB", self.buffer_size))?;
+        let (backend, filter) = BackendOptions::from_flags(
+            self.backend,
+            &self.ebpf_port,
+            &self.ebpf_cidr,
+            self.ebpf_ring_size,
+            self.ebpf_wakeup_bytes,
+            self.filter.as_deref(),
+        )?;
         let interfaces = self
             .iface
             .iter()
-            .map(|name| LiveConfig {
-                filter: self.filter.clone(),
-                snaplen,
-                buffer_size,
-                ..LiveConfig::new(name.clone())
-            })
+            .map(|name| LiveConfig { filter: filter.clone(), snaplen, buffer_size, ..LiveConfig::new(name.clone()) })
             .collect();
         let mut opts = LiveOptions::new(interfaces, self.capture_config());
         opts.flush_interval = self.flush_interval;
         opts.retention = RetentionConfig { max_age: self.retain_age, max_bytes: self.retain_bytes };
+        opts.backend = backend;
         Ok(opts)
     }
 }

@@ -13,6 +13,8 @@
 //! resynchronise: after a bad length nothing says where the next record starts, and a guessed header would feed
 //! invented packets to reassembly. Everything read before the damage has been delivered.
 
+pub mod capture;
+pub mod ebpf;
 mod error;
 pub mod live;
 mod pcap;

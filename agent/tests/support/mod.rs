@@ -164,6 +164,58 @@ impl Net {
     }
 }
 
+impl Net {
+    /// GET on a metrics listener at `addr` inside the client namespace (for several agents at once).
+    pub fn fetch_at(&self, addr: &str, path: &str) -> (u16, String) {
+        let out = self
+            .in_ns(&self.client_ns, &["curl", "-s", "--max-time", "2", "-w", "\n%{http_code}"])
+            .arg(format!("http://{addr}{path}"))
+            .output()
+            .expect("running curl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (code.trim().parse().unwrap_or(0), body.to_string())
+    }
+
+    /// [`Net::start_agent`] with its metrics on `metrics` (so that several agents can run on the same veth).
+    pub fn start_agent_at(&self, metrics: &str, out: &Path, extra: &[&str], log: &Path) -> Agent {
+        let log_file = std::fs::File::create(log).unwrap();
+        let child = self
+            .in_ns(&self.client_ns, &[AGENT, "--iface", &self.client_if, "--metrics-addr", metrics, "--out"])
+            .arg(out)
+            .args(extra)
+            .env("TAPEDECK_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("starting the agent");
+        let mut agent = Agent(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if self.fetch_at(metrics, "/healthz").0 == 200 {
+                return agent;
+            }
+            if let Some(status) = agent.0.try_wait().unwrap() {
+                panic!("the agent exited with {status:?}:\n{}", log_text(log));
+            }
+            assert!(Instant::now() < deadline, "the agent did not become ready within 10 s:\n{}", log_text(log));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts a program in the server namespace (killed with the namespaces).
+    pub fn spawn_in_server(&mut self, args: &[&str]) -> Result<(), String> {
+        let child = self
+            .in_ns(&self.server_ns, args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("starting {}: {e}", args.join(" ")))?;
+        self.children.push(child);
+        Ok(())
+    }
+}
+
 /// The agent process, killed on drop if a test fails before it exits.
 pub struct Agent(pub Child);
 

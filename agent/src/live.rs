@@ -414,6 +414,9 @@ struct CaptureThread {
 
 /// Frames read before the capture thread hands its pending batches over and looks at the stop flag.
 const READ_BURST: usize = 4096;
+/// Pending segments are handed to the workers at least this often while packets keep coming (and at once when
+/// none are ready).
+const HANDOVER_EVERY: Duration = Duration::from_millis(5);
 /// Frames still read from the kernel's buffer once the stop flag is set, at most.
 const DRAIN_FRAMES: u64 = 65_536;
 
@@ -431,6 +434,7 @@ impl CaptureThread {
         // Publishes the backend (and its counters) before the first packet.
         self.kernel_stats(&mut src, &mut out);
         let mut last_stats = Instant::now();
+        let mut last_flush = Instant::now();
         'outer: while !self.stop.load(Relaxed) {
             let (mut got, mut bytes) = (0usize, 0u64);
             loop {
@@ -458,9 +462,11 @@ impl CaptureThread {
             if let Some(m) = m {
                 m.queue_drops.store(sharder.dropped, Relaxed);
             }
-            if got < READ_BURST {
-                // Nothing more ready: hand over what is pending rather than wait for full batches.
+            if got == 0 || (got < READ_BURST && last_flush.elapsed() >= HANDOVER_EVERY) {
+                // Nothing more ready: hand over what is pending rather than wait for full batches, but not after
+                // every poll (a handover per few packets costs the workers more in wakeups than in parsing).
                 sharder.flush();
+                last_flush = Instant::now();
             }
             if last_stats.elapsed() >= self.tick * 5 {
                 self.kernel_stats(&mut src, &mut out);

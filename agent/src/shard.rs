@@ -34,6 +34,8 @@ use crate::stats::{ExchangeTally, Merge, SessionStats};
 
 /// Most segments per batch.
 const BATCH_SEGMENTS: usize = 512;
+/// Live capture: exchanges ready on an idle worker are handed to the writer at most this often (and at every tick).
+const HANDOVER_EVERY: Duration = Duration::from_millis(5);
 
 /// The worker (0-based) of a connection between `a` and `b`, the same for both directions: a hash of the two
 /// endpoints in a fixed order. Deterministic across runs (FxHash, no random state).
@@ -389,6 +391,7 @@ impl Worker {
         let mut segments = 0u64;
         let mut writer_gone = false;
         let mut last_tick = Instant::now();
+        let mut last_handover = Instant::now();
         let mut now = Timestamp(0);
         loop {
             let got = match self.opts.tick {
@@ -411,7 +414,8 @@ impl Worker {
             }
             let due = self.opts.tick.is_some_and(|t| last_tick.elapsed() >= t);
             // Live capture: nothing more waiting, so hand over what is ready rather than hold it until the tick.
-            let idle = self.opts.tick.is_some() && self.rx.is_empty();
+            // At most every HANDOVER_EVERY, though: a handover per few exchanges costs the writer more in wakeups.
+            let idle = self.opts.tick.is_some() && self.rx.is_empty() && last_handover.elapsed() >= HANDOVER_EVERY;
             if due && self.opts.wall_clock {
                 table.advance(wall_clock(), &mut self.batcher.pending);
             }
@@ -422,6 +426,7 @@ impl Worker {
                     break;
                 }
                 self.metrics.exchanges_sent.store(tally.total, Relaxed);
+                last_handover = Instant::now();
             }
             if due {
                 self.publish(&mut table, &tally, segments);

@@ -69,7 +69,7 @@ pub fn run(opts: &RunOpts, out: &mut dyn Write) -> anyhow::Result<Report> {
     for w in &selection.warnings {
         eprintln!("replayer: warning: {w}");
     }
-    let judge_setup = if opts.dry_run {
+    let judge_setup = if opts.dry_run || opts.judge.no_judge {
         None
     } else {
         Some(judge::Setup::new(&opts.judge, &selection.exchanges).map_err(anyhow::Error::msg)?)

@@ -73,6 +73,29 @@ fn a_changed_field_fails_with_a_diff_naming_the_path() {
 }
 
 #[test]
+fn no_judge_only_replays() {
+    // The same changed answer as above, replayed as a load test: nothing is judged, the run passes, and judging
+    // flags are refused next to --no-judge.
+    let (_tmp, dir) = one_order();
+    let t = Target::start(|g| {
+        if g.path == "/health" {
+            Reply::json(200, r#"{"ok":true}"#)
+        } else {
+            Reply::json(200, &ORDER.replace("\"qty\":2", "\"qty\":3"))
+        }
+    });
+    let (o, rep) = run(&dir, &t.url(), &["--no-judge"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(rep["judge"].is_null(), "{rep}");
+    assert!(rep["requests"].as_u64().unwrap_or(0) >= 1, "{rep}");
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_replayer"))
+        .args(["run", "x", "--target", "http://127.0.0.1:1", "--no-judge", "--fail-if", "errors > 0"])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2), "{}", String::from_utf8_lossy(&refused.stderr));
+}
+
+#[test]
 fn a_timestamp_is_ignored_by_rule_or_learned_as_noise_from_a_baseline() {
     let (tmp, dir) = one_order();
     let counter = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));

@@ -44,6 +44,10 @@ pub struct JudgeOpts {
     /// Do not detect and substitute values created during the replay (ids from earlier responses).
     #[arg(long)]
     pub no_correlate: bool,
+    /// Only replay, as a load test: do not compare the answers with the recorded ones (no diffs, gates, JUnit,
+    /// baseline or correlation).
+    #[arg(long, conflicts_with_all = ["fail_if", "junit", "baseline", "rules", "extract"])]
+    pub no_judge: bool,
     /// Keep at most this many bytes of each live response body for comparison (bodies cut are not compared).
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
     pub body_cap: usize,

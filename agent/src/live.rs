@@ -34,6 +34,7 @@ use crate::pipeline::{
 use crate::reload::{Reloadable, SharedMasking};
 use crate::retention::{self, RetentionConfig, RetentionStats};
 use crate::shard::{Overflow, Sharder, WorkerOptions, WorkerQueues, merge_decode, start_workers, wall_clock};
+use crate::source::Frame;
 use crate::source::capture::{self, BackendOptions, Capture};
 use crate::source::ebpf::EbpfCounters;
 use crate::source::live::{KernelStats, LiveConfig, LiveSource};
@@ -420,6 +421,15 @@ const HANDOVER_EVERY: Duration = Duration::from_millis(5);
 /// Frames still read from the kernel's buffer once the stop flag is set, at most.
 const DRAIN_FRAMES: u64 = 65_536;
 
+/// Decodes one frame and hands its TCP segment (if any) to its worker's pending batch; returns the frame's bytes.
+fn shard_frame(f: &Frame<'_>, decoder: &mut Decoder, sharder: &mut Sharder) -> u64 {
+    sharder.saw(f.ts);
+    if let Some(seg) = decoder.decode(f) {
+        sharder.push(&seg);
+    }
+    f.data.len() as u64
+}
+
 impl CaptureThread {
     fn run(self, mut src: Capture) -> (InterfaceSummary, DecodeStats) {
         let mut out = InterfaceSummary {
@@ -441,11 +451,7 @@ impl CaptureThread {
                 match src.next_frame() {
                     Ok(Some(f)) => {
                         got += 1;
-                        bytes += f.data.len() as u64;
-                        sharder.saw(f.ts);
-                        if let Some(seg) = decoder.decode(&f) {
-                            sharder.push(&seg);
-                        }
+                        bytes += shard_frame(&f, &mut decoder, &mut sharder);
                         if got >= READ_BURST {
                             break;
                         }
@@ -492,11 +498,7 @@ impl CaptureThread {
                 match src.next_frame() {
                     Ok(Some(f)) => {
                         got += 1;
-                        bytes += f.data.len() as u64;
-                        sharder.saw(f.ts);
-                        if let Some(seg) = decoder.decode(&f) {
-                            sharder.push(&seg);
-                        }
+                        bytes += shard_frame(&f, &mut decoder, &mut sharder);
                     }
                     Ok(None) | Err(_) => break,
                 }

@@ -6,10 +6,10 @@
 //! `aborted_download_*`, `lost_segment_*`), heads cut by a snaplen (golden.rs: `snaplen_truncated`), extension
 //! methods and malformed request lines (http1 unit tests).
 
+mod support;
+
 use std::path::{Path, PathBuf};
 
-use tapedeck_agent::pipeline::{CaptureConfig, run_files};
-use tapedeck_model::segment::{SegmentReader, list_segments};
 use tapedeck_model::{Exchange, Flags, Protocol};
 
 fn corpus(rel: &str) -> Option<PathBuf> {
@@ -23,15 +23,7 @@ fn corpus(rel: &str) -> Option<PathBuf> {
 }
 
 fn record(capture: &Path) -> Vec<Exchange> {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = CaptureConfig::default();
-    cfg.writer.dir = dir.path().to_path_buf();
-    run_files(&[capture.to_path_buf()], cfg, &mut ()).unwrap();
-    let mut all = Vec::new();
-    for file in list_segments(dir.path()).unwrap() {
-        all.extend(SegmentReader::open(&file).unwrap().exchanges().map(Result::unwrap));
-    }
-    all
+    support::record_file(capture).1
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {

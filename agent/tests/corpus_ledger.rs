@@ -16,10 +16,10 @@
 //! A file that agrees with tshark again must leave the ledger (the test says so). Skipped, with the reason printed,
 //! when the corpus is not beside the project.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 
-use tapedeck_agent::pipeline::{CaptureConfig, run_files};
-use tapedeck_model::segment::{SegmentReader, list_segments};
 use tapedeck_model::{Exchange, Flags};
 
 /// Methods tshark 4.0's HTTP dissector recognises as request lines (epan/dissectors/packet-http.c).
@@ -109,15 +109,7 @@ fn corpus_root() -> Option<PathBuf> {
 }
 
 fn record(capture: &Path) -> Vec<Exchange> {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = CaptureConfig::default();
-    cfg.writer.dir = dir.path().to_path_buf();
-    run_files(&[capture.to_path_buf()], cfg, &mut ()).unwrap();
-    let mut all = Vec::new();
-    for file in list_segments(dir.path()).unwrap() {
-        all.extend(SegmentReader::open(&file).unwrap().exchanges().map(Result::unwrap));
-    }
-    all
+    support::record_file(capture).1
 }
 
 fn any(flags: Flags, of: Flags) -> bool {

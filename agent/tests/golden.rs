@@ -5,6 +5,8 @@
 //! Compared per capture: the multiset of (method, path) of requests, and the multiset of final status codes
 //! (1xx interim responses are kept inside exchanges by tapedeck, so they are left out of tshark's side).
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -18,18 +20,7 @@ fn testdata() -> PathBuf {
 
 /// Runs the whole pipeline on one capture and reads back what was written.
 pub fn record(capture: &Path) -> (RunSummary, Vec<Exchange>) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = CaptureConfig::default();
-    cfg.writer.dir = dir.path().to_path_buf();
-    let summary = run_files(&[capture.to_path_buf()], cfg, &mut ()).expect("pipeline runs");
-    let mut all = Vec::new();
-    for file in list_segments(dir.path()).unwrap() {
-        let mut r = SegmentReader::open(&file).unwrap();
-        for ex in r.exchanges() {
-            all.push(ex.expect("segment reads back cleanly"));
-        }
-    }
-    (summary, all)
+    support::record_file(capture)
 }
 
 type Multiset = BTreeMap<String, usize>;

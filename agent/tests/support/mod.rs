@@ -298,3 +298,19 @@ macro_rules! setup {
         $crate::support::Net::new().expect("creating the namespaces")
     }};
 }
+
+/// Runs the capture pipeline (library, default configuration) on one capture and reads back what was written.
+pub fn record_file(capture: &Path) -> (tapedeck_agent::pipeline::RunSummary, Vec<Exchange>) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = tapedeck_agent::pipeline::CaptureConfig::default();
+    cfg.writer.dir = dir.path().to_path_buf();
+    let summary = tapedeck_agent::pipeline::run_files(&[capture.to_path_buf()], cfg, &mut ()).expect("pipeline runs");
+    let mut all = Vec::new();
+    for file in list_segments(dir.path()).unwrap() {
+        let mut r = SegmentReader::open(&file).unwrap();
+        for ex in r.exchanges() {
+            all.push(ex.expect("segment reads back cleanly"));
+        }
+    }
+    (summary, all)
+}

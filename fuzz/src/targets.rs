@@ -443,7 +443,10 @@ pub fn replayer_args(data: &[u8]) {
             offsets.push(d);
         }
         if let Ok(t) = s.parse::<Target>() {
-            assert!(!t.host.is_empty() && t.port != 0 && t.scheme == "http", "{s:?} -> {t:?}");
+            assert!(
+                !t.host.is_empty() && t.port != 0 && matches!(t.scheme.as_str(), "http" | "https"),
+                "{s:?} -> {t:?}"
+            );
             let _ = t.authority();
         }
         if let Ok(h) = s.parse::<HostRewrite>() {

@@ -113,13 +113,16 @@ pub fn fuzz(opts: &FuzzOptions) -> Result<()> {
     for (name, max_len, dict) in targets {
         let art_dir = fuzz.join("artifacts").join(name);
         std::fs::create_dir_all(&art_dir).with_context(|| format!("creating {}", art_dir.display()))?;
+        // Targets without seeds (the rules parser) start from an empty corpus, which libFuzzer needs to exist.
+        let corpus = fuzz.join("corpus").join(name);
+        std::fs::create_dir_all(&corpus).with_context(|| format!("creating {}", corpus.display()))?;
         let before = artifacts(&art_dir);
         let started = Instant::now();
         eprintln!("fuzz: {name} for {} s", opts.secs);
         let status = Command::new("cargo")
             .current_dir(&fuzz)
             .args(["+nightly", "fuzz", "run", "--sanitizer", "none", "--debug-assertions", name])
-            .arg(fuzz.join("corpus").join(name))
+            .arg(&corpus)
             .arg("--")
             .arg(format!("-max_total_time={}", opts.secs))
             .arg(format!("-max_len={max_len}"))

@@ -174,18 +174,7 @@ impl Masker {
     #[cfg(test)]
     pub(crate) fn with_ctx<R>(&mut self, f: impl FnOnce(&mut Ctx<'_>) -> R) -> R {
         let mut fired = std::mem::take(&mut self.fired);
-        let mut ctx = Ctx {
-            c: &self.c,
-            hasher: self.hasher.as_ref(),
-            fired: &mut fired,
-            any: false,
-            drop_body: false,
-            drop_exchange: false,
-            stats: &mut self.stats,
-            scratch: Vec::new(),
-            max_decoded: self.max_decoded,
-            notes: Vec::new(),
-        };
+        let mut ctx = Ctx::new(&self.c, self.hasher.as_ref(), &mut fired, &mut self.stats, self.max_decoded);
         let r = f(&mut ctx);
         fired.iter_mut().for_each(|f| *f = false);
         self.fired = fired;
@@ -196,18 +185,7 @@ impl Masker {
     pub fn mask(&mut self, ex: &mut Exchange) -> bool {
         self.stats.exchanges_seen += 1;
         let mut fired = std::mem::take(&mut self.fired);
-        let mut ctx = Ctx {
-            c: &self.c,
-            hasher: self.hasher.as_ref(),
-            fired: &mut fired,
-            any: false,
-            drop_body: false,
-            drop_exchange: false,
-            stats: &mut self.stats,
-            scratch: Vec::new(),
-            max_decoded: self.max_decoded,
-            notes: Vec::new(),
-        };
+        let mut ctx = Ctx::new(&self.c, self.hasher.as_ref(), &mut fired, &mut self.stats, self.max_decoded);
         let keep = ctx.exchange(ex);
         let any = ctx.any;
         let notes = std::mem::take(&mut ctx.notes);
@@ -290,6 +268,30 @@ pub struct Ctx<'a> {
     scratch: Vec<(usize, usize)>,
     max_decoded: usize,
     notes: Vec<String>,
+}
+
+impl<'a> Ctx<'a> {
+    /// The state of masking one exchange: nothing fired yet.
+    fn new(
+        c: &'a Compiled,
+        hasher: Option<&'a Hasher>,
+        fired: &'a mut Vec<bool>,
+        stats: &'a mut MaskStats,
+        max_decoded: usize,
+    ) -> Self {
+        Ctx {
+            c,
+            hasher,
+            fired,
+            any: false,
+            drop_body: false,
+            drop_exchange: false,
+            stats,
+            scratch: Vec::new(),
+            max_decoded,
+            notes: Vec::new(),
+        }
+    }
 }
 
 /// How a body is looked at, from its content type.

@@ -3,7 +3,7 @@
 //! set flags; the threads that own the work look at them.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// The flags the signal handlers set.
 #[derive(Clone, Debug, Default)]
@@ -17,11 +17,22 @@ pub struct Signals {
 /// Registers the handlers.
 pub fn install() -> std::io::Result<Signals> {
     let s = Signals::default();
+    // One counter for both signals, bumped atomically: two signals handled at the same time on two threads still
+    // see distinct counts, so exactly one of them is "the second" (a check-then-set flag would let both pass).
+    let received = Arc::new(AtomicUsize::new(0));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        // Order matters: the conditional exit is checked before the flag is set by the same signal, so the first
-        // signal only sets the flag and a second one (flag already set) exits.
-        signal_hook::flag::register_conditional_shutdown(sig, 130, Arc::clone(&s.stop))?;
-        signal_hook::flag::register(sig, Arc::clone(&s.stop))?;
+        let stop = Arc::clone(&s.stop);
+        let received = Arc::clone(&received);
+        let handler = move || {
+            if received.fetch_add(1, Ordering::SeqCst) > 0 {
+                signal_hook::low_level::exit(130);
+            }
+            stop.store(true, Ordering::SeqCst);
+        };
+        // SAFETY: the handler only does atomic operations and `_exit`, both async-signal-safe; it allocates nothing
+        // and takes no lock. The only unsafe code in the agent: the safe `flag` API cannot count atomically.
+        #[allow(unsafe_code)]
+        unsafe { signal_hook::low_level::register(sig, handler) }?;
     }
     signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&s.reload))?;
     Ok(s)

@@ -117,9 +117,8 @@ fn run_live(
     }
     let grace = args.shutdown_timeout;
     let watched = Arc::clone(&stop);
-    std::thread::Builder::new().name("shutdown-watchdog".into()).spawn(move || {
-        // Capabilities are per thread: this one never needs any (the capture thread drops its own once open).
-        let _ = tapedeck_agent::privileges::drop_all();
+    // Capabilities are per thread: this one never needs any (the capture thread drops its own once open).
+    tapedeck_agent::privileges::spawn_unprivileged("shutdown-watchdog", move || {
         while !watched.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(50));
         }

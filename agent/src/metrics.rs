@@ -399,9 +399,8 @@ impl MetricsServer {
         let addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = Arc::clone(&stop);
-        let thread = std::thread::Builder::new().name("metrics".into()).spawn(move || {
-            // The socket is bound: this thread needs no capability (they are per thread in Linux).
-            let _ = crate::privileges::drop_all();
+        // The socket is bound: this thread needs no capability (they are per thread in Linux).
+        let thread = crate::privileges::spawn_unprivileged("metrics", move || {
             for conn in listener.incoming() {
                 if stop2.load(Relaxed) {
                     break;

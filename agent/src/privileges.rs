@@ -139,6 +139,25 @@ pub fn drop_all() -> Result<DropReport, PrivilegeError> {
     Ok(report)
 }
 
+/// Starts a thread named `name` that gives up every capability before it runs `work`, and returns once it has
+/// (so that a later [`drop_after_capture_open`] never finds it still privileged). For threads started before the
+/// capture is open that need no capability (metrics, shutdown watchdog). A failure to drop is ignored here: the
+/// capture thread's own drop reports and checks what remains.
+pub fn spawn_unprivileged<F>(name: &str, work: F) -> std::io::Result<std::thread::JoinHandle<()>>
+where
+    F: FnOnce() + Send + 'static,
+{
+    let (dropped_tx, dropped_rx) = std::sync::mpsc::channel();
+    let handle = std::thread::Builder::new().name(name.into()).spawn(move || {
+        let _ = drop_all();
+        let _ = dropped_tx.send(());
+        work();
+    })?;
+    // An error only means the thread ended (panicked) before it sent: nothing left to wait for.
+    let _ = dropped_rx.recv();
+    Ok(handle)
+}
+
 /// The effective capability mask of a `/proc/.../status` text (`CapEff:` line, hexadecimal).
 pub fn effective_mask(status: &str) -> Option<u64> {
     let line = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;

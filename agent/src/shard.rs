@@ -77,6 +77,7 @@ struct SegMeta {
     flags: TcpFlags,
     end: usize,
     missing: u32,
+    auth_option: bool,
 }
 
 /// Decoded segments for one worker, their payloads copied into one buffer.
@@ -102,6 +103,7 @@ impl SegBatch {
             flags: s.flags,
             end: self.data.len(),
             missing: s.missing,
+            auth_option: s.auth_option,
         });
     }
     fn clear(&mut self) {
@@ -126,6 +128,7 @@ impl SegBatch {
                 flags: m.flags,
                 payload,
                 missing: m.missing,
+                auth_option: m.auth_option,
             }
         })
     }
@@ -538,6 +541,7 @@ pub(crate) fn merge_reassembly(a: &mut crate::reassembly::ReassemblyStats, b: &c
         flows_end_of_input,
         resets,
         resets_without_flow,
+        resets_ignored_signed,
         late_segments_after_close,
         delivered_bytes,
         retransmitted_segments,
@@ -570,6 +574,7 @@ pub(crate) fn merge_reassembly(a: &mut crate::reassembly::ReassemblyStats, b: &c
     a.flows_end_of_input += flows_end_of_input;
     a.resets += resets;
     a.resets_without_flow += resets_without_flow;
+    a.resets_ignored_signed += resets_ignored_signed;
     a.late_segments_after_close += late_segments_after_close;
     a.delivered_bytes += delivered_bytes;
     a.retransmitted_segments += retransmitted_segments;
@@ -744,12 +749,16 @@ mod tests {
                 flags: TcpFlags { ack: true, ..Default::default() },
                 payload: p,
                 missing: i as u32,
+                auth_option: i == 1,
             };
             b.push(&seg);
         }
-        let got: Vec<(u64, u32, Vec<u8>, u32)> =
-            b.segments().map(|s| (s.ts.0, s.seq, s.payload.to_vec(), s.missing)).collect();
-        assert_eq!(got, vec![(0, 7, b"hello".to_vec(), 0), (1, 8, vec![], 1), (2, 9, b"xy".to_vec(), 2)]);
+        let got: Vec<(u64, u32, Vec<u8>, u32, bool)> =
+            b.segments().map(|s| (s.ts.0, s.seq, s.payload.to_vec(), s.missing, s.auth_option)).collect();
+        assert_eq!(
+            got,
+            vec![(0, 7, b"hello".to_vec(), 0, false), (1, 8, vec![], 1, true), (2, 9, b"xy".to_vec(), 2, false)]
+        );
     }
 
     #[test]

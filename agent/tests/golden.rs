@@ -196,6 +196,17 @@ fn through_a_socks5_proxy() {
 }
 
 #[test]
+fn an_injected_rst_signed_with_tcp_md5_is_ignored() {
+    // Frame 4 is a forged RST carrying a TCP-MD5 option on a connection whose SYNs carry none: the endpoints
+    // discard it (RFC 2385) and the GET and its response follow on the same connection.
+    let ex = check_against_tshark("h1-signed-rst.pcap");
+    assert_eq!(ex.len(), 1);
+    assert!(ex[0].flags.is_empty(), "{:?}", ex[0].flags);
+    let (summary, _) = record(&testdata().join("h1-signed-rst.pcap"));
+    assert_eq!((summary.reassembly.resets, summary.reassembly.resets_ignored_signed), (1, 1));
+}
+
+#[test]
 fn h2c_prior_knowledge() {
     let ex = check_against_tshark("h2c-prior-knowledge.pcap");
     assert!(ex.iter().all(|e| e.proto == tapedeck_model::Protocol::H2 && e.stream_id.is_some()));

@@ -81,6 +81,7 @@ fn feed(pkts: &[Pkt], req: &[u8], resp: &[u8]) -> Vec<Exchange> {
             flags: TcpFlags { syn: p.syn, ack: !(p.syn && p.to_server), fin: p.fin, rst: false },
             payload,
             missing: 0,
+            auth_option: false,
         };
         table.process(&seg, &mut out);
     }

@@ -129,8 +129,10 @@ pub struct SegSpec<'a> {
     pub seq: Result<u32, i16>,
     /// Acknowledgement: `Ok(absolute)` or `Err(delta from the other direction's next expected)`.
     pub ack: Result<u32, i8>,
-    /// Bytes the snaplen cut after the payload.
+    /// Bytes the snaplen cut after the payload (at most 127: the encoding's top bit is `auth_option`).
     pub missing: u8,
+    /// The segment carries a TCP-MD5 or TCP-AO option.
+    pub auth_option: bool,
     /// The captured payload.
     pub payload: &'a [u8],
 }
@@ -158,7 +160,7 @@ const ABS: u8 = 0x80;
 impl SegScript {
     /// Decodes the next segment from `input` (None at the end). Layout: `b0` (bits 0-1 connection, bit 2 from
     /// the server, bits 3-6 SYN ACK FIN RST, bit 7 absolute numbers), a time step byte, the sequence number
-    /// (absolute u32, or i16 delta), the ack (absolute u32, or i8 delta), payload length u16, missing u8, payload.
+    /// (absolute u32, or i16 delta), the ack (absolute u32, or i8 delta), payload length u16, missing u8 (bits 0-6; bit 7 the TCP-MD5/AO option), payload.
     pub fn next<'a>(&mut self, input: &mut Bytes<'a>) -> Option<TcpSegment<'a>> {
         if input.is_empty() {
             return None;
@@ -169,7 +171,7 @@ impl SegScript {
         let seq = if abs { Ok(input.u32()) } else { Err(input.u16() as i16) };
         let ack = if abs { Ok(input.u32()) } else { Err(input.u8() as i8) };
         let len = input.u16();
-        let missing = input.u8();
+        let missing_and_auth = input.u8();
         let payload = input.take(usize::from(len));
         let spec = SegSpec {
             conn: usize::from(b0 & 3),
@@ -178,7 +180,8 @@ impl SegScript {
             step,
             seq,
             ack,
-            missing,
+            missing: missing_and_auth & 0x7f,
+            auth_option: missing_and_auth & 0x80 != 0,
             payload,
         };
         Some(self.resolve(&spec))
@@ -196,7 +199,7 @@ impl SegScript {
             Ok(abs) => abs,
             Err(delta) => self.next[s.conn][1 - d].wrapping_add(delta as i32 as u32),
         };
-        let advance = s.payload.len() as u32 + u32::from(s.missing) + u32::from(s.flags.syn) + u32::from(s.flags.fin);
+        let advance = s.payload.len() as u32 + u32::from(s.missing.min(0x7f)) + u32::from(s.flags.syn) + u32::from(s.flags.fin);
         let end = seq.wrapping_add(advance);
         // An absolute number resets the expectation; a delta only moves it forward (as TCP does), so that a
         // retransmission does not pull it back.
@@ -214,7 +217,8 @@ impl SegScript {
             ack,
             flags: s.flags,
             payload: s.payload,
-            missing: u32::from(s.missing),
+            missing: u32::from(s.missing.min(0x7f)),
+            auth_option: s.auth_option,
         }
     }
 
@@ -238,7 +242,7 @@ impl SegScript {
         }
         let len = s.payload.len().min(usize::from(u16::MAX));
         out.extend_from_slice(&(len as u16).to_be_bytes());
-        out.push(s.missing);
+        out.push(s.missing.min(0x7f) | u8::from(s.auth_option) << 7);
         out.extend_from_slice(&s.payload[..len]);
     }
 
@@ -358,7 +362,7 @@ mod tests {
         let mut bytes = Vec::new();
         let isn = 0xdead_beef;
         let (s1, a1) = enc.spec_for(2, false, isn, 0);
-        let spec1 = SegSpec { conn: 2, from_server: false, flags, step: 3, seq: s1, ack: a1, missing: 0, payload: b"" };
+        let spec1 = SegSpec { conn: 2, from_server: false, flags, step: 3, seq: s1, ack: a1, missing: 0, auth_option: false, payload: b"" };
         enc.encode(&spec1, &mut bytes);
         // The server's initial expectation for connection 2 (see `SegScript::default`), plus 7.
         let ack_no = 0x8000_0000 + 104_729 * 2 + 7;
@@ -366,7 +370,7 @@ mod tests {
         assert_eq!((s2, a2), (Err(0), Err(7)), "the SYN advanced the expectation by one");
         let ack = TcpFlags { ack: true, ..TcpFlags::default() };
         let spec2 =
-            SegSpec { conn: 2, from_server: false, flags: ack, step: 0, seq: s2, ack: a2, missing: 4, payload: b"GET" };
+            SegSpec { conn: 2, from_server: false, flags: ack, step: 0, seq: s2, ack: a2, missing: 4, auth_option: false, payload: b"GET" };
         enc.encode(&spec2, &mut bytes);
 
         let mut dec = SegScript::default();

@@ -173,7 +173,8 @@ pub fn from_capture(capture: &[u8], exchanges: &mut Vec<Exchange>) -> Seeds {
             step,
             seq,
             ack,
-            missing: seg.missing.min(255) as u8,
+            missing: seg.missing.min(0x7f) as u8,
+            auth_option: seg.auth_option,
             payload: seg.payload,
         };
         let mut piece = Vec::new();

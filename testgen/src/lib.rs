@@ -5,6 +5,7 @@
 //! - [`tcp`]: Ethernet/IPv4/TCP frames (etherparse's `PacketBuilder`) and one connection's sequence numbers.
 //! - [`h2`]: HTTP/2 frames and HPACK fields, just enough for the scenarios.
 //! - [`hostile`]: one generator per scenario.
+//! - [`inject`]: edits of real captures (a forged, signed RST).
 //! - [`Scenario`]: the scenarios by name, with the sizes the issue asks for ([`Sizes::full`]) or scaled down
 //!   for a test ([`Sizes::test`]).
 //!
@@ -13,6 +14,7 @@
 
 pub mod h2;
 pub mod hostile;
+pub mod inject;
 pub mod pcap;
 pub mod tcp;
 

@@ -124,6 +124,11 @@ struct Sample {
     t: f64,
     /// Resident memory, KiB.
     rss_kib: u64,
+    /// The parts of `rss_kib` (KiB): anonymous memory (the heap), file mappings, shared memory (the capture ring
+    /// of a packet socket counts here or in file). A leak shows in the first.
+    rss_parts: [u64; 3],
+    /// Flows the agent had open (from /metrics), if it answered.
+    flows_open: Option<u64>,
     /// Open file descriptors.
     fds: u64,
     /// CPU seconds used so far (user + system).
@@ -136,8 +141,10 @@ struct Sample {
 
 impl Sample {
     fn to_json(&self) -> serde_json::Value {
-        json!({ "t": self.t, "rss_kib": self.rss_kib, "fds": self.fds, "cpu_secs": self.cpu_secs,
-                "exchanges": self.exchanges, "segment_bytes": self.segment_bytes })
+        json!({ "t": self.t, "rss_kib": self.rss_kib, "rss_anon_kib": self.rss_parts[0],
+                "rss_file_kib": self.rss_parts[1], "rss_shmem_kib": self.rss_parts[2], "fds": self.fds,
+                "cpu_secs": self.cpu_secs, "exchanges": self.exchanges, "flows_open": self.flows_open,
+                "segment_bytes": self.segment_bytes })
     }
 }
 
@@ -238,12 +245,16 @@ pub fn soak(opts: &SoakOptions) -> Result<()> {
             agent_proc.ensure_running()?;
             let s = sample(pid, clk_tck, started.elapsed().as_secs_f64(), &net.client, &segments)?;
             eprintln!(
-                "soak: t={:>5.0}s rss={} KiB fds={} cpu={:.1}s exchanges={} segments={} B",
+                "soak: t={:>5.0}s rss={} KiB (anon {} file {} shmem {}) fds={} cpu={:.1}s exchanges={} flows={} segments={} B",
                 s.t,
                 s.rss_kib,
+                s.rss_parts[0],
+                s.rss_parts[1],
+                s.rss_parts[2],
                 s.fds,
                 s.cpu_secs,
                 s.exchanges.map_or("?".into(), |e| e.to_string()),
+                s.flows_open.map_or("?".into(), |e| e.to_string()),
                 s.segment_bytes
             );
             samples.push(s);
@@ -307,7 +318,7 @@ impl AgentProc {
     /// exec happened (its `comm` says `agent`).
     fn pid(&mut self) -> Result<u32> {
         let pid = self.0.as_ref().map(Child::id).context("no agent")?;
-        proc::wait_until("the agent to start", Duration::from_secs(10), || {
+        proc::wait_until("the agent to start", Duration::from_secs(30), || {
             self.ensure_running()?;
             Ok(fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "agent"))
         })?;
@@ -449,11 +460,11 @@ fn clock_ticks() -> f64 {
 
 fn sample(pid: u32, clk_tck: f64, t: f64, client_ns: &str, segments: &Path) -> Result<Sample> {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).context("reading the agent's status")?;
-    let rss_kib = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .context("no VmRSS")?;
+    let kib = |key: &str| {
+        status.lines().find_map(|l| l.strip_prefix(key)).and_then(|v| v.split_whitespace().next()?.parse().ok())
+    };
+    let rss_kib = kib("VmRSS:").context("no VmRSS")?;
+    let rss_parts = [kib("RssAnon:"), kib("RssFile:"), kib("RssShmem:")].map(|v| v.unwrap_or(0));
     let fds = fs::read_dir(format!("/proc/{pid}/fd")).context("listing the agent's fds")?.count() as u64;
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).context("reading the agent's stat")?;
     // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
@@ -461,13 +472,18 @@ fn sample(pid: u32, clk_tck: f64, t: f64, client_ns: &str, segments: &Path) -> R
     let f: Vec<&str> = after.split_whitespace().collect();
     let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
     let cpu_secs = (ticks(11) + ticks(12)) as f64 / clk_tck;
-    let exchanges = scrape(client_ns, "/metrics").map(|m| {
-        m.lines()
-            .filter(|l| l.starts_with("tapedeck_exchanges_total{"))
-            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<u64>().ok())
-            .sum()
-    });
-    Ok(Sample { t, rss_kib, fds, cpu_secs, exchanges, segment_bytes: dir_bytes(segments) })
+    let metrics = scrape(client_ns, "/metrics");
+    let metric_sum = |name: &str| {
+        metrics.as_ref().map(|m| {
+            m.lines()
+                .filter(|l| l.strip_prefix(name).is_some_and(|r| r.starts_with(['{', ' '])))
+                .filter_map(|l| l.rsplit_once(' ')?.1.parse::<u64>().ok())
+                .sum()
+        })
+    };
+    let exchanges = metric_sum("tapedeck_exchanges_total");
+    let flows_open = metric_sum("tapedeck_flows_open");
+    Ok(Sample { t, rss_kib, rss_parts, fds, cpu_secs, exchanges, flows_open, segment_bytes: dir_bytes(segments) })
 }
 
 /// GETs `path` from the agent's metrics listener (inside the client namespace's loopback, which the agent does
@@ -514,6 +530,8 @@ impl Report {
         let baseline = samples.iter().find(|s| s.t >= from).or(samples.first()).cloned().unwrap_or(Sample {
             t: 0.0,
             rss_kib: 0,
+            rss_parts: [0; 3],
+            flows_open: None,
             fds: 0,
             cpu_secs: 0.0,
             exchanges: None,
@@ -614,7 +632,16 @@ mod tests {
     }
 
     fn s(t: f64, rss: u64, fds: u64) -> Sample {
-        Sample { t, rss_kib: rss, fds, cpu_secs: 0.0, exchanges: None, segment_bytes: 0 }
+        Sample {
+            t,
+            rss_kib: rss,
+            rss_parts: [rss, 0, 0],
+            fds,
+            cpu_secs: 0.0,
+            exchanges: None,
+            flows_open: None,
+            segment_bytes: 0,
+        }
     }
 
     #[test]

@@ -52,6 +52,9 @@ enum Post {
     DropFrame(u32),
     /// `editcap -r RAW DEST N-4294967295`: keep frames from N on (a capture that starts in the middle of connections).
     StartAt(u32),
+    /// Insert after frame N a forged RST+ACK with a TCP-MD5 option (`tapedeck_testgen::inject`): an injected RST
+    /// that the endpoints, not using TCP-MD5, ignore.
+    InjectSignedRst(u32),
 }
 
 /// One golden capture.
@@ -260,6 +263,17 @@ fn captures(env: &Env) -> Vec<Capture> {
             spec: lo_spec(NGINX_PORT),
             clients: vec![env.curl(&["-o", NULL, &h1("/big.bin")])],
             post: Post::DropFrame(30),
+            decode: http.clone(),
+            needs: None,
+        },
+        Capture {
+            name: "h1-signed-rst.pcap",
+            about: "one GET of /hello.txt, with a forged RST+ACK carrying a TCP-MD5 option inserted after the \
+                    handshake (frame 4, by tapedeck_testgen::inject): the endpoints do not use TCP-MD5, so they \
+                    ignore it and the exchange goes on, as in suricata-verify's security-4710",
+            spec: lo_spec(NGINX_PORT),
+            clients: vec![env.curl(&["-o", NULL, &h1("/hello.txt")])],
+            post: Post::InjectSignedRst(3),
             decode: http.clone(),
             needs: None,
         },
@@ -802,15 +816,24 @@ fn make_attempt(ns: &Netns, work: &Path, out: &Path, cap: &mut Capture) -> Resul
             proc::run_ok(&mut cmd, Duration::from_secs(60))?;
             Some(shown)
         }
+        Post::InjectSignedRst(n) => {
+            let bytes = fs::read(&raw).with_context(|| format!("reading {}", raw.display()))?;
+            let edited = tapedeck_testgen::inject::inject_signed_rst(&bytes, n)
+                .with_context(|| format!("{}: injecting the RST", raw.display()))?;
+            fs::write(&dest, edited).with_context(|| format!("writing {}", dest.display()))?;
+            Some(format!("tapedeck_testgen::inject::inject_signed_rst(raw, {n})"))
+        }
     };
-    let removed = match cap.post {
+    // Frames the edit removed (negative: added).
+    let removed: i64 = match cap.post {
         Post::DropFrame(_) => 1,
-        Post::StartAt(n) => u64::from(n.saturating_sub(1)),
+        Post::StartAt(n) => i64::from(n.saturating_sub(1)),
+        Post::InjectSignedRst(_) => -1,
         Post::Copy | Post::Pcapng => 0,
     };
     let info = oracle::capinfos(&dest)?;
     let packets = oracle::packet_count(&info).context("capinfos gave no packet count")?;
-    if packets + removed != stats.captured {
+    if packets as i64 + removed != stats.captured as i64 {
         bail!("{}: tcpdump reported {} packets captured but the file holds {packets}", cap.name, stats.captured);
     }
     let tsv_path = out.join(format!("{}.tshark.tsv", cap.name));

@@ -230,8 +230,30 @@ impl Walker<'_> {
             flags: TcpFlags { syn: tcp.syn(), ack: tcp.ack(), fin: tcp.fin(), rst: tcp.rst() },
             payload: tcp.payload(),
             missing,
+            auth_option: has_auth_option(tcp.options()),
         })
     }
+}
+
+/// TCP option kinds of a signature or MAC: TCP-MD5 (RFC 2385) and TCP-AO (RFC 5925).
+const TCP_MD5_OPTION: u8 = 19;
+const TCP_AO_OPTION: u8 = 29;
+
+/// Whether TCP options hold a TCP-MD5 or TCP-AO option. Options are kind-length-value except End (0) and No-op
+/// (1); a malformed list ends the walk (what was found before counts).
+fn has_auth_option(mut options: &[u8]) -> bool {
+    while let Some((&kind, rest)) = options.split_first() {
+        match kind {
+            0 => return false,
+            1 => options = rest,
+            TCP_MD5_OPTION | TCP_AO_OPTION => return true,
+            _ => match rest.first() {
+                Some(&len) if len >= 2 && usize::from(len) <= options.len() => options = &options[usize::from(len)..],
+                _ => return false,
+            },
+        }
+    }
+    false
 }
 
 /// The IPv6 fragment header of a packet, when it fragments it (RFC 8200 §4.5: 13-bit offset, 2 reserved bits,
@@ -272,4 +294,27 @@ fn v6_fragment<'p>(v6: &etherparse::LaxIpv6Slice<'p>, data: &'p [u8]) -> Option<
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_auth_option;
+
+    #[test]
+    fn auth_options_are_found_after_other_options_and_not_in_malformed_lists() {
+        // MSS, NOP, NOP, TCP-MD5 (18 bytes).
+        let mut md5 = vec![2, 4, 0x05, 0xb4, 1, 1, 19, 18];
+        md5.resize(4 + 2 + 18, 0);
+        assert!(has_auth_option(&md5));
+        // TCP-AO (kind 29) after a timestamp option.
+        let mut ao = vec![8, 10, 0, 0, 0, 1, 0, 0, 0, 2, 29, 4, 0, 0];
+        assert!(has_auth_option(&ao));
+        // End of options before it, a zero length, a length past the end: not found, no panic.
+        ao[0] = 0;
+        assert!(!has_auth_option(&ao));
+        assert!(!has_auth_option(&[3, 0, 19, 18]));
+        assert!(!has_auth_option(&[3, 40, 19, 18]));
+        assert!(!has_auth_option(&[2, 4, 0x05, 0xb4, 1, 1, 4, 2]));
+        assert!(!has_auth_option(&[]));
+    }
 }

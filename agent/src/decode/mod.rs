@@ -63,6 +63,10 @@ pub struct TcpSegment<'a> {
     /// Payload bytes that the IP header declares but the capture cut off (snaplen). The segment's payload covers
     /// `seq .. seq + payload.len() + missing` on the wire.
     pub missing: u32,
+    /// The segment carries a TCP-MD5 signature (RFC 2385, option 19) or a TCP-AO MAC (RFC 5925, option 29). A
+    /// host whose connection did not negotiate one drops such a segment unread: reassembly uses this to ignore
+    /// an injected RST that the endpoints ignored too.
+    pub auth_option: bool,
 }
 
 /// Caps of IP fragment reassembly.

@@ -57,12 +57,14 @@ pub(crate) struct Flow<S> {
     pub isn: [Option<SeqNumber>; 2],
     /// Capture time (the table's clock) of the last segment.
     pub last_seen: u64,
+    /// A SYN of this flow carried a TCP-MD5 or TCP-AO option (the endpoints sign their segments).
+    pub signed: bool,
 }
 
 impl<S: StreamSink> Flow<S> {
     /// A flow with no segment processed yet.
     pub fn new(meta: ConnMeta, sink: S, now: u64) -> Flow<S> {
-        Flow { meta, sink, dirs: Default::default(), isn: [None; 2], last_seen: now }
+        Flow { meta, sink, dirs: Default::default(), isn: [None; 2], last_seen: now, signed: false }
     }
 
     /// The direction of a segment sent by `src`.
@@ -89,12 +91,20 @@ impl<S: StreamSink> Flow<S> {
     /// Processes one segment of this flow.
     pub fn on_segment(&mut self, seg: &TcpSegment<'_>, ctx: &mut Ctx<'_>) -> SegmentOutcome {
         if seg.flags.rst {
+            // RFC 2385 / RFC 5925: a host whose connection does not sign its segments discards one carrying a
+            // signature unread, so an RST with one on a connection whose handshake we saw unsigned is an
+            // injection the endpoints ignored (suricata-verify security-4710): the connection goes on.
+            if seg.auth_option && !self.signed && self.isn.iter().any(Option::is_some) {
+                ctx.stats.resets_ignored_signed += 1;
+                return SegmentOutcome::Open;
+            }
             return SegmentOutcome::Reset;
         }
         let dir = self.direction_of(seg.src);
         let (i, r) = (dir.index(), dir.reverse().index());
-        let Flow { sink, dirs, isn, .. } = self;
+        let Flow { sink, dirs, isn, signed, .. } = self;
         if seg.flags.syn {
+            *signed |= seg.auth_option;
             let seq = SeqNumber(seg.seq);
             isn[i].get_or_insert(seq);
             dirs[i].set_base(seq + 1u32);

@@ -23,6 +23,9 @@ pub struct ReassemblyStats {
     pub resets: u64,
     /// RST segments for no known flow (dropped).
     pub resets_without_flow: u64,
+    /// RST segments ignored because they carry a TCP-MD5 or TCP-AO option on a connection whose SYN did not: the
+    /// receiving host discards such a segment, so the connection goes on (an injected RST).
+    pub resets_ignored_signed: u64,
     /// Segments for a 4-tuple closed moments ago (a tombstone): trailing ACKs, late retransmissions (dropped).
     pub late_segments_after_close: u64,
     /// Bytes passed to `sink.data`.

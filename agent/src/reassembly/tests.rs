@@ -109,6 +109,7 @@ fn seg<'a>(src: SocketAddr, dst: SocketAddr, flags: &str, seq: u32, ack: u32, pa
         },
         payload,
         missing: 0,
+        auth_option: false,
     }
 }
 
@@ -526,6 +527,41 @@ fn tombstone_drops_a_retransmitted_syn_and_expires() {
     assert_eq!(h.t.open_flows(), 1);
     assert_eq!(h.metas()[1].originator, s());
     assert_eq!(h.t.tombstones(), 0);
+}
+
+/// `sg` with a TCP-MD5 (or TCP-AO) option.
+fn signed(mut sg: TcpSegment<'_>) -> TcpSegment<'_> {
+    sg.auth_option = true;
+    sg
+}
+
+#[test]
+fn a_signed_rst_on_an_unsigned_connection_is_ignored() {
+    let mut h = default_established();
+    h.send(signed(seg(c(), s(), "RA", C_ISN + 1, S_ISN + 1, b"")));
+    assert_eq!(h.t.open_flows(), 1);
+    h.c(0, b"GET");
+    assert_eq!(h.raw(1), vec![data(TO_R, b"GET")]);
+    let st = h.stats();
+    assert_eq!((st.resets, st.resets_ignored_signed, st.flows_closed), (1, 1, 0));
+    // An unsigned RST still ends it.
+    h.send(seg(c(), s(), "RA", C_ISN + 4, S_ISN + 1, b""));
+    assert_eq!(h.t.open_flows(), 0);
+}
+
+#[test]
+fn a_signed_rst_counts_where_the_handshake_was_signed_or_not_seen() {
+    // The SYN carried TCP-MD5: the endpoints sign, a signed RST is theirs.
+    let mut h = H::new(ReassemblyConfig::default());
+    h.send(signed(seg(c(), s(), "S", C_ISN, 0, b"")));
+    h.send(signed(seg(s(), c(), "SA", S_ISN, C_ISN + 1, b"")));
+    h.send(signed(seg(s(), c(), "RA", S_ISN + 1, C_ISN + 1, b"")));
+    assert_eq!((h.t.open_flows(), h.stats().resets_ignored_signed), (0, 0));
+    // Joined mid-stream: whether the connection signs is unknown, the RST is believed.
+    let mut h = H::new(ReassemblyConfig::default());
+    h.send(seg(c(), s(), "A", C_ISN + 1, S_ISN + 1, b"GET"));
+    h.send(signed(seg(s(), c(), "RA", S_ISN + 1, C_ISN + 4, b"")));
+    assert_eq!((h.t.open_flows(), h.stats().resets_ignored_signed), (0, 0));
 }
 
 #[test]

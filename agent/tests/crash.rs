@@ -35,6 +35,13 @@ fn read_finished(path: &Path) -> Vec<Key> {
     keys
 }
 
+/// Whole blocks of a segment being written, read as the reader of a torn file would (0 when it cannot be read).
+fn whole_blocks(path: &Path) -> usize {
+    let Ok(mut r) = SegmentReader::open(path) else { return 0 };
+    for _ in r.exchanges() {}
+    r.blocks().len()
+}
+
 fn tmp_files(dir: &Path) -> Vec<PathBuf> {
     let all = list_segments_with_tmp(dir).unwrap_or_default();
     all.into_iter().filter(|p| p.to_string_lossy().ends_with(".seg.tmp")).collect()
@@ -64,8 +71,9 @@ fn sigkill_mid_write_leaves_readable_segments_and_no_corrupt_exchange() {
     let started = Instant::now();
     loop {
         let finished = list_segments(&out).map(|v| v.len()).unwrap_or(0);
-        let tmp_len = tmp_files(&out).first().and_then(|p| std::fs::metadata(p).ok()).map_or(0, |m| m.len());
-        if finished >= 2 && tmp_len > 64 << 10 {
+        // Kill once a whole block of the file being written is on disk (its size alone does not say so: the
+        // kill could land while its first block is half written).
+        if finished >= 2 && tmp_files(&out).first().is_some_and(|p| whole_blocks(p) >= 1) {
             break;
         }
         assert!(child.try_wait().unwrap().is_none(), "the agent ended before the kill: make the input longer");

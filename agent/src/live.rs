@@ -301,13 +301,13 @@ pub fn run_live(
 fn reload_service_map(path: &Path, shared: &SharedServiceMap, metrics: &Metrics) {
     match ServiceMap::load(path) {
         Ok(map) => {
-            metrics.service_map_reloads.fetch_add(1, Relaxed);
             let (_, current) = shared.get();
             let changed = *current != map;
             tracing::info!(file = %path.display(), entries = map.entries().len(), changed, "service map re-read");
             if changed {
                 shared.set(Arc::new(map));
             }
+            metrics.service_map_reloads.fetch_add(1, Relaxed);
         }
         Err(e) => {
             metrics.service_map_reload_errors.fetch_add(1, Relaxed);

@@ -248,8 +248,17 @@ impl ServiceWriters {
             cfg.dir = self.base.dir.join(&name);
             cfg.labels.push(("service".into(), name.clone()));
         }
+        let new_dir = !cfg.dir.is_dir();
         let writer = match SegmentWriter::create(cfg) {
-            Ok(w) => w,
+            Ok(w) => {
+                if new_dir {
+                    // The new service directory's entry in --out, durable like the files' entries in it.
+                    if let Err(e) = std::fs::File::open(&self.base.dir).and_then(|d| d.sync_all()) {
+                        tracing::debug!("syncing {}: {e}", self.base.dir.display());
+                    }
+                }
+                w
+            }
             Err(e) => {
                 self.stats.open_errors += 1;
                 self.retired.exchanges += 1;

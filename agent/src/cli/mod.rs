@@ -119,12 +119,13 @@ pub struct Args {
     #[arg(long, value_name = "ADDR", conflicts_with = "pcap", env = "TAPEDECK_METRICS_ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
 
-    /// Live capture: delete finished segment files in --out older than this (e.g. 24h, 7d).
+    /// Live capture: delete finished segment files in --out (and its service directories) older than this
+    /// (e.g. 24h, 7d).
     #[arg(long, value_name = "DURATION", value_parser = units::parse_duration, conflicts_with = "pcap", env = "TAPEDECK_RETAIN_AGE")]
     pub retain_age: Option<std::time::Duration>,
 
-    /// Live capture: delete the oldest finished segment files in --out while all of them together are larger
-    /// than this (e.g. 10GiB).
+    /// Live capture: delete the oldest finished segment files in --out (and its service directories) while all
+    /// of them together are larger than this (e.g. 10GiB).
     #[arg(long, value_name = "SIZE", value_parser = units::parse_size, conflicts_with = "pcap", env = "TAPEDECK_RETAIN_BYTES")]
     pub retain_bytes: Option<u64>,
 

@@ -316,19 +316,15 @@ fn reload_service_map(path: &Path, shared: &SharedServiceMap, metrics: &Metrics)
     }
 }
 
-/// Stores the writer's and retention's totals into the shared counters.
-fn publish_writer(m: &Metrics, w: &WriterStats, r: &RetentionStats) {
-    publish_totals(m, w, r);
-}
-
-/// Stores the writer's, the service writers' and retention's totals into the shared counters.
+/// Stores the writers' open count and evictions, their summed counters and retention's into the shared counters.
 fn publish_writers(m: &Metrics, writers: &ServiceWriters, r: &RetentionStats) {
-    publish_totals(m, &writers.stats(), r);
+    publish_writer(m, &writers.stats(), r);
     m.service_writers_open.store(writers.open_writers() as u64, Relaxed);
     m.service_writers_evicted.store(writers.service_stats().writers_evicted, Relaxed);
 }
 
-fn publish_totals(m: &Metrics, w: &WriterStats, r: &RetentionStats) {
+/// Stores the writer's and retention's totals into the shared counters.
+fn publish_writer(m: &Metrics, w: &WriterStats, r: &RetentionStats) {
     m.segment_bytes.store(w.file_bytes, Relaxed);
     m.segment_exchanges.store(w.exchanges, Relaxed);
     m.segment_files.store(w.files_finished, Relaxed);

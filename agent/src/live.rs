@@ -9,7 +9,9 @@
 //!
 //! The calling thread is the control thread: it waits for the stop flag and handles reloads (SIGHUP, see
 //! [`crate::signals`]): a new masking policy goes to the workers at their next batch, and the writer starts a
-//! new file when the policy's fingerprint changed.
+//! new file when the policy's fingerprint changed; with `--split-by-service --service-map FILE`, the map is
+//! re-read (a bad file keeps the previous map, logged and counted) and the writer picks it up
+//! ([`crate::writers`]).
 //!
 //! Stopping: the stop flag (set by SIGTERM/SIGINT) makes the capture threads send what they hold and end; the
 //! workers drain their queues, close every connection (their open exchanges are written, flagged) and send the
@@ -18,12 +20,13 @@
 //! Unlike the file pipeline, this module reads the clock: for age rotation, flushing and retention in quiet
 //! periods, idle expiry, and for publishing metrics. Capture timestamps come from the kernel.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
-use tapedeck_model::segment::{SegmentWriter, WriterStats};
+use tapedeck_model::segment::WriterStats;
 
 use crate::decode::{DecodeConfig, DecodeStats, Decoder};
 use crate::mask::Masker;
@@ -33,11 +36,13 @@ use crate::pipeline::{
 };
 use crate::reload::{Reloadable, SharedMasking};
 use crate::retention::{self, RetentionConfig, RetentionStats};
+use crate::service::ServiceMap;
 use crate::shard::{Overflow, Sharder, WorkerOptions, WorkerQueues, merge_decode, start_workers, wall_clock};
 use crate::source::Frame;
 use crate::source::capture::{self, BackendOptions, Capture};
 use crate::source::ebpf::EbpfCounters;
 use crate::source::live::{KernelStats, LiveConfig, LiveSource};
+use crate::writers::{ServiceWriters, SharedServiceMap};
 
 /// Everything a live run needs.
 #[derive(Clone, Debug)]
@@ -172,9 +177,10 @@ pub fn run_live(
 
     let masking: SharedMasking = Arc::new(Reloadable::new(opts.capture.masking.clone()));
     let retention_stats = Arc::new(std::sync::Mutex::new(RetentionStats::default()));
-    let retired = Arc::new(std::sync::Mutex::new(WriterStats::default()));
-    let tick = writer_tick(&opts, Arc::clone(&metrics), Arc::clone(&retention_stats), &masking, Arc::clone(&retired));
-    let (batcher, writer) = start_masked_writer(&opts.capture, &masking, Some(tick))?;
+    let tick = writer_tick(&opts, Arc::clone(&metrics), Arc::clone(&retention_stats), &masking);
+    let (service_map, split) = opts.capture.services.as_ref().map(|s| s.split()).unzip();
+    let map_file = opts.capture.services.as_ref().and_then(|s| s.map_file.clone());
+    let (batcher, writer) = start_masked_writer(&opts.capture, &masking, split, Some(tick))?;
     let wopts = WorkerOptions {
         workers: workers_n,
         queue_batches: (opts.queue_batches / workers_n).max(8),
@@ -213,9 +219,10 @@ pub fn run_live(
     // The control thread: reloads until stopped or until every capture thread has ended.
     while !stop.load(Relaxed) && threads.iter().any(|t| !t.is_finished()) {
         std::thread::sleep(opts.tick);
-        if control.reload.swap(false, Relaxed)
-            && let Some(f) = control.on_reload.as_mut()
-        {
+        if !control.reload.swap(false, Relaxed) {
+            continue;
+        }
+        if let Some(f) = control.on_reload.as_mut() {
             match f() {
                 Ok(r) => {
                     masking.set(r.masking);
@@ -227,6 +234,9 @@ pub fn run_live(
                     tracing::error!("reload failed, keeping the current settings: {e}");
                 }
             }
+        }
+        if let (Some(path), Some(shared)) = (&map_file, &service_map) {
+            reload_service_map(path, shared, &metrics);
         }
     }
     // Drain: capture threads stop and hand over what they hold; workers then see their queues close.
@@ -246,13 +256,11 @@ pub fn run_live(
     let totals = workers.join();
     let joined = writer.join();
     metrics.capturing.store(false, Relaxed);
-    let (mut writer_stats, files, _) = joined?;
+    let done = joined?;
     if totals.writer_gone {
         return Err(PipelineError::WriterGone);
     }
-    if let Ok(r) = retired.lock() {
-        add_writer_stats(&mut writer_stats, &r);
-    }
+    let writer_stats = done.stats;
     // Last pass: the files just finished count towards the limits.
     let mut retention = retention_stats.lock().map(|r| r.clone()).unwrap_or_default();
     retention::enforce(&opts.capture.writer.dir, &opts.retention, SystemTime::now(), 0, &mut retention);
@@ -276,51 +284,43 @@ pub fn run_live(
     summary.source.bytes_read = summary.source.frame_bytes;
     summary.source.truncated_records = interfaces.iter().map(|i| i.truncated).sum();
     summary.writer = writer_stats.clone();
-    summary.segments = files.into_iter().filter(|f| f.exists()).collect();
+    summary.segments = done.files.into_iter().filter(|f| f.exists()).collect();
+    summary.services = done.services.map(|mut s| {
+        s.map_reloads = metrics.service_map_reloads.load(Relaxed);
+        s.map_reload_errors = metrics.service_map_reload_errors.load(Relaxed);
+        s
+    });
     summary.seconds = started.elapsed().as_secs_f64();
     summary.peak_rss_bytes = peak_rss_bytes();
     summary.live = Some(LiveSummary { interfaces, retention, segment_files: writer_stats.files_finished });
     Ok(summary)
 }
 
-/// Adds the counters of a writer that was replaced (after a masking reload) to the final writer's.
-fn add_writer_stats(a: &mut WriterStats, b: &WriterStats) {
-    let WriterStats {
-        exchanges,
-        exchanges_rejected,
-        exchanges_lost,
-        blocks,
-        blocks_stored,
-        raw_bytes,
-        compressed_bytes,
-        file_bytes,
-        files_started,
-        files_finished,
-        files_abandoned,
-        rotations_by_size,
-        rotations_by_age,
-        write_errors,
-        exchanges_dropped,
-        files_salvaged,
-        files_removed,
-    } = b;
-    a.exchanges += exchanges;
-    a.exchanges_rejected += exchanges_rejected;
-    a.exchanges_lost += exchanges_lost;
-    a.blocks += blocks;
-    a.blocks_stored += blocks_stored;
-    a.raw_bytes += raw_bytes;
-    a.compressed_bytes += compressed_bytes;
-    a.file_bytes += file_bytes;
-    a.files_started += files_started;
-    a.files_finished += files_finished;
-    a.files_abandoned += files_abandoned;
-    a.rotations_by_size += rotations_by_size;
-    a.rotations_by_age += rotations_by_age;
-    a.write_errors += write_errors;
-    a.exchanges_dropped += exchanges_dropped;
-    a.files_salvaged += files_salvaged;
-    a.files_removed += files_removed;
+/// Re-reads the service map (SIGHUP): a good file replaces the map (the writer picks it up at its next batch or
+/// tick), a bad one keeps the previous map; both are logged and counted.
+fn reload_service_map(path: &Path, shared: &SharedServiceMap, metrics: &Metrics) {
+    match ServiceMap::load(path) {
+        Ok(map) => {
+            let (_, current) = shared.get();
+            let changed = *current != map;
+            tracing::info!(file = %path.display(), entries = map.entries().len(), changed, "service map re-read");
+            if changed {
+                shared.set(Arc::new(map));
+            }
+            metrics.service_map_reloads.fetch_add(1, Relaxed);
+        }
+        Err(e) => {
+            metrics.service_map_reload_errors.fetch_add(1, Relaxed);
+            tracing::error!("{e}; keeping the previous service map");
+        }
+    }
+}
+
+/// Stores the writers' open count and evictions, their summed counters and retention's into the shared counters.
+fn publish_writers(m: &Metrics, writers: &ServiceWriters, r: &RetentionStats) {
+    publish_writer(m, &writers.stats(), r);
+    m.service_writers_open.store(writers.open_writers() as u64, Relaxed);
+    m.service_writers_evicted.store(writers.service_stats().writers_evicted, Relaxed);
 }
 
 /// Stores the writer's and retention's totals into the shared counters.
@@ -334,15 +334,14 @@ fn publish_writer(m: &Metrics, w: &WriterStats, r: &RetentionStats) {
     m.retention_bytes.store(r.bytes_deleted, Relaxed);
 }
 
-/// The writer thread's periodic work: age rotation by the wall clock, flushing a quiet block every
-/// `flush_interval`, a new file when a reload changed the masking fingerprint, retention after rotations (and
-/// every `retention_every`), metrics.
+/// The writer thread's periodic work: age rotation by the wall clock, flushing quiet blocks every
+/// `flush_interval`, new files when a reload changed the masking fingerprint or the service map, retention after
+/// rotations (and every `retention_every`), metrics.
 fn writer_tick(
     opts: &LiveOptions,
     metrics: Arc<Metrics>,
     stats: Arc<std::sync::Mutex<RetentionStats>>,
     masking: &SharedMasking,
-    retired: Arc<std::sync::Mutex<WriterStats>>,
 ) -> WriterTick {
     let dir = opts.capture.writer.dir.clone();
     let cfg = opts.retention.clone();
@@ -352,52 +351,38 @@ fn writer_tick(
     let mut masking_generation = masking.generation();
     let mut last_pass: Option<Instant> = None;
     let mut last_flush = Instant::now();
-    let mut flushed_at = 0u64;
     WriterTick {
         every: opts.tick,
-        hook: Box::new(move |writer: &mut SegmentWriter| {
+        hook: Box::new(move |writers: &mut ServiceWriters| {
             let mut rotated = false;
             if masking.generation() != masking_generation {
                 let (generation, m) = masking.get();
                 masking_generation = generation;
                 let fingerprint = m.as_ref().map(|m| m.fingerprint().to_vec()).unwrap_or_default();
-                if fingerprint != writer.config().masking_fingerprint {
-                    // Segment headers name the policy: later exchanges go to a new file under the new one.
-                    let mut cfg = writer.config().clone();
-                    cfg.masking_fingerprint = fingerprint;
-                    let old = std::mem::replace(writer, SegmentWriter::create(cfg)?);
-                    if let Ok(mut r) = retired.lock() {
-                        add_writer_stats(&mut r, old.stats());
-                    }
-                    let done = old.finish()?;
-                    metrics.segment_files.fetch_add(done.len() as u64, Relaxed);
-                    rotated = true;
-                    flushed_at = 0;
-                }
+                // Segment headers name the policy: later exchanges go to new files under the new one.
+                rotated |= writers.set_masking_fingerprint(fingerprint)?;
             }
-            writer.advance_time(wall_clock())?;
-            rotated |= !writer.take_finished().is_empty();
-            let written = writer.stats().exchanges;
-            if written != flushed_at && last_flush.elapsed() >= flush_every {
-                writer.flush()?;
-                flushed_at = written;
-                last_flush = Instant::now();
-                metrics.segment_flushes.fetch_add(1, Relaxed);
+            // A reloaded service map is also picked up in quiet periods.
+            writers.check_map()?;
+            writers.advance_time(wall_clock())?;
+            rotated |= !writers.take_finished().is_empty();
+            if last_flush.elapsed() >= flush_every {
+                let (flushed, result) = writers.flush_written();
+                if flushed > 0 {
+                    last_flush = Instant::now();
+                    metrics.segment_flushes.fetch_add(flushed, Relaxed);
+                }
+                result?;
             }
             let mut st = stats.lock().map(|s| s.clone()).unwrap_or_default();
             if cfg.enabled() && (rotated || last_pass.is_none_or(|t| t.elapsed() >= every)) {
-                let open = writer.current_tmp_path().and_then(|p| std::fs::metadata(p).ok()).map_or(0, |m| m.len());
-                retention::enforce(&dir, &cfg, SystemTime::now(), open, &mut st);
+                retention::enforce(&dir, &cfg, SystemTime::now(), writers.open_file_bytes(), &mut st);
                 last_pass = Some(Instant::now());
                 if let Ok(mut s) = stats.lock() {
                     *s = st.clone();
                 }
             }
-            let mut total = writer.stats().clone();
-            if let Ok(r) = retired.lock() {
-                add_writer_stats(&mut total, &r);
-            }
-            publish_writer(&metrics, &total, &st);
+            publish_writers(&metrics, writers, &st);
             Ok(())
         }),
     }

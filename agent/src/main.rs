@@ -18,6 +18,7 @@ use tapedeck_agent::logfile::LogFile;
 use tapedeck_agent::mask;
 use tapedeck_agent::metrics::{Metrics, MetricsServer};
 use tapedeck_agent::pipeline::{self, Progress};
+use tapedeck_agent::service::{ServiceMap, ServiceMapError};
 use tapedeck_agent::signals;
 use tapedeck_agent::summary;
 
@@ -58,6 +59,10 @@ fn run(args: &Args, log_file: Option<Arc<LogFile>>) -> anyhow::Result<ExitCode> 
     let summary = if args.iface.is_empty() {
         let mut cfg = args.capture_config();
         cfg.masking = masker;
+        if let Err(e) = load_service_map(&mut cfg) {
+            eprintln!("agent: error: {e}");
+            return Ok(ExitCode::from(2));
+        }
         let mut progress = TerminalProgress { enabled: std::io::stderr().is_terminal() && !args.quiet, shown: false };
         let summary = pipeline::run_files(&args.pcap, cfg, &mut progress)?;
         progress.clear();
@@ -71,6 +76,10 @@ fn run(args: &Args, log_file: Option<Arc<LogFile>>) -> anyhow::Result<ExitCode> 
             }
         };
         opts.capture.masking = masker;
+        if let Err(e) = load_service_map(&mut opts.capture) {
+            eprintln!("agent: error: {e}");
+            return Ok(ExitCode::from(2));
+        }
         run_live(args, opts, log_file)?
     };
     if let Some(path) = &args.stats_json {
@@ -144,6 +153,17 @@ fn run_live(
     let summary = live::run_live(opts, control, metrics)?;
     drop(server);
     Ok(summary)
+}
+
+/// Reads the --service-map file, when one is given.
+fn load_service_map(cfg: &mut pipeline::CaptureConfig) -> Result<(), ServiceMapError> {
+    if let Some(services) = &mut cfg.services
+        && let Some(path) = &services.map_file
+    {
+        services.map = ServiceMap::load(path)?;
+        tracing::info!(file = %path.display(), entries = services.map.entries().len(), "service map read");
+    }
+    Ok(())
 }
 
 fn hex(b: &[u8]) -> String {

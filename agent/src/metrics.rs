@@ -123,6 +123,14 @@ pub struct Metrics {
     pub reloads: AtomicU64,
     /// SIGHUP reloads that failed (the previous configuration stays).
     pub reload_errors: AtomicU64,
+    /// Segment writers open now (gauge): one per service with `--split-by-service`, else one.
+    pub service_writers_open: AtomicU64,
+    /// Service writers finished because `--max-open-services` were open and another service needed one.
+    pub service_writers_evicted: AtomicU64,
+    /// Service-map re-reads (SIGHUP) that succeeded.
+    pub service_map_reloads: AtomicU64,
+    /// Service-map re-reads that failed (the previous map stays).
+    pub service_map_reload_errors: AtomicU64,
     /// Whether the run is capturing: set once every interface is open and its thread started, cleared when the
     /// run ends. `/healthz` answers 503 without it (so it also serves as a readiness check).
     pub capturing: AtomicBool,
@@ -307,6 +315,34 @@ impl Metrics {
         );
         one(&mut out, "tapedeck_reloads_total", "counter", "SIGHUP reloads done.", &self.reloads);
         one(&mut out, "tapedeck_reload_errors_total", "counter", "SIGHUP reloads that failed.", &self.reload_errors);
+        one(
+            &mut out,
+            "tapedeck_service_writers_open",
+            "gauge",
+            "Segment writers open (one per service with --split-by-service).",
+            &self.service_writers_open,
+        );
+        one(
+            &mut out,
+            "tapedeck_service_writers_evicted_total",
+            "counter",
+            "Service writers finished at the --max-open-services cap.",
+            &self.service_writers_evicted,
+        );
+        one(
+            &mut out,
+            "tapedeck_service_map_reloads_total",
+            "counter",
+            "Service-map re-reads (SIGHUP) that succeeded.",
+            &self.service_map_reloads,
+        );
+        one(
+            &mut out,
+            "tapedeck_service_map_reload_errors_total",
+            "counter",
+            "Service-map re-reads that failed (the previous map stays).",
+            &self.service_map_reload_errors,
+        );
         one(
             &mut out,
             "tapedeck_retention_deletions_total",
@@ -525,6 +561,10 @@ mod tests {
         m.retention_deletions.store(2, Relaxed);
         m.writer_write_errors.store(4, Relaxed);
         m.writer_dropped_exchanges.store(1234, Relaxed);
+        m.service_writers_open.store(3, Relaxed);
+        m.service_writers_evicted.store(5, Relaxed);
+        m.service_map_reloads.store(2, Relaxed);
+        m.service_map_reload_errors.store(1, Relaxed);
         m.interfaces[1].ebpf.store(&crate::source::ebpf::EbpfCounters {
             seen: 10,
             matched: 6,
@@ -547,6 +587,11 @@ mod tests {
             "tapedeck_retention_deletions_total 2",
             "tapedeck_writer_write_errors_total 4",
             "tapedeck_writer_dropped_exchanges_total 1234",
+            "tapedeck_service_writers_open 3",
+            "# TYPE tapedeck_service_writers_open gauge",
+            "tapedeck_service_writers_evicted_total 5",
+            "tapedeck_service_map_reloads_total 2",
+            "tapedeck_service_map_reload_errors_total 1",
             "# TYPE tapedeck_queue_drops_total counter",
             "tapedeck_capture_backend{interface=\"eth0\",backend=\"pcap\"} 1",
             "tapedeck_capture_backend{interface=\"lo\",backend=\"ebpf\"} 1",

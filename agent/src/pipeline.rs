@@ -14,16 +14,18 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 use serde::Serialize;
 use tapedeck_model::Exchange;
-use tapedeck_model::segment::{SegmentError, SegmentWriter, SegmentWriterConfig, WriterStats};
+use tapedeck_model::segment::{SegmentError, SegmentWriterConfig, WriterStats};
 
 use crate::decode::{DecodeConfig, DecodeStats, Decoder};
 use crate::mask::{MaskStats, Masker};
 use crate::reassembly::{ReassemblyConfig, ReassemblyStats};
 use crate::reload::{Reloadable, SharedMasking, WorkerMasker};
+use crate::service::ServiceMap;
 use crate::session::SessionConfig;
 use crate::shard::{Overflow, Sharder, WorkerOptions, start_workers};
 use crate::source::{PcapSource, SourceError, SourceStats};
 use crate::stats::{ExchangeTally, Merge, SessionStats};
+use crate::writers::{ServiceSplit, ServiceStats, ServiceWriters, SharedServiceMap};
 
 /// Everything the capture pipeline needs to know.
 #[derive(Clone, Debug, Default)]
@@ -44,6 +46,28 @@ pub struct CaptureConfig {
     /// Worker threads that reassemble and parse, connections sharded among them (0 is taken as 1). The flow and
     /// buffered-bytes caps of `reassembly` are split among them.
     pub workers: usize,
+    /// Split segments into a directory per service (`--split-by-service`); None writes every segment in
+    /// `writer.dir`.
+    pub services: Option<ServicesConfig>,
+}
+
+/// Splitting segments by service (see [`crate::writers`]).
+#[derive(Clone, Debug, Default)]
+pub struct ServicesConfig {
+    /// Labels for server endpoints (empty: every service is named `<address>_<port>`).
+    pub map: ServiceMap,
+    /// The file `map` was read from (`--service-map`), re-read on SIGHUP in live capture.
+    pub map_file: Option<PathBuf>,
+    /// Service writers open at once, at most (`--max-open-services`).
+    pub max_open: usize,
+}
+
+impl ServicesConfig {
+    /// The shared (reloadable) map and the writer thread's settings.
+    pub fn split(&self) -> (SharedServiceMap, ServiceSplit) {
+        let map: SharedServiceMap = Arc::new(Reloadable::new(Arc::new(self.map.clone())));
+        (Arc::clone(&map), ServiceSplit { map, max_open: self.max_open })
+    }
 }
 
 /// What happened to one input.
@@ -89,6 +113,9 @@ pub struct RunSummary {
     pub live: Option<crate::live::LiveSummary>,
     /// Per worker thread (their counters are included in the totals above).
     pub workers: Vec<crate::shard::WorkerSummary>,
+    /// Splitting by service (`--split-by-service` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub services: Option<ServiceStats>,
 }
 
 impl RunSummary {
@@ -143,7 +170,8 @@ pub fn run_files(
 ) -> Result<RunSummary, PipelineError> {
     let started = Instant::now();
     let shared_masking = Arc::new(Reloadable::new(cfg.masking.clone()));
-    let (batcher, writer) = start_masked_writer(&cfg, &shared_masking, None)?;
+    let split = cfg.services.as_ref().map(|s| s.split().1);
+    let (batcher, writer) = start_masked_writer(&cfg, &shared_masking, split, None)?;
     let opts = WorkerOptions {
         workers: cfg.workers.max(1),
         queue_batches: WORKER_QUEUE_BATCHES,
@@ -213,13 +241,14 @@ pub fn run_files(
     summary.sessions = totals.sessions;
     summary.exchanges = totals.tally;
     summary.workers = totals.per_worker;
-    let (writer_stats, files, _) = writer.join()?;
+    let done = writer.join()?;
     if totals.writer_gone {
         return Err(PipelineError::WriterGone);
     }
-    summary.writer = writer_stats;
+    summary.writer = done.stats;
+    summary.services = done.services;
     summary.masking = totals.masking;
-    summary.segments = files;
+    summary.segments = done.files;
     summary.seconds = started.elapsed().as_secs_f64();
     summary.peak_rss_bytes = peak_rss_bytes();
     Ok(summary)
@@ -236,11 +265,12 @@ const WORKER_BATCH_BYTES: usize = 64 << 10;
 pub(crate) fn start_masked_writer(
     cfg: &CaptureConfig,
     masking: &SharedMasking,
+    split: Option<ServiceSplit>,
     tick: Option<WriterTick>,
 ) -> Result<(Batcher, WriterThread), PipelineError> {
     let mut writer_cfg = cfg.writer.clone();
     writer_cfg.masking_fingerprint = cfg.masking.as_ref().map(|m| m.fingerprint().to_vec()).unwrap_or_default();
-    let (mut batcher, writer) = start_writer(writer_cfg, cfg.labels.clone(), None, tick)?;
+    let (mut batcher, writer) = start_writer(writer_cfg, split, cfg.labels.clone(), None, tick)?;
     batcher.masking = Some(Arc::clone(masking));
     Ok((batcher, writer))
 }
@@ -264,7 +294,7 @@ pub(crate) struct WriterThread {
 
 impl WriterThread {
     /// Waits for the writer to finish (after the [`Batcher`] was dropped): its counters and the files finished
-    /// and not taken by a tick hook, and the masking counters.
+    /// and not taken by a tick hook.
     pub(crate) fn join(self) -> Result<WriterResult, PipelineError> {
         self.handle.join().map_err(|_| PipelineError::WriterGone)?
     }
@@ -280,12 +310,13 @@ pub(crate) struct WriterTick {
 }
 
 /// The work of a [`WriterTick`].
-pub(crate) type WriterHook = Box<dyn FnMut(&mut SegmentWriter) -> Result<(), PipelineError> + Send>;
+pub(crate) type WriterHook = Box<dyn FnMut(&mut ServiceWriters) -> Result<(), PipelineError> + Send>;
 
 /// Starts the writer thread and returns the [`Batcher`] that feeds it. Without a tick the writer only waits for
 /// batches (capture files); with one it also runs the hook when batches are slow to come.
 pub(crate) fn start_writer(
     mut writer_cfg: SegmentWriterConfig,
+    split: Option<ServiceSplit>,
     labels: Vec<(String, String)>,
     masker: Option<Masker>,
     tick: Option<WriterTick>,
@@ -298,7 +329,7 @@ pub(crate) fn start_writer(
     let (recycle_tx, recycle_rx) = bounded::<Vec<Exchange>>(CHANNEL_BATCHES + 2);
     let handle = std::thread::Builder::new()
         .name("segment-writer".into())
-        .spawn(move || write_segments(writer_cfg, masker, rx, recycle_tx, tick))
+        .spawn(move || write_segments(writer_cfg, split, masker, rx, recycle_tx, tick))
         .map_err(|_| PipelineError::WriterGone)?;
     Ok((Batcher::new(tx, recycle_rx, labels), WriterThread { handle }))
 }
@@ -416,8 +447,15 @@ impl Batcher {
     }
 }
 
-/// What the writer thread returns: writer counters, finished files, masking counters.
-pub(crate) type WriterResult = (WriterStats, Vec<PathBuf>, Option<MaskStats>);
+/// What the writer thread returns.
+pub(crate) struct WriterResult {
+    /// Writer counters, summed over every segment writer.
+    pub stats: WriterStats,
+    /// Files finished and not taken by a tick hook.
+    pub files: Vec<PathBuf>,
+    /// Splitting by service (None without it).
+    pub services: Option<ServiceStats>,
+}
 
 /// How long the writer waits after a write error before it tries a new file (exchanges that arrive meanwhile are
 /// dropped and counted in [`WriterStats::exchanges_dropped`]).
@@ -427,21 +465,26 @@ pub(crate) const WRITE_RETRY: Duration = Duration::from_secs(1);
 /// capture thread, so that reading keeps its speed and masking overlaps with it.
 ///
 /// A write error (disk full, quota, permissions) does not stop the run: the writer closes its file cleanly (see
-/// [`SegmentWriter`]), one error naming the directory and the OS error is logged, exchanges are dropped and
-/// counted while writing fails, and a new file is tried every [`WRITE_RETRY`]; when one succeeds (space came
-/// back, e.g. retention or an operator deleted files) writing resumes and a warning says how many were dropped.
+/// [`tapedeck_model::segment::SegmentWriter`]), one error naming the directory and the OS error is logged,
+/// exchanges are dropped and counted while writing fails, and a new file is tried every [`WRITE_RETRY`]; when one
+/// succeeds (space came back, e.g. retention or an operator deleted files) writing resumes and a warning says how
+/// many were dropped. With `--split-by-service` the writers of every service share that state.
 fn write_segments(
     cfg: SegmentWriterConfig,
+    split: Option<ServiceSplit>,
     mut masker: Option<Masker>,
     rx: Receiver<Vec<Exchange>>,
     recycle: Sender<Vec<Exchange>>,
     tick: Option<WriterTick>,
 ) -> Result<WriterResult, PipelineError> {
     let mut failing = WriteFailure::new(cfg.dir.clone());
-    let mut writer = SegmentWriter::create(cfg)?;
-    let mut write_batch = |writer: &mut SegmentWriter, failing: &mut WriteFailure, mut batch: Vec<Exchange>| {
+    let mut writer = ServiceWriters::new(cfg, split)?;
+    let mut write_batch = |writer: &mut ServiceWriters, failing: &mut WriteFailure, mut batch: Vec<Exchange>| {
         if let Some(m) = &mut masker {
             m.mask_batch(&mut batch);
+        }
+        if let Err(e) = writer.check_map() {
+            failing.failed(&e, writer.progress());
         }
         for ex in &batch {
             if failing.waiting() {
@@ -450,7 +493,7 @@ fn write_segments(
             }
             match writer.write(ex) {
                 Ok(()) => failing.succeeded(writer),
-                Err(e) => failing.failed(&e, writer.stats()),
+                Err(e) => failing.failed(&e, writer.progress()),
             }
         }
         batch.clear();
@@ -474,7 +517,7 @@ fn write_segments(
                 if last.elapsed() >= tick.every {
                     match (tick.hook)(&mut writer) {
                         Ok(()) => {}
-                        Err(PipelineError::Writer(e)) => failing.failed(&e, writer.stats()),
+                        Err(PipelineError::Writer(e)) => failing.failed(&e, writer.progress()),
                         Err(e) => return Err(e),
                     }
                     last = Instant::now();
@@ -484,11 +527,12 @@ fn write_segments(
     }
     // The last block and footer: an error here is reported and counted like any other (the run still ends with
     // its summary).
-    if let Err(e) = writer.rotate() {
-        failing.failed(&e, writer.stats());
+    if let Err(e) = writer.close_all() {
+        failing.failed(&e, writer.progress());
     }
     let files = writer.take_finished();
-    let stats = writer.stats().clone();
+    let stats = writer.stats();
+    let services = writer.splitting().then(|| writer.service_stats().clone());
     drop(writer);
     if stats.exchanges_dropped + stats.exchanges_lost > 0 {
         tracing::warn!(
@@ -498,7 +542,7 @@ fn write_segments(
             stats.write_errors
         );
     }
-    Ok((stats, files, masker.map(|m| m.stats())))
+    Ok(WriterResult { stats, files, services })
 }
 
 /// The writer thread's state after a write error: when to retry, what to say.
@@ -527,22 +571,26 @@ impl WriteFailure {
     }
 
     /// A write worked: if writing was failing and a block reached the disk since, say that it resumed.
-    fn succeeded(&mut self, writer: &SegmentWriter) {
-        let s = writer.stats();
-        if self.since.is_some() && s.blocks > self.blocks_before {
+    fn succeeded(&mut self, writers: &ServiceWriters) {
+        if self.since.is_none() {
+            return;
+        }
+        let (blocks, lost) = writers.progress();
+        if blocks > self.blocks_before {
             let since = self.since.take().unwrap_or_else(Instant::now);
             tracing::warn!(
                 "writing segments to {} resumed after {:.1} s; {} exchange(s) dropped meanwhile",
                 self.dir.display(),
                 since.elapsed().as_secs_f64(),
-                (s.exchanges_dropped + s.exchanges_lost).saturating_sub(self.lost_before)
+                lost.saturating_sub(self.lost_before)
             );
         }
     }
 
     /// A write failed: an I/O error starts (or continues) the failing state, logged once; an exchange the writer
     /// refused (too large to encode) is only that exchange's loss.
-    fn failed(&mut self, e: &SegmentError, stats: &WriterStats) {
+    /// `progress` is the writers' (blocks written, exchanges dropped or lost) so far.
+    fn failed(&mut self, e: &SegmentError, progress: (u64, u64)) {
         let io = match e {
             SegmentError::Io { source, .. } | SegmentError::IoAt { source, .. } => source,
             other => {
@@ -556,8 +604,7 @@ impl WriteFailure {
             return;
         }
         self.since = Some(Instant::now());
-        self.lost_before = stats.exchanges_dropped + stats.exchanges_lost;
-        self.blocks_before = stats.blocks;
+        (self.blocks_before, self.lost_before) = progress;
         let errno = io.raw_os_error().and_then(errno_name).map(|n| format!(" [{n}]")).unwrap_or_default();
         tracing::error!(
             "cannot write segments to {}: {e}{errno}; dropping exchanges (counted as writer exchanges_dropped) and \

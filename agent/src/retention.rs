@@ -1,7 +1,11 @@
 //! Segment retention: deletes finished segment files (`*.seg`) of the output directory that are older than a
 //! maximum age, then the oldest ones while all segment files together exceed a maximum size. Oldest means the
-//! earliest modification time (when the file was finished), ties broken by name. Files being written
-//! (`*.seg.tmp`) are never deleted, but the one being written counts towards the size.
+//! earliest modification time (when the file was finished), ties broken by path. Files being written
+//! (`*.seg.tmp`) are never deleted, but those being written count towards the size.
+//!
+//! The output directory's direct subdirectories (the service directories of `--split-by-service`) are one tree
+//! with it: ages and the byte total are taken over all of them, and the oldest file goes first wherever it is.
+//! Service directories left empty are kept (a service that comes back writes there again).
 //!
 //! Every deletion is counted and logged; a file that cannot be deleted is counted and logged, and the next
 //! oldest is tried.
@@ -200,6 +204,35 @@ mod tests {
         assert_eq!(gone.len(), 2);
         assert_eq!(names(d.path()), vec!["3.seg"]);
         assert_eq!((st.deleted_by_age, st.deleted_by_size), (1, 1));
+    }
+
+    #[test]
+    fn service_directories_share_one_budget_oldest_first() {
+        let d = tempfile::tempdir().unwrap();
+        let now = SystemTime::now();
+        for s in ["10.0.0.1_80", "payments"] {
+            std::fs::create_dir(d.path().join(s)).unwrap();
+        }
+        // Ages interleave across the directories; 100 bytes each, 500 in all.
+        file(d.path(), "10.0.0.1_80/a.seg", 100, now, Duration::from_secs(50));
+        file(d.path(), "10.0.0.1_80/b.seg", 100, now, Duration::from_secs(20));
+        file(d.path(), "payments/c.seg", 100, now, Duration::from_secs(40));
+        file(d.path(), "payments/d.seg", 100, now, Duration::from_secs(10));
+        file(d.path(), "top.seg", 100, now, Duration::from_secs(30));
+        let cfg = RetentionConfig { max_age: None, max_bytes: Some(250) };
+        let mut st = RetentionStats::default();
+        let gone = enforce(d.path(), &cfg, now, 0, &mut st);
+        let rel: Vec<String> = gone.iter().map(|p| p.strip_prefix(d.path()).unwrap().display().to_string()).collect();
+        assert_eq!(rel, ["10.0.0.1_80/a.seg", "payments/c.seg", "top.seg"]);
+        assert_eq!(names(&d.path().join("10.0.0.1_80")), ["b.seg"]);
+        assert_eq!(names(&d.path().join("payments")), ["d.seg"]);
+        assert_eq!((st.deleted_by_size, st.bytes_deleted), (3, 300));
+        // By age, across directories too; the emptied directory stays.
+        let cfg = RetentionConfig { max_age: Some(Duration::from_secs(15)), max_bytes: None };
+        let gone = enforce(d.path(), &cfg, now, 0, &mut st);
+        assert_eq!(gone, [d.path().join("10.0.0.1_80/b.seg")]);
+        assert!(d.path().join("10.0.0.1_80").is_dir());
+        assert_eq!(st.deleted_by_age, 1);
     }
 
     #[test]

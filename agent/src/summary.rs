@@ -74,6 +74,9 @@ pub fn render(s: &RunSummary) -> String {
         let _ = writeln!(out, "masking: off");
     }
     section(&mut out, "writer", &s.writer);
+    if let Some(services) = &s.services {
+        section(&mut out, "services", services);
+    }
     if let Some(live) = &s.live {
         for i in &live.interfaces {
             section(&mut out, &format!("interface {}", i.name), i);

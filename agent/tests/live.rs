@@ -2,7 +2,8 @@
 //! real HTTP server (`python3 -m http.server`) in one, real clients (`curl`) and the agent binary on the veth in
 //! the other. Checks that the segments hold exactly what the clients did, that /metrics counts it while running,
 //! that SIGTERM finishes every segment and exits 0, and that rotation (by size and by age in a quiet period) and
-//! retention (by total bytes) work on the live path; that SIGHUP re-reads the masking policy, that idle
+//! retention (by total bytes) work on the live path; that SIGHUP re-reads the masking policy and the service
+//! map (`--service-map`: later exchanges go to the labelled service directory), that idle
 //! connections expire and quiet blocks reach disk while no packet arrives, and that a second SIGTERM exits at once.
 //!
 //! Needs root, `ip netns`, `python3` and `curl`; without them each test prints why and returns.
@@ -289,6 +290,57 @@ fn sighup_rereads_the_masking_policy() {
         .map(|f| SegmentReader::open(f).unwrap().header().masking_fingerprint.clone())
         .collect();
     assert_eq!(prints.len(), 2, "two policies, two fingerprints in the headers");
+}
+
+#[test]
+fn sighup_rereads_the_service_map() {
+    let mut net = setup!();
+    let tmp = tempfile::tempdir().unwrap();
+    let www = tmp.path().join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("a.txt"), "alpha\n").unwrap();
+    net.start_server(&www).unwrap();
+    let map = tmp.path().join("services.toml");
+    std::fs::write(&map, "# no labels yet\n").unwrap();
+    let out = tmp.path().join("segments");
+    let log = tmp.path().join("agent.log");
+    let mut agent = net.start_agent(&out, &["--service-map", map.to_str().unwrap()], &log);
+    assert_eq!(net.curl(&[], "/a.txt?before"), 200);
+    wait_metric(&net, "tapedeck_segment_exchanges_written_total", 1, &log);
+    let (_, text) = net.fetch("/metrics");
+    assert_eq!(metric(&text, "tapedeck_service_writers_open"), Some(1), "{text}");
+
+    // The server gets a label; SIGHUP makes the agent read the map again.
+    std::fs::write(&map, format!("[[service]]\nlabel = \"web\"\naddr = \"{SERVER_IP}:{PORT}\"\n")).unwrap();
+    run(&["kill", "-HUP", &agent.0.id().to_string()]).unwrap();
+    wait_metric(&net, "tapedeck_service_map_reloads_total", 1, &log);
+    assert_eq!(net.curl(&[], "/a.txt?after"), 200);
+    wait_metric(&net, "tapedeck_segment_exchanges_written_total", 2, &log);
+    // A broken map is refused (logged, counted) and the last good one stays.
+    std::fs::write(&map, "[[service]]\nlabel = \"../web\"\naddr = \"10.0.0.1:80\"\n").unwrap();
+    run(&["kill", "-HUP", &agent.0.id().to_string()]).unwrap();
+    wait_metric(&net, "tapedeck_service_map_reload_errors_total", 1, &log);
+    assert_eq!(net.curl(&[], "/a.txt?broken"), 200);
+    wait_metric(&net, "tapedeck_segment_exchanges_written_total", 3, &log);
+    let (_, text) = net.fetch("/metrics");
+    assert_eq!(metric(&text, "tapedeck_service_map_reloads_total"), Some(1), "{text}");
+
+    let status = terminate(&mut agent, Duration::from_secs(5));
+    assert!(status.success(), "exit {status:?}\n{}", log_text(&log));
+    assert!(log_text(&log).contains("keeping the previous service map"), "{}", log_text(&log));
+    let queries = |dir: &str| -> Vec<String> {
+        let mut q: Vec<String> = read_all(&out.join(dir)).iter().map(|e| summary_of(e).1).collect();
+        q.sort();
+        q
+    };
+    let by_addr = format!("{SERVER_IP}_{PORT}");
+    assert_eq!(queries(&by_addr), ["/a.txt?before"], "before the reload: named by address and port");
+    assert_eq!(queries("web"), ["/a.txt?after", "/a.txt?broken"], "after it: the label, kept past the bad map");
+    let mut dirs: Vec<String> =
+        std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    dirs.sort();
+    assert_eq!(dirs, [by_addr, "web".to_string()]);
+    no_tmp_left(&out);
 }
 
 #[test]

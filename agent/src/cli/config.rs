@@ -67,6 +67,12 @@ pub struct FileConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub segment_max_age: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub split_by_service: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_map: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_open_services: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub zstd_level: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_flows: Option<u64>,
@@ -256,6 +262,9 @@ impl FileConfig {
             stats_json: a.stats_json.clone(),
             segment_max_bytes: Some(Size::Bytes(a.segment_max_bytes)),
             segment_max_age: Some(dur(a.segment_max_age)),
+            split_by_service: Some(a.split_by_service),
+            service_map: a.service_map.clone(),
+            max_open_services: Some(u64::from(a.max_open_services)),
             zstd_level: Some(i64::from(a.zstd_level)),
             max_flows: Some(a.max_flows as u64),
             max_flow_buffer: Some(Size::Bytes(a.max_flow_buffer)),
@@ -307,6 +316,7 @@ mod tests {
         a.ebpf_wakeup_bytes = Some(1 << 16);
         a.stats_json = Some("s".into());
         a.log_file = Some("l".into());
+        a.service_map = Some("m".into());
         let table = toml::Table::try_from(FileConfig::from_args(&a)).unwrap_or_else(|e| panic!("{e}"));
         let mut keys: Vec<String> = table.keys().cloned().collect();
         let mut flags = longs.clone();

@@ -10,8 +10,9 @@ use clap::Parser;
 use tapedeck_model::segment::SegmentWriterConfig;
 
 use crate::live::LiveOptions;
-use crate::pipeline::CaptureConfig;
+use crate::pipeline::{CaptureConfig, ServicesConfig};
 use crate::retention::RetentionConfig;
+use crate::service::ServiceMap;
 use crate::source::capture::{Backend, BackendOptions};
 use crate::source::live::LiveConfig;
 
@@ -35,7 +36,7 @@ use crate::source::live::LiveConfig;
 /// variable (TAPEDECK_ and the name in capitals: TAPEDECK_OUT, TAPEDECK_IFACE=eth0,eth1). A flag wins over the
 /// environment, which wins over the file, which wins over the default. `--print-config` shows the result.
 ///
-/// Signals: SIGHUP re-reads the masking policy file (and reopens --log-file).
+/// Signals: SIGHUP re-reads the masking policy file and the --service-map file (and reopens --log-file).
 ///
 /// Exit status: 0 when every input was read (even in part: damage is reported and what came before it is kept),
 /// 1 when an input could not be read at all (missing, not a capture, an interface that cannot be opened) or
@@ -118,12 +119,13 @@ pub struct Args {
     #[arg(long, value_name = "ADDR", conflicts_with = "pcap", env = "TAPEDECK_METRICS_ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
 
-    /// Live capture: delete finished segment files in --out older than this (e.g. 24h, 7d).
+    /// Live capture: delete finished segment files in --out (and its service directories) older than this
+    /// (e.g. 24h, 7d).
     #[arg(long, value_name = "DURATION", value_parser = units::parse_duration, conflicts_with = "pcap", env = "TAPEDECK_RETAIN_AGE")]
     pub retain_age: Option<std::time::Duration>,
 
-    /// Live capture: delete the oldest finished segment files in --out while all of them together are larger
-    /// than this (e.g. 10GiB).
+    /// Live capture: delete the oldest finished segment files in --out (and its service directories) while all
+    /// of them together are larger than this (e.g. 10GiB).
     #[arg(long, value_name = "SIZE", value_parser = units::parse_size, conflicts_with = "pcap", env = "TAPEDECK_RETAIN_BYTES")]
     pub retain_bytes: Option<u64>,
 
@@ -172,6 +174,23 @@ pub struct Args {
     /// (e.g. 30s, 10m, 1h).
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = units::parse_duration, env = "TAPEDECK_SEGMENT_MAX_AGE")]
     pub segment_max_age: std::time::Duration,
+
+    /// Write the segments of each service in a subdirectory of --out of its own (created 0700), named by the
+    /// server's address and port (`10.0.0.5_8080`, IPv6 `fd00--1_443`) or by a --service-map label. Rotation,
+    /// retention and `replayer` work across them. See docs/services.md.
+    #[arg(long, env = "TAPEDECK_SPLIT_BY_SERVICE")]
+    pub split_by_service: bool,
+
+    /// A service map (TOML): `[[service]]` tables with a `label` and an `addr = "10.0.0.5:8080"` or a
+    /// `cidr = "10.1.0.0/16"` with an optional `port`; the first match names the service's directory, endpoints
+    /// matching none are named by address and port. Implies --split-by-service. Re-read on SIGHUP.
+    #[arg(long, value_name = "FILE", env = "TAPEDECK_SERVICE_MAP")]
+    pub service_map: Option<PathBuf>,
+
+    /// With --split-by-service: segment writers open at once, at most (each holds up to about two segment blocks
+    /// and a zstd context); past it the least recently used one is finished (counted).
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096), env = "TAPEDECK_MAX_OPEN_SERVICES")]
+    pub max_open_services: u32,
 
     /// zstd compression level of segment blocks (1 fastest ... 19 smallest).
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=19), env = "TAPEDECK_ZSTD_LEVEL")]
@@ -252,6 +271,14 @@ impl Args {
         };
         cfg.labels = self.labels.clone();
         cfg.workers = self.workers();
+        if self.split_by_service || self.service_map.is_some() {
+            // The map itself is read by the caller (no I/O here): ServiceMap::load(map_file).
+            cfg.services = Some(ServicesConfig {
+                map: ServiceMap::default(),
+                map_file: self.service_map.clone(),
+                max_open: self.max_open_services as usize,
+            });
+        }
         cfg
     }
 
@@ -354,6 +381,22 @@ mod tests {
         assert_eq!(o.retention.max_age, Some(std::time::Duration::from_secs(7200)));
         assert_eq!(a.metrics_addr, Some("127.0.0.1:9090".parse().unwrap()));
         assert_eq!(o.capture.writer.dir, PathBuf::from("o"));
+    }
+
+    #[test]
+    fn service_flags_become_the_services_config() {
+        let plain = parse(&["--pcap", "a.pcap", "--out", "o"]).unwrap();
+        assert!(plain.capture_config().services.is_none());
+        let split = parse(&["--pcap", "a.pcap", "--out", "o", "--split-by-service"]).unwrap();
+        let s = split.capture_config().services.unwrap();
+        assert_eq!((s.max_open, s.map_file), (64, None));
+        // A map implies splitting.
+        let mapped =
+            parse(&["--pcap", "a.pcap", "--out", "o", "--service-map", "m.toml", "--max-open-services", "3"]).unwrap();
+        let s = mapped.capture_config().services.unwrap();
+        assert_eq!((s.max_open, s.map_file), (3, Some(PathBuf::from("m.toml"))));
+        let e = parse(&["--pcap", "a.pcap", "--out", "o", "--max-open-services", "0"]).unwrap_err();
+        assert!(e.to_string().contains("max-open-services"), "{e}");
     }
 
     #[test]

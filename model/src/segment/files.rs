@@ -66,8 +66,11 @@ pub fn sync_dir(dir: &Path) -> Result<(), SegmentError> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(|e| SegmentError::io(dir, "syncing directory", e))
 }
 
-/// The segment files at `path`: the file itself if it is one, or the `.seg` files of a directory sorted by name
-/// (which sorts each writer's files by first capture time, then sequence). Not recursive.
+/// The segment files at `path`: the file itself if it is one, or the `.seg` files of a directory and of its
+/// direct subdirectories (the per-service directories of `agent --split-by-service`), sorted by path: a
+/// directory's own files first by name (which sorts each writer's files by first capture time, then sequence),
+/// then each subdirectory's files. One level deep only: deeper directories, and symbolic links to directories,
+/// are not followed.
 pub fn list_segments(path: &Path) -> Result<Vec<PathBuf>, SegmentError> {
     list(path, false)
 }
@@ -83,17 +86,46 @@ fn list(path: &Path, include_tmp: bool) -> Result<Vec<PathBuf>, SegmentError> {
     if !meta.is_dir() {
         return Ok(vec![path.to_path_buf()]);
     }
+    let mut subdirs = Vec::new();
+    let mut out = list_dir(path, include_tmp, Some(&mut subdirs))?;
+    out.sort();
+    subdirs.sort();
+    for dir in subdirs {
+        let mut files = match list_dir(&dir, include_tmp, None) {
+            Ok(f) => f,
+            // Removed meanwhile (retention of another process, an operator): nothing there.
+            Err(SegmentError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        files.sort();
+        out.extend(files);
+    }
+    Ok(out)
+}
+
+/// The segment files directly in `dir` (unsorted), and its subdirectories into `subdirs` when given.
+fn list_dir(
+    dir: &Path,
+    include_tmp: bool,
+    mut subdirs: Option<&mut Vec<PathBuf>>,
+) -> Result<Vec<PathBuf>, SegmentError> {
     let mut out = Vec::new();
-    for entry in fs::read_dir(path).map_err(|e| SegmentError::io(path, "listing directory", e))? {
-        let entry = entry.map_err(|e| SegmentError::io(path, "listing directory", e))?;
+    for entry in fs::read_dir(dir).map_err(|e| SegmentError::io(dir, "listing directory", e))? {
+        let entry = entry.map_err(|e| SegmentError::io(dir, "listing directory", e))?;
+        let Ok(kind) = entry.file_type() else { continue };
+        if kind.is_dir() {
+            if let Some(s) = subdirs.as_deref_mut() {
+                s.push(entry.path());
+            }
+            continue;
+        }
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
         let wanted = name.ends_with(SEGMENT_EXT) || (include_tmp && name.ends_with(TMP_EXT));
-        if wanted && entry.file_type().map(|t| t.is_file()).unwrap_or(false) {
+        if wanted && kind.is_file() {
             out.push(entry.path());
         }
     }
-    out.sort();
     Ok(out)
 }
 
@@ -110,6 +142,37 @@ mod tests {
         assert_eq!(utc_stamp(Timestamp::from_secs_nanos(951_868_799, 0)), "20000229T235959Z");
         // 2100-03-01T00:00:00Z = 4107542400 s: 2100 is not a leap year.
         assert_eq!(utc_stamp(Timestamp::from_secs_nanos(4_107_542_400, 0)), "21000301T000000Z");
+    }
+
+    #[test]
+    fn listing_goes_one_directory_level_deep() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        for dir in ["b_svc", "a_svc", "a_svc/deeper", "empty"] {
+            fs::create_dir(root.join(dir)).unwrap();
+        }
+        for f in [
+            "z.seg",
+            "top.seg.tmp",
+            "notes.txt",
+            "a_svc/2.seg",
+            "a_svc/1.seg",
+            "a_svc/open.seg.tmp",
+            "a_svc/deeper/no.seg",
+            "b_svc/0.seg",
+        ] {
+            fs::write(root.join(f), b"x").unwrap();
+        }
+        let rel = |v: Vec<PathBuf>| -> Vec<String> {
+            v.iter().map(|p| p.strip_prefix(root).unwrap().display().to_string()).collect()
+        };
+        assert_eq!(rel(list_segments(root).unwrap()), ["z.seg", "a_svc/1.seg", "a_svc/2.seg", "b_svc/0.seg"]);
+        assert_eq!(
+            rel(list_segments_with_tmp(root).unwrap()),
+            ["top.seg.tmp", "z.seg", "a_svc/1.seg", "a_svc/2.seg", "a_svc/open.seg.tmp", "b_svc/0.seg"]
+        );
+        // A service directory given directly lists its own files (and its subdirectories', one level).
+        assert_eq!(rel(list_segments(&root.join("b_svc")).unwrap()), ["b_svc/0.seg"]);
     }
 
     #[test]

@@ -74,9 +74,13 @@ fn ours(exchanges: &[Exchange]) -> (Multiset, Multiset) {
 }
 
 fn check_against_tshark(name: &str) -> Vec<Exchange> {
-    let capture = testdata().join(name);
+    check_file_against_tshark(&testdata().join(name), name)
+}
+
+/// [`check_against_tshark`] on `capture`, an edited copy of testdata's `name` that must read the same.
+fn check_file_against_tshark(capture: &Path, name: &str) -> Vec<Exchange> {
     let tsv = testdata().join(format!("{name}.tshark.tsv"));
-    let (summary, exchanges) = record(&capture);
+    let (summary, exchanges) = record(capture);
     assert!(summary.inputs[0].error.is_none(), "{name}: {:?}", summary.inputs[0].error);
     let (want_req, want_status) = oracle(&tsv);
     let (got_req, got_status) = ours(&exchanges);
@@ -204,6 +208,37 @@ fn an_injected_rst_signed_with_tcp_md5_is_ignored() {
     assert!(ex[0].flags.is_empty(), "{:?}", ex[0].flags);
     let (summary, _) = record(&testdata().join("h1-signed-rst.pcap"));
     assert_eq!((summary.reassembly.resets, summary.reassembly.resets_ignored_signed), (1, 1));
+}
+
+#[test]
+fn acks_captured_before_the_data_they_acknowledge() {
+    // The same capture with every ACK that directly follows the data it acknowledges moved in front of it, as a
+    // mirror port can show them: the acknowledged bytes arrive a moment later, so nothing is a gap.
+    let name = "h1-put-keepalive.pcap";
+    let ex = check_against_tshark(name);
+    assert!(ex.iter().all(|e| e.flags.is_empty()), "{:?}", ex.iter().map(|e| e.flags).collect::<Vec<_>>());
+    let original = std::fs::read(testdata().join(name)).unwrap();
+    let (edited, moved) = tapedeck_testgen::inject::acks_before_data(&original).unwrap();
+    assert!(moved >= 2, "the edit moved {moved} ACKs");
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join(name);
+    std::fs::write(&path, edited).unwrap();
+    let ex_edited = check_file_against_tshark(&path, name);
+    // Same messages, byte for byte (the times of the moved frames differ).
+    let messages = |ex: &[Exchange]| -> Vec<_> {
+        ex.iter()
+            .map(|e| {
+                let mut response = e.response.clone();
+                for i in response.iter_mut().flat_map(|r| r.interim.iter_mut()) {
+                    i.at = None;
+                }
+                (e.request.clone(), response, e.flags)
+            })
+            .collect()
+    };
+    assert!(messages(&ex_edited) == messages(&ex), "the edited capture reads differently");
+    let (summary, _) = record(&path);
+    assert_eq!(summary.reassembly.gaps, 0);
 }
 
 #[test]

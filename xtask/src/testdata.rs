@@ -278,6 +278,26 @@ fn captures(env: &Env) -> Vec<Capture> {
             needs: None,
         },
         Capture {
+            name: "h1-put-keepalive.pcap",
+            about: "keep-alive PUT of a 4000-byte body (201) then GET of /data.json on one connection; golden.rs \
+                    also reads it with every ACK that directly follows the data it acknowledges moved in front of \
+                    it (tapedeck_testgen::inject::acks_before_data), as a mirror port can show them",
+            spec: lo_spec(NGINX_PORT),
+            clients: vec![env.curl(&[
+                "-o",
+                NULL,
+                "-T",
+                &env.path("body-4000.txt"),
+                &h1("/upload/keepalive.txt"),
+                "-o",
+                NULL,
+                &h1("/data.json"),
+            ])],
+            post: Post::Copy,
+            decode: http.clone(),
+            needs: None,
+        },
+        Capture {
             name: "h1-snaplen.pcap",
             about: "tcpdump -s 200 (every frame cut to 200 bytes): keep-alive GET x2, POST, GET /big.bin",
             spec: CaptureSpec { snaplen: Some(200), ..lo_spec(NGINX_PORT) },

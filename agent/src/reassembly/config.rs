@@ -27,6 +27,11 @@ pub struct ReassemblyConfig {
     /// A segment starting more than this many bytes ahead of the next expected byte is out of window: dropped and
     /// counted. Also the largest ACK advance believed. Default 1 GiB. Clamped to `2^31 - 1`.
     pub max_seq_ahead: u32,
+    /// Bytes the other side acknowledged but the capture has not shown become a gap only once the first such
+    /// acknowledgement is this old (capture time, checked on the flow's next acknowledgement and at close): a capture
+    /// can show an ACK a little before the data it acknowledges (mirror ports, several interfaces, carved files),
+    /// and a gap declared too early loses that data. Default 10 ms; 0 declares the gap at once.
+    pub acked_gap_grace_nanos: u64,
 }
 
 impl Default for ReassemblyConfig {
@@ -40,6 +45,7 @@ impl Default for ReassemblyConfig {
             tombstone_nanos: 10 * 1_000_000_000,
             max_tombstones: 65_536,
             max_seq_ahead: 1 << 30,
+            acked_gap_grace_nanos: 10_000_000,
         }
     }
 }

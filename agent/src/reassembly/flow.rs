@@ -59,12 +59,14 @@ pub(crate) struct Flow<S> {
     pub last_seen: u64,
     /// A SYN of this flow carried a TCP-MD5 or TCP-AO option (the endpoints sign their segments).
     pub signed: bool,
+    /// The table's queue of acknowledged holes holds an entry for this flow.
+    pub ack_queued: bool,
 }
 
 impl<S: StreamSink> Flow<S> {
     /// A flow with no segment processed yet.
     pub fn new(meta: ConnMeta, sink: S, now: u64) -> Flow<S> {
-        Flow { meta, sink, dirs: Default::default(), isn: [None; 2], last_seen: now, signed: false }
+        Flow { meta, sink, dirs: Default::default(), isn: [None; 2], last_seen: now, signed: false, ack_queued: false }
     }
 
     /// The direction of a segment sent by `src`.
@@ -119,6 +121,21 @@ impl<S: StreamSink> Flow<S> {
         let start = SeqNumber(seg.seq) + u32::from(seg.flags.syn);
         let mut t = Target { sink: &mut *sink, dir };
         dirs[i].on_segment(start, seg.payload, seg.missing, seg.flags.fin, seg.ts, &mut t, ctx);
+        if dirs[0].finished() && dirs[1].finished() { SegmentOutcome::BothFinished } else { SegmentOutcome::Open }
+    }
+
+    /// The earliest capture time at which a direction's acknowledged-but-unseen bytes started their grace.
+    pub fn acked_pending_since(&self) -> Option<u64> {
+        self.dirs.iter().filter_map(HalfStream::acked_pending_since).min()
+    }
+
+    /// The clock reached `now`: acknowledged holes past their grace (all of them with `force`) become gaps.
+    pub fn settle_acked(&mut self, now: u64, force: bool, ctx: &mut Ctx<'_>) -> SegmentOutcome {
+        let Flow { sink, dirs, .. } = self;
+        for dir in [Direction::ToResponder, Direction::ToOriginator] {
+            let mut t = Target { sink: &mut *sink, dir };
+            dirs[dir.index()].settle_acked(now, force, &mut t, ctx);
+        }
         if dirs[0].finished() && dirs[1].finished() { SegmentOutcome::BothFinished } else { SegmentOutcome::Open }
     }
 

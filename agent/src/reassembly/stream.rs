@@ -8,7 +8,9 @@
 //!
 //! A segment that starts at or before the next expected byte is delivered straight from the packet (no copy),
 //! minus what was already delivered; one that starts beyond it is copied into the [`OooBuffer`]. A hole is declared
-//! a gap when the other side acknowledges past it, when a buffering cap would be exceeded, or when the flow closes.
+//! a gap when the other side acknowledges past it (once the acknowledgement is older than
+//! [`ReassemblyConfig::acked_gap_grace_nanos`], because a capture may show an ACK before the data it acknowledges),
+//! when a buffering cap would be exceeded, or when the flow closes.
 
 use tapedeck_model::{Exchange, Timestamp};
 
@@ -54,6 +56,9 @@ pub(crate) struct HalfStream {
     /// `sink.fin` was called.
     fin_sent: bool,
     ooo: OooBuffer,
+    /// The other side acknowledged up to this offset, beyond `next`, first at this capture time (nanoseconds): the
+    /// bytes in between become a gap once the grace has passed, unless they are captured meanwhile.
+    acked_ahead: Option<(u64, u64)>,
 }
 
 impl HalfStream {
@@ -84,9 +89,49 @@ impl HalfStream {
         }
         let ahead = i64::from(ack - (base + self.next));
         if ahead <= 0 || ahead > ctx.cfg.ahead_window() {
+            if ahead <= 0 {
+                self.acked_ahead = None;
+            }
             return;
         }
-        let mut end = self.next + ahead as u64;
+        let acked = self.next + ahead as u64;
+        let now = ts.as_nanos();
+        let since = match self.acked_ahead {
+            Some((end, since)) => {
+                self.acked_ahead = Some((end.max(acked), since));
+                since
+            }
+            None => {
+                self.acked_ahead = Some((acked, now));
+                now
+            }
+        };
+        // The FIN acknowledged too: the connection is ending and no later acknowledgement may come to end the
+        // grace, so the bytes are lost now.
+        let fin_acked = self.fin_at.is_some_and(|fin| acked > fin);
+        if fin_acked || now.saturating_sub(since) >= ctx.cfg.acked_gap_grace_nanos {
+            self.declare_acked_gap(ts, t, ctx);
+        }
+    }
+
+    /// Capture time (nanoseconds) of the first acknowledgement of bytes not captured yet, while they wait for their
+    /// grace.
+    pub fn acked_pending_since(&self) -> Option<u64> {
+        self.acked_ahead.map(|(_, since)| since)
+    }
+
+    /// The clock reached `now` without an acknowledgement of this flow: acknowledged bytes whose grace has passed
+    /// (or all of them, with `force`) become a gap.
+    pub fn settle_acked<S: StreamSink>(&mut self, now: u64, force: bool, t: &mut Target<'_, S>, ctx: &mut Ctx<'_>) {
+        let Some(since) = self.acked_pending_since() else { return };
+        if force || now.saturating_sub(since) >= ctx.cfg.acked_gap_grace_nanos {
+            self.declare_acked_gap(Timestamp(now.max(since)), t, ctx);
+        }
+    }
+
+    /// Declares the acknowledged but uncaptured bytes a gap, up to the first buffered piece or the FIN.
+    fn declare_acked_gap<S: StreamSink>(&mut self, ts: Timestamp, t: &mut Target<'_, S>, ctx: &mut Ctx<'_>) {
+        let Some((mut end, _)) = self.acked_ahead.take() else { return };
         if let Some(first) = self.ooo.first_start() {
             end = end.min(first);
         }
@@ -161,6 +206,8 @@ impl HalfStream {
 
     /// The flow is closing: every hole becomes a gap, buffered data is delivered, a seen FIN is delivered.
     pub fn flush<S: StreamSink>(&mut self, ts: Timestamp, t: &mut Target<'_, S>, ctx: &mut Ctx<'_>) {
+        // Acknowledged bytes still within their grace: the flow ends, they will not come.
+        self.declare_acked_gap(ts, t, ctx);
         while !self.ooo.is_empty() {
             self.skip_hole(GapCause::AtClose, ts, t, ctx);
         }

@@ -6,6 +6,8 @@
 //! last-seen time. Touching a flow, expiring the oldest and evicting the oldest are O(1): no per-packet allocation
 //! and no scan.
 
+use std::collections::VecDeque;
+
 use rustc_hash::FxHashMap;
 use tapedeck_model::{Exchange, Timestamp};
 
@@ -71,6 +73,9 @@ pub struct FlowTable<F: SinkFactory> {
     /// Highest capture time seen (nanoseconds).
     now: u64,
     next_id: u64,
+    /// Flows with acknowledged-but-unseen bytes waiting for their grace: (deadline, slot, connection id), about
+    /// in deadline order, at most one entry per flow and at most the flow cap in all.
+    acked_holes: VecDeque<(u64, u32, u64)>,
 }
 
 impl<F: SinkFactory> FlowTable<F> {
@@ -90,6 +95,7 @@ impl<F: SinkFactory> FlowTable<F> {
             buffered: 0,
             now: 0,
             next_id: 1,
+            acked_holes: VecDeque::new(),
         }
     }
 
@@ -105,6 +111,7 @@ impl<F: SinkFactory> FlowTable<F> {
             self.stats.resets += 1;
         }
         self.now = self.now.max(seg.ts.as_nanos());
+        self.settle_acked_holes(out);
         self.expire_idle(out);
 
         let key = FlowKey::new(seg.src, seg.dst);
@@ -137,7 +144,15 @@ impl<F: SinkFactory> FlowTable<F> {
         };
         let mut ctx = Ctx { cfg, stats, buffered_total: buffered, out: &mut *out };
         match flow.on_segment(seg, &mut ctx) {
-            SegmentOutcome::Open => {}
+            SegmentOutcome::Open => {
+                if !flow.ack_queued
+                    && let Some(since) = flow.acked_pending_since()
+                {
+                    flow.ack_queued = true;
+                    let entry = (since.saturating_add(self.cfg.acked_gap_grace_nanos), s, flow.meta.id);
+                    self.queue_acked_hole(entry, out);
+                }
+            }
             SegmentOutcome::BothFinished => self.end(s, Ending::Finished, seg.ts, out),
             SegmentOutcome::Reset => self.end(s, Ending::Reset, seg.ts, out),
         }
@@ -163,6 +178,7 @@ impl<F: SinkFactory> FlowTable<F> {
     /// is quiet (`ts` from the wall clock); sharded pipelines call it with the capture time other workers saw.
     pub fn advance(&mut self, ts: Timestamp, out: &mut Vec<Exchange>) {
         self.now = self.now.max(ts.as_nanos());
+        self.settle_acked_holes(out);
         self.expire_idle(out);
         self.tombstones.expire(self.now);
     }
@@ -221,6 +237,51 @@ impl<F: SinkFactory> FlowTable<F> {
         self.open += 1;
         self.stats.flows_created += 1;
         s
+    }
+
+    /// Queues a flow's acknowledged hole; a full queue (as many entries as flows may be open) settles its oldest
+    /// entry at once, grace or not.
+    fn queue_acked_hole(&mut self, entry: (u64, u32, u64), out: &mut Vec<Exchange>) {
+        if self.acked_holes.len() >= self.cfg.flow_cap()
+            && let Some(oldest) = self.acked_holes.pop_front()
+        {
+            self.settle_acked_hole(oldest, true, out);
+        }
+        self.acked_holes.push_back(entry);
+    }
+
+    /// Acknowledged holes whose grace has passed by the table clock become gaps, for flows that saw no packet
+    /// since (their own acknowledgements settle them otherwise).
+    fn settle_acked_holes(&mut self, out: &mut Vec<Exchange>) {
+        while let Some(&(deadline, _, _)) = self.acked_holes.front() {
+            if deadline > self.now {
+                break;
+            }
+            if let Some(entry) = self.acked_holes.pop_front() {
+                self.settle_acked_hole(entry, false, out);
+            }
+        }
+    }
+
+    fn settle_acked_hole(&mut self, (_, s, id): (u64, u32, u64), force: bool, out: &mut Vec<Exchange>) {
+        let now = self.now;
+        let FlowTable { cfg, slots, stats, buffered, .. } = self;
+        let Some((_, flow)) = slots.get_mut(s as usize).and_then(|slot| slot.flow.as_mut()) else { return };
+        if flow.meta.id != id {
+            return;
+        }
+        flow.ack_queued = false;
+        let mut ctx = Ctx { cfg, stats, buffered_total: buffered, out: &mut *out };
+        let outcome = flow.settle_acked(now, force, &mut ctx);
+        // Still waiting (a newer acknowledgement started its grace later): queue it again.
+        let requeue = flow.acked_pending_since().map(|since| (since.saturating_add(cfg.acked_gap_grace_nanos), s, id));
+        if let Some(entry) = requeue {
+            flow.ack_queued = true;
+            self.acked_holes.push_back(entry);
+        }
+        if outcome == SegmentOutcome::BothFinished {
+            self.end(s, Ending::Finished, Timestamp(now), out);
+        }
     }
 
     /// Closes flows whose last segment is older than the idle timeout.

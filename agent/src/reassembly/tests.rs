@@ -344,8 +344,13 @@ fn hole_acked_by_peer_becomes_gap() {
     h.c(0, b"01234");
     h.c(10, b"ABCDE");
     assert_eq!(h.raw(1), vec![data(TO_R, b"01234")]);
-    // The server acknowledges everything: bytes 5..10 reached it but not the capture.
+    // The server acknowledges everything: bytes 5..10 reached it but not the capture. Not a gap yet: the data
+    // may still come (a capture can show an ACK before what it acknowledges).
     h.send(seg(s(), c(), "A", S_ISN + 1, C_ISN + 1 + 15, b""));
+    assert_eq!(h.raw(1), vec![data(TO_R, b"01234")]);
+    // An acknowledgement once the grace has passed makes it one.
+    let grace = ReassemblyConfig::default().acked_gap_grace_nanos;
+    h.at(h.ts + grace, seg(s(), c(), "A", S_ISN + 1, C_ISN + 1 + 15, b""));
     assert_eq!(h.raw(1), vec![data(TO_R, b"01234"), Ev::Gap(TO_R, 5), data(TO_R, b"ABCDE")]);
     let st = h.stats();
     assert_eq!((st.gaps, st.gap_bytes, st.gaps_acked_unseen), (1, 5, 1));
@@ -353,7 +358,7 @@ fn hole_acked_by_peer_becomes_gap() {
 
 #[test]
 fn ack_past_everything_seen_is_a_gap_even_without_buffered_data() {
-    let mut h = default_established();
+    let mut h = ack_gap_at_once();
     h.c(0, b"01234");
     h.s(0, b"reply");
     h.send(seg(s(), c(), "A", S_ISN + 6, C_ISN + 1 + 9, b""));
@@ -362,6 +367,68 @@ fn ack_past_everything_seen_is_a_gap_even_without_buffered_data() {
     // The late copy of the skipped bytes is dropped as a retransmission.
     h.c(5, b"late");
     assert_eq!(h.stats().retransmitted_bytes, 4);
+}
+
+#[test]
+fn an_ack_seen_before_the_data_it_acknowledges_makes_no_gap() {
+    // suricata-verify bug-5392: the server's ACKs are captured just before the client's data they acknowledge.
+    let mut h = default_established();
+    h.c(0, b"01234");
+    h.send(seg(s(), c(), "A", S_ISN + 1, C_ISN + 1 + 15, b""));
+    h.c(5, b"56789");
+    h.c(10, b"ABCDE");
+    let grace = ReassemblyConfig::default().acked_gap_grace_nanos;
+    h.at(h.ts + grace, seg(s(), c(), "A", S_ISN + 1, C_ISN + 1 + 15, b""));
+    assert_eq!(h.raw(1), vec![data(TO_R, b"01234"), data(TO_R, b"56789"), data(TO_R, b"ABCDE")]);
+    assert_eq!(h.stats().gaps, 0);
+}
+
+#[test]
+fn an_ack_of_the_fin_past_a_hole_makes_the_gap_at_once() {
+    let mut h = default_established();
+    h.c(0, b"01234");
+    // Bytes 5..10 never captured; the FIN comes after them and the server acknowledges it.
+    h.send(seg(c(), s(), "FA", C_ISN + 1 + 10, S_ISN + 1, b""));
+    h.send(seg(s(), c(), "A", S_ISN + 1, C_ISN + 1 + 11, b""));
+    assert_eq!(h.raw(1), vec![data(TO_R, b"01234"), Ev::Gap(TO_R, 5), Ev::Fin(TO_R)]);
+}
+
+#[test]
+fn the_clock_settles_an_acknowledged_hole_when_the_flow_sends_nothing_more() {
+    let grace = ReassemblyConfig::default().acked_gap_grace_nanos;
+    let want = vec![data(TO_R, b"01234"), Ev::Gap(TO_R, 5), data(TO_R, b"ABCDE")];
+    // Live capture: the timer's clock.
+    let mut h = default_established();
+    h.c(0, b"01234");
+    h.c(10, b"ABCDE");
+    h.send(seg(s(), c(), "A", S_ISN + 1, C_ISN + 1 + 15, b""));
+    h.t.advance(Timestamp(h.ts + grace - 1), &mut h.out);
+    assert_eq!(h.raw(1), vec![data(TO_R, b"01234")]);
+    h.t.advance(Timestamp(h.ts + grace), &mut h.out);
+    assert_eq!(h.raw(1), want);
+    // A file: another connection's packets move the clock.
+    let mut h = default_established();
+    h.c(0, b"01234");
+    h.c(10, b"ABCDE");
+    h.send(seg(s(), c(), "A", S_ISN + 1, C_ISN + 1 + 15, b""));
+    h.at(h.ts + grace, seg(addr("10.0.0.9:5000"), s(), "S", 1, 0, b""));
+    assert_eq!(h.raw(1), want);
+    assert_eq!(h.stats().gaps_acked_unseen, 1);
+}
+
+#[test]
+fn acknowledged_bytes_still_in_their_grace_are_a_gap_at_close() {
+    let mut h = default_established();
+    h.c(0, b"01234");
+    h.send(seg(s(), c(), "A", S_ISN + 1, C_ISN + 1 + 8, b""));
+    h.send(seg(s(), c(), "RA", S_ISN + 1, C_ISN + 1 + 8, b""));
+    assert_eq!(h.raw(1), vec![data(TO_R, b"01234"), Ev::Gap(TO_R, 3), Ev::Reset, Ev::Close(CloseReason::Closed)]);
+    assert_eq!(h.stats().gaps_acked_unseen, 1);
+}
+
+/// An established connection whose acknowledged-but-unseen bytes become a gap at once.
+fn ack_gap_at_once() -> H {
+    established(ReassemblyConfig { acked_gap_grace_nanos: 0, ..ReassemblyConfig::default() })
 }
 
 #[test]

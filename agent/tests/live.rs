@@ -191,10 +191,13 @@ fn size_rotation_and_retention_by_bytes_on_the_live_path() {
 fn a_quiet_segment_is_finished_by_age_while_capturing() {
     let mut net = setup!();
     let tmp = tempfile::tempdir().unwrap();
-    let www = tmp.path().join("www");
-    std::fs::create_dir_all(&www).unwrap();
-    std::fs::write(www.join("a.txt"), "alpha\n").unwrap();
-    net.start_server(&www).unwrap();
+    net.serve_files(
+        tmp.path(),
+        &[(
+            "a.txt", "alpha
+",
+        )],
+    );
     let out = tmp.path().join("segments");
     let log = tmp.path().join("agent.log");
     let mut agent = net.start_agent(&out, &["--segment-max-age", "1s"], &log);
@@ -241,10 +244,13 @@ fn header<'a>(ex: &'a tapedeck_model::Exchange, name: &str) -> Option<&'a [u8]> 
 fn sighup_rereads_the_masking_policy() {
     let mut net = setup!();
     let tmp = tempfile::tempdir().unwrap();
-    let www = tmp.path().join("www");
-    std::fs::create_dir_all(&www).unwrap();
-    std::fs::write(www.join("a.txt"), "alpha\n").unwrap();
-    net.start_server(&www).unwrap();
+    net.serve_files(
+        tmp.path(),
+        &[(
+            "a.txt", "alpha
+",
+        )],
+    );
     let policy = tmp.path().join("policy.toml");
     let rule = |header: &str| {
         format!(
@@ -296,10 +302,13 @@ fn sighup_rereads_the_masking_policy() {
 fn sighup_rereads_the_service_map() {
     let mut net = setup!();
     let tmp = tempfile::tempdir().unwrap();
-    let www = tmp.path().join("www");
-    std::fs::create_dir_all(&www).unwrap();
-    std::fs::write(www.join("a.txt"), "alpha\n").unwrap();
-    net.start_server(&www).unwrap();
+    net.serve_files(
+        tmp.path(),
+        &[(
+            "a.txt", "alpha
+",
+        )],
+    );
     let map = tmp.path().join("services.toml");
     std::fs::write(&map, "# no labels yet\n").unwrap();
     let out = tmp.path().join("segments");
@@ -347,10 +356,13 @@ fn sighup_rereads_the_service_map() {
 fn idle_connections_expire_and_quiet_blocks_reach_disk_while_no_packet_arrives() {
     let mut net = setup!();
     let tmp = tempfile::tempdir().unwrap();
-    let www = tmp.path().join("www");
-    std::fs::create_dir_all(&www).unwrap();
-    std::fs::write(www.join("a.txt"), "alpha\n").unwrap();
-    net.start_server(&www).unwrap();
+    net.serve_files(
+        tmp.path(),
+        &[(
+            "a.txt", "alpha
+",
+        )],
+    );
     let out = tmp.path().join("segments");
     let log = tmp.path().join("agent.log");
     let mut agent =

@@ -37,10 +37,13 @@ fn threads(pid: u32) -> Vec<ThreadCaps> {
 fn capture_and_writer_threads_hold_no_capability() {
     let mut net = setup!();
     let tmp = tempfile::tempdir().unwrap();
-    let www = tmp.path().join("www");
-    std::fs::create_dir_all(&www).unwrap();
-    std::fs::write(www.join("a.txt"), "alpha\n").unwrap();
-    net.start_server(&www).unwrap();
+    net.serve_files(
+        tmp.path(),
+        &[(
+            "a.txt", "alpha
+",
+        )],
+    );
     let out = tmp.path().join("segments");
     let log = tmp.path().join("agent.log");
     let mut agent = net.start_agent(&out, &[], &log);

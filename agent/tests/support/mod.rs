@@ -91,6 +91,18 @@ impl Net {
         c
     }
 
+    /// Writes `files` (name, content) into `root/www` and serves that directory (see [`Net::start_server`]).
+    #[allow(dead_code, reason = "not every test binary serves files this way")]
+    pub fn serve_files(&mut self, root: &Path, files: &[(&str, &str)]) -> PathBuf {
+        let www = root.join("www");
+        std::fs::create_dir_all(&www).unwrap();
+        for (name, content) in files {
+            std::fs::write(www.join(name), content).unwrap();
+        }
+        self.start_server(&www).unwrap();
+        www
+    }
+
     /// Starts `python3 -m http.server` serving `dir` and waits until it answers.
     pub fn start_server(&mut self, dir: &Path) -> Result<(), String> {
         let port = PORT.to_string();

@@ -315,7 +315,9 @@ pub(crate) struct Batcher {
     masker: Option<WorkerMasker>,
     /// Exchanges produced since the last send; stages push into it.
     pub(crate) pending: Vec<Exchange>,
-    /// Of `pending`, how many are counted in `pending_bytes`.
+    /// Of `pending`, how many are tallied and masked (a prefix; see [`Batcher::settle`]).
+    settled: usize,
+    /// Of `pending`, how many are counted in `pending_bytes` (never more than `settled`).
     measured: usize,
     /// [`approx_bytes`] of `pending[..measured]`.
     pending_bytes: usize,
@@ -356,6 +358,7 @@ impl Batcher {
             masking: None,
             masker: None,
             pending: Vec::with_capacity(BATCH),
+            settled: 0,
             measured: 0,
             pending_bytes: 0,
             labels,
@@ -371,6 +374,7 @@ impl Batcher {
             masking: self.masking.clone(),
             masker: self.masking.as_ref().map(|m| WorkerMasker::new(Arc::clone(m))),
             pending: Vec::with_capacity(BATCH),
+            settled: 0,
             measured: 0,
             pending_bytes: 0,
             labels: self.labels.clone(),
@@ -382,8 +386,25 @@ impl Batcher {
         self.masker.as_ref().and_then(WorkerMasker::stats)
     }
 
-    /// Whether the pending batch should go now: [`BATCH`] exchanges, or [`BATCH_BYTES`] of them.
-    pub(crate) fn full(&mut self) -> bool {
+    /// Tallies and masks the exchanges pushed since the last call. A worker calls this (through
+    /// [`Batcher::full`]) after each batch of segments, while the new exchanges are still in the CPU's caches:
+    /// masking them at send time instead, a whole batch (up to [`BATCH_BYTES`]) later, makes every header and body
+    /// a cache miss again. Exchanges a `drop_exchange` rule drops are removed (they are tallied, as seen).
+    pub(crate) fn settle(&mut self, tally: &mut ExchangeTally) {
+        let from = self.settled.min(self.pending.len());
+        for ex in &self.pending[from..] {
+            tally.add(ex);
+        }
+        if let Some(m) = &mut self.masker {
+            m.mask_tail(&mut self.pending, from);
+        }
+        self.settled = self.pending.len();
+    }
+
+    /// Settles the new exchanges ([`Batcher::settle`]) and says whether the pending batch should go now:
+    /// [`BATCH`] exchanges, or [`BATCH_BYTES`] of them.
+    pub(crate) fn full(&mut self, tally: &mut ExchangeTally) -> bool {
+        self.settle(tally);
         for ex in &self.pending[self.measured..] {
             self.pending_bytes += approx_bytes(ex);
         }
@@ -391,9 +412,11 @@ impl Batcher {
         self.pending.len() >= BATCH || self.pending_bytes >= BATCH_BYTES
     }
 
-    /// Numbers, labels and tallies the pending exchanges and sends them (waiting while the channel is full). Fails
-    /// only when the writer thread is gone.
+    /// Settles ([`Batcher::settle`]), numbers and labels the pending exchanges and sends them (waiting while the
+    /// channel is full). Fails only when the writer thread is gone.
     pub(crate) fn send(&mut self, tally: &mut ExchangeTally) -> Result<(), ()> {
+        self.settle(tally);
+        self.settled = 0;
         self.measured = 0;
         self.pending_bytes = 0;
         if self.pending.is_empty() {
@@ -405,10 +428,6 @@ impl Batcher {
             if !self.labels.is_empty() {
                 ex.labels.extend(self.labels.iter().cloned());
             }
-            tally.add(ex);
-        }
-        if let Some(m) = &mut self.masker {
-            m.mask_batch(&mut self.pending);
         }
         let empty = self.recycled.try_recv().unwrap_or_else(|_| Vec::with_capacity(BATCH));
         let batch = std::mem::replace(&mut self.pending, empty);
@@ -621,7 +640,7 @@ mod tests {
         let mut sent_at = None;
         for i in 1..=BATCH {
             b.pending.push(exchange_with_body(64 << 10));
-            if b.full() {
+            if b.full(&mut ExchangeTally::default()) {
                 sent_at = Some(i);
                 break;
             }
@@ -632,7 +651,7 @@ mod tests {
         // Small exchanges still go by count, and the byte tally started again from zero.
         for i in 1..=BATCH {
             b.pending.push(exchange_with_body(10));
-            assert_eq!(b.full(), i == BATCH, "at {i}");
+            assert_eq!(b.full(&mut ExchangeTally::default()), i == BATCH, "at {i}");
         }
     }
 }

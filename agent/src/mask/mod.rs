@@ -167,7 +167,23 @@ impl Masker {
 
     /// Masks every exchange of a batch and removes those a `drop_exchange` rule dropped.
     pub fn mask_batch(&mut self, batch: &mut Vec<Exchange>) {
-        batch.retain_mut(|ex| self.mask(ex));
+        self.mask_tail(batch, 0);
+    }
+
+    /// Masks the exchanges of `batch[from..]` and removes those a `drop_exchange` rule dropped (in order);
+    /// `batch[..from]` is left alone.
+    pub fn mask_tail(&mut self, batch: &mut Vec<Exchange>, from: usize) {
+        let mut kept = from;
+        for i in from..batch.len() {
+            if self.mask(&mut batch[i]) {
+                // An exchange is a large struct: no swap with itself (the usual case, nothing dropped).
+                if kept != i {
+                    batch.swap(kept, i);
+                }
+                kept += 1;
+            }
+        }
+        batch.truncate(kept);
     }
 
     /// Runs `f` with the state of masking one exchange (tests of the parts).

@@ -93,6 +93,28 @@ fn tail_word(b: &[u8]) -> u64 {
     }
 }
 
+/// Whether two names of the same length are equal, compared a word at a time (names are short: a call to `memcmp`
+/// costs more than the comparison itself). Every byte is compared: words overlap rather than skip.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if n < 8 {
+        // For equal lengths under 8, `tail_word` reads every byte.
+        return tail_word(a) == tail_word(b);
+    }
+    let word = |s: &[u8], i: usize| s[i..].first_chunk::<8>().map(|w| u64::from_le_bytes(*w));
+    let mut i = 0;
+    while i + 8 < n {
+        if word(a, i) != word(b, i) {
+            return false;
+        }
+        i += 8;
+    }
+    word(a, n - 8) == word(b, n - 8)
+}
+
 /// Hash of a name, eight bytes at a time, for the memo's slot index.
 fn slot_of(name: &[u8]) -> usize {
     const K: u64 = 0x517c_c1b7_2722_0a95;
@@ -155,7 +177,7 @@ impl NameRules {
             memo.resize(SLOTS, EMPTY);
         }
         let slot = &mut memo[at];
-        if usize::from(slot.len) == name.len() && slot.name[..name.len()] == *name {
+        if usize::from(slot.len) == name.len() && same(&slot.name[..name.len()], name) {
             return slot.class;
         }
         let class = self.compute(name);
@@ -221,6 +243,21 @@ mod tests {
             for b in &names[i + 1..] {
                 assert!(tail_word(a) != tail_word(b) || a.len() != b.len(), "{a:?} {b:?}");
             }
+        }
+    }
+
+    #[test]
+    fn same_compares_every_byte() {
+        // Every length up to past the memo's limit, every position changed: equal only when identical.
+        for n in 0..=MAX_LEN + 20 {
+            let a: Vec<u8> = (0..n).map(|i| b'a' + (i % 26) as u8).collect();
+            assert!(same(&a, &a.clone()), "{n}");
+            for at in 0..n {
+                let mut b = a.clone();
+                b[at] ^= 0x20;
+                assert!(!same(&a, &b), "{n} {at}");
+            }
+            assert!(!same(&a, &a[..n.saturating_sub(1)]) || n == 0);
         }
     }
 

@@ -655,3 +655,70 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod settle_tests {
+    use super::*;
+    use crate::mask::{Masker, Policy};
+    use crate::reload::Reloadable;
+    use tapedeck_model::{Flags, Header, Protocol, Request, Timing};
+
+    fn exchange(path: &str, headers: Vec<Header>) -> Exchange {
+        let addr = std::net::SocketAddr::from(([10, 0, 0, 1], 80));
+        Exchange {
+            id: 0,
+            connection_id: 1,
+            order: 0,
+            stream_id: None,
+            proto: Protocol::Http11,
+            client: addr,
+            server: addr,
+            timing: Timing::default(),
+            request: Some(Request { path: path.into(), headers, ..Request::default() }),
+            response: None,
+            flags: Flags::NONE,
+            labels: Vec::new(),
+            masked_by: Vec::new(),
+        }
+    }
+
+    fn masking(policy: Policy) -> SharedMasking {
+        Arc::new(Reloadable::new(Some(Masker::new(policy, None).unwrap())))
+    }
+
+    #[test]
+    fn new_exchanges_are_masked_when_settled_and_dropped_ones_leave_the_batch_but_are_tallied() {
+        let file = Policy::parse_file(
+            "t.toml",
+            "[[rule]]\nname = \"no-admin\"\ntarget = \"path\"\npatterns = [\"^/admin\"]\naction = \"drop_exchange\"\n",
+        )
+        .unwrap();
+        let (tx, rx) = bounded(CHANNEL_BATCHES);
+        let (_recycle_tx, recycle_rx) = bounded(1);
+        let mut b = Batcher::new(tx, recycle_rx, Vec::new());
+        b.masking = Some(masking(Policy::build(true, Some(file)).unwrap()));
+        let mut b = b.clone_for_worker();
+        let mut tally = ExchangeTally::default();
+        b.pending.push(exchange("/a", vec![Header::new("Authorization", "Bearer s3cr3t")]));
+        b.pending.push(exchange("/admin/x", vec![]));
+        b.pending.push(exchange("/b", vec![Header::new("Accept", "*/*")]));
+        assert!(!b.full(&mut tally));
+        // Masked at once, before the batch goes: the secret is gone, the dropped exchange is out, order is kept.
+        let paths: Vec<&[u8]> = b.pending.iter().map(|e| e.request.as_ref().unwrap().path.as_slice()).collect();
+        assert_eq!(paths, [&b"/a"[..], b"/b"]);
+        assert_eq!(b.pending[0].request.as_ref().unwrap().headers[0].value, b"[REDACTED]");
+        assert_eq!(tally.total, 3);
+        // Settled exchanges are not masked or tallied twice; later ones are settled at send.
+        b.pending.push(exchange("/c", vec![Header::new("X-Api-Key", "k")]));
+        b.send(&mut tally).unwrap();
+        let sent = rx.try_recv().unwrap();
+        assert_eq!(sent.len(), 3);
+        assert_eq!(tally.total, 4);
+        assert_eq!(sent[0].masked_by, ["auth-headers"]);
+        assert_eq!(sent[2].request.as_ref().unwrap().headers[0].value, b"[REDACTED]");
+        assert!(sent[1].masked_by.is_empty());
+        let stats = b.mask_stats().unwrap();
+        // The dropped exchange counts as masked too (its rule fired).
+        assert_eq!((stats.exchanges_seen, stats.exchanges_dropped, stats.exchanges_masked), (4, 1, 3));
+    }
+}

@@ -403,10 +403,16 @@ impl Ctx<'_> {
     }
 
     /// `text` with every detector hit replaced, or None when nothing was found.
+    #[inline]
     pub fn mask_text(&mut self, text: &[u8]) -> Option<Vec<u8>> {
+        // Inlined: most header values are shorter than any detector's shortest find, and cost no call.
         if self.c.detectors.too_short(text.len()) {
             return None;
         }
+        self.scan_and_mask(text)
+    }
+
+    fn scan_and_mask(&mut self, text: &[u8]) -> Option<Vec<u8>> {
         let mut scratch = std::mem::take(&mut self.scratch);
         let hits = self.c.detectors.scan(text, &mut scratch);
         self.scratch = scratch;

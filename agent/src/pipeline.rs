@@ -346,7 +346,9 @@ pub(crate) struct Batcher {
     masker: Option<WorkerMasker>,
     /// Exchanges produced since the last send; stages push into it.
     pub(crate) pending: Vec<Exchange>,
-    /// Of `pending`, how many are counted in `pending_bytes`.
+    /// Of `pending`, how many are tallied and masked (a prefix; see [`Batcher::settle`]).
+    settled: usize,
+    /// Of `pending`, how many are counted in `pending_bytes` (never more than `settled`).
     measured: usize,
     /// [`approx_bytes`] of `pending[..measured]`.
     pending_bytes: usize,
@@ -387,6 +389,7 @@ impl Batcher {
             masking: None,
             masker: None,
             pending: Vec::with_capacity(BATCH),
+            settled: 0,
             measured: 0,
             pending_bytes: 0,
             labels,
@@ -402,6 +405,7 @@ impl Batcher {
             masking: self.masking.clone(),
             masker: self.masking.as_ref().map(|m| WorkerMasker::new(Arc::clone(m))),
             pending: Vec::with_capacity(BATCH),
+            settled: 0,
             measured: 0,
             pending_bytes: 0,
             labels: self.labels.clone(),
@@ -413,8 +417,25 @@ impl Batcher {
         self.masker.as_ref().and_then(WorkerMasker::stats)
     }
 
-    /// Whether the pending batch should go now: [`BATCH`] exchanges, or [`BATCH_BYTES`] of them.
-    pub(crate) fn full(&mut self) -> bool {
+    /// Tallies and masks the exchanges pushed since the last call. A worker calls this (through
+    /// [`Batcher::full`]) after each batch of segments, while the new exchanges are still in the CPU's caches:
+    /// masking them at send time instead, a whole batch (up to [`BATCH_BYTES`]) later, makes every header and body
+    /// a cache miss again. Exchanges a `drop_exchange` rule drops are removed (they are tallied, as seen).
+    pub(crate) fn settle(&mut self, tally: &mut ExchangeTally) {
+        let from = self.settled.min(self.pending.len());
+        for ex in &self.pending[from..] {
+            tally.add(ex);
+        }
+        if let Some(m) = &mut self.masker {
+            m.mask_tail(&mut self.pending, from);
+        }
+        self.settled = self.pending.len();
+    }
+
+    /// Settles the new exchanges ([`Batcher::settle`]) and says whether the pending batch should go now:
+    /// [`BATCH`] exchanges, or [`BATCH_BYTES`] of them.
+    pub(crate) fn full(&mut self, tally: &mut ExchangeTally) -> bool {
+        self.settle(tally);
         for ex in &self.pending[self.measured..] {
             self.pending_bytes += approx_bytes(ex);
         }
@@ -422,9 +443,11 @@ impl Batcher {
         self.pending.len() >= BATCH || self.pending_bytes >= BATCH_BYTES
     }
 
-    /// Numbers, labels and tallies the pending exchanges and sends them (waiting while the channel is full). Fails
-    /// only when the writer thread is gone.
+    /// Settles ([`Batcher::settle`]), numbers and labels the pending exchanges and sends them (waiting while the
+    /// channel is full). Fails only when the writer thread is gone.
     pub(crate) fn send(&mut self, tally: &mut ExchangeTally) -> Result<(), ()> {
+        self.settle(tally);
+        self.settled = 0;
         self.measured = 0;
         self.pending_bytes = 0;
         if self.pending.is_empty() {
@@ -436,10 +459,6 @@ impl Batcher {
             if !self.labels.is_empty() {
                 ex.labels.extend(self.labels.iter().cloned());
             }
-            tally.add(ex);
-        }
-        if let Some(m) = &mut self.masker {
-            m.mask_batch(&mut self.pending);
         }
         let empty = self.recycled.try_recv().unwrap_or_else(|_| Vec::with_capacity(BATCH));
         let batch = std::mem::replace(&mut self.pending, empty);
@@ -668,7 +687,7 @@ mod tests {
         let mut sent_at = None;
         for i in 1..=BATCH {
             b.pending.push(exchange_with_body(64 << 10));
-            if b.full() {
+            if b.full(&mut ExchangeTally::default()) {
                 sent_at = Some(i);
                 break;
             }
@@ -679,7 +698,74 @@ mod tests {
         // Small exchanges still go by count, and the byte tally started again from zero.
         for i in 1..=BATCH {
             b.pending.push(exchange_with_body(10));
-            assert_eq!(b.full(), i == BATCH, "at {i}");
+            assert_eq!(b.full(&mut ExchangeTally::default()), i == BATCH, "at {i}");
         }
+    }
+}
+
+#[cfg(test)]
+mod settle_tests {
+    use super::*;
+    use crate::mask::{Masker, Policy};
+    use crate::reload::Reloadable;
+    use tapedeck_model::{Flags, Header, Protocol, Request, Timing};
+
+    fn exchange(path: &str, headers: Vec<Header>) -> Exchange {
+        let addr = std::net::SocketAddr::from(([10, 0, 0, 1], 80));
+        Exchange {
+            id: 0,
+            connection_id: 1,
+            order: 0,
+            stream_id: None,
+            proto: Protocol::Http11,
+            client: addr,
+            server: addr,
+            timing: Timing::default(),
+            request: Some(Request { path: path.into(), headers, ..Request::default() }),
+            response: None,
+            flags: Flags::NONE,
+            labels: Vec::new(),
+            masked_by: Vec::new(),
+        }
+    }
+
+    fn masking(policy: Policy) -> SharedMasking {
+        Arc::new(Reloadable::new(Some(Masker::new(policy, None).unwrap())))
+    }
+
+    #[test]
+    fn new_exchanges_are_masked_when_settled_and_dropped_ones_leave_the_batch_but_are_tallied() {
+        let file = Policy::parse_file(
+            "t.toml",
+            "[[rule]]\nname = \"no-admin\"\ntarget = \"path\"\npatterns = [\"^/admin\"]\naction = \"drop_exchange\"\n",
+        )
+        .unwrap();
+        let (tx, rx) = bounded(CHANNEL_BATCHES);
+        let (_recycle_tx, recycle_rx) = bounded(1);
+        let mut b = Batcher::new(tx, recycle_rx, Vec::new());
+        b.masking = Some(masking(Policy::build(true, Some(file)).unwrap()));
+        let mut b = b.clone_for_worker();
+        let mut tally = ExchangeTally::default();
+        b.pending.push(exchange("/a", vec![Header::new("Authorization", "Bearer s3cr3t")]));
+        b.pending.push(exchange("/admin/x", vec![]));
+        b.pending.push(exchange("/b", vec![Header::new("Accept", "*/*")]));
+        assert!(!b.full(&mut tally));
+        // Masked at once, before the batch goes: the secret is gone, the dropped exchange is out, order is kept.
+        let paths: Vec<&[u8]> = b.pending.iter().map(|e| e.request.as_ref().unwrap().path.as_slice()).collect();
+        assert_eq!(paths, [&b"/a"[..], b"/b"]);
+        assert_eq!(b.pending[0].request.as_ref().unwrap().headers[0].value, b"[REDACTED]");
+        assert_eq!(tally.total, 3);
+        // Settled exchanges are not masked or tallied twice; later ones are settled at send.
+        b.pending.push(exchange("/c", vec![Header::new("X-Api-Key", "k")]));
+        b.send(&mut tally).unwrap();
+        let sent = rx.try_recv().unwrap();
+        assert_eq!(sent.len(), 3);
+        assert_eq!(tally.total, 4);
+        assert_eq!(sent[0].masked_by, ["auth-headers"]);
+        assert_eq!(sent[2].request.as_ref().unwrap().headers[0].value, b"[REDACTED]");
+        assert!(sent[1].masked_by.is_empty());
+        let stats = b.mask_stats().unwrap();
+        // The dropped exchange counts as masked too (its rule fired).
+        assert_eq!((stats.exchanges_seen, stats.exchanges_dropped, stats.exchanges_masked), (4, 1, 3));
     }
 }

@@ -66,6 +66,14 @@ impl WorkerMasker {
     /// Masks a batch with the current policy (taking a reloaded one first), removing exchanges a
     /// `drop_exchange` rule dropped.
     pub fn mask_batch(&mut self, batch: &mut Vec<Exchange>) {
+        self.mask_tail(batch, 0);
+    }
+
+    /// Masks `batch[from..]` like [`WorkerMasker::mask_batch`]; `batch[..from]` is left alone.
+    pub fn mask_tail(&mut self, batch: &mut Vec<Exchange>, from: usize) {
+        if from >= batch.len() {
+            return;
+        }
         if self.shared.generation() != self.generation {
             let (generation, next) = self.shared.get();
             if let Some(old) = std::mem::replace(&mut self.current, next) {
@@ -74,7 +82,7 @@ impl WorkerMasker {
             self.generation = generation;
         }
         if let Some(m) = &mut self.current {
-            m.mask_batch(batch);
+            m.mask_tail(batch, from);
         }
     }
 

@@ -422,7 +422,7 @@ impl Worker {
             if due && self.opts.wall_clock {
                 table.advance(wall_clock(), &mut self.batcher.pending);
             }
-            if self.batcher.full() || ((due || idle) && !self.batcher.pending.is_empty()) {
+            if self.batcher.full(&mut tally) || ((due || idle) && !self.batcher.pending.is_empty()) {
                 if self.batcher.send(&mut tally).is_err() {
                     writer_gone = true;
                     self.stop.store(true, Relaxed);

@@ -337,6 +337,7 @@ impl Detectors {
     }
 
     /// Whether no detector can find anything in a text of `len` bytes (or there is no detector).
+    #[inline]
     pub fn too_short(&self, len: usize) -> bool {
         self.list.is_empty() || len < self.min_len
     }

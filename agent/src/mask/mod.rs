@@ -167,7 +167,23 @@ impl Masker {
 
     /// Masks every exchange of a batch and removes those a `drop_exchange` rule dropped.
     pub fn mask_batch(&mut self, batch: &mut Vec<Exchange>) {
-        batch.retain_mut(|ex| self.mask(ex));
+        self.mask_tail(batch, 0);
+    }
+
+    /// Masks the exchanges of `batch[from..]` and removes those a `drop_exchange` rule dropped (in order);
+    /// `batch[..from]` is left alone.
+    pub fn mask_tail(&mut self, batch: &mut Vec<Exchange>, from: usize) {
+        let mut kept = from;
+        for i in from..batch.len() {
+            if self.mask(&mut batch[i]) {
+                // An exchange is a large struct: no swap with itself (the usual case, nothing dropped).
+                if kept != i {
+                    batch.swap(kept, i);
+                }
+                kept += 1;
+            }
+        }
+        batch.truncate(kept);
     }
 
     /// Runs `f` with the state of masking one exchange (tests of the parts).
@@ -387,10 +403,16 @@ impl Ctx<'_> {
     }
 
     /// `text` with every detector hit replaced, or None when nothing was found.
+    #[inline]
     pub fn mask_text(&mut self, text: &[u8]) -> Option<Vec<u8>> {
+        // Inlined: most header values are shorter than any detector's shortest find, and cost no call.
         if self.c.detectors.too_short(text.len()) {
             return None;
         }
+        self.scan_and_mask(text)
+    }
+
+    fn scan_and_mask(&mut self, text: &[u8]) -> Option<Vec<u8>> {
         let mut scratch = std::mem::take(&mut self.scratch);
         let hits = self.c.detectors.scan(text, &mut scratch);
         self.scratch = scratch;

@@ -17,7 +17,7 @@ use super::policy::{PolicyError, Rule};
 /// Slots of the memo (a power of two).
 pub const SLOTS: usize = 512;
 /// Longest name the memo remembers.
-pub const MAX_LEN: usize = 46;
+pub const MAX_LEN: usize = 58;
 
 /// What a header name is, apart from the rules: the fields the masker reads or treats specially.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -61,16 +61,23 @@ pub struct Class {
     pub tag: Tag,
 }
 
+/// One remembered name: a cache line exactly (the rule index is narrowed; a policy of more rules than fit is
+/// matched every time), so that a lookup touches one line.
 #[derive(Clone, Copy, Debug)]
+#[repr(C, align(64))]
 struct Slot {
-    /// Bytes of `name` in use; 0 for an empty slot (an empty name is never remembered).
-    len: u8,
     /// The name as seen (names repeat with the same case on the wire; another case is another entry).
     name: [u8; MAX_LEN],
-    class: Class,
+    /// Bytes of `name` in use; 0 for an empty slot (an empty name is never remembered).
+    len: u8,
+    tag: Tag,
+    /// The first matching rule, or [`NO_RULE`].
+    rule: u32,
 }
 
-const EMPTY: Slot = Slot { len: 0, name: [0; MAX_LEN], class: Class { rule: None, tag: Tag::Other } };
+const NO_RULE: u32 = u32::MAX;
+
+const EMPTY: Slot = Slot { name: [0; MAX_LEN], len: 0, tag: Tag::Other, rule: NO_RULE };
 
 /// The rules of one by-name target, with the memo of names seen.
 #[derive(Clone, Debug, Default)]
@@ -85,7 +92,9 @@ pub struct NameRules {
 /// Reads up to 8 bytes as a word without a byte-wise copy (two overlapping loads, as hash functions read tails).
 fn tail_word(b: &[u8]) -> u64 {
     let n = b.len();
-    let u32_at = |i: usize| u64::from(u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]));
+    // One load per word (built from single bytes, the compiler keeps four loads).
+    let u32_at =
+        |i: usize| b.get(i..).and_then(|s| s.first_chunk::<4>()).map_or(0, |w| u64::from(u32::from_le_bytes(*w)));
     match n {
         0 => 0,
         1..=3 => u64::from(b[0]) | u64::from(b[n / 2]) << 8 | u64::from(b[n - 1]) << 16,
@@ -93,16 +102,37 @@ fn tail_word(b: &[u8]) -> u64 {
     }
 }
 
+/// Whether two names of the same length are equal, compared a word at a time (names are short: a call to `memcmp`
+/// costs more than the comparison itself). Every byte is compared: words overlap rather than skip.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if n < 8 {
+        // For equal lengths under 8, `tail_word` reads every byte.
+        return tail_word(a) == tail_word(b);
+    }
+    let word = |s: &[u8], i: usize| s[i..].first_chunk::<8>().map(|w| u64::from_le_bytes(*w));
+    let mut i = 0;
+    while i + 8 < n {
+        if word(a, i) != word(b, i) {
+            return false;
+        }
+        i += 8;
+    }
+    word(a, n - 8) == word(b, n - 8)
+}
+
 /// Hash of a name, eight bytes at a time, for the memo's slot index.
 fn slot_of(name: &[u8]) -> usize {
     const K: u64 = 0x517c_c1b7_2722_0a95;
     let mut h = (name.len() as u64).wrapping_mul(K);
-    let mut chunks = name.chunks_exact(8);
-    for c in &mut chunks {
-        let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-        h = (h.rotate_left(5) ^ w).wrapping_mul(K);
+    let (words, rest) = name.as_chunks::<8>();
+    for w in words {
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(*w)).wrapping_mul(K);
     }
-    h = (h.rotate_left(5) ^ tail_word(chunks.remainder())).wrapping_mul(K);
+    h = (h.rotate_left(5) ^ tail_word(rest)).wrapping_mul(K);
     (h >> 40) as usize & (SLOTS - 1)
 }
 
@@ -154,14 +184,22 @@ impl NameRules {
         if memo.is_empty() {
             memo.resize(SLOTS, EMPTY);
         }
-        let slot = &mut memo[at];
-        if usize::from(slot.len) == name.len() && slot.name[..name.len()] == *name {
-            return slot.class;
+        let Some(slot) = memo.get_mut(at) else { return self.compute(name) };
+        if usize::from(slot.len) == name.len() && same(&slot.name[..name.len()], name) {
+            return Class { rule: (slot.rule != NO_RULE).then_some(slot.rule as usize), tag: slot.tag };
         }
         let class = self.compute(name);
+        let rule = match class.rule {
+            None => NO_RULE,
+            Some(r) => match u32::try_from(r) {
+                Ok(r) if r != NO_RULE => r,
+                _ => return class,
+            },
+        };
         slot.len = name.len() as u8;
         slot.name[..name.len()].copy_from_slice(name);
-        slot.class = class;
+        slot.tag = class.tag;
+        slot.rule = rule;
         class
     }
 
@@ -221,6 +259,21 @@ mod tests {
             for b in &names[i + 1..] {
                 assert!(tail_word(a) != tail_word(b) || a.len() != b.len(), "{a:?} {b:?}");
             }
+        }
+    }
+
+    #[test]
+    fn same_compares_every_byte() {
+        // Every length up to past the memo's limit, every position changed: equal only when identical.
+        for n in 0..=MAX_LEN + 20 {
+            let a: Vec<u8> = (0..n).map(|i| b'a' + (i % 26) as u8).collect();
+            assert!(same(&a, &a.clone()), "{n}");
+            for at in 0..n {
+                let mut b = a.clone();
+                b[at] ^= 0x20;
+                assert!(!same(&a, &b), "{n} {at}");
+            }
+            assert!(!same(&a, &a[..n.saturating_sub(1)]) || n == 0);
         }
     }
 

@@ -356,3 +356,53 @@ fn a_batch_keeps_its_order_and_loses_only_dropped_exchanges() {
     assert_eq!(batch.len(), 1);
     assert_eq!(batch[0].request.as_ref().unwrap().path, b"/g");
 }
+
+/// The exchange of the ingest benchmark (`GET /small.txt` from nginx: a 600-byte text file), for the timing below.
+fn bench_exchange() -> Exchange {
+    let body: Vec<u8> = (1..=8)
+        .flat_map(|i| {
+            format!("{i:04} Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod.\n").into_bytes()
+        })
+        .collect();
+    let resp = Response {
+        status: 200,
+        reason: b"OK".to_vec(),
+        headers: vec![
+            Header::new("Server", "nginx"),
+            Header::new("Date", "Sat, 21 Nov 2026 20:00:47 GMT"),
+            Header::new("Content-Type", "text/plain"),
+            Header::new("Content-Length", "600"),
+            Header::new("Last-Modified", "Mon, 01 Jan 2024 00:00:00 GMT"),
+            Header::new("Connection", "keep-alive"),
+            Header::new("ETag", "\"65920080-258\""),
+            Header::new("Accept-Ranges", "bytes"),
+        ],
+        body: whole(&body),
+        ..Response::default()
+    };
+    let mut ex = get("/small.txt", vec![Header::new("Host", "127.0.0.1:18080")], b"");
+    ex.response = Some(resp);
+    ex
+}
+
+/// Time per exchange of the default policy on the benchmark's exchange, caches warm (the masking part of the
+/// ingest benchmark, without its cache misses). `cargo test --release -p agent --lib mask::tests::time_ -- --ignored --nocapture`
+#[test]
+#[ignore = "a timing, not a test: run by hand in release"]
+fn time_default_policy_on_the_bench_exchange() {
+    let mut m = masker();
+    let mut batch: Vec<Exchange> = (0..512).map(|_| bench_exchange()).collect();
+    // The best of several passes (the machine may be shared).
+    let per = (0..30)
+        .map(|_| {
+            let start = std::time::Instant::now();
+            for _ in 0..100 {
+                m.mask_batch(&mut batch);
+            }
+            start.elapsed().as_nanos() as f64 / (100 * 512) as f64
+        })
+        .fold(f64::INFINITY, f64::min);
+    assert_eq!(batch.len(), 512);
+    assert!(batch.iter().all(|e| e.masked_by.is_empty()));
+    println!("default policy: {per:.0} ns per exchange");
+}

@@ -165,11 +165,23 @@ type Failure = (ErrorKind, String);
 const OUTCOME_BATCH: usize = 64;
 
 impl Shared {
-    /// The request to send: the transform (its counters go to the connection's own `stats`, merged at its end,
-    /// so that connections do not contend for a lock per request), then the hook's rewrite (correlation).
-    fn prepare(&self, conn: &ConnKey, req: &PlannedRequest, stats: &mut TransformStats) -> OutRequest {
-        let vars = RuntimeVars::for_transform(&self.transform);
-        let mut out = self.transform.apply(&req.request, &self.cfg.target, &vars, stats);
+    /// The request to send: `ready` (transformed before the run, see [`transform_ahead`]) or the transform now
+    /// (its counters go to the connection's own `stats`, merged at its end, so that connections do not contend
+    /// for a lock per request), then the hook's rewrite (correlation).
+    fn prepare(
+        &self,
+        conn: &ConnKey,
+        req: &PlannedRequest,
+        ready: Option<OutRequest>,
+        stats: &mut TransformStats,
+    ) -> OutRequest {
+        let mut out = match ready {
+            Some(out) => out,
+            None => {
+                let vars = RuntimeVars::for_transform(&self.transform);
+                self.transform.apply(&req.request, &self.cfg.target, &vars, stats)
+            }
+        };
         if let Some(h) = &self.cfg.hook {
             h.rewrite(conn, req, &mut out);
         }
@@ -348,7 +360,12 @@ pub async fn replay(plan: Plan, cfg: ClientConfig, transform: Transform) -> RunR
 }
 
 /// [`replay`], handing every outcome to `sink` too.
-pub async fn replay_with(plan: Plan, cfg: ClientConfig, transform: Transform, sink: Option<OutcomeSink>) -> RunResult {
+pub async fn replay_with(
+    mut plan: Plan,
+    cfg: ClientConfig,
+    transform: Transform,
+    sink: Option<OutcomeSink>,
+) -> RunResult {
     let (tx, mut rx) = mpsc::channel::<Vec<Outcome>>(1024);
     let recorder = tokio::spawn(async move {
         let mut rec = Recorder::default();
@@ -366,6 +383,8 @@ pub async fn replay_with(plan: Plan, cfg: ClientConfig, transform: Transform, si
         (rec, last)
     });
     let limit = Arc::new(Semaphore::new(cfg.concurrency.max(1)));
+    let mut ahead_stats = TransformStats::default();
+    let ahead = transform_ahead(&mut plan, &transform, &cfg.target, &mut ahead_stats);
     let start = Instant::now();
     let rate = cfg.max_rate.map(RateLimiter::new);
     let wall_start = std::time::SystemTime::now();
@@ -374,14 +393,14 @@ pub async fn replay_with(plan: Plan, cfg: ClientConfig, transform: Transform, si
         transform,
         start,
         outcomes: tx,
-        stats: Mutex::new(Default::default()),
+        stats: Mutex::new((ClientStats::default(), ahead_stats)),
         rate,
         wall_start,
         timer: PreciseTimer::new(),
         response_bytes: Default::default(),
     });
     let mut conns = JoinSet::new();
-    for conn in plan.connections {
+    for (conn, ready) in plan.connections.into_iter().zip(ahead) {
         let shared = Arc::clone(&shared);
         let limit = Arc::clone(&limit);
         conns.spawn(async move {
@@ -398,8 +417,8 @@ pub async fn replay_with(plan: Plan, cfg: ClientConfig, transform: Transform, si
                 shared.client_stats(|c| c.protocol_forced += conn.requests.len() as u64);
             }
             match wire {
-                Wire::H1 => run_h1(&shared, conn).await,
-                Wire::H2 => run_h2(&shared, conn).await,
+                Wire::H1 => run_h1(&shared, conn, ready).await,
+                Wire::H2 => run_h2(&shared, conn, ready).await,
             }
         });
     }
@@ -419,8 +438,42 @@ pub async fn replay_with(plan: Plan, cfg: ClientConfig, transform: Transform, si
     }
 }
 
+/// Transforms every request before the clock starts when the transform gives the same result whenever it runs
+/// ([`Transform::is_static`]): sending then only applies the hook's rewrite. One list per connection of `plan`
+/// (empty when the transform must run at send time). The recorded headers and body of each request are released
+/// once transformed (what is sent is the transformed copy; the judge reads only the method and path), so the
+/// memory held does not double.
+fn transform_ahead(
+    plan: &mut Plan,
+    transform: &Transform,
+    target: &Target,
+    stats: &mut TransformStats,
+) -> Vec<std::vec::IntoIter<OutRequest>> {
+    if !transform.is_static() {
+        return plan.connections.iter().map(|_| Vec::new().into_iter()).collect();
+    }
+    let vars = RuntimeVars::for_transform(transform);
+    plan.connections
+        .iter_mut()
+        .map(|c| {
+            let ready: Vec<OutRequest> = c
+                .requests
+                .iter_mut()
+                .map(|r| {
+                    let out = transform.apply(&r.request, target, &vars, stats);
+                    r.request.headers = Vec::new();
+                    r.request.body = Default::default();
+                    r.request.trailers = Vec::new();
+                    out
+                })
+                .collect();
+            ready.into_iter()
+        })
+        .collect()
+}
+
 /// HTTP/1.1: one request at a time on a keep-alive connection, reconnecting when it closes.
-async fn run_h1(shared: &Shared, conn: ConnPlan) {
+async fn run_h1(shared: &Shared, conn: ConnPlan, mut ready: std::vec::IntoIter<OutRequest>) {
     let key = ConnKey::of(&conn);
     let mut sender: Option<http1::SendRequest<Full<Bytes>>> = None;
     let mut opened = false;
@@ -428,7 +481,7 @@ async fn run_h1(shared: &Shared, conn: ConnPlan) {
     let mut batch = Vec::with_capacity(OUTCOME_BATCH);
     for req in &conn.requests {
         let actual = shared.wait_turn(req).await;
-        let out = shared.prepare(&key, req, &mut tstats);
+        let out = shared.prepare(&key, req, ready.next(), &mut tstats);
         let mut timings = PhaseTimings::default();
         let result = async {
             if sender.as_ref().is_none_or(|s| s.is_closed()) {
@@ -491,7 +544,7 @@ fn finish(
 
 /// HTTP/2: streams opened in recorded order on one connection; a stream waits for the previous answer only when
 /// the plan says so.
-async fn run_h2(shared: &Arc<Shared>, conn: ConnPlan) {
+async fn run_h2(shared: &Arc<Shared>, conn: ConnPlan, mut ready: std::vec::IntoIter<OutRequest>) {
     let key = ConnKey::of(&conn);
     let mut sender: Option<http2::SendRequest<Full<Bytes>>> = None;
     let mut opened = false;
@@ -507,7 +560,7 @@ async fn run_h2(shared: &Arc<Shared>, conn: ConnPlan) {
         let actual = shared.wait_turn(&req).await;
         let (done_tx, done_rx) = watch::channel(false);
         prev_done = Some(done_rx);
-        let out = shared.prepare(&key, &req, &mut tstats);
+        let out = shared.prepare(&key, &req, ready.next(), &mut tstats);
         let mut timings = PhaseTimings::default();
         let started = async {
             if sender.as_ref().is_none_or(|s| s.is_closed()) {

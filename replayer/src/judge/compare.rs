@@ -6,6 +6,8 @@
 //! `body:line N`, `body:lines`, `body:length`, `body:sha256`, `grpc-status`, `grpc:messages`, `grpc:message[N]`.
 //! Bodies cut at a cap (the capture's or the client's) are not compared and are counted.
 
+use std::borrow::Cow;
+
 use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -203,13 +205,18 @@ fn kind_of(ct: Option<&str>, body: &[u8]) -> Kind {
     }
 }
 
-fn body_of(r: &Response, limits: Limits, out: &mut Out) -> Option<Vec<u8>> {
-    match decode(&r.body.bytes, &encodings(&r.headers), limits.decode_cap) {
-        Decoded::Ok(v) => Some(v),
+fn body_of<'a>(r: &'a Response, limits: Limits, out: &mut Out) -> Option<Cow<'a, [u8]>> {
+    let encodings = encodings(&r.headers);
+    if encodings.is_empty() {
+        // Nothing to undo: the stored bytes, not a copy.
+        return (r.body.bytes.len() <= limits.decode_cap).then_some(Cow::Borrowed(&r.body.bytes[..]));
+    }
+    match decode(&r.body.bytes, &encodings, limits.decode_cap) {
+        Decoded::Ok(v) => Some(Cow::Owned(v)),
         Decoded::TooLarge => None,
         Decoded::Failed(_) => {
             out.stats.decode_failed += 1;
-            Some(r.body.bytes.clone())
+            Some(Cow::Borrowed(&r.body.bytes[..]))
         }
     }
 }
@@ -275,14 +282,14 @@ fn compare_body(recorded: &Response, live: &Response, rules: &Effective, limits:
 
 fn compare_text(r: &[u8], l: &[u8], rules: &Effective, out: &mut Out) {
     out.stats.bodies_text += 1;
-    let clean = |b: &[u8]| {
-        let mut s = String::from_utf8_lossy(b).into_owned();
+    fn clean<'a>(b: &'a [u8], rules: &Effective) -> Cow<'a, str> {
+        let mut s = String::from_utf8_lossy(b);
         for re in &rules.ignore_text {
-            s = re.replace_all(&s, "<ignored>").into_owned();
+            s = Cow::Owned(re.replace_all(&s, "<ignored>").into_owned());
         }
         s
-    };
-    let (r, l) = (clean(r), clean(l));
+    }
+    let (r, l) = (clean(r, rules), clean(l, rules));
     if r == l {
         return;
     }

@@ -741,3 +741,88 @@ fn classify(e: &hyper::Error) -> Failure {
     };
     (kind, msg)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transform::SetHeader;
+    use tapedeck_model::{Body, Exchange, Header, Request, Timestamp, Timing};
+
+    fn plan() -> Plan {
+        let ex = |conn: u64, order: u32| Exchange {
+            id: conn * 10 + u64::from(order),
+            connection_id: conn,
+            order,
+            stream_id: None,
+            proto: Protocol::Http11,
+            client: format!("10.0.0.1:{}", 40000 + conn).parse().unwrap(),
+            server: "10.0.0.2:80".parse().unwrap(),
+            timing: Timing {
+                request_first: Some(Timestamp(1_000_000 * (conn * 10 + u64::from(order) + 1))),
+                ..Default::default()
+            },
+            request: Some(Request {
+                method: b"POST".to_vec(),
+                authority: b"shop".to_vec(),
+                path: format!("/c{conn}/{order}").into_bytes(),
+                headers: vec![Header::new("x-a", "1"), Header::new("connection", "close")],
+                body: Body { bytes: b"abc".to_vec(), full_len: 3 },
+                ..Default::default()
+            }),
+            response: None,
+            flags: tapedeck_model::Flags::NONE,
+            labels: vec![],
+            masked_by: vec![],
+        };
+        Plan::build(vec![ex(1, 0), ex(2, 0), ex(1, 1)])
+    }
+
+    fn env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn static_transforms_run_before_the_clock_and_release_the_recorded_copies() {
+        let target: Target = "http://127.0.0.1:9000".parse().unwrap();
+        let transform =
+            Transform { set_headers: vec![SetHeader::parse("X-Set: yes", &env).unwrap()], ..Default::default() };
+        let mut plan = plan();
+        let expected: Vec<Vec<OutRequest>> = plan
+            .connections
+            .iter()
+            .map(|c| {
+                let vars = RuntimeVars::for_transform(&transform);
+                c.requests
+                    .iter()
+                    .map(|r| transform.apply(&r.request, &target, &vars, &mut TransformStats::default()))
+                    .collect()
+            })
+            .collect();
+        let mut stats = TransformStats::default();
+        let ready: Vec<Vec<OutRequest>> =
+            transform_ahead(&mut plan, &transform, &target, &mut stats).into_iter().map(Iterator::collect).collect();
+        assert_eq!(ready, expected, "one list per connection, in the order of its requests");
+        assert_eq!(ready[0].len(), 2);
+        assert_eq!(ready[0][1].path, b"/c1/1");
+        assert_eq!(ready[0][1].body, b"abc");
+        assert_eq!((stats.headers_set, stats.hop_by_hop_removed), (3, 3), "counted once per request");
+        for r in plan.connections.iter().flat_map(|c| &c.requests) {
+            assert!(r.request.headers.is_empty() && r.request.body.bytes.is_empty(), "recorded copies released");
+            assert!(r.request.path.starts_with(b"/c"), "method and path stay for the judge");
+        }
+    }
+
+    #[test]
+    fn transforms_that_depend_on_the_send_time_run_at_send_time() {
+        let target: Target = "http://127.0.0.1:9000".parse().unwrap();
+        let transform =
+            Transform { set_headers: vec![SetHeader::parse("X-Id: {{uuid}}", &env).unwrap()], ..Default::default() };
+        let mut plan = plan();
+        let mut stats = TransformStats::default();
+        let ready = transform_ahead(&mut plan, &transform, &target, &mut stats);
+        assert_eq!(ready.len(), 2);
+        assert!(ready.into_iter().all(|mut r| r.next().is_none()));
+        assert_eq!(stats.headers_set, 0);
+        assert_eq!(plan.connections[0].requests[0].request.headers.len(), 2, "recorded request kept");
+    }
+}

@@ -544,6 +544,19 @@ mod tests {
     }
 
     #[test]
+    fn static_transforms_are_told_from_per_send_ones() {
+        let with = |values: &[&str]| Transform {
+            set_headers: values.iter().map(|v| SetHeader::parse(v, &env).unwrap()).collect(),
+            ..Default::default()
+        };
+        assert!(with(&[]).is_static());
+        assert!(with(&["Authorization: Bearer ${TOKEN}", "X-Region: {{env.REGION}}"]).is_static());
+        assert!(!with(&["X-Id: {{uuid}}"]).is_static());
+        assert!(!with(&["X-Region: ${REGION}", "X-At: {{now}}"]).is_static());
+        assert!(!with(&["Authorization: Bearer {{file.token}}"]).is_static(), "token files are re-read");
+    }
+
+    #[test]
     fn rewrites_hosts_headers_and_fixes_lengths() {
         let req = Request {
             method: b"POST".to_vec(),

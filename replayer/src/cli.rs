@@ -95,6 +95,10 @@ pub struct RunOpts {
     /// Most connections open at once.
     #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub concurrency: u32,
+    /// Sender threads. Default: half the CPUs, at least one (the target often shares the machine in a load test;
+    /// one thread sends tens of thousands of requests per second).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub threads: Option<u32>,
     /// Only these methods (repeatable).
     #[arg(long = "method", value_name = "METHOD")]
     pub methods: Vec<String>,

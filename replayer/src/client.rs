@@ -120,7 +120,7 @@ struct Shared {
     cfg: ClientConfig,
     transform: Transform,
     start: Instant,
-    outcomes: mpsc::Sender<Outcome>,
+    outcomes: mpsc::Sender<Vec<Outcome>>,
     stats: Mutex<(ClientStats, TransformStats)>,
     rate: Option<RateLimiter>,
     wall_start: std::time::SystemTime,
@@ -160,12 +160,28 @@ enum Wire {
 
 type Failure = (ErrorKind, String);
 
+/// Outcomes of an HTTP/1 connection go to the recorder in batches of this many: one channel message and at most
+/// one wakeup of the recorder task per batch rather than per request.
+const OUTCOME_BATCH: usize = 64;
+
 impl Shared {
-    /// The request to send: the transform (its counters go to the connection's own `stats`, merged at its end,
-    /// so that connections do not contend for a lock per request), then the hook's rewrite (correlation).
-    fn prepare(&self, conn: &ConnKey, req: &PlannedRequest, stats: &mut TransformStats) -> OutRequest {
-        let vars = RuntimeVars::for_transform(&self.transform);
-        let mut out = self.transform.apply(&req.request, &self.cfg.target, &vars, stats);
+    /// The request to send: `ready` (transformed before the run, see [`transform_ahead`]) or the transform now
+    /// (its counters go to the connection's own `stats`, merged at its end, so that connections do not contend
+    /// for a lock per request), then the hook's rewrite (correlation).
+    fn prepare(
+        &self,
+        conn: &ConnKey,
+        req: &PlannedRequest,
+        ready: Option<OutRequest>,
+        stats: &mut TransformStats,
+    ) -> OutRequest {
+        let mut out = match ready {
+            Some(out) => out,
+            None => {
+                let vars = RuntimeVars::for_transform(&self.transform);
+                self.transform.apply(&req.request, &self.cfg.target, &vars, stats)
+            }
+        };
         if let Some(h) = &self.cfg.hook {
             h.rewrite(conn, req, &mut out);
         }
@@ -195,8 +211,18 @@ impl Shared {
         self.start.elapsed()
     }
 
-    /// Hands the outcome to the progress counters, the hook (with the live response) and the recorder.
-    async fn report(&self, conn: &ConnKey, req: &PlannedRequest, out: &OutRequest, actual: Duration, done: Done) {
+    /// Hands the outcome to the progress counters and the hook (with the live response) at once, and to the
+    /// recorder through `batch` (sent when it holds [`OUTCOME_BATCH`] outcomes; the caller sends the rest with
+    /// [`Shared::flush`]).
+    async fn report(
+        &self,
+        conn: &ConnKey,
+        req: &PlannedRequest,
+        out: &OutRequest,
+        actual: Duration,
+        done: Done,
+        batch: &mut Vec<Outcome>,
+    ) {
         let Done { result, detail, live } = done;
         if let Some(p) = &self.cfg.progress {
             p.finished(result.is_ok(), crate::pace::lag(req.planned, actual));
@@ -214,8 +240,20 @@ impl Shared {
             masked_body: req.masked_body,
             detail,
         };
+        batch.push(o);
+        if batch.len() >= OUTCOME_BATCH {
+            self.flush(batch).await;
+        }
+    }
+
+    /// Sends the outcomes of `batch` to the recorder.
+    async fn flush(&self, batch: &mut Vec<Outcome>) {
+        if batch.is_empty() {
+            return;
+        }
+        let full = std::mem::replace(batch, Vec::with_capacity(OUTCOME_BATCH));
         // The recorder lives until every sender is dropped, so this only fails if it panicked.
-        let _ = self.outcomes.send(o).await;
+        let _ = self.outcomes.send(full).await;
     }
 
     /// TCP connect, then the TLS handshake for `https` targets (ALPN `h2` when `h2`). Returns the stream and how
@@ -322,22 +360,31 @@ pub async fn replay(plan: Plan, cfg: ClientConfig, transform: Transform) -> RunR
 }
 
 /// [`replay`], handing every outcome to `sink` too.
-pub async fn replay_with(plan: Plan, cfg: ClientConfig, transform: Transform, sink: Option<OutcomeSink>) -> RunResult {
-    let (tx, mut rx) = mpsc::channel::<Outcome>(1024);
+pub async fn replay_with(
+    mut plan: Plan,
+    cfg: ClientConfig,
+    transform: Transform,
+    sink: Option<OutcomeSink>,
+) -> RunResult {
+    let (tx, mut rx) = mpsc::channel::<Vec<Outcome>>(1024);
     let recorder = tokio::spawn(async move {
         let mut rec = Recorder::default();
         let mut sink = sink;
         let mut last = Instant::now();
-        while let Some(o) = rx.recv().await {
-            rec.record(&o);
-            if let Some(s) = sink.as_mut() {
-                s(&o);
+        while let Some(batch) = rx.recv().await {
+            for o in &batch {
+                rec.record(o);
+                if let Some(s) = sink.as_mut() {
+                    s(o);
+                }
             }
             last = Instant::now();
         }
         (rec, last)
     });
     let limit = Arc::new(Semaphore::new(cfg.concurrency.max(1)));
+    let mut ahead_stats = TransformStats::default();
+    let ahead = transform_ahead(&mut plan, &transform, &cfg.target, &mut ahead_stats);
     let start = Instant::now();
     let rate = cfg.max_rate.map(RateLimiter::new);
     let wall_start = std::time::SystemTime::now();
@@ -346,14 +393,14 @@ pub async fn replay_with(plan: Plan, cfg: ClientConfig, transform: Transform, si
         transform,
         start,
         outcomes: tx,
-        stats: Mutex::new(Default::default()),
+        stats: Mutex::new((ClientStats::default(), ahead_stats)),
         rate,
         wall_start,
         timer: PreciseTimer::new(),
         response_bytes: Default::default(),
     });
     let mut conns = JoinSet::new();
-    for conn in plan.connections {
+    for (conn, ready) in plan.connections.into_iter().zip(ahead) {
         let shared = Arc::clone(&shared);
         let limit = Arc::clone(&limit);
         conns.spawn(async move {
@@ -370,8 +417,8 @@ pub async fn replay_with(plan: Plan, cfg: ClientConfig, transform: Transform, si
                 shared.client_stats(|c| c.protocol_forced += conn.requests.len() as u64);
             }
             match wire {
-                Wire::H1 => run_h1(&shared, conn).await,
-                Wire::H2 => run_h2(&shared, conn).await,
+                Wire::H1 => run_h1(&shared, conn, ready).await,
+                Wire::H2 => run_h2(&shared, conn, ready).await,
             }
         });
     }
@@ -391,15 +438,50 @@ pub async fn replay_with(plan: Plan, cfg: ClientConfig, transform: Transform, si
     }
 }
 
+/// Transforms every request before the clock starts when the transform gives the same result whenever it runs
+/// ([`Transform::is_static`]): sending then only applies the hook's rewrite. One list per connection of `plan`
+/// (empty when the transform must run at send time). The recorded headers and body of each request are released
+/// once transformed (what is sent is the transformed copy; the judge reads only the method and path), so the
+/// memory held does not double.
+fn transform_ahead(
+    plan: &mut Plan,
+    transform: &Transform,
+    target: &Target,
+    stats: &mut TransformStats,
+) -> Vec<std::vec::IntoIter<OutRequest>> {
+    if !transform.is_static() {
+        return plan.connections.iter().map(|_| Vec::new().into_iter()).collect();
+    }
+    let vars = RuntimeVars::for_transform(transform);
+    plan.connections
+        .iter_mut()
+        .map(|c| {
+            let ready: Vec<OutRequest> = c
+                .requests
+                .iter_mut()
+                .map(|r| {
+                    let out = transform.apply(&r.request, target, &vars, stats);
+                    r.request.headers = Vec::new();
+                    r.request.body = Default::default();
+                    r.request.trailers = Vec::new();
+                    out
+                })
+                .collect();
+            ready.into_iter()
+        })
+        .collect()
+}
+
 /// HTTP/1.1: one request at a time on a keep-alive connection, reconnecting when it closes.
-async fn run_h1(shared: &Shared, conn: ConnPlan) {
+async fn run_h1(shared: &Shared, conn: ConnPlan, mut ready: std::vec::IntoIter<OutRequest>) {
     let key = ConnKey::of(&conn);
     let mut sender: Option<http1::SendRequest<Full<Bytes>>> = None;
     let mut opened = false;
     let mut tstats = TransformStats::default();
+    let mut batch = Vec::with_capacity(OUTCOME_BATCH);
     for req in &conn.requests {
         let actual = shared.wait_turn(req).await;
-        let out = shared.prepare(&key, req, &mut tstats);
+        let out = shared.prepare(&key, req, ready.next(), &mut tstats);
         let mut timings = PhaseTimings::default();
         let result = async {
             if sender.as_ref().is_none_or(|s| s.is_closed()) {
@@ -428,8 +510,9 @@ async fn run_h1(shared: &Shared, conn: ConnPlan) {
             sender = None;
         }
         let done = finish(shared, &out, Wire::H1, actual, timings, result);
-        shared.report(&key, req, &out, actual, done).await;
+        shared.report(&key, req, &out, actual, done, &mut batch).await;
     }
+    shared.flush(&mut batch).await;
     shared.merge_transform_stats(&tstats);
 }
 
@@ -461,7 +544,7 @@ fn finish(
 
 /// HTTP/2: streams opened in recorded order on one connection; a stream waits for the previous answer only when
 /// the plan says so.
-async fn run_h2(shared: &Arc<Shared>, conn: ConnPlan) {
+async fn run_h2(shared: &Arc<Shared>, conn: ConnPlan, mut ready: std::vec::IntoIter<OutRequest>) {
     let key = ConnKey::of(&conn);
     let mut sender: Option<http2::SendRequest<Full<Bytes>>> = None;
     let mut opened = false;
@@ -477,7 +560,7 @@ async fn run_h2(shared: &Arc<Shared>, conn: ConnPlan) {
         let actual = shared.wait_turn(&req).await;
         let (done_tx, done_rx) = watch::channel(false);
         prev_done = Some(done_rx);
-        let out = shared.prepare(&key, &req, &mut tstats);
+        let out = shared.prepare(&key, &req, ready.next(), &mut tstats);
         let mut timings = PhaseTimings::default();
         let started = async {
             if sender.as_ref().is_none_or(|s| s.is_closed()) {
@@ -503,7 +586,9 @@ async fn run_h2(shared: &Arc<Shared>, conn: ConnPlan) {
                     sender = None;
                 }
                 let done = finish(shared, &out, Wire::H2, actual, timings, Err(f));
-                shared.report(&key, &req, &out, actual, done).await;
+                let mut one = Vec::with_capacity(1);
+                shared.report(&key, &req, &out, actual, done, &mut one).await;
+                shared.flush(&mut one).await;
                 let _ = done_tx.send(true);
             }
             Ok((t0, fut)) => {
@@ -517,7 +602,9 @@ async fn run_h2(shared: &Arc<Shared>, conn: ConnPlan) {
                     // Reported (and seen by the judge, whose correlation the next request may need) before the
                     // next request of the connection is let go.
                     let done = finish(&shared, &out, Wire::H2, actual, timings, result);
-                    shared.report(&key, &req, &out, actual, done).await;
+                    let mut one = Vec::with_capacity(1);
+                    shared.report(&key, &req, &out, actual, done, &mut one).await;
+                    shared.flush(&mut one).await;
                     let _ = done_tx.send(true);
                 });
             }
@@ -653,4 +740,89 @@ fn classify(e: &hyper::Error) -> Failure {
         _ => ErrorKind::Protocol,
     };
     (kind, msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transform::SetHeader;
+    use tapedeck_model::{Body, Exchange, Header, Request, Timestamp, Timing};
+
+    fn plan() -> Plan {
+        let ex = |conn: u64, order: u32| Exchange {
+            id: conn * 10 + u64::from(order),
+            connection_id: conn,
+            order,
+            stream_id: None,
+            proto: Protocol::Http11,
+            client: format!("10.0.0.1:{}", 40000 + conn).parse().unwrap(),
+            server: "10.0.0.2:80".parse().unwrap(),
+            timing: Timing {
+                request_first: Some(Timestamp(1_000_000 * (conn * 10 + u64::from(order) + 1))),
+                ..Default::default()
+            },
+            request: Some(Request {
+                method: b"POST".to_vec(),
+                authority: b"shop".to_vec(),
+                path: format!("/c{conn}/{order}").into_bytes(),
+                headers: vec![Header::new("x-a", "1"), Header::new("connection", "close")],
+                body: Body { bytes: b"abc".to_vec(), full_len: 3 },
+                ..Default::default()
+            }),
+            response: None,
+            flags: tapedeck_model::Flags::NONE,
+            labels: vec![],
+            masked_by: vec![],
+        };
+        Plan::build(vec![ex(1, 0), ex(2, 0), ex(1, 1)])
+    }
+
+    fn env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn static_transforms_run_before_the_clock_and_release_the_recorded_copies() {
+        let target: Target = "http://127.0.0.1:9000".parse().unwrap();
+        let transform =
+            Transform { set_headers: vec![SetHeader::parse("X-Set: yes", &env).unwrap()], ..Default::default() };
+        let mut plan = plan();
+        let expected: Vec<Vec<OutRequest>> = plan
+            .connections
+            .iter()
+            .map(|c| {
+                let vars = RuntimeVars::for_transform(&transform);
+                c.requests
+                    .iter()
+                    .map(|r| transform.apply(&r.request, &target, &vars, &mut TransformStats::default()))
+                    .collect()
+            })
+            .collect();
+        let mut stats = TransformStats::default();
+        let ready: Vec<Vec<OutRequest>> =
+            transform_ahead(&mut plan, &transform, &target, &mut stats).into_iter().map(Iterator::collect).collect();
+        assert_eq!(ready, expected, "one list per connection, in the order of its requests");
+        assert_eq!(ready[0].len(), 2);
+        assert_eq!(ready[0][1].path, b"/c1/1");
+        assert_eq!(ready[0][1].body, b"abc");
+        assert_eq!((stats.headers_set, stats.hop_by_hop_removed), (3, 3), "counted once per request");
+        for r in plan.connections.iter().flat_map(|c| &c.requests) {
+            assert!(r.request.headers.is_empty() && r.request.body.bytes.is_empty(), "recorded copies released");
+            assert!(r.request.path.starts_with(b"/c"), "method and path stay for the judge");
+        }
+    }
+
+    #[test]
+    fn transforms_that_depend_on_the_send_time_run_at_send_time() {
+        let target: Target = "http://127.0.0.1:9000".parse().unwrap();
+        let transform =
+            Transform { set_headers: vec![SetHeader::parse("X-Id: {{uuid}}", &env).unwrap()], ..Default::default() };
+        let mut plan = plan();
+        let mut stats = TransformStats::default();
+        let ready = transform_ahead(&mut plan, &transform, &target, &mut stats);
+        assert_eq!(ready.len(), 2);
+        assert!(ready.into_iter().all(|mut r| r.next().is_none()));
+        assert_eq!(stats.headers_set, 0);
+        assert_eq!(plan.connections[0].requests[0].request.headers.len(), 2, "recorded request kept");
+    }
 }

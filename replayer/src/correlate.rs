@@ -173,7 +173,12 @@ fn json_of(r: &Response, skipped: &mut u64) -> Option<Value> {
     if r.body.bytes.is_empty() {
         return None;
     }
-    let bytes = match decode(&r.body.bytes, &encodings(&r.headers), MAX_BODY) {
+    let encodings = encodings(&r.headers);
+    if encodings.is_empty() && r.body.bytes.len() <= MAX_BODY {
+        // Nothing to undo: parsed in place, not copied first.
+        return serde_json::from_slice(&r.body.bytes).ok();
+    }
+    let bytes = match decode(&r.body.bytes, &encodings, MAX_BODY) {
         Decoded::Ok(b) => b,
         _ => {
             *skipped += 1;

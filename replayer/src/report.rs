@@ -6,6 +6,7 @@
 //! and counted). Endpoints (method and path without query) are capped at [`MAX_ENDPOINTS`]; the rest is pooled
 //! under `(other)` and counted, so memory does not grow with the capture.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -254,18 +255,20 @@ impl Recorder {
         }
         let lag = self.micros(crate::pace::lag(o.planned, o.actual));
         let _ = self.lag.record(lag);
-        let key: &str = if self.endpoints.contains_key(&o.endpoint) || self.endpoints.len() < MAX_ENDPOINTS {
-            &o.endpoint
-        } else {
-            self.pooled += 1;
-            "(other)"
-        };
         let latency = match &o.result {
             Ok((_, l)) => Some(self.micros(*l)),
             Err(_) => None,
         };
         let r = &mut self.report;
-        if !self.endpoints.contains_key(key) {
+        // Endpoints already seen (nearly every outcome): two lookups, no allocation.
+        let known = self.endpoints.contains_key(o.endpoint.as_str());
+        let key: &str = if known || self.endpoints.len() < MAX_ENDPOINTS {
+            &o.endpoint
+        } else {
+            self.pooled += 1;
+            "(other)"
+        };
+        if !known && !self.endpoints.contains_key(key) {
             self.endpoints.insert(key.to_string(), Endpoint { requests: 0, errors: 0, latency: histogram() });
         }
         let Some(ep) = self.endpoints.get_mut(key) else { return };
@@ -273,7 +276,7 @@ impl Recorder {
         match &o.result {
             Ok((status, _)) => {
                 r.responses += 1;
-                *r.status_classes.entry(format!("{}xx", status / 100)).or_default() += 1;
+                bump(&mut r.status_classes, &status_class(*status));
                 *r.statuses.entry(*status).or_default() += 1;
                 if o.recorded_status.is_some_and(|s| s != *status) {
                     r.status_changed += 1;
@@ -316,6 +319,25 @@ impl Recorder {
     }
 }
 
+/// Adds one to `key`'s count, allocating the key only the first time.
+fn bump(map: &mut BTreeMap<String, u64>, key: &str) {
+    match map.get_mut(key) {
+        Some(n) => *n += 1,
+        None => {
+            map.insert(key.to_string(), 1);
+        }
+    }
+}
+
+/// `2xx` for 200..=299, and so on.
+fn status_class(status: u16) -> Cow<'static, str> {
+    const CLASSES: [&str; 10] = ["0xx", "1xx", "2xx", "3xx", "4xx", "5xx", "6xx", "7xx", "8xx", "9xx"];
+    match CLASSES.get(usize::from(status / 100)) {
+        Some(c) => Cow::Borrowed(c),
+        None => Cow::Owned(format!("{}xx", status / 100)),
+    }
+}
+
 fn percentiles(h: &Histogram<u64>) -> Percentiles {
     if h.is_empty() {
         return Percentiles::default();
@@ -333,7 +355,12 @@ fn percentiles(h: &Histogram<u64>) -> Percentiles {
 /// The endpoint key of a request: method and path without the query.
 pub fn endpoint_key(method: &[u8], path: &[u8]) -> String {
     let path = path.split(|&b| b == b'?').next().unwrap_or_default();
-    format!("{} {}", String::from_utf8_lossy(method), String::from_utf8_lossy(path))
+    let (method, path) = (String::from_utf8_lossy(method), String::from_utf8_lossy(path));
+    let mut key = String::with_capacity(method.len() + 1 + path.len());
+    key.push_str(&method);
+    key.push(' ');
+    key.push_str(&path);
+    key
 }
 
 impl Report {

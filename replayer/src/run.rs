@@ -122,7 +122,8 @@ pub fn run(opts: &RunOpts, out: &mut dyn Write) -> anyhow::Result<Report> {
             progress: None,
             hook: None,
         };
-        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        let runtime =
+            tokio::runtime::Builder::new_multi_thread().worker_threads(sender_threads(opts)).enable_all().build()?;
         let total = plan.request_count() as u64;
         let mut plan = Some(plan);
         // Each pass has its own progress display and counters; only the candidate pass writes HAR entries.
@@ -182,6 +183,16 @@ pub fn run(opts: &RunOpts, out: &mut dyn Write) -> anyhow::Result<Report> {
         std::fs::write(path, json).map_err(|e| anyhow::anyhow!("{}: writing the report: {e}", path.display()))?;
     }
     Ok(report)
+}
+
+/// `--threads`, else half the CPUs and at least one. One worker is what a load test on one machine wants: the
+/// target gets the other cores, and the sender's tasks never wake each other across threads (measured in
+/// docs/replay-perf.md: the default two workers on two cores cost three times the context switches per request).
+fn sender_threads(opts: &RunOpts) -> usize {
+    match opts.threads {
+        Some(n) => n as usize,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get() / 2).max(1),
+    }
 }
 
 /// The TLS connectors for `t` when it is an `https` target (`--insecure`, `--ca-cert`).

@@ -390,6 +390,12 @@ const HOP_BY_HOP: &[&str] =
     &["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "trailer", "te"];
 
 impl Transform {
+    /// Whether [`Transform::apply`] gives the same result whenever it runs: no `{{now}}`, `{{uuid}}` or
+    /// `{{file.NAME}}` (re-read during the run) in a `--set-header` value.
+    pub fn is_static(&self) -> bool {
+        self.set_headers.iter().all(|s| s.value.uses() == (false, false) && s.value.file_names().next().is_none())
+    }
+
     /// The request to send for `req`. `target` gives the authority when the recording has none.
     pub fn apply(&self, req: &Request, target: &Target, vars: &RuntimeVars, stats: &mut TransformStats) -> OutRequest {
         let mut authority = String::from_utf8_lossy(&req.authority).into_owned();
@@ -535,6 +541,19 @@ mod tests {
         let fresh = RuntimeVars::fresh();
         assert_eq!(fresh.uuid.len(), 36);
         assert!(fresh.now.ends_with('Z'));
+    }
+
+    #[test]
+    fn static_transforms_are_told_from_per_send_ones() {
+        let with = |values: &[&str]| Transform {
+            set_headers: values.iter().map(|v| SetHeader::parse(v, &env).unwrap()).collect(),
+            ..Default::default()
+        };
+        assert!(with(&[]).is_static());
+        assert!(with(&["Authorization: Bearer ${TOKEN}", "X-Region: {{env.REGION}}"]).is_static());
+        assert!(!with(&["X-Id: {{uuid}}"]).is_static());
+        assert!(!with(&["X-Region: ${REGION}", "X-At: {{now}}"]).is_static());
+        assert!(!with(&["Authorization: Bearer {{file.token}}"]).is_static(), "token files are re-read");
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //!
 //! Part 1 (throughput): a segment of `--requests` GETs spread over 16 recorded HTTP/1.1 connections, written
 //! with tapedeck-model's segment writer; `wrk -c16 -t2 -d<wrk-secs>s` for reference, then
-//! `replayer run SEG --time-scale max --concurrency 16 --no-judge` (a load test: answers are not judged). Reports both rates and their ratio (target: 90% or more).
+//! `replayer run SEG --time-scale max --concurrency 16 --no-judge` (a load test: answers are not judged), and the
+//! same with judging (the default of `replayer run`: every answer is compared with the recorded one, which is what
+//! nginx serves, so every exchange passes). Reports the rates and their ratios to wrk's (target: 90% or more).
 //!
 //! Part 2 (pacing): `--rate-secs` seconds of 1000 requests/s (one every 1 ms, round-robin over 16 connections)
 //! replayed at 1x; reports the schedule lag p50/p99/max from the report JSON (target: p99 under 2 ms).
@@ -74,6 +76,10 @@ pub fn bench_replay(o: &BenchReplayOptions) -> Result<()> {
     )?;
     let replay_rps = max["achieved_rps"].as_f64().unwrap_or(0.0);
     let errors = max["errors"].as_u64().unwrap_or(0);
+    let judged = run_replayer(&replayer, &seg1, &url, &["--time-scale", "max", "--concurrency", "16"], work.path())?;
+    let judged_rps = judged["achieved_rps"].as_f64().unwrap_or(0.0);
+    let judged_errors = judged["errors"].as_u64().unwrap_or(0);
+    let passed = judged["judge"]["passed"].as_u64().unwrap_or(0);
 
     // Part 2: a 1000 req/s schedule at 1x.
     let seg2 = work.path().join("paced");
@@ -91,6 +97,11 @@ pub fn bench_replay(o: &BenchReplayOptions) -> Result<()> {
     );
     println!("| replayer / wrk | {:.0}% | >= 90% |", 100.0 * replay_rps / wrk_rps.max(1e-9));
     println!(
+        "| replayer --time-scale max --concurrency 16 (judged: {passed} passed), req/s ({} requests, {judged_errors} errors) | {judged_rps:.0} | |",
+        o.requests
+    );
+    println!("| judged replayer / wrk | {:.0}% | >= 90% |", 100.0 * judged_rps / wrk_rps.max(1e-9));
+    println!(
         "| 1000 req/s for {} s at 1x: schedule lag p50 / p99 / max, ms | {:.3} / {:.3} / {:.3} | p99 < 2 ms |",
         o.rate_secs,
         f(&lag["p50_ms"]),
@@ -103,6 +114,11 @@ pub fn bench_replay(o: &BenchReplayOptions) -> Result<()> {
         f(&paced["planned_duration_s"])
     );
     Ok(())
+}
+
+/// The served file: `FILE_LEN` bytes of text in lines of 60.
+fn file_body() -> Vec<u8> {
+    (0..FILE_LEN).map(|i| if i % 60 == 59 { b'\n' } else { b'a' + (i % 26) as u8 }).collect()
 }
 
 fn workspace_root() -> PathBuf {
@@ -118,8 +134,7 @@ fn start_nginx(work: &Path, port: u16) -> Result<Daemon> {
     let www = work.join("www");
     fs::create_dir_all(&www)?;
     fs::create_dir_all(work.join("nginx-tmp"))?;
-    let line: Vec<u8> = (0..FILE_LEN).map(|i| if i % 60 == 59 { b'\n' } else { b'a' + (i % 26) as u8 }).collect();
-    fs::write(www.join("small.txt"), line)?;
+    fs::write(www.join("small.txt"), file_body())?;
     let w = work.display();
     let conf = format!(
         r#"daemon off;
@@ -159,11 +174,12 @@ http {{
 }
 
 /// `n` GETs of /small.txt, one every `spacing`, round-robin over 16 recorded connections; each answered 100 µs
-/// after it was sent (every connection sequential).
+/// after it was sent (every connection sequential) with what nginx serves (200, `text/plain`, the file).
 fn write_segment(dir: &Path, n: u64, spacing: Duration) -> Result<()> {
     fs::create_dir_all(dir)?;
     let mut w = SegmentWriter::create(SegmentWriterConfig::new(dir))?;
     let step = u64::try_from(spacing.as_nanos()).unwrap_or(u64::MAX);
+    let body = file_body();
     for i in 0..n {
         let conn = i % CONNECTIONS;
         let at = BASE_NS + i * step;
@@ -190,7 +206,12 @@ fn write_segment(dir: &Path, n: u64, spacing: Duration) -> Result<()> {
                 headers: vec![Header::new("user-agent", "bench-replay")],
                 ..Default::default()
             }),
-            response: Some(Response { status: 200, ..Default::default() }),
+            response: Some(Response {
+                status: 200,
+                headers: vec![Header::new("content-type", "text/plain")],
+                body: tapedeck_model::Body { bytes: body.clone(), full_len: body.len() as u64 },
+                ..Default::default()
+            }),
             flags: Flags::NONE,
             labels: vec![],
             masked_by: vec![],

@@ -6,6 +6,8 @@
 //! `body:line N`, `body:lines`, `body:length`, `body:sha256`, `grpc-status`, `grpc:messages`, `grpc:message[N]`.
 //! Bodies cut at a cap (the capture's or the client's) are not compared and are counted.
 
+use std::borrow::Cow;
+
 use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -120,13 +122,15 @@ fn short(s: &str) -> String {
     t
 }
 
+/// The values of the `name` fields, trimmed, joined with `, `; `None` without such a field.
 fn header_values(headers: &[Header], name: &str) -> Option<String> {
-    let v: Vec<String> = headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case(name.as_bytes()))
-        .map(|h| String::from_utf8_lossy(&h.value).trim().to_string())
-        .collect();
-    if v.is_empty() { None } else { Some(v.join(", ")) }
+    let mut fields = headers.iter().filter(|h| h.name.eq_ignore_ascii_case(name.as_bytes()));
+    let mut joined = String::from_utf8_lossy(&fields.next()?.value).trim().to_string();
+    for h in fields {
+        joined.push_str(", ");
+        joined.push_str(String::from_utf8_lossy(&h.value).trim());
+    }
+    Some(joined)
 }
 
 /// Compares `live` with `recorded`; returns the differences (empty: the same under the rules).
@@ -203,13 +207,18 @@ fn kind_of(ct: Option<&str>, body: &[u8]) -> Kind {
     }
 }
 
-fn body_of(r: &Response, limits: Limits, out: &mut Out) -> Option<Vec<u8>> {
-    match decode(&r.body.bytes, &encodings(&r.headers), limits.decode_cap) {
-        Decoded::Ok(v) => Some(v),
+fn body_of<'a>(r: &'a Response, limits: Limits, out: &mut Out) -> Option<Cow<'a, [u8]>> {
+    let encodings = encodings(&r.headers);
+    if encodings.is_empty() {
+        // Nothing to undo: the stored bytes, not a copy.
+        return (r.body.bytes.len() <= limits.decode_cap).then_some(Cow::Borrowed(&r.body.bytes[..]));
+    }
+    match decode(&r.body.bytes, &encodings, limits.decode_cap) {
+        Decoded::Ok(v) => Some(Cow::Owned(v)),
         Decoded::TooLarge => None,
         Decoded::Failed(_) => {
             out.stats.decode_failed += 1;
-            Some(r.body.bytes.clone())
+            Some(Cow::Borrowed(&r.body.bytes[..]))
         }
     }
 }
@@ -275,14 +284,18 @@ fn compare_body(recorded: &Response, live: &Response, rules: &Effective, limits:
 
 fn compare_text(r: &[u8], l: &[u8], rules: &Effective, out: &mut Out) {
     out.stats.bodies_text += 1;
-    let clean = |b: &[u8]| {
-        let mut s = String::from_utf8_lossy(b).into_owned();
+    if r == l {
+        // The same bytes clean up the same way: nothing to convert or split.
+        return;
+    }
+    fn clean<'a>(b: &'a [u8], rules: &Effective) -> Cow<'a, str> {
+        let mut s = String::from_utf8_lossy(b);
         for re in &rules.ignore_text {
-            s = re.replace_all(&s, "<ignored>").into_owned();
+            s = Cow::Owned(re.replace_all(&s, "<ignored>").into_owned());
         }
         s
-    };
-    let (r, l) = (clean(r), clean(l));
+    }
+    let (r, l) = (clean(r, rules), clean(l, rules));
     if r == l {
         return;
     }
@@ -483,6 +496,25 @@ mod tests {
 
     fn fields(d: &[FieldDiff]) -> Vec<&str> {
         d.iter().map(|d| d.field.as_str()).collect()
+    }
+
+    #[test]
+    fn repeated_header_fields_are_joined_trimmed() {
+        let h = vec![Header::new("Vary", " a "), Header::new("x", "y"), Header::new("vary", "b")];
+        assert_eq!(header_values(&h, "vary").as_deref(), Some("a, b"));
+        assert_eq!(header_values(&h, "x").as_deref(), Some("y"));
+        assert_eq!(header_values(&h, "absent"), None);
+    }
+
+    #[test]
+    fn identical_text_bodies_are_counted_without_diffs() {
+        let a = resp(200, "text/plain", "one\ntwo\n");
+        let rules = Rules::from_toml("").unwrap();
+        let mut stats = CompareStats::default();
+        assert!(compare(&a, &a.clone(), &rules.for_request("GET", "/x"), LIMITS, &mut stats).is_empty());
+        assert_eq!(stats.bodies_text, 1);
+        let b = resp(200, "text/plain", "one\ntwo\r\n");
+        assert_eq!(fields(&diff("", &a, &b)), vec!["body:line endings"]);
     }
 
     #[test]

@@ -92,7 +92,8 @@ struct Recorded {
     at: u64,
 }
 
-type Index = HashMap<(ConnKey, u32, u64), Recorded>;
+/// Looked up once per replayed request: FxHash, not SipHash (the keys are ours, not an attacker's).
+type Index = HashMap<(ConnKey, u32, u64), Recorded, rustc_hash::FxBuildHasher>;
 
 /// What every judge of a run shares: rules, recorded responses, settings.
 pub struct Setup {
@@ -113,7 +114,7 @@ impl Setup {
             None => Rules::default(),
         };
         rules.add_shortcuts(&opts.headers, &opts.ignore_headers, &opts.ignore_json)?;
-        let mut recorded = HashMap::with_capacity(exchanges.len());
+        let mut recorded = Index::with_capacity_and_hasher(exchanges.len(), Default::default());
         for ex in exchanges {
             let Some(req) = &ex.request else { continue };
             let key = ConnKey { connection_id: ex.connection_id, client: ex.client, server: ex.server };

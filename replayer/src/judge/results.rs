@@ -237,22 +237,28 @@ impl Results {
     pub fn add(&mut self, v: Verdict, latency: Option<(Duration, Duration)>) {
         let r = &mut self.report;
         r.judged += 1;
-        let key = if self.eps.contains_key(&v.endpoint) || self.eps.len() < MAX_ENDPOINTS {
-            v.endpoint.clone()
+        // Endpoints already seen (nearly every verdict): no key allocated.
+        let known = self.eps.contains_key(&v.endpoint);
+        let key: &str = if known || self.eps.len() < MAX_ENDPOINTS {
+            &v.endpoint
         } else {
             r.endpoints_pooled += 1;
-            "(other)".to_string()
+            "(other)"
         };
-        let ep = self.eps.entry(key).or_insert_with(|| Ep {
-            judged: 0,
-            passed: 0,
-            failed: 0,
-            errors: 0,
-            fields: BTreeMap::new(),
-            replay: histogram(),
-            recorded: histogram(),
-            samples: Vec::new(),
-        });
+        if !known && !self.eps.contains_key(key) {
+            let ep = Ep {
+                judged: 0,
+                passed: 0,
+                failed: 0,
+                errors: 0,
+                fields: BTreeMap::new(),
+                replay: histogram(),
+                recorded: histogram(),
+                samples: Vec::new(),
+            };
+            self.eps.insert(key.to_string(), ep);
+        }
+        let Some(ep) = self.eps.get_mut(key) else { return };
         ep.judged += 1;
         if let Some((live, rec)) = latency {
             let _ = self.replay.record(micros(live));

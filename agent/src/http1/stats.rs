@@ -62,68 +62,31 @@ pub struct Http1Stats {
     pub ignored_bytes: u64,
 }
 
-impl Http1Stats {
-    /// Adds `other`'s counters to these.
-    pub fn add(&mut self, other: &Http1Stats) {
-        let Http1Stats {
-            requests,
-            responses,
-            interim,
-            exchanges,
-            parse_errors,
-            framing_anomalies,
-            lenient_heads,
-            malformed_start_lines,
-            dropped_header_lines,
-            oversized_heads,
-            incomplete_heads,
-            salvaged_heads,
-            resyncs,
-            resync_skipped_bytes,
-            gaps,
-            gap_bytes,
-            truncated_bodies,
-            incomplete_messages,
-            unmatched_responses,
-            unanswered_requests,
-            upgrades,
-            h2c_upgrades,
-            pipeline_overflows,
-            upgrade_hold_overflows,
-            dropped_interim,
-            ignored_bytes,
-        } = other;
-        self.requests += requests;
-        self.responses += responses;
-        self.interim += interim;
-        self.exchanges += exchanges;
-        self.parse_errors += parse_errors;
-        self.framing_anomalies += framing_anomalies;
-        self.lenient_heads += lenient_heads;
-        self.malformed_start_lines += malformed_start_lines;
-        self.dropped_header_lines += dropped_header_lines;
-        self.oversized_heads += oversized_heads;
-        self.incomplete_heads += incomplete_heads;
-        self.salvaged_heads += salvaged_heads;
-        self.resyncs += resyncs;
-        self.resync_skipped_bytes += resync_skipped_bytes;
-        self.gaps += gaps;
-        self.gap_bytes += gap_bytes;
-        self.truncated_bodies += truncated_bodies;
-        self.incomplete_messages += incomplete_messages;
-        self.unmatched_responses += unmatched_responses;
-        self.unanswered_requests += unanswered_requests;
-        self.upgrades += upgrades;
-        self.h2c_upgrades += h2c_upgrades;
-        self.pipeline_overflows += pipeline_overflows;
-        self.upgrade_hold_overflows += upgrade_hold_overflows;
-        self.dropped_interim += dropped_interim;
-        self.ignored_bytes += ignored_bytes;
-    }
-}
-
-impl crate::stats::Merge for Http1Stats {
-    fn merge(&mut self, other: &Self) {
-        self.add(other);
-    }
-}
+crate::impl_merge!(Http1Stats {
+    requests,
+    responses,
+    interim,
+    exchanges,
+    parse_errors,
+    framing_anomalies,
+    lenient_heads,
+    malformed_start_lines,
+    dropped_header_lines,
+    oversized_heads,
+    incomplete_heads,
+    salvaged_heads,
+    resyncs,
+    resync_skipped_bytes,
+    gaps,
+    gap_bytes,
+    truncated_bodies,
+    incomplete_messages,
+    unmatched_responses,
+    unanswered_requests,
+    upgrades,
+    h2c_upgrades,
+    pipeline_overflows,
+    upgrade_hold_overflows,
+    dropped_interim,
+    ignored_bytes
+});

@@ -70,3 +70,38 @@ pub struct ReassemblyStats {
     /// FINs delivered to sinks.
     pub fins: u64,
 }
+
+crate::impl_merge!(ReassemblyStats {
+    packets,
+    payload_bytes,
+    flows_created,
+    flows_closed,
+    flows_replaced,
+    flows_expired_idle,
+    flows_evicted,
+    flows_end_of_input,
+    resets,
+    resets_without_flow,
+    resets_ignored_signed,
+    late_segments_after_close,
+    delivered_bytes,
+    retransmitted_segments,
+    retransmitted_bytes,
+    overlap_conflicts,
+    gaps,
+    gap_bytes,
+    gaps_acked_unseen,
+    gaps_cap,
+    gaps_at_close,
+    gaps_snaplen,
+    snaplen_truncated_segments,
+    snaplen_missing_bytes,
+    out_of_window_segments,
+    out_of_window_bytes,
+    ooo_segments_buffered,
+    peak_buffered_bytes,
+    cap_hits_direction_bytes,
+    cap_hits_direction_segments,
+    cap_hits_total_bytes,
+    fins
+});

@@ -21,6 +21,7 @@ use tapedeck_model::segment::{SegmentWriter, SegmentWriterConfig};
 use tapedeck_model::{Exchange, Flags, Header, Protocol, Request, Response, Timestamp, Timing};
 
 use crate::proc::{self, Daemon};
+use crate::servers;
 use crate::tools;
 
 /// Options of `bench-replay`.
@@ -135,21 +136,12 @@ fn start_nginx(work: &Path, port: u16) -> Result<Daemon> {
     fs::create_dir_all(&www)?;
     fs::create_dir_all(work.join("nginx-tmp"))?;
     fs::write(www.join("small.txt"), file_body())?;
-    let w = work.display();
-    let conf = format!(
-        r#"daemon off;
-master_process off;
-worker_processes 1;
-error_log {w}/nginx-error.log notice;
-pid {w}/nginx.pid;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    client_body_temp_path {w}/nginx-tmp/client_body;
-    proxy_temp_path {w}/nginx-tmp/proxy;
-    fastcgi_temp_path {w}/nginx-tmp/fastcgi;
-    uwsgi_temp_path {w}/nginx-tmp/uwsgi;
-    scgi_temp_path {w}/nginx-tmp/scgi;
+    let www = www.display();
+    let conf = servers::nginx_foreground_conf(
+        work,
+        "notice",
+        &format!(
+            r#"    access_log off;
     keepalive_requests 1000000;
     keepalive_timeout 60s;
     server {{
@@ -157,9 +149,8 @@ http {{
         root {www};
         location / {{ }}
     }}
-}}
-"#,
-        www = www.display()
+"#
+        ),
     );
     let conf_path = work.join("nginx.conf");
     fs::write(&conf_path, conf)?;

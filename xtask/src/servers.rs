@@ -100,20 +100,19 @@ fn lorem_line_bytes(len: usize) -> Vec<u8> {
     v
 }
 
-/// The nginx configuration: one server on `127.0.0.1:NGINX_PORT` and `[::1]:NGINX_V6_PORT`.
-pub fn nginx_conf(work: &Path, www: &Path, access_log: bool) -> String {
+/// An nginx configuration for one foreground process whose files all stay under `work`: the global settings, the
+/// MIME types, the temporary paths, then `http` (further directives and the servers) inside the `http` block.
+pub fn nginx_foreground_conf(work: &Path, error_level: &str, http: &str) -> String {
     let w = work.display();
-    let access = if access_log { format!("access_log {w}/nginx-access.log;") } else { "access_log off;".into() };
     format!(
         r#"# Throwaway config written by `cargo xtask`; runs in the foreground as one process.
 daemon off;
 master_process off;
 worker_processes 1;
-error_log {w}/nginx-error.log notice;
+error_log {w}/nginx-error.log {error_level};
 pid {w}/nginx.pid;
 events {{ worker_connections 1024; }}
 http {{
-    {access}
     types {{ text/plain txt; application/json json; text/html html shtml; application/octet-stream bin; }}
     default_type application/octet-stream;
     client_body_temp_path {w}/nginx-tmp/client_body;
@@ -121,6 +120,21 @@ http {{
     fastcgi_temp_path {w}/nginx-tmp/fastcgi;
     uwsgi_temp_path {w}/nginx-tmp/uwsgi;
     scgi_temp_path {w}/nginx-tmp/scgi;
+{http}}}
+"#
+    )
+}
+
+/// The nginx configuration: one server on `127.0.0.1:NGINX_PORT` and `[::1]:NGINX_V6_PORT`.
+pub fn nginx_conf(work: &Path, www: &Path, access_log: bool) -> String {
+    let w = work.display();
+    let access = if access_log { format!("access_log {w}/nginx-access.log;") } else { "access_log off;".into() };
+    let www = www.display();
+    nginx_foreground_conf(
+        work,
+        "notice",
+        &format!(
+            r#"    {access}
     server_tokens off;
     keepalive_requests 100000;
     keepalive_timeout 30s;
@@ -148,9 +162,8 @@ http {{
         location /gz/ {{ gzip on; gzip_types text/plain application/json; gzip_min_length 0; }}
         location = /api/echo {{ default_type application/json; return 200 '{{"ok":true}}\n'; }}
     }}
-}}
-"#,
-        www = www.display()
+"#
+        ),
     )
 }
 

@@ -350,24 +350,12 @@ impl Drop for AgentProc {
 }
 
 fn nginx_conf(work: &Path, www: &Path) -> String {
-    let w = work.display();
-    format!(
-        r#"# Written by `cargo xtask soak`: one foreground process on the soak veth.
-daemon off;
-master_process off;
-worker_processes 1;
-error_log {w}/nginx-error.log warn;
-pid {w}/nginx.pid;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    types {{ text/plain txt; application/json json; text/html html shtml; application/octet-stream bin; }}
-    default_type application/octet-stream;
-    client_body_temp_path {w}/nginx-tmp/client_body;
-    proxy_temp_path {w}/nginx-tmp/proxy;
-    fastcgi_temp_path {w}/nginx-tmp/fastcgi;
-    uwsgi_temp_path {w}/nginx-tmp/uwsgi;
-    scgi_temp_path {w}/nginx-tmp/scgi;
+    let www = www.display();
+    servers::nginx_foreground_conf(
+        work,
+        "warn",
+        &format!(
+            r#"    access_log off;
     keepalive_requests 1000000;
     server {{
         listen {SERVER_IP}:{HTTP_PORT};
@@ -376,9 +364,8 @@ http {{
         location /gz/ {{ gzip on; gzip_types text/plain application/json; gzip_min_length 0; }}
         location /ssi/ {{ ssi on; }}
     }}
-}}
-"#,
-        www = www.display()
+"#
+        ),
     )
 }
 

@@ -79,51 +79,6 @@ pub struct H2Stats {
 }
 
 impl H2Stats {
-    /// Adds `o` into `self`, field by field.
-    pub fn add(&mut self, o: &H2Stats) {
-        macro_rules! sum {
-            ($($f:ident),*) => { $( self.$f += o.$f; )* };
-        }
-        sum!(
-            bytes,
-            gap_bytes,
-            gaps_in_data,
-            bytes_skipped,
-            mid_stream_recoveries,
-            preface_errors,
-            frames_data,
-            frames_headers,
-            frames_priority,
-            frames_rst_stream,
-            frames_settings,
-            frames_push_promise,
-            frames_ping,
-            frames_goaway,
-            frames_window_update,
-            frames_continuation,
-            frames_unknown,
-            malformed_frames,
-            oversized_frames,
-            truncated_frames,
-            protocol_errors,
-            frames_on_closed_streams,
-            hpack_errors,
-            header_blocks_unknown_table,
-            header_fields_skipped,
-            header_blocks_oversized,
-            header_lists_truncated,
-            streams_opened,
-            streams_closed,
-            streams_reset,
-            streams_refused,
-            streams_evicted,
-            streams_incomplete,
-            push_promises,
-            goaways,
-            exchanges
-        );
-    }
-
     /// Counts one frame of type `ty`.
     pub(crate) fn count_frame(&mut self, ty: u8) {
         use super::frame::*;
@@ -144,8 +99,41 @@ impl H2Stats {
     }
 }
 
-impl crate::stats::Merge for H2Stats {
-    fn merge(&mut self, other: &Self) {
-        self.add(other);
-    }
-}
+crate::impl_merge!(H2Stats {
+    bytes,
+    gap_bytes,
+    gaps_in_data,
+    bytes_skipped,
+    mid_stream_recoveries,
+    preface_errors,
+    frames_data,
+    frames_headers,
+    frames_priority,
+    frames_rst_stream,
+    frames_settings,
+    frames_push_promise,
+    frames_ping,
+    frames_goaway,
+    frames_window_update,
+    frames_continuation,
+    frames_unknown,
+    malformed_frames,
+    oversized_frames,
+    truncated_frames,
+    protocol_errors,
+    frames_on_closed_streams,
+    hpack_errors,
+    header_blocks_unknown_table,
+    header_fields_skipped,
+    header_blocks_oversized,
+    header_lists_truncated,
+    streams_opened,
+    streams_closed,
+    streams_reset,
+    streams_refused,
+    streams_evicted,
+    streams_incomplete,
+    push_promises,
+    goaways,
+    exchanges
+});

@@ -5,6 +5,7 @@
 
 use regex::bytes::Regex;
 
+use super::digits::{self, count, count_block};
 use super::policy::DetectorKind;
 
 /// One detector, ready to scan.
@@ -60,6 +61,29 @@ impl Detector {
             // `a@b.cd`
             DetectorKind::Email => 6,
             DetectorKind::Regex => 1,
+        }
+    }
+
+    /// Whether this detector could find anything in `text`: a necessary condition, cheap enough to test on every
+    /// header value before the scan (false only where [`Detector::find`] finds nothing).
+    #[inline]
+    pub fn may_find(&self, text: &[u8]) -> bool {
+        match self.kind {
+            // A card has 13 digits at least. Long texts are left to the prefilter of the scan, which also finds
+            // where the first card could start.
+            DetectorKind::Card => text.len() >= 256 || count(text) >= 13,
+            _ => self.may_match_pattern(text),
+        }
+    }
+
+    /// [`Detector::may_find`] of the detectors by regular expression (out of line: the card test is the one
+    /// that runs on every value).
+    #[inline(never)]
+    fn may_match_pattern(&self, text: &[u8]) -> bool {
+        match self.kind {
+            DetectorKind::Jwt => memchr::memmem::find(text, b"eyJ").is_some(),
+            DetectorKind::Email => memchr::memchr(b'@', text).is_some(),
+            DetectorKind::Card | DetectorKind::Bearer | DetectorKind::CloudKey | DetectorKind::Regex => true,
         }
     }
 
@@ -176,22 +200,7 @@ static CLASS: [u8; 256] = {
 /// Bytes per chunk of [`first_card_window`].
 const CHUNK: usize = 16;
 /// Bytes per block of the coarse pass of [`first_card_window`] (four chunks).
-const BLOCK: usize = 4 * CHUNK;
-
-/// ASCII digits in a block, summed in 16 byte lanes (one vector add per chunk) and then across the lanes.
-fn count_block(b: &[u8; BLOCK]) -> u32 {
-    let mut lanes = [0u8; CHUNK];
-    for chunk in b.as_chunks::<CHUNK>().0 {
-        for (l, &x) in lanes.iter_mut().zip(chunk) {
-            *l += u8::from(x.wrapping_sub(b'0') < 10);
-        }
-    }
-    lanes.iter().map(|&l| u32::from(l)).sum()
-}
-
-fn count(c: &[u8]) -> u8 {
-    c.iter().fold(0u8, |n, &b| n.wrapping_add(u8::from(b.wrapping_sub(b'0') < 10)))
-}
+const BLOCK: usize = digits::BLOCK;
 
 /// The prefilter of the card scan: where the first card could start, or None when no card can be in `text`.
 ///
@@ -219,7 +228,7 @@ pub fn first_card_window(text: &[u8]) -> Option<usize> {
     }
     let from = match from {
         Some(f) => f,
-        None if prev + u32::from(count(rest)) >= 13 => blocks.len().saturating_sub(1) * BLOCK,
+        None if prev + count(rest) >= 13 => blocks.len().saturating_sub(1) * BLOCK,
         None => return None,
     };
     first_window_from(text, from)
@@ -228,7 +237,7 @@ pub fn first_card_window(text: &[u8]) -> Option<usize> {
 /// The chunk-by-chunk pass of [`first_card_window`] from byte `from` (a multiple of [`CHUNK`]).
 fn first_window_from(text: &[u8], from: usize) -> Option<usize> {
     // Digits in the three chunks before the current one.
-    let (mut a, mut b, mut c) = (0u8, 0u8, 0u8);
+    let (mut a, mut b, mut c) = (0u32, 0u32, 0u32);
     let (whole, rest) = text[from..].as_chunks::<CHUNK>();
     for (i, chunk) in whole.iter().enumerate() {
         let d = count(chunk);
@@ -310,6 +319,9 @@ pub struct Detectors {
     list: Vec<(usize, Detector)>,
     /// The shortest text any detector can find something in.
     min_len: usize,
+    /// Whether every detector is the card detector (the default policy): [`Detectors::may_find`] is then one
+    /// digit count.
+    cards_only: bool,
 }
 
 /// One detector hit: a byte range and the rule that found it.
@@ -327,6 +339,7 @@ impl Detectors {
     /// Adds the detector of rule `rule`.
     pub fn push(&mut self, rule: usize, d: Detector) {
         self.min_len = if self.list.is_empty() { d.min_text_len() } else { self.min_len.min(d.min_text_len()) };
+        self.cards_only = d.kind == DetectorKind::Card && (self.list.is_empty() || self.cards_only);
         self.list.push((rule, d));
     }
 
@@ -340,6 +353,19 @@ impl Detectors {
     #[inline]
     pub fn too_short(&self, len: usize) -> bool {
         self.list.is_empty() || len < self.min_len
+    }
+
+    /// Whether some detector could find anything in `text` (see [`Detector::may_find`]); false as well when
+    /// `text` is too short for all of them.
+    #[inline]
+    pub fn may_find(&self, text: &[u8]) -> bool {
+        if self.too_short(text.len()) {
+            return false;
+        }
+        if self.cards_only && text.len() < 256 {
+            return count(text) >= 13;
+        }
+        self.list.iter().any(|(_, d)| d.may_find(text))
     }
 
     /// Whether there is no detector.
@@ -474,6 +500,25 @@ mod tests {
             }
             proptest::prop_assert_eq!(first_card_window(&text), windows_reference(&text));
             proptest::prop_assert_eq!(first_card_window(&sparse), windows_reference(&sparse));
+        }
+
+        #[test]
+        fn a_detector_that_may_not_find_finds_nothing(
+            text in proptest::collection::vec(
+                proptest::sample::select(b"0123456789 -.@xeyJ_Bearer AKIA".to_vec()), 0..300),
+            card_at in proptest::option::of(0usize..300),
+        ) {
+            let mut text = text;
+            if let Some(at) = card_at {
+                let at = at.min(text.len());
+                text.splice(at..at, b" 4111 1111-1111 1111 ".iter().copied());
+            }
+            for kind in [DetectorKind::Card, DetectorKind::Jwt, DetectorKind::Email, DetectorKind::Bearer] {
+                let d = Detector::new(kind, None).unwrap();
+                let mut got = Vec::new();
+                d.find(&text, &mut got);
+                proptest::prop_assert!(got.is_empty() || d.may_find(&text), "{kind:?} {got:?}");
+            }
         }
 
         #[test]

@@ -4,6 +4,7 @@
 use tapedeck_model::Header;
 
 use super::Ctx;
+use super::header_lists::Side;
 use super::names::Tag;
 
 /// Where the fields the body masking reads are in a header list (the first of each name).
@@ -16,11 +17,23 @@ pub struct Fields {
 }
 
 /// Masks a header list (request, response, trailer or interim fields) in place, in one pass: each name is
-/// classified once (memoised, see [`super::names`]). Returns where the content type and coding are.
-pub fn mask_headers(ctx: &mut Ctx<'_>, headers: &mut [Header]) -> Fields {
+/// classified once (memoised, see [`super::names`]; the request and response lists of a connection `list` also
+/// as whole lists, see [`super::header_lists`]). Returns where the content type and coding are.
+pub fn mask_headers(ctx: &mut Ctx<'_>, headers: &mut [Header], list: Option<(u64, Side)>) -> Fields {
     let mut fields = Fields::default();
-    for (pos, h) in headers.iter_mut().enumerate() {
-        let class = ctx.c.header.classify(&h.name);
+    if headers.is_empty() {
+        // Trailers and interim fields, nearly always.
+        return fields;
+    }
+    let mut classes = std::mem::take(&mut ctx.lists.buf);
+    match list {
+        Some((conn, side)) => ctx.lists.classify(&ctx.c.header, conn, side, headers, &mut classes),
+        None => {
+            classes.clear();
+            classes.extend(headers.iter().map(|h| ctx.c.header.classify(&h.name)));
+        }
+    }
+    for (pos, (h, &class)) in headers.iter_mut().zip(&classes).enumerate() {
         match class.tag {
             Tag::ContentType => {
                 fields.content_type.get_or_insert(pos);
@@ -44,6 +57,7 @@ pub fn mask_headers(ctx: &mut Ctx<'_>, headers: &mut [Header]) -> Fields {
             h.value = v;
         }
     }
+    ctx.lists.buf = classes;
     fields
 }
 

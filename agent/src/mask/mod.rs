@@ -15,8 +15,10 @@
 
 pub mod codec;
 pub mod detect;
+pub mod digits;
 pub mod form;
 pub mod hash;
+pub mod header_lists;
 pub mod headers;
 pub mod json;
 pub mod names;
@@ -33,6 +35,7 @@ pub use stats::MaskStats;
 
 use codec::{Coding, Decoded};
 use detect::{Detector, Detectors};
+use header_lists::{ListMemo, Side};
 use headers::Fields;
 use json::JsonPath;
 pub use names::NameRules;
@@ -117,6 +120,8 @@ pub struct Masker {
     per_rule: Vec<u64>,
     /// Rules fired in the current exchange.
     fired: Vec<bool>,
+    /// Header-name lists seen last on each connection.
+    lists: ListMemo,
 }
 
 impl Masker {
@@ -135,6 +140,7 @@ impl Masker {
             stats: MaskStats::default(),
             per_rule: vec![0; n],
             fired: vec![false; n],
+            lists: ListMemo::default(),
         })
     }
 
@@ -190,7 +196,8 @@ impl Masker {
     #[cfg(test)]
     pub(crate) fn with_ctx<R>(&mut self, f: impl FnOnce(&mut Ctx<'_>) -> R) -> R {
         let mut fired = std::mem::take(&mut self.fired);
-        let mut ctx = Ctx::new(&self.c, self.hasher.as_ref(), &mut fired, &mut self.stats, self.max_decoded);
+        let mut ctx =
+            Ctx::new(&self.c, self.hasher.as_ref(), &mut fired, &mut self.stats, &mut self.lists, self.max_decoded);
         let r = f(&mut ctx);
         fired.iter_mut().for_each(|f| *f = false);
         self.fired = fired;
@@ -201,7 +208,8 @@ impl Masker {
     pub fn mask(&mut self, ex: &mut Exchange) -> bool {
         self.stats.exchanges_seen += 1;
         let mut fired = std::mem::take(&mut self.fired);
-        let mut ctx = Ctx::new(&self.c, self.hasher.as_ref(), &mut fired, &mut self.stats, self.max_decoded);
+        let mut ctx =
+            Ctx::new(&self.c, self.hasher.as_ref(), &mut fired, &mut self.stats, &mut self.lists, self.max_decoded);
         let keep = ctx.exchange(ex);
         let any = ctx.any;
         let notes = std::mem::take(&mut ctx.notes);
@@ -281,6 +289,7 @@ pub struct Ctx<'a> {
     drop_body: bool,
     drop_exchange: bool,
     stats: &'a mut MaskStats,
+    lists: &'a mut ListMemo,
     scratch: Vec<(usize, usize)>,
     max_decoded: usize,
     notes: Vec<String>,
@@ -293,6 +302,7 @@ impl<'a> Ctx<'a> {
         hasher: Option<&'a Hasher>,
         fired: &'a mut Vec<bool>,
         stats: &'a mut MaskStats,
+        lists: &'a mut ListMemo,
         max_decoded: usize,
     ) -> Self {
         Ctx {
@@ -303,6 +313,7 @@ impl<'a> Ctx<'a> {
             drop_body: false,
             drop_exchange: false,
             stats,
+            lists,
             scratch: Vec::new(),
             max_decoded,
             notes: Vec::new(),
@@ -405,8 +416,9 @@ impl Ctx<'_> {
     /// `text` with every detector hit replaced, or None when nothing was found.
     #[inline]
     pub fn mask_text(&mut self, text: &[u8]) -> Option<Vec<u8>> {
-        // Inlined: most header values are shorter than any detector's shortest find, and cost no call.
-        if self.c.detectors.too_short(text.len()) {
+        // Inlined: most header values are shorter than any detector's shortest find, and cost no call; most of
+        // the others fail a detector's necessary condition (a card needs 13 digits), one call and no scan.
+        if self.c.detectors.too_short(text.len()) || !self.c.detectors.may_find(text) {
             return None;
         }
         self.scan_and_mask(text)
@@ -426,7 +438,7 @@ impl Ctx<'_> {
 
     /// Whether a detector finds anything in `text` (nothing is replaced, no rule fires).
     pub fn mask_text_would_change(&mut self, text: &[u8]) -> bool {
-        if self.c.detectors.too_short(text.len()) {
+        if !self.c.detectors.may_find(text) {
             return false;
         }
         let mut scratch = std::mem::take(&mut self.scratch);
@@ -461,20 +473,22 @@ impl Ctx<'_> {
         }
         if let Some(req) = &mut ex.request {
             query::mask_target(self, &mut req.path);
-            self.message("request", &mut req.headers, &mut req.trailers, &mut req.body, &mut ex.flags, drop_bodies);
+            let list = (ex.connection_id, Side::Request);
+            self.message(list, &mut req.headers, &mut req.trailers, &mut req.body, &mut ex.flags, drop_bodies);
         }
         if let Some(resp) = &mut ex.response {
             for interim in &mut resp.interim {
-                headers::mask_headers(self, &mut interim.headers);
+                headers::mask_headers(self, &mut interim.headers, None);
             }
-            self.message("response", &mut resp.headers, &mut resp.trailers, &mut resp.body, &mut ex.flags, drop_bodies);
+            let list = (ex.connection_id, Side::Response);
+            self.message(list, &mut resp.headers, &mut resp.trailers, &mut resp.body, &mut ex.flags, drop_bodies);
         }
         !self.drop_exchange
     }
 
     fn message(
         &mut self,
-        side: &str,
+        list: (u64, Side),
         hs: &mut Vec<Header>,
         trailers: &mut [Header],
         body: &mut Body,
@@ -482,8 +496,12 @@ impl Ctx<'_> {
         force_drop: bool,
     ) {
         self.drop_body = false;
-        let fields = headers::mask_headers(self, hs);
-        headers::mask_headers(self, trailers);
+        let side = match list.1 {
+            Side::Request => "request",
+            Side::Response => "response",
+        };
+        let fields = headers::mask_headers(self, hs, Some(list));
+        headers::mask_headers(self, trailers, None);
         if !force_drop && !self.drop_body {
             self.body(side, hs, fields, body, flags);
         }

@@ -102,9 +102,19 @@ fn tail_word(b: &[u8]) -> u64 {
     }
 }
 
+/// Two words that hold every byte of a name of at most 16 bytes (the first and the last eight, or for a shorter
+/// name its [`tail_word`]): two names of the same length up to 16 bytes are equal exactly when their keys are.
+/// Longer names share keys when they differ only in the middle.
+pub(super) fn short_key(name: &[u8]) -> [u64; 2] {
+    match (name.first_chunk::<8>(), name.last_chunk::<8>()) {
+        (Some(a), Some(b)) => [u64::from_le_bytes(*a), u64::from_le_bytes(*b)],
+        _ => [tail_word(name), 0],
+    }
+}
+
 /// Whether two names of the same length are equal, compared a word at a time (names are short: a call to `memcmp`
 /// costs more than the comparison itself). Every byte is compared: words overlap rather than skip.
-fn same(a: &[u8], b: &[u8]) -> bool {
+pub(super) fn same(a: &[u8], b: &[u8]) -> bool {
     let n = a.len();
     if n != b.len() {
         return false;
@@ -258,6 +268,19 @@ mod tests {
         for (i, a) in names.iter().enumerate() {
             for b in &names[i + 1..] {
                 assert!(tail_word(a) != tail_word(b) || a.len() != b.len(), "{a:?} {b:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn short_keys_are_equal_exactly_for_equal_names_up_to_16_bytes() {
+        for n in 0..=16 {
+            let a: Vec<u8> = (0..n).map(|i| b'a' + i as u8).collect();
+            assert_eq!(short_key(&a), short_key(&a.clone()));
+            for at in 0..n {
+                let mut b = a.clone();
+                b[at] ^= 0x20;
+                assert_ne!(short_key(&a), short_key(&b), "{n} {at}");
             }
         }
     }

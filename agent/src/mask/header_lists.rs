@@ -1,0 +1,200 @@
+//! Memo of whole header-name lists, per connection and side: the requests of one connection, and its responses,
+//! nearly always carry the same field names in the same order (one client library, one server). When a list has
+//! the names of the previous list of its connection and side, each name costs a length check and a word
+//! comparison instead of a lookup in the name memo of [`super::names`].
+//!
+//! The memo is a direct-mapped table of [`SLOTS`] connections per side; a list of more than [`MAX_NAMES`] names
+//! or [`MAX_BYTES`] bytes of names is classified name by name and not remembered, so its memory is fixed whatever
+//! the traffic (at most `2 * SLOTS * (MAX_BYTES + 8 * MAX_NAMES)` bytes, about 40 KiB).
+
+use tapedeck_model::Header;
+
+use super::names::{Class, NameRules, same, short_key};
+
+/// Connections remembered per side (a power of two).
+pub const SLOTS: usize = 16;
+/// Most names in a remembered list.
+pub const MAX_NAMES: usize = 48;
+/// Most bytes of names in a remembered list.
+pub const MAX_BYTES: usize = 1024;
+
+/// Which header list of an exchange.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// The request's header fields.
+    Request,
+    /// The final response's header fields.
+    Response,
+}
+
+/// One remembered list.
+#[derive(Clone, Debug, Default)]
+struct Entry {
+    /// The connection it was seen on (`None`: empty).
+    conn: Option<u64>,
+    /// The names, one after another.
+    names: Vec<u8>,
+    /// Where each name ends in `names`.
+    ends: Vec<u16>,
+    /// Each name's length and [`short_key`], compared first.
+    keys: Vec<(usize, [u64; 2])>,
+    /// The class of each name.
+    classes: Vec<Class>,
+}
+
+impl Entry {
+    /// Whether `headers` has exactly the remembered names (same order, same case): the lengths and keys, and the
+    /// bytes of names longer than a key holds.
+    fn matches(&self, headers: &[Header]) -> bool {
+        if headers.len() != self.keys.len() {
+            return false;
+        }
+        let mut start = 0;
+        for ((h, &(len, key)), &end) in headers.iter().zip(&self.keys).zip(&self.ends) {
+            let end = usize::from(end);
+            if h.name.len() != len || short_key(&h.name) != key || (len > 16 && !same(&self.names[start..end], &h.name))
+            {
+                return false;
+            }
+            start = end;
+        }
+        true
+    }
+}
+
+/// Remembered header-name lists (see the module documentation).
+#[derive(Clone, Debug, Default)]
+pub struct ListMemo {
+    /// `2 * SLOTS` entries, request sides first; allocated at the first use.
+    entries: Vec<Entry>,
+    /// A buffer of classes lent to the caller between lists (no allocation per list).
+    pub(super) buf: Vec<Class>,
+    /// Lists answered from the memo.
+    pub hits: u64,
+    /// Lists classified name by name.
+    pub misses: u64,
+}
+
+impl ListMemo {
+    /// The class of each name of `headers` (into `out`, replacing what it held), for the list of `side` on
+    /// connection `conn`.
+    pub fn classify(&mut self, rules: &NameRules, conn: u64, side: Side, headers: &[Header], out: &mut Vec<Class>) {
+        if self.entries.is_empty() {
+            self.entries.resize_with(2 * SLOTS, Entry::default);
+        }
+        let at = (conn as usize & (SLOTS - 1)) + if side == Side::Response { SLOTS } else { 0 };
+        out.clear();
+        let Some(entry) = self.entries.get_mut(at) else {
+            out.extend(headers.iter().map(|h| rules.classify(&h.name)));
+            return;
+        };
+        if entry.conn == Some(conn) && entry.matches(headers) {
+            self.hits += 1;
+            out.extend_from_slice(&entry.classes);
+            return;
+        }
+        self.misses += 1;
+        out.extend(headers.iter().map(|h| rules.classify(&h.name)));
+        let bytes: usize = headers.iter().map(|h| h.name.len()).sum();
+        entry.conn = None;
+        entry.names.clear();
+        entry.ends.clear();
+        entry.keys.clear();
+        entry.classes.clear();
+        if headers.len() > MAX_NAMES || bytes > MAX_BYTES {
+            return;
+        }
+        for h in headers {
+            entry.names.extend_from_slice(&h.name);
+            // At most MAX_BYTES, which fits.
+            entry.ends.push(entry.names.len() as u16);
+            entry.keys.push((h.name.len(), short_key(&h.name)));
+        }
+        entry.classes.extend_from_slice(out);
+        entry.conn = Some(conn);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mask::policy::{Action, Rule, Target};
+
+    fn rules() -> NameRules {
+        let mut n = NameRules::for_headers();
+        let r = Rule {
+            name: "r".into(),
+            target: Target::Header,
+            names: vec!["authorization".into()],
+            patterns: vec![],
+            paths: vec![],
+            detector: None,
+            regex: None,
+            action: Action::Redact,
+        };
+        n.push(3, &r).unwrap();
+        n
+    }
+
+    fn list(names: &[&str]) -> Vec<Header> {
+        names.iter().map(|n| Header { name: n.as_bytes().to_vec(), value: b"v".to_vec() }).collect()
+    }
+
+    fn rule_of(classes: &[Class]) -> Vec<Option<usize>> {
+        classes.iter().map(|c| c.rule).collect()
+    }
+
+    #[test]
+    fn a_repeated_list_is_answered_from_the_memo_and_a_changed_one_is_not() {
+        let (r, mut m, mut out) = (rules(), ListMemo::default(), Vec::new());
+        let a = list(&["Host", "Authorization", "Accept"]);
+        m.classify(&r, 7, Side::Request, &a, &mut out);
+        assert_eq!(rule_of(&out), [None, Some(3), None]);
+        m.classify(&r, 7, Side::Request, &a, &mut out);
+        assert_eq!((m.hits, m.misses), (1, 1));
+        assert_eq!(rule_of(&out), [None, Some(3), None]);
+        // Same lengths, one name changed; one name more; same names on the other side or another connection.
+        for (conn, side, names) in [
+            (7, Side::Request, &["Host", "Authorizatioo", "Accept"][..]),
+            (7, Side::Request, &["Host", "Authorization", "Accept", "X"][..]),
+            (7, Side::Request, &["Host", "Accept", "Authorization"][..]),
+            (7, Side::Response, &["Host", "Authorization", "Accept"][..]),
+            (7 + SLOTS as u64, Side::Request, &["Host", "Authorization", "Accept"][..]),
+        ] {
+            let before = m.misses;
+            let l = list(names);
+            m.classify(&r, conn, side, &l, &mut out);
+            assert_eq!(m.misses, before + 1, "{names:?}");
+            let expected: Vec<Option<usize>> = names.iter().map(|n| (*n == "Authorization").then_some(3)).collect();
+            assert_eq!(rule_of(&out), expected, "{names:?}");
+        }
+    }
+
+    #[test]
+    fn names_longer_than_a_key_are_compared_whole() {
+        let (r, mut m, mut out) = (rules(), ListMemo::default(), Vec::new());
+        // Same length, same first and last eight bytes, one byte apart in the middle.
+        let a = list(&["X-Proxy-Authorization-Hint", "Authorization"]);
+        let b = list(&["X-Proxy-Authorizatiom-Hint", "Authorization"]);
+        m.classify(&r, 1, Side::Request, &a, &mut out);
+        m.classify(&r, 1, Side::Request, &b, &mut out);
+        m.classify(&r, 1, Side::Request, &b, &mut out);
+        assert_eq!((m.hits, m.misses), (1, 2));
+    }
+
+    #[test]
+    fn long_lists_are_classified_but_not_remembered() {
+        let (r, mut m, mut out) = (rules(), ListMemo::default(), Vec::new());
+        let many: Vec<String> = (0..MAX_NAMES + 1).map(|i| format!("x-{i}")).collect();
+        let many = list(&many.iter().map(String::as_str).collect::<Vec<_>>());
+        let long = list(&[&"a".repeat(MAX_BYTES + 1), "authorization"]);
+        for l in [&many, &long] {
+            m.classify(&r, 1, Side::Response, l, &mut out);
+            m.classify(&r, 1, Side::Response, l, &mut out);
+            assert_eq!(out.len(), l.len());
+        }
+        assert_eq!((m.hits, m.misses), (0, 4));
+        assert_eq!(out[1].rule, Some(3));
+        assert!(m.entries.iter().all(|e| e.names.len() <= MAX_BYTES && e.ends.len() <= MAX_NAMES));
+    }
+}

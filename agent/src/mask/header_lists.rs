@@ -3,9 +3,14 @@
 //! the names of the previous list of its connection and side, each name costs a length check and a word
 //! comparison instead of a lookup in the name memo of [`super::names`].
 //!
+//! Values repeat as well (host, server, content type, validators): each remembered list also keeps, per field, the
+//! last value of at most [`MAX_VALUE`] bytes in which the detectors found nothing, so that the same bytes in the
+//! next message are not scanned again (the detectors are a pure function of the bytes, and the memo belongs to
+//! one policy: a new policy starts a new memo).
+//!
 //! The memo is a direct-mapped table of [`SLOTS`] connections per side; a list of more than [`MAX_NAMES`] names
 //! or [`MAX_BYTES`] bytes of names is classified name by name and not remembered, so its memory is fixed whatever
-//! the traffic (at most `2 * SLOTS * (MAX_BYTES + 8 * MAX_NAMES)` bytes, about 40 KiB).
+//! the traffic (at most `2 * SLOTS * (MAX_BYTES + MAX_NAMES * (MAX_VALUE + 40))` bytes, about 140 KiB).
 
 use tapedeck_model::Header;
 
@@ -17,6 +22,8 @@ pub const SLOTS: usize = 16;
 pub const MAX_NAMES: usize = 48;
 /// Most bytes of names in a remembered list.
 pub const MAX_BYTES: usize = 1024;
+/// Longest value remembered as clean.
+pub const MAX_VALUE: usize = 32;
 
 /// Which header list of an exchange.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,7 +47,18 @@ struct Entry {
     keys: Vec<(usize, [u64; 2])>,
     /// The class of each name.
     classes: Vec<Class>,
+    /// Per name, the last value the detectors found nothing in (length 0: none).
+    clean: Vec<CleanValue>,
 }
+
+/// A value in which the detectors found nothing.
+#[derive(Clone, Copy, Debug)]
+struct CleanValue {
+    len: u8,
+    bytes: [u8; MAX_VALUE],
+}
+
+const NO_VALUE: CleanValue = CleanValue { len: 0, bytes: [0; MAX_VALUE] };
 
 impl Entry {
     /// Whether `headers` has exactly the remembered names (same order, same case): the lengths and keys, and the
@@ -77,8 +95,16 @@ pub struct ListMemo {
 
 impl ListMemo {
     /// The class of each name of `headers` (into `out`, replacing what it held), for the list of `side` on
-    /// connection `conn`.
-    pub fn classify(&mut self, rules: &NameRules, conn: u64, side: Side, headers: &[Header], out: &mut Vec<Class>) {
+    /// connection `conn`. Returns the entry that now holds this list (for [`ListMemo::known_clean`] and
+    /// [`ListMemo::set_clean`]), or None when the list is not remembered.
+    pub fn classify(
+        &mut self,
+        rules: &NameRules,
+        conn: u64,
+        side: Side,
+        headers: &[Header],
+        out: &mut Vec<Class>,
+    ) -> Option<usize> {
         if self.entries.is_empty() {
             self.entries.resize_with(2 * SLOTS, Entry::default);
         }
@@ -86,12 +112,12 @@ impl ListMemo {
         out.clear();
         let Some(entry) = self.entries.get_mut(at) else {
             out.extend(headers.iter().map(|h| rules.classify(&h.name)));
-            return;
+            return None;
         };
         if entry.conn == Some(conn) && entry.matches(headers) {
             self.hits += 1;
             out.extend_from_slice(&entry.classes);
-            return;
+            return Some(at);
         }
         self.misses += 1;
         out.extend(headers.iter().map(|h| rules.classify(&h.name)));
@@ -101,8 +127,9 @@ impl ListMemo {
         entry.ends.clear();
         entry.keys.clear();
         entry.classes.clear();
+        entry.clean.clear();
         if headers.len() > MAX_NAMES || bytes > MAX_BYTES {
-            return;
+            return None;
         }
         for h in headers {
             entry.names.extend_from_slice(&h.name);
@@ -111,7 +138,33 @@ impl ListMemo {
             entry.keys.push((h.name.len(), short_key(&h.name)));
         }
         entry.classes.extend_from_slice(out);
+        entry.clean.resize(headers.len(), NO_VALUE);
         entry.conn = Some(conn);
+        Some(at)
+    }
+
+    /// Whether `value` is the value last remembered as clean for field `pos` of the list in entry `at`.
+    #[inline]
+    pub fn known_clean(&self, at: usize, pos: usize, value: &[u8]) -> bool {
+        match self.entries.get(at).and_then(|e| e.clean.get(pos)) {
+            Some(c) => usize::from(c.len) == value.len() && !value.is_empty() && same(&c.bytes[..value.len()], value),
+            None => false,
+        }
+    }
+
+    /// Remembers `value` as clean for field `pos` of the list in entry `at` (a longer value forgets what was
+    /// remembered).
+    pub fn set_clean(&mut self, at: usize, pos: usize, value: &[u8]) {
+        if let Some(c) = self.entries.get_mut(at).and_then(|e| e.clean.get_mut(pos)) {
+            match c.bytes.get_mut(..value.len()) {
+                Some(b) => {
+                    b.copy_from_slice(value);
+                    // At most MAX_VALUE, which fits.
+                    c.len = value.len() as u8;
+                }
+                None => c.len = 0,
+            }
+        }
     }
 }
 
@@ -180,6 +233,31 @@ mod tests {
         m.classify(&r, 1, Side::Request, &b, &mut out);
         m.classify(&r, 1, Side::Request, &b, &mut out);
         assert_eq!((m.hits, m.misses), (1, 2));
+    }
+
+    #[test]
+    fn clean_values_are_remembered_per_field_until_the_list_changes() {
+        let (r, mut m, mut out) = (rules(), ListMemo::default(), Vec::new());
+        let a = list(&["Host", "Date"]);
+        let at = m.classify(&r, 5, Side::Response, &a, &mut out).unwrap();
+        assert!(!m.known_clean(at, 0, b"example.org:8080"));
+        m.set_clean(at, 0, b"example.org:8080");
+        assert!(m.known_clean(at, 0, b"example.org:8080"));
+        // Another value, another field, a prefix, a longer value: not known.
+        assert!(!m.known_clean(at, 0, b"example.org:8081"));
+        assert!(!m.known_clean(at, 1, b"example.org:8080"));
+        assert!(!m.known_clean(at, 0, b"example.org:808"));
+        assert!(!m.known_clean(at, 0, b""));
+        m.set_clean(at, 0, &[b'x'; MAX_VALUE + 1]);
+        assert!(!m.known_clean(at, 0, b"example.org:8080"));
+        assert!(!m.known_clean(at, 0, &[b'x'; MAX_VALUE + 1]));
+        m.set_clean(at, 0, b"example.org:8080");
+        // The same list again keeps the values; a changed list forgets them.
+        assert_eq!(m.classify(&r, 5, Side::Response, &a, &mut out), Some(at));
+        assert!(m.known_clean(at, 0, b"example.org:8080"));
+        let b = list(&["Host", "Server"]);
+        assert_eq!(m.classify(&r, 5, Side::Response, &b, &mut out), Some(at));
+        assert!(!m.known_clean(at, 0, b"example.org:8080"));
     }
 
     #[test]

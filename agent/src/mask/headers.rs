@@ -26,13 +26,14 @@ pub fn mask_headers(ctx: &mut Ctx<'_>, headers: &mut [Header], list: Option<(u64
         return fields;
     }
     let mut classes = std::mem::take(&mut ctx.lists.buf);
-    match list {
+    let remembered = match list {
         Some((conn, side)) => ctx.lists.classify(&ctx.c.header, conn, side, headers, &mut classes),
         None => {
             classes.clear();
             classes.extend(headers.iter().map(|h| ctx.c.header.classify(&h.name)));
+            None
         }
-    }
+    };
     for (pos, (h, &class)) in headers.iter_mut().zip(&classes).enumerate() {
         match class.tag {
             Tag::ContentType => {
@@ -53,8 +54,21 @@ pub fn mask_headers(ctx: &mut Ctx<'_>, headers: &mut [Header], list: Option<(u64
             }
             continue;
         }
-        if let Some(v) = ctx.mask_text(&h.value) {
-            h.value = v;
+        if ctx.c.detectors.too_short(h.value.len()) {
+            continue;
+        }
+        let Some(at) = remembered else {
+            if let Some(v) = ctx.mask_text(&h.value) {
+                h.value = v;
+            }
+            continue;
+        };
+        if ctx.lists.known_clean(at, pos, &h.value) {
+            continue;
+        }
+        match ctx.mask_text(&h.value) {
+            Some(v) => h.value = v,
+            None => ctx.lists.set_clean(at, pos, &h.value),
         }
     }
     ctx.lists.buf = classes;

@@ -338,6 +338,14 @@ enum Kind {
 fn kind_of(content_type: Option<&[u8]>) -> Kind {
     let Some(ct) = content_type else { return Kind::Text { sniff: true } };
     let media = ct.split(|&b| b == b';').next().unwrap_or_default().trim_ascii();
+    let starts = |prefix: &[u8]| media.get(..prefix.len()).is_some_and(|m| m.eq_ignore_ascii_case(prefix));
+    // The two commonest answers without copying.
+    if starts(b"text/") {
+        return Kind::Text { sniff: true };
+    }
+    if starts(b"application/grpc") {
+        return Kind::Grpc;
+    }
     // Lower-cased on the stack (media types are short; a longer one is cut, which only matters for odd types).
     let mut buf = [0u8; 96];
     let n = media.len().min(buf.len());

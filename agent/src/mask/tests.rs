@@ -441,3 +441,23 @@ fn time_default_policy_on_the_bench_exchange() {
     assert!(batch.iter().all(|e| e.masked_by.is_empty()));
     println!("default policy: {per:.0} ns per exchange");
 }
+
+#[test]
+fn bodies_are_looked_at_by_media_type_in_any_case() {
+    let cases: [(&str, Kind); 10] = [
+        ("TEXT/Plain; charset=utf-8", Kind::Text { sniff: true }),
+        ("Application/GRPC+proto", Kind::Grpc),
+        ("application/json", Kind::Json),
+        ("application/vnd.api+JSON; charset=utf-8", Kind::Json),
+        ("Application/X-WWW-Form-Urlencoded", Kind::Form),
+        ("multipart/form-data; boundary=xyz", Kind::Multipart(Some(b"xyz".to_vec()))),
+        ("  ", Kind::Text { sniff: true }),
+        ("application/XML", Kind::Text { sniff: false }),
+        ("image/png", Kind::Binary),
+        ("text", Kind::Binary),
+    ];
+    for (ct, kind) in cases {
+        assert_eq!(kind_of(Some(ct.as_bytes())), kind, "{ct}");
+    }
+    assert_eq!(kind_of(None), Kind::Text { sniff: true });
+}

@@ -199,7 +199,8 @@ impl SegScript {
             Ok(abs) => abs,
             Err(delta) => self.next[s.conn][1 - d].wrapping_add(delta as i32 as u32),
         };
-        let advance = s.payload.len() as u32 + u32::from(s.missing.min(0x7f)) + u32::from(s.flags.syn) + u32::from(s.flags.fin);
+        let advance =
+            s.payload.len() as u32 + u32::from(s.missing.min(0x7f)) + u32::from(s.flags.syn) + u32::from(s.flags.fin);
         let end = seq.wrapping_add(advance);
         // An absolute number resets the expectation; a delta only moves it forward (as TCP does), so that a
         // retransmission does not pull it back.
@@ -362,15 +363,34 @@ mod tests {
         let mut bytes = Vec::new();
         let isn = 0xdead_beef;
         let (s1, a1) = enc.spec_for(2, false, isn, 0);
-        let spec1 = SegSpec { conn: 2, from_server: false, flags, step: 3, seq: s1, ack: a1, missing: 0, auth_option: false, payload: b"" };
+        let spec1 = SegSpec {
+            conn: 2,
+            from_server: false,
+            flags,
+            step: 3,
+            seq: s1,
+            ack: a1,
+            missing: 0,
+            auth_option: false,
+            payload: b"",
+        };
         enc.encode(&spec1, &mut bytes);
         // The server's initial expectation for connection 2 (see `SegScript::default`), plus 7.
         let ack_no = 0x8000_0000 + 104_729 * 2 + 7;
         let (s2, a2) = enc.spec_for(2, false, isn.wrapping_add(1), ack_no);
         assert_eq!((s2, a2), (Err(0), Err(7)), "the SYN advanced the expectation by one");
         let ack = TcpFlags { ack: true, ..TcpFlags::default() };
-        let spec2 =
-            SegSpec { conn: 2, from_server: false, flags: ack, step: 0, seq: s2, ack: a2, missing: 4, auth_option: false, payload: b"GET" };
+        let spec2 = SegSpec {
+            conn: 2,
+            from_server: false,
+            flags: ack,
+            step: 0,
+            seq: s2,
+            ack: a2,
+            missing: 4,
+            auth_option: false,
+            payload: b"GET",
+        };
         enc.encode(&spec2, &mut bytes);
 
         let mut dec = SegScript::default();

@@ -9,6 +9,7 @@
 //! - `reassembly`: a script of synthetic TCP segments over four fixed connections ([`SegScript`]).
 //! - `http1` / `http2`: a mode byte, then a script of client/server chunks, gaps, FINs ([`encode_stream_ops`]).
 //! - `grpc`: a flag byte, then a body split by [`tapedeck_model::grpc`] and a whole exchange summarised.
+//! - `mask`: a flag byte, a content type, a path and header fields, then a body, masked ([`targets::mask`]).
 //! - `segment_reader`: a segment file, written to a temporary file and read block by block.
 //! - `segment_blocks`: block payloads (raw records) wrapped into a segment file with valid checksums, so that the
 //!   record decoding behind the CRCs is reached ([`targets::segment_blocks`]).
@@ -31,6 +32,7 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("http1", targets::http1),
     ("http2", targets::http2),
     ("grpc", targets::grpc),
+    ("mask", targets::mask),
     ("segment_reader", targets::segment_reader),
     ("segment_blocks", targets::segment_blocks),
     ("replayer_args", targets::replayer_args),

@@ -231,6 +231,40 @@ pub fn from_capture(capture: &[u8], exchanges: &mut Vec<Exchange>) -> Seeds {
         body.extend_from_slice(&resp.body.bytes[..resp.body.bytes.len().min(4096)]);
         seeds.push(("grpc", body));
     }
+
+    // mask: each message of the exchanges (head fields and body), under both policies.
+    for ex in exchanges.iter().rev().take(64) {
+        let path: &[u8] = ex.request.as_ref().map_or(&[], |q| q.path.as_slice());
+        let messages = [
+            ex.request.as_ref().map(|r| (&r.headers, &r.body.bytes)),
+            ex.response.as_ref().map(|r| (&r.headers, &r.body.bytes)),
+        ];
+        for (headers, body) in messages.into_iter().flatten() {
+            let short = |b: &[u8]| b[..b.len().min(255)].to_vec();
+            let ct = headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case(b"content-type"))
+                .map_or(Vec::new(), |h| short(&h.value));
+            for policy in [0u8, 1] {
+                let mut s = vec![policy];
+                s.push(ct.len() as u8);
+                s.extend_from_slice(&ct);
+                let path = short(path);
+                s.push(path.len() as u8);
+                s.extend_from_slice(&path);
+                let fields: Vec<_> = headers.iter().take(15).collect();
+                s.push(fields.len() as u8);
+                for h in fields {
+                    for part in [short(&h.name), short(&h.value)] {
+                        s.push(part.len() as u8);
+                        s.extend_from_slice(&part);
+                    }
+                }
+                s.extend_from_slice(&body[..body.len().min(4096)]);
+                seeds.push(("mask", s));
+            }
+        }
+    }
     seeds
 }
 

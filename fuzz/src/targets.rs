@@ -10,6 +10,7 @@ use std::time::Duration;
 use tapedeck_agent::decode::{DecodeConfig, Decoder};
 use tapedeck_agent::http1::{Http1Config, Http1Conn, Switch};
 use tapedeck_agent::http2::{H2Config, H2Conn, H2Start};
+use tapedeck_agent::mask::{MaskKey, Masker, Policy, digits};
 use tapedeck_agent::reassembly::{FlowTable, ReassemblyConfig};
 use tapedeck_agent::session::{SessionConfig, SessionFactory};
 use tapedeck_agent::source::{Frame, PcapSource, SourceConfig};
@@ -484,4 +485,138 @@ pub fn replayer_args(data: &[u8]) {
             }
         }
     }
+}
+
+/// A policy with every kind of rule and detector, hashing with a fixed key (the `mask` target's broad policy).
+const BROAD_POLICY: &str = r#"
+[[rule]]
+name = "headers"
+target = "header"
+names = ["x-secret"]
+patterns = ["^x-.*token"]
+action = "hash"
+
+[[rule]]
+name = "cookies"
+target = "cookie"
+names = ["session"]
+action = "redact"
+
+[[rule]]
+name = "json-path"
+target = "json_path"
+paths = ["$.items[*].card", "$.user.password"]
+action = "hash"
+
+[[rule]]
+name = "jwt"
+target = "detector"
+detector = "jwt"
+action = "redact"
+
+[[rule]]
+name = "bearer"
+target = "detector"
+detector = "bearer"
+action = "hash"
+
+[[rule]]
+name = "keys"
+target = "detector"
+detector = "cloud_key"
+action = "redact"
+
+[[rule]]
+name = "email"
+target = "detector"
+detector = "email"
+action = "redact"
+
+[[rule]]
+name = "custom"
+target = "detector"
+detector = "regex"
+regex = "(?i)acct-[0-9]{6}"
+action = "redact"
+"#;
+
+thread_local! {
+    /// Prototypes never used for masking (so their memos are empty): the default policy and the broad one.
+    static MASKERS: [Masker; 2] = {
+        let file = Policy::parse_file("broad.toml", BROAD_POLICY).expect("the broad policy parses");
+        let broad = Policy::build(true, Some(file)).expect("the broad policy is valid");
+        let key = MaskKey::new(b"fuzz-key-0123456789abcdef".to_vec()).expect("a key");
+        [
+            Masker::new(Policy::default_policy(), None).expect("the default policy compiles"),
+            Masker::new(broad, Some(&key)).expect("the broad policy compiles"),
+        ]
+    };
+    /// Maskers kept across inputs, whose memos remember what earlier inputs showed them.
+    static KEPT: std::cell::RefCell<Option<[Masker; 2]>> = const { std::cell::RefCell::new(None) };
+}
+
+/// `mask`: a flag byte (bit 0: the broad policy, else the default; bits 1-2: the content coding claimed; bit 3:
+/// the body is cut), a content type and a path (each after a length byte), a count of header fields and each
+/// field's name and value (after length bytes), then the body, for both the request and the response.
+///
+/// Beyond "never panics": digits are counted as a byte loop counts them, and a masker that remembers earlier
+/// inputs (names, header lists, values found clean) masks exactly as a fresh one does.
+pub fn mask(data: &[u8]) {
+    let c = &data[..data.len().min(255)];
+    assert_eq!(digits::count(c) as usize, c.iter().filter(|b| b.is_ascii_digit()).count(), "digit count");
+    for block in data.as_chunks::<64>().0 {
+        assert_eq!(digits::count_block(block) as usize, block.iter().filter(|b| b.is_ascii_digit()).count());
+    }
+
+    let mut input = Bytes::new(data);
+    let flags = input.u8();
+    let which = usize::from(flags & 1);
+    let coding = ["identity", "gzip", "deflate", "br"][usize::from(flags >> 1 & 3)];
+    let n = input.u8();
+    let ct = input.take(usize::from(n));
+    let n = input.u8();
+    let path = input.take(usize::from(n));
+    let mut headers =
+        vec![Header { name: b"Content-Type".to_vec(), value: ct.to_vec() }, Header::new("Content-Encoding", coding)];
+    for _ in 0..input.u8() % 16 {
+        let n = input.u8();
+        let name = input.take(usize::from(n));
+        let n = input.u8();
+        let value = input.take(usize::from(n));
+        headers.push(Header { name: name.to_vec(), value: value.to_vec() });
+    }
+    let body = input.rest();
+    let body = Body { bytes: body.to_vec(), full_len: body.len() as u64 + u64::from(flags >> 3 & 1) };
+    let ex = Exchange {
+        id: 0,
+        connection_id: u64::from(flags >> 4),
+        order: 0,
+        stream_id: None,
+        proto: Protocol::Http11,
+        client: SocketAddr::from(([10, 0, 0, 1], 40000)),
+        server: SocketAddr::from(([10, 0, 0, 2], 80)),
+        timing: Timing::default(),
+        request: Some(Request {
+            method: b"POST".to_vec(),
+            path: path.to_vec(),
+            headers: headers.clone(),
+            body: body.clone(),
+            ..Request::default()
+        }),
+        response: Some(Response { status: 200, headers, body, ..Response::default() }),
+        flags: Flags::NONE,
+        labels: Vec::new(),
+        masked_by: Vec::new(),
+    };
+    let (mut fresh, mut kept) = (ex.clone(), ex);
+    let keep_fresh = MASKERS.with(|m| m[which].clone().mask(&mut fresh));
+    let keep_kept = KEPT.with(|k| {
+        let mut k = k.borrow_mut();
+        let maskers = k.get_or_insert_with(|| MASKERS.with(|m| m.clone()));
+        maskers[which].mask(&mut kept)
+    });
+    assert_eq!(keep_fresh, keep_kept, "kept or dropped differently");
+    assert_eq!(fresh.request, kept.request, "request masked differently by a remembering masker");
+    assert_eq!(fresh.response, kept.response, "response masked differently by a remembering masker");
+    assert_eq!(fresh.masked_by, kept.masked_by);
 }

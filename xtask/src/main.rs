@@ -4,6 +4,7 @@
 
 mod bench;
 mod bench_live;
+mod bench_masking;
 mod bench_replay;
 mod capture;
 mod demo;
@@ -44,6 +45,16 @@ enum Task {
     /// The main job end to end on the bundled captures: builds the release binaries, records every capture in
     /// testdata/ into segments under target/demo/, and lists the exchanges with `replayer inspect`.
     Demo,
+    /// The throughput the default masking policy keeps: `agent --pcap` with masking off and with the default
+    /// policy, alternately in pairs; the median of the pair ratios (issue 8's figure).
+    BenchMasking {
+        /// The capture to read (`cargo xtask bench-capture`).
+        #[arg(long)]
+        pcap: PathBuf,
+        /// Pairs of runs.
+        #[arg(long, default_value_t = 10)]
+        pairs: usize,
+    },
     /// Time `agent --pcap` on a capture (throughput, peak RSS, segment size), with tshark and tcpflow on the same
     /// file as references. Make the capture with `cargo xtask bench-capture`.
     BenchIngest {
@@ -196,6 +207,9 @@ fn main() -> ExitCode {
         Task::Demo => demo::demo(),
         Task::BenchIngest { pcap, tshark_slice_mb, runs, agent_args } => {
             ingest::bench_ingest(&ingest::IngestOptions { pcap, tshark_slice_mb, agent_args, runs })
+        }
+        Task::BenchMasking { pcap, pairs } => {
+            bench_masking::bench_masking(&bench_masking::MaskingBenchOptions { pcap, pairs })
         }
         Task::GenTestdata { out, only } => testdata::gen_testdata(&out, &only),
         Task::GenHostile { out, small, seed } => hostile::gen_hostile(&out, small, seed),

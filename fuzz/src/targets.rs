@@ -283,34 +283,43 @@ pub fn grpc(data: &[u8]) {
     let req = input.take(usize::from(n));
     let resp = input.rest();
     let body = |b: &[u8]| Body { bytes: b.to_vec(), full_len: b.len() as u64 + u64::from(truncated) };
-    let ex = Exchange {
-        id: 0,
-        connection_id: 0,
-        order: 0,
-        stream_id: Some(1),
-        proto: Protocol::H2,
-        client: SocketAddr::from(([10, 0, 0, 1], 40000)),
-        server: SocketAddr::from(([10, 0, 0, 2], 80)),
-        timing: Timing::default(),
-        request: Some(Request {
+    let mut ex = exchange(
+        Request {
             method: b"POST".to_vec(),
             path: path.to_vec(),
             headers: vec![Header::new("content-type", ct)],
             body: body(req),
             ..Request::default()
-        }),
-        response: Some(Response {
+        },
+        Response {
             status: 200,
             headers: vec![Header::new("content-type", ct)],
             body: body(resp),
             trailers: vec![Header::new("grpc-status", path), Header::new("grpc-message", req)],
             ..Response::default()
-        }),
+        },
+    );
+    (ex.proto, ex.stream_id) = (Protocol::H2, Some(1));
+    let _ = grpc_summary(&ex);
+}
+
+/// An HTTP/1.1 exchange between two fixed addresses, on connection 0.
+fn exchange(request: Request, response: Response) -> Exchange {
+    Exchange {
+        id: 0,
+        connection_id: 0,
+        order: 0,
+        stream_id: None,
+        proto: Protocol::Http11,
+        client: SocketAddr::from(([10, 0, 0, 1], 40000)),
+        server: SocketAddr::from(([10, 0, 0, 2], 80)),
+        timing: Timing::default(),
+        request: Some(request),
+        response: Some(response),
         flags: Flags::NONE,
         labels: Vec::new(),
         masked_by: Vec::new(),
-    };
-    let _ = grpc_summary(&ex);
+    }
 }
 
 /// `segment_reader`: the bytes are a segment file; open it (from a temporary file) and read every block, then
@@ -587,27 +596,17 @@ pub fn mask(data: &[u8]) {
     }
     let body = input.rest();
     let body = Body { bytes: body.to_vec(), full_len: body.len() as u64 + u64::from(flags >> 3 & 1) };
-    let ex = Exchange {
-        id: 0,
-        connection_id: u64::from(flags >> 4),
-        order: 0,
-        stream_id: None,
-        proto: Protocol::Http11,
-        client: SocketAddr::from(([10, 0, 0, 1], 40000)),
-        server: SocketAddr::from(([10, 0, 0, 2], 80)),
-        timing: Timing::default(),
-        request: Some(Request {
+    let mut ex = exchange(
+        Request {
             method: b"POST".to_vec(),
             path: path.to_vec(),
             headers: headers.clone(),
             body: body.clone(),
             ..Request::default()
-        }),
-        response: Some(Response { status: 200, headers, body, ..Response::default() }),
-        flags: Flags::NONE,
-        labels: Vec::new(),
-        masked_by: Vec::new(),
-    };
+        },
+        Response { status: 200, headers, body, ..Response::default() },
+    );
+    ex.connection_id = u64::from(flags >> 4);
     let (mut fresh, mut kept) = (ex.clone(), ex);
     let keep_fresh = MASKERS.with(|m| m[which].clone().mask(&mut fresh));
     let keep_kept = KEPT.with(|k| {

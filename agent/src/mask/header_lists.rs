@@ -14,7 +14,8 @@
 
 use tapedeck_model::Header;
 
-use super::names::{Class, NameRules, same, short_key};
+use super::headers::Fields;
+use super::names::{Class, NameRules, Tag, same, short_key};
 
 /// Connections remembered per side (a power of two).
 pub const SLOTS: usize = 16;
@@ -24,6 +25,21 @@ pub const MAX_NAMES: usize = 48;
 pub const MAX_BYTES: usize = 1024;
 /// Longest value remembered as clean.
 pub const MAX_VALUE: usize = 32;
+
+/// What [`ListMemo::classify`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listed {
+    /// A remembered list (entry `at`) in which no field has a rule or holds cookies: only the values need the
+    /// detectors, and the classes were not copied out.
+    Plain {
+        /// The entry.
+        at: usize,
+        /// Where the content type and coding are.
+        fields: Fields,
+    },
+    /// The classes are in the caller's buffer; the entry now holding the list, if it is remembered.
+    Classified(Option<usize>),
+}
 
 /// Which header list of an exchange.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,10 +61,14 @@ struct Entry {
     ends: Vec<u16>,
     /// Each name's length and [`short_key`], compared first.
     keys: Vec<(usize, [u64; 2])>,
+    /// Whether a name is longer than its key holds (16 bytes).
+    long_names: bool,
     /// The class of each name.
     classes: Vec<Class>,
     /// Per name, the last value the detectors found nothing in (length 0: none).
     clean: Vec<CleanValue>,
+    /// When no name has a rule or holds cookies: where the content type and coding are.
+    plain: Option<Fields>,
 }
 
 /// A value in which the detectors found nothing.
@@ -61,17 +81,24 @@ struct CleanValue {
 const NO_VALUE: CleanValue = CleanValue { len: 0, bytes: [0; MAX_VALUE] };
 
 impl Entry {
-    /// Whether `headers` has exactly the remembered names (same order, same case): the lengths and keys, and the
-    /// bytes of names longer than a key holds.
+    /// Whether `headers` has exactly the remembered names (same order, same case): the lengths and keys first
+    /// (which settle every name of up to 16 bytes), then the bytes of longer names.
     fn matches(&self, headers: &[Header]) -> bool {
         if headers.len() != self.keys.len() {
             return false;
         }
+        for (h, &(len, key)) in headers.iter().zip(&self.keys) {
+            if h.name.len() != len || short_key(&h.name) != key {
+                return false;
+            }
+        }
+        if !self.long_names {
+            return true;
+        }
         let mut start = 0;
-        for ((h, &(len, key)), &end) in headers.iter().zip(&self.keys).zip(&self.ends) {
+        for (h, &end) in headers.iter().zip(&self.ends) {
             let end = usize::from(end);
-            if h.name.len() != len || short_key(&h.name) != key || (len > 16 && !same(&self.names[start..end], &h.name))
-            {
+            if h.name.len() > 16 && !same(&self.names[start..end], &h.name) {
                 return false;
             }
             start = end;
@@ -94,9 +121,9 @@ pub struct ListMemo {
 }
 
 impl ListMemo {
-    /// The class of each name of `headers` (into `out`, replacing what it held), for the list of `side` on
-    /// connection `conn`. Returns the entry that now holds this list (for [`ListMemo::known_clean`] and
-    /// [`ListMemo::set_clean`]), or None when the list is not remembered.
+    /// The class of each name of `headers`, for the list of `side` on connection `conn`: into `out` (replacing
+    /// what it held), unless the list is a remembered one without rules or cookies ([`Listed::Plain`]). The entry
+    /// holding the list serves [`ListMemo::known_clean`] and [`ListMemo::set_clean`].
     pub fn classify(
         &mut self,
         rules: &NameRules,
@@ -104,7 +131,7 @@ impl ListMemo {
         side: Side,
         headers: &[Header],
         out: &mut Vec<Class>,
-    ) -> Option<usize> {
+    ) -> Listed {
         if self.entries.is_empty() {
             self.entries.resize_with(2 * SLOTS, Entry::default);
         }
@@ -112,12 +139,15 @@ impl ListMemo {
         out.clear();
         let Some(entry) = self.entries.get_mut(at) else {
             out.extend(headers.iter().map(|h| rules.classify(&h.name)));
-            return None;
+            return Listed::Classified(None);
         };
         if entry.conn == Some(conn) && entry.matches(headers) {
             self.hits += 1;
+            if let Some(fields) = entry.plain {
+                return Listed::Plain { at, fields };
+            }
             out.extend_from_slice(&entry.classes);
-            return Some(at);
+            return Listed::Classified(Some(at));
         }
         self.misses += 1;
         out.extend(headers.iter().map(|h| rules.classify(&h.name)));
@@ -129,7 +159,7 @@ impl ListMemo {
         entry.classes.clear();
         entry.clean.clear();
         if headers.len() > MAX_NAMES || bytes > MAX_BYTES {
-            return None;
+            return Listed::Classified(None);
         }
         for h in headers {
             entry.names.extend_from_slice(&h.name);
@@ -137,10 +167,13 @@ impl ListMemo {
             entry.ends.push(entry.names.len() as u16);
             entry.keys.push((h.name.len(), short_key(&h.name)));
         }
+        entry.long_names = headers.iter().any(|h| h.name.len() > 16);
         entry.classes.extend_from_slice(out);
         entry.clean.resize(headers.len(), NO_VALUE);
+        let plain = out.iter().all(|c| c.rule.is_none() && !matches!(c.tag, Tag::Cookie | Tag::SetCookie));
+        entry.plain = plain.then(|| Fields::of(out));
         entry.conn = Some(conn);
-        Some(at)
+        Listed::Classified(Some(at))
     }
 
     /// Whether `value` is the value last remembered as clean for field `pos` of the list in entry `at`.
@@ -193,6 +226,33 @@ mod tests {
         names.iter().map(|n| Header { name: n.as_bytes().to_vec(), value: b"v".to_vec() }).collect()
     }
 
+    fn entry(l: Listed) -> Option<usize> {
+        match l {
+            Listed::Plain { at, .. } => Some(at),
+            Listed::Classified(at) => at,
+        }
+    }
+
+    #[test]
+    fn a_remembered_list_without_rules_or_cookies_is_plain_with_its_fields() {
+        let (r, mut m, mut out) = (rules(), ListMemo::default(), Vec::new());
+        let plain = list(&["Host", "Content-Encoding", "content-type", "Content-Type"]);
+        assert!(matches!(m.classify(&r, 2, Side::Response, &plain, &mut out), Listed::Classified(Some(_))));
+        let fields = Fields { content_type: Some(2), content_encoding: Some(1) };
+        assert!(
+            matches!(m.classify(&r, 2, Side::Response, &plain, &mut out), Listed::Plain { fields: f, .. } if f == fields)
+        );
+        for names in [&["Host", "Authorization"][..], &["Host", "Cookie"][..], &["Set-Cookie"][..]] {
+            let l = list(names);
+            m.classify(&r, 2, Side::Response, &l, &mut out);
+            assert!(
+                matches!(m.classify(&r, 2, Side::Response, &l, &mut out), Listed::Classified(Some(_))),
+                "{names:?}"
+            );
+            assert_eq!(out.len(), names.len());
+        }
+    }
+
     fn rule_of(classes: &[Class]) -> Vec<Option<usize>> {
         classes.iter().map(|c| c.rule).collect()
     }
@@ -239,7 +299,7 @@ mod tests {
     fn clean_values_are_remembered_per_field_until_the_list_changes() {
         let (r, mut m, mut out) = (rules(), ListMemo::default(), Vec::new());
         let a = list(&["Host", "Date"]);
-        let at = m.classify(&r, 5, Side::Response, &a, &mut out).unwrap();
+        let at = entry(m.classify(&r, 5, Side::Response, &a, &mut out)).unwrap();
         assert!(!m.known_clean(at, 0, b"example.org:8080"));
         m.set_clean(at, 0, b"example.org:8080");
         assert!(m.known_clean(at, 0, b"example.org:8080"));
@@ -253,10 +313,10 @@ mod tests {
         assert!(!m.known_clean(at, 0, &[b'x'; MAX_VALUE + 1]));
         m.set_clean(at, 0, b"example.org:8080");
         // The same list again keeps the values; a changed list forgets them.
-        assert_eq!(m.classify(&r, 5, Side::Response, &a, &mut out), Some(at));
+        assert_eq!(entry(m.classify(&r, 5, Side::Response, &a, &mut out)), Some(at));
         assert!(m.known_clean(at, 0, b"example.org:8080"));
         let b = list(&["Host", "Server"]);
-        assert_eq!(m.classify(&r, 5, Side::Response, &b, &mut out), Some(at));
+        assert_eq!(entry(m.classify(&r, 5, Side::Response, &b, &mut out)), Some(at));
         assert!(!m.known_clean(at, 0, b"example.org:8080"));
     }
 

@@ -4,8 +4,8 @@
 use tapedeck_model::Header;
 
 use super::Ctx;
-use super::header_lists::Side;
-use super::names::Tag;
+use super::header_lists::{Listed, Side};
+use super::names::{Class, Tag};
 
 /// Where the fields the body masking reads are in a header list (the first of each name).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -16,14 +16,32 @@ pub struct Fields {
     pub content_encoding: Option<usize>,
 }
 
+impl Fields {
+    /// Where the first content type and content coding are among `classes`.
+    pub fn of(classes: &[Class]) -> Fields {
+        let mut fields = Fields::default();
+        for (pos, class) in classes.iter().enumerate() {
+            match class.tag {
+                Tag::ContentType => {
+                    fields.content_type.get_or_insert(pos);
+                }
+                Tag::ContentEncoding => {
+                    fields.content_encoding.get_or_insert(pos);
+                }
+                Tag::Cookie | Tag::SetCookie | Tag::Other => {}
+            }
+        }
+        fields
+    }
+}
+
 /// Masks a header list (request, response, trailer or interim fields) in place, in one pass: each name is
 /// classified once (memoised, see [`super::names`]; the request and response lists of a connection `list` also
 /// as whole lists, see [`super::header_lists`]). Returns where the content type and coding are.
 pub fn mask_headers(ctx: &mut Ctx<'_>, headers: &mut [Header], list: Option<(u64, Side)>) -> Fields {
-    let mut fields = Fields::default();
     if headers.is_empty() {
         // Trailers and interim fields, nearly always.
-        return fields;
+        return Fields::default();
     }
     let mut classes = std::mem::take(&mut ctx.lists.buf);
     let remembered = match list {
@@ -31,48 +49,56 @@ pub fn mask_headers(ctx: &mut Ctx<'_>, headers: &mut [Header], list: Option<(u64
         None => {
             classes.clear();
             classes.extend(headers.iter().map(|h| ctx.c.header.classify(&h.name)));
-            None
+            Listed::Classified(None)
         }
     };
-    for (pos, (h, &class)) in headers.iter_mut().zip(&classes).enumerate() {
-        match class.tag {
-            Tag::ContentType => {
-                fields.content_type.get_or_insert(pos);
+    let (fields, at) = match remembered {
+        Listed::Plain { at, fields } => {
+            // No field has a rule or holds cookies: only the detectors, over the values.
+            for (pos, h) in headers.iter_mut().enumerate() {
+                detect_in_value(ctx, h, Some((at, pos)));
             }
-            Tag::ContentEncoding => {
-                fields.content_encoding.get_or_insert(pos);
-            }
-            Tag::Cookie | Tag::SetCookie | Tag::Other => {}
+            ctx.lists.buf = classes;
+            return fields;
         }
+        Listed::Classified(at) => (Fields::of(&classes), at),
+    };
+    for (pos, (h, &class)) in headers.iter_mut().zip(&classes).enumerate() {
         if let Some(rule) = class.rule {
             h.value = ctx.replace(rule, &h.value);
-            continue;
-        }
-        if matches!(class.tag, Tag::Cookie | Tag::SetCookie) {
+        } else if matches!(class.tag, Tag::Cookie | Tag::SetCookie) {
             if let Some(v) = mask_cookies(ctx, &h.value, class.tag == Tag::Cookie) {
                 h.value = v;
             }
-            continue;
-        }
-        if ctx.c.detectors.too_short(h.value.len()) {
-            continue;
-        }
-        let Some(at) = remembered else {
-            if let Some(v) = ctx.mask_text(&h.value) {
-                h.value = v;
-            }
-            continue;
-        };
-        if ctx.lists.known_clean(at, pos, &h.value) {
-            continue;
-        }
-        match ctx.mask_text(&h.value) {
-            Some(v) => h.value = v,
-            None => ctx.lists.set_clean(at, pos, &h.value),
+        } else {
+            detect_in_value(ctx, h, at.map(|at| (at, pos)));
         }
     }
     ctx.lists.buf = classes;
     fields
+}
+
+/// Replaces what the detectors find in the value of `h`. `remembered` is the field's place in the list memo
+/// (entry, position): a value remembered as clean there is not scanned again, and a value found clean is
+/// remembered.
+#[inline(always)]
+fn detect_in_value(ctx: &mut Ctx<'_>, h: &mut Header, remembered: Option<(usize, usize)>) {
+    if ctx.c.detectors.too_short(h.value.len()) {
+        return;
+    }
+    let Some((at, pos)) = remembered else {
+        if let Some(v) = ctx.mask_text(&h.value) {
+            h.value = v;
+        }
+        return;
+    };
+    if ctx.lists.known_clean(at, pos, &h.value) {
+        return;
+    }
+    match ctx.mask_text(&h.value) {
+        Some(v) => h.value = v,
+        None => ctx.lists.set_clean(at, pos, &h.value),
+    }
 }
 
 /// Masks `name=value` pairs of a `Cookie` value (all pairs, `;`-separated) or of a `Set-Cookie` value (the first

@@ -90,6 +90,7 @@ pub struct NameRules {
 }
 
 /// Reads up to 8 bytes as a word without a byte-wise copy (two overlapping loads, as hash functions read tails).
+#[inline(always)]
 fn tail_word(b: &[u8]) -> u64 {
     let n = b.len();
     // One load per word (built from single bytes, the compiler keeps four loads).
@@ -105,6 +106,7 @@ fn tail_word(b: &[u8]) -> u64 {
 /// Two words that hold every byte of a name of at most 16 bytes (the first and the last eight, or for a shorter
 /// name its [`tail_word`]): two names of the same length up to 16 bytes are equal exactly when their keys are.
 /// Longer names share keys when they differ only in the middle.
+#[inline(always)]
 pub(super) fn short_key(name: &[u8]) -> [u64; 2] {
     match (name.first_chunk::<8>(), name.last_chunk::<8>()) {
         (Some(a), Some(b)) => [u64::from_le_bytes(*a), u64::from_le_bytes(*b)],

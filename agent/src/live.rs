@@ -270,7 +270,13 @@ pub fn run_live(
     let mut summary = RunSummary {
         inputs: interfaces
             .iter()
-            .map(|i| InputSummary { name: i.name.clone(), frames: i.packets, opened: true, error: i.error.clone() })
+            .map(|i| InputSummary {
+                name: i.name.clone(),
+                frames: i.packets,
+                opened: true,
+                error: i.error.clone(),
+                ..Default::default()
+            })
             .collect(),
         decode: decode_stats,
         reassembly: totals.reassembly,

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 use serde::Serialize;
-use tapedeck_model::Exchange;
 use tapedeck_model::segment::{SegmentError, SegmentWriterConfig, WriterStats};
+use tapedeck_model::{Exchange, Timestamp};
 
 use crate::decode::{DecodeConfig, DecodeStats, Decoder};
 use crate::mask::{MaskStats, Masker};
@@ -81,7 +81,15 @@ pub struct InputSummary {
     pub opened: bool,
     /// The error that stopped reading it, if any (names the file, byte offset and packet number).
     pub error: Option<String>,
+    /// How many seconds its first packet is older than the newest packet of the inputs read before it, when
+    /// that is more than [`OUT_OF_ORDER_SECS`]: inputs are read as one capture in the order given, so such an
+    /// input moves the clock back (connections of the earlier inputs may already have been closed as idle).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub starts_before_previous_secs: Option<f64>,
 }
+
+/// How far back (seconds) an input may start before the inputs read before it end without a warning.
+pub const OUT_OF_ORDER_SECS: f64 = 1.0;
 
 /// The summary of a run, printed at the end and written by `--stats-json`.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -189,8 +197,11 @@ pub fn run_files(
     let mut decoder = Decoder::new(cfg.decode);
     let mut frames_seen = 0u64;
 
+    // The newest packet so far, and the input it came from.
+    let mut newest: Option<(Timestamp, String)> = None;
     'inputs: for path in inputs {
         let mut input = InputSummary { name: path.display().to_string(), ..Default::default() };
+        let mut input_newest: Option<Timestamp> = None;
         let mut source = match PcapSource::open(path) {
             Ok(s) => s,
             Err(e) => {
@@ -205,7 +216,11 @@ pub fn run_files(
         loop {
             match source.next_frame() {
                 Ok(Some(frame)) => {
+                    if input.frames == 0 {
+                        check_input_order(&mut input, frame.ts, newest.as_ref());
+                    }
                     input.frames += 1;
+                    input_newest = input_newest.max(Some(frame.ts));
                     sharder.saw(frame.ts);
                     if let Some(seg) = decoder.decode(&frame) {
                         sharder.push(&seg);
@@ -232,6 +247,11 @@ pub fn run_files(
         }
         progress.update(&input.name, source.stats().bytes_read, 0);
         summary.source.merge(source.stats());
+        if let Some(ts) = input_newest
+            && newest.as_ref().is_none_or(|(n, _)| ts > *n)
+        {
+            newest = Some((ts, input.name.clone()));
+        }
         summary.inputs.push(input);
     }
     sharder.finish();
@@ -252,6 +272,23 @@ pub fn run_files(
     summary.seconds = started.elapsed().as_secs_f64();
     summary.peak_rss_bytes = peak_rss_bytes();
     Ok(summary)
+}
+
+/// Warns (once per input) when `input`, whose first packet is at `first`, starts more than [`OUT_OF_ORDER_SECS`]
+/// before `newest`, the newest packet of the inputs read before it and where it came from.
+fn check_input_order(input: &mut InputSummary, first: Timestamp, newest: Option<&(Timestamp, String)>) {
+    let Some((end, previous)) = newest else { return };
+    let back = end.0.saturating_sub(first.0) as f64 / 1e9;
+    if back <= OUT_OF_ORDER_SECS {
+        return;
+    }
+    input.starts_before_previous_secs = Some(back);
+    tracing::warn!(
+        "{}: starts {back:.0} s before the end of {previous}, given before it: inputs are read as one capture in \
+         the order given, so give rotated files in capture order (connections of earlier inputs may have been \
+         closed as idle and their later packets read as new, mid-stream connections)",
+        input.name
+    );
 }
 
 /// Batches of segments queued per worker: reading a file never drops, so a short queue only needs to cover the

@@ -104,3 +104,44 @@ fn bad_flag_values_name_the_flag_and_the_forms() {
     let err = text(&o);
     assert!(err.contains("--max-body") && err.contains("1MiB"), "{err}");
 }
+
+#[test]
+fn an_input_older_than_the_inputs_before_it_is_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = testdata("h1-curl-basic.pcap");
+    let earlier = dir.path().join("earlier.pcap");
+    // The same real capture moved one hour back by Wireshark's capture editor.
+    let moved = Command::new("editcap").args(["-t", "-3600"]).arg(&capture).arg(&earlier).status();
+    if !moved.is_ok_and(|s| s.success()) {
+        assert_ne!(std::env::var("TAPEDECK_CI").as_deref(), Ok("1"), "editcap is needed (apt install tshark)");
+        eprintln!("skipped: editcap (tshark) is not installed");
+        return;
+    }
+    let run = |first: &Path, second: &Path, tag: &str| {
+        let stats = dir.path().join(format!("{tag}.json"));
+        let o = agent()
+            .arg("--pcap")
+            .arg(first)
+            .arg("--pcap")
+            .arg(second)
+            .arg("--out")
+            .arg(dir.path().join(tag))
+            .arg("--stats-json")
+            .arg(&stats)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(&stats).unwrap()).unwrap();
+        (text(&o), summary)
+    };
+    // In capture order: nothing to say.
+    let (err, summary) = run(&earlier, &capture, "in-order");
+    assert!(!err.contains("starts "), "{err}");
+    assert!(summary["inputs"][1].get("starts_before_previous_secs").is_none(), "{summary}");
+    // Out of order: one line naming both files, and the distance in the summary.
+    let (err, summary) = run(&capture, &earlier, "out-of-order");
+    let line = err.lines().find(|l| l.contains("starts ")).unwrap_or_else(|| panic!("no warning: {err}"));
+    assert!(line.contains("earlier.pcap") && line.contains("h1-curl-basic.pcap") && line.contains("3600 s"), "{line}");
+    let back = summary["inputs"][1]["starts_before_previous_secs"].as_f64().unwrap();
+    assert!((3600.0..3601.0).contains(&back), "{summary}");
+}

@@ -46,7 +46,8 @@ use crate::source::live::LiveConfig;
 #[command(group(clap::ArgGroup::new("input").required(true).multiple(true).args(["pcap", "iface", "print_masking", "print_config"])))]
 pub struct Args {
     /// A pcap or pcapng file to read; `-` reads standard input. Repeat for several files: they are read in the
-    /// order given as one continuous capture. Either --pcap or --iface.
+    /// order given as one continuous capture (give rotated files in capture order: a file that starts before the
+    /// end of the files given before it is warned about). Either --pcap or --iface.
     #[arg(long = "pcap", value_name = "FILE", env = "TAPEDECK_PCAP", conflicts_with = "iface")]
     pub pcap: Vec<PathBuf>,
 

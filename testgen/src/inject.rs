@@ -5,6 +5,8 @@
 //! - [`acks_before_data`] moves every pure ACK that directly follows the data segment it acknowledges in front of
 //!   it, as a capture taken at a mirror port or on several interfaces can show them (suricata-verify bug-5392): a
 //!   reader that calls acknowledged-but-unseen bytes lost at once loses data that arrives a moment later.
+//! - [`shift_time`] moves every timestamp by whole seconds, as `editcap -t` does (without needing Wireshark's
+//!   tools): a rotated file given out of capture order.
 
 use std::io;
 
@@ -74,6 +76,20 @@ fn records(pcap: &[u8]) -> io::Result<Vec<Record<'_>>> {
         let frame = pcap.get(at + 16..at + 16 + caplen).ok_or_else(|| bad(format!("record cut at offset {at}")))?;
         out.push(Record { header, frame });
         at += 16 + caplen;
+    }
+    Ok(out)
+}
+
+/// Returns `pcap` (classic, little-endian, microseconds, Ethernet) with every timestamp moved by `secs` seconds.
+pub fn shift_time(pcap: &[u8], secs: i64) -> io::Result<Vec<u8>> {
+    let mut out = pcap[..24.min(pcap.len())].to_vec();
+    for (i, r) in records(pcap)?.iter().enumerate() {
+        let ts = u32::from_le_bytes([r.header[0], r.header[1], r.header[2], r.header[3]]);
+        let moved = u32::try_from(i64::from(ts) + secs)
+            .map_err(|_| bad(format!("frame {}: timestamp {ts} moved by {secs} s is out of range", i + 1)))?;
+        out.extend_from_slice(&moved.to_le_bytes());
+        out.extend_from_slice(&r.header[4..]);
+        out.extend_from_slice(r.frame);
     }
     Ok(out)
 }
@@ -187,6 +203,24 @@ mod tests {
             .write(&mut f, payload)
             .unwrap();
         f
+    }
+
+    #[test]
+    fn shifting_time_moves_every_second_and_nothing_else() {
+        let mut w = PcapWriter::new(Vec::new()).unwrap();
+        w.write_frame(5_000_007, &ack_frame(100, b"")).unwrap();
+        w.write_frame(9_000_000, &ack_frame(100, b"GET")).unwrap();
+        let pcap = w.finish().unwrap();
+        let out = shift_time(&pcap, -3).unwrap();
+        assert_eq!(out.len(), pcap.len());
+        let second_at = 24 + 16 + u32::from_le_bytes(pcap[24 + 8..24 + 12].try_into().unwrap()) as usize;
+        for (at, secs) in [(24, 2u32), (second_at, 6)] {
+            assert_eq!(u32::from_le_bytes(out[at..at + 4].try_into().unwrap()), secs);
+            assert_eq!(out[at + 4..at + 16], pcap[at + 4..at + 16]);
+        }
+        assert_eq!(out[..24], pcap[..24]);
+        assert_eq!(out[second_at + 16..], pcap[second_at + 16..]);
+        assert!(shift_time(&pcap, -6).is_err());
     }
 
     #[test]

@@ -155,7 +155,7 @@ pub enum PipelineError {
 const BATCH: usize = 512;
 /// Batches in flight between the threads (bounds memory, with [`BATCH_BYTES`]).
 const CHANNEL_BATCHES: usize = 8;
-/// A batch is also sent once its exchanges hold this many bytes (by [`approx_bytes`]), so that batches of large
+/// A batch is also sent once its exchanges hold this many bytes (by [`Exchange::approx_bytes`]), so that batches of large
 /// exchanges (bodies at the cap, huge header lists) do not multiply the memory in flight: at most
 /// `CHANNEL_BATCHES + 2` batches of about this size (plus one exchange) exist at once.
 const BATCH_BYTES: usize = 1 << 20;
@@ -387,34 +387,9 @@ pub(crate) struct Batcher {
     settled: usize,
     /// Of `pending`, how many are counted in `pending_bytes` (never more than `settled`).
     measured: usize,
-    /// [`approx_bytes`] of `pending[..measured]`.
+    /// [`Exchange::approx_bytes`] of `pending[..measured]`.
     pending_bytes: usize,
     labels: Vec<(String, String)>,
-}
-
-/// Heap bytes an exchange holds, roughly: bodies, header names and values, and the request line's parts. Used to
-/// cut batches by size; it errs low only by per-allocation overhead.
-fn approx_bytes(ex: &Exchange) -> usize {
-    fn headers(h: &[tapedeck_model::Header]) -> usize {
-        h.iter().map(|f| f.name.len() + f.value.len() + 48).sum()
-    }
-    let req = ex.request.as_ref().map_or(0, |r| {
-        r.method.len()
-            + r.scheme.len()
-            + r.authority.len()
-            + r.path.len()
-            + r.body.bytes.len()
-            + headers(&r.headers)
-            + headers(&r.trailers)
-    });
-    let resp = ex.response.as_ref().map_or(0, |r| {
-        r.reason.len()
-            + r.body.bytes.len()
-            + headers(&r.headers)
-            + headers(&r.trailers)
-            + r.interim.iter().map(|i| headers(&i.headers)).sum::<usize>()
-    });
-    std::mem::size_of::<Exchange>() + req + resp
 }
 
 impl Batcher {
@@ -474,7 +449,7 @@ impl Batcher {
     pub(crate) fn full(&mut self, tally: &mut ExchangeTally) -> bool {
         self.settle(tally);
         for ex in &self.pending[self.measured..] {
-            self.pending_bytes += approx_bytes(ex);
+            self.pending_bytes += ex.approx_bytes();
         }
         self.measured = self.pending.len();
         self.pending.len() >= BATCH || self.pending_bytes >= BATCH_BYTES

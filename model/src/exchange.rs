@@ -288,6 +288,36 @@ pub struct Exchange {
     pub masked_by: Vec<String>,
 }
 
+impl Exchange {
+    /// Bytes this exchange holds, roughly: the struct, bodies, header names and values (48 bytes of overhead per
+    /// field), the request line's parts, labels and masking notes. It errs low only by per-allocation overhead. The agent cuts batches by it;
+    /// the replayer bounds its selection by it.
+    pub fn approx_bytes(&self) -> usize {
+        fn headers(h: &[Header]) -> usize {
+            h.iter().map(|f| f.name.len() + f.value.len() + 48).sum()
+        }
+        let req = self.request.as_ref().map_or(0, |r| {
+            r.method.len()
+                + r.scheme.len()
+                + r.authority.len()
+                + r.path.len()
+                + r.body.bytes.len()
+                + headers(&r.headers)
+                + headers(&r.trailers)
+        });
+        let resp = self.response.as_ref().map_or(0, |r| {
+            r.reason.len()
+                + r.body.bytes.len()
+                + headers(&r.headers)
+                + headers(&r.trailers)
+                + r.interim.iter().map(|i| headers(&i.headers)).sum::<usize>()
+        });
+        let notes: usize = self.labels.iter().map(|(n, v)| n.len() + v.len() + 48).sum::<usize>()
+            + self.masked_by.iter().map(|m| m.len() + 24).sum::<usize>();
+        std::mem::size_of::<Exchange>() + req + resp + notes
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

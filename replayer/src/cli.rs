@@ -9,7 +9,7 @@ use tapedeck_model::Protocol;
 
 use crate::pace::{TimeScale, parse_duration};
 use crate::progress::ProgressMode;
-use crate::select::{StatusMatch, TimeBound, parse_protocols};
+use crate::select::{Budget, DEFAULT_MAX_SELECTION_BYTES, StatusMatch, TimeBound, parse_protocols};
 use crate::tokens::TokenFileArg;
 use crate::transform::{HostRewrite, PathRewrite, SetHeader, Target};
 
@@ -126,6 +126,10 @@ pub struct RunOpts {
     /// At most this many requests (the earliest).
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
+    /// Most memory the selected exchanges may hold, bodies included (512MiB, 4GiB): past it the run stops before
+    /// sending anything and names the file; narrow the selection (--from/--to, --limit, filters) or raise this.
+    #[arg(long, value_name = "SIZE", default_value = DEFAULT_MAX_SELECTION_BYTES, value_parser = parse_budget)]
+    pub max_selection_bytes: Budget,
     /// Map an authority or host to another: OLD=NEW (repeatable; Host / :authority).
     #[arg(long = "rewrite-host", value_name = "OLD=NEW", value_parser = parse_rewrite)]
     pub rewrite_hosts: Vec<HostRewrite>,
@@ -192,6 +196,10 @@ fn parse_scale(s: &str) -> Result<TimeScale, String> {
 
 fn parse_regex(s: &str) -> Result<Regex, String> {
     Regex::new(s).map_err(|e| format!("'{s}' is not a valid regex: {e}"))
+}
+
+pub(crate) fn parse_budget(s: &str) -> Result<Budget, String> {
+    s.parse()
 }
 
 fn parse_status(s: &str) -> Result<StatusMatch, String> {

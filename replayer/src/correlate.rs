@@ -62,9 +62,9 @@ fn is_word(b: u8) -> bool {
 impl Usage {
     /// Indexes the tokens (runs of letters, digits, `_` and `-`) of every recorded request: path, query,
     /// header values and body (up to [`MAX_TOKENISED_BODY`]).
-    pub fn index(exchanges: &[tapedeck_model::Exchange]) -> Usage {
+    pub fn index<E: std::borrow::Borrow<tapedeck_model::Exchange>>(exchanges: &[E]) -> Usage {
         let mut u = Usage::default();
-        for ex in exchanges {
+        for ex in exchanges.iter().map(std::borrow::Borrow::borrow) {
             let Some(req) = &ex.request else { continue };
             let at = request_time(ex);
             let Usage { sessions, tokens_dropped, total } = &mut u;

@@ -13,6 +13,7 @@
 //!
 //! Pure: no I/O, no clock.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -105,14 +106,21 @@ pub struct Plan {
 
 impl Plan {
     /// Groups `exchanges` into connections and orders them; planned offsets equal the recorded ones until
-    /// [`Plan::pace`] is applied.
-    pub fn build(exchanges: Vec<Exchange>) -> Plan {
+    /// [`Plan::pace`] is applied. Takes exchanges or boxes of them (a selection's): boxes are grouped by moving
+    /// pointers.
+    pub fn build<E: Into<Box<Exchange>> + Borrow<Exchange>>(exchanges: Vec<E>) -> Plan {
         let mut stats = PlanStats::default();
-        let origin =
-            exchanges.iter().filter(|e| e.request.is_some()).filter_map(request_time).min().unwrap_or(Timestamp(0));
+        let origin = exchanges
+            .iter()
+            .map(Borrow::borrow)
+            .filter(|e| e.request.is_some())
+            .filter_map(request_time)
+            .min()
+            .unwrap_or(Timestamp(0));
         let mut index: HashMap<(u64, SocketAddr, SocketAddr), usize> = HashMap::new();
-        let mut groups: Vec<(Protocol, Vec<Exchange>)> = Vec::new();
+        let mut groups: Vec<(Protocol, Vec<Box<Exchange>>)> = Vec::new();
         for ex in exchanges {
+            let ex: Box<Exchange> = ex.into();
             if ex.request.is_none() {
                 stats.skipped_no_request += 1;
                 continue;
@@ -130,10 +138,13 @@ impl Plan {
             let first = &exs[0];
             let (connection_id, client, server) = (first.connection_id, first.client, first.server);
             let mut requests: Vec<PlannedRequest> = Vec::with_capacity(exs.len());
-            let mut prev: Option<&Exchange> = None;
+            // When the previous request of the connection was answered, as recorded.
+            let mut prev_answered: Option<Option<Timestamp>> = None;
             let mut last_offset = Duration::ZERO;
-            for ex in &exs {
-                let offset = match request_time(ex) {
+            // By value: each request moves into the plan and the rest of its exchange is freed at once, so the
+            // plan never holds a second copy of the selection.
+            for mut ex in exs {
+                let offset = match request_time(&ex) {
                     Some(t) => Duration::from_nanos(t.0.saturating_sub(origin.0)),
                     None => {
                         stats.untimed += 1;
@@ -143,10 +154,10 @@ impl Plan {
                 // Requests stay in recorded order on the wire, so their offsets never go backwards.
                 let offset = offset.max(last_offset);
                 last_offset = offset;
-                let wait = match prev {
+                let wait = match prev_answered {
                     None => false,
-                    Some(p) => {
-                        let answered = answered_before(p, ex);
+                    Some(answered_at) => {
+                        let answered = answered_before(answered_at, &ex);
                         match proto {
                             Protocol::Http10 | Protocol::Http11 => {
                                 if !answered {
@@ -163,13 +174,14 @@ impl Plan {
                         }
                     }
                 };
-                let Some(request) = ex.request.clone() else { continue };
+                prev_answered = Some(answered_at(&ex));
+                let masked_body = masked_request_body(&ex);
+                let Some(request) = ex.request.take() else { continue };
                 let body_truncated =
                     ex.flags.contains(Flags::TRUNCATED) && request.body.full_len > request.body.bytes.len() as u64;
                 if body_truncated {
                     stats.bodies_truncated += 1;
                 }
-                let masked_body = masked_request_body(ex);
                 if masked_body {
                     stats.masked_bodies += 1;
                 }
@@ -185,7 +197,6 @@ impl Plan {
                     body_truncated,
                     masked_body,
                 });
-                prev = Some(ex);
             }
             stats.requests += requests.len() as u64;
             stats.connections += 1;
@@ -257,10 +268,14 @@ fn request_time(ex: &Exchange) -> Option<Timestamp> {
     ex.timing.request_first.or(ex.timing.request_last).or_else(|| ex.timing.start())
 }
 
-/// Whether the recording shows `prev` answered (its response complete, or at least started when the end is
-/// unknown) before `next`'s request started.
-fn answered_before(prev: &Exchange, next: &Exchange) -> bool {
-    let answered = prev.timing.response_last.or(prev.timing.response_first);
+/// When the recording shows `ex` answered: its response complete, or at least started when the end is unknown.
+fn answered_at(ex: &Exchange) -> Option<Timestamp> {
+    ex.timing.response_last.or(ex.timing.response_first)
+}
+
+/// Whether the previous exchange, answered at `answered` ([`answered_at`]), was answered before `next`'s request
+/// started.
+fn answered_before(answered: Option<Timestamp>, next: &Exchange) -> bool {
     match (answered, request_time(next)) {
         (Some(a), Some(n)) => a <= n,
         _ => false,

@@ -65,7 +65,7 @@ pub fn run(opts: &RunOpts, out: &mut dyn Write) -> anyhow::Result<Report> {
         to: opts.to,
         limit: opts.limit,
     };
-    let selection = select(&opts.paths, &filter)?;
+    let selection = select(&opts.paths, &filter, opts.max_selection_bytes)?;
     for w in &selection.warnings {
         eprintln!("replayer: warning: {w}");
     }

@@ -7,9 +7,14 @@
 //! counted, never silently dropped. A damaged segment is read up to what can be read, and gives one warning naming
 //! the file and the offsets of the damage.
 //!
-//! Memory: the selected exchanges (bodies included) are held in memory for planning; `--limit` bounds them.
+//! Memory is bounded by configuration, never by the input: the selected exchanges (bodies included) are held for
+//! planning, so their size ([`Exchange::approx_bytes`]) is counted as they are read, and going past
+//! `--max-selection-bytes` stops the selection with an error naming the file and the flag, before anything is
+//! sent. With `--limit N` only the N earliest seen so far are held (a max-heap on capture time: a later one is
+//! dropped at once, an earlier one evicts the latest), so `--limit` bounds memory too, whatever the input's size.
 
-use std::path::PathBuf;
+use std::collections::BinaryHeap;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
 use regex::bytes::Regex;
@@ -224,22 +229,69 @@ pub struct SelectStats {
     pub over_limit: u64,
     /// Exchanges selected.
     pub selected: u64,
+    /// Largest estimated size of the held exchanges during the selection, in bytes (see [`Budget`]).
+    pub peak_bytes: u64,
+}
+
+/// The default of `--max-selection-bytes`.
+pub const DEFAULT_MAX_SELECTION_BYTES: &str = "2GiB";
+
+/// How much the selection may hold: the sum of [`Exchange::approx_bytes`] of the exchanges kept at any moment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Budget {
+    /// Most bytes held.
+    pub max_bytes: u64,
+}
+
+impl Budget {
+    /// No bound (tests, and callers that bound their input otherwise).
+    pub const UNBOUNDED: Budget = Budget { max_bytes: u64::MAX };
+}
+
+impl std::str::FromStr for Budget {
+    type Err = String;
+    /// `--max-selection-bytes`: a size such as `512MiB`, `4GiB` or a number of bytes.
+    fn from_str(s: &str) -> Result<Budget, String> {
+        match parse_size::parse_size(s.trim()) {
+            Ok(0) => Err(format!("'{s}': the selection budget must be more than 0 bytes")),
+            Ok(max_bytes) => Ok(Budget { max_bytes }),
+            Err(e) => Err(format!("'{s}' is not a size ({e}); use a number of bytes or a unit: 512MiB, 4GiB")),
+        }
+    }
 }
 
 /// The selected exchanges, sorted by capture time, with what happened while reading.
 #[derive(Debug, Default)]
 pub struct Selection {
-    /// The exchanges, earliest first.
-    pub exchanges: Vec<Exchange>,
+    /// The exchanges, earliest first. Boxed: the selection, the plan and the mock index move a pointer per
+    /// exchange, never a copy of the 528-byte struct, so no growing or sorting step needs twice the selection's
+    /// memory.
+    pub exchanges: Vec<Box<Exchange>>,
     /// Counters.
     pub stats: SelectStats,
     /// One line per problem file (damaged or unreadable), naming it.
     pub warnings: Vec<String>,
 }
 
-/// Reads every segment under `paths` and keeps what passes `filter`. Fails only when a path does not exist or
-/// cannot be listed; damaged and unreadable files become warnings.
-pub fn select(paths: &[PathBuf], filter: &Filter) -> anyhow::Result<Selection> {
+/// Reads every segment under `paths` and keeps what passes `filter`, within `budget`. Fails when a path does not
+/// exist or cannot be listed, and when the selection outgrows the budget; damaged and unreadable files become
+/// warnings.
+pub fn select(paths: &[PathBuf], filter: &Filter, budget: Budget) -> anyhow::Result<Selection> {
+    select_where(paths, filter, budget, &|_| true, RUN_NARROWING)
+}
+
+/// The flags of `replayer run` that narrow a selection, named when it outgrows its budget.
+const RUN_NARROWING: &str = "--from/--to, --limit, --host, --path-prefix, --method, --status";
+
+/// [`select`], with one more condition on each exchange (`keep`), counted with the filters' `filtered_out`;
+/// `narrowing` names the caller's flags that narrow a selection, for the error past the budget.
+pub fn select_where(
+    paths: &[PathBuf],
+    filter: &Filter,
+    budget: Budget,
+    keep: &dyn Fn(&Exchange) -> bool,
+    narrowing: &str,
+) -> anyhow::Result<Selection> {
     let mut sel = Selection::default();
     let mut files = Vec::new();
     for path in paths {
@@ -262,8 +314,10 @@ pub fn select(paths: &[PathBuf], filter: &Filter) -> anyhow::Result<Selection> {
     // The capture start, from the block indexes, without decoding anything.
     let capture_start =
         readers.iter().flat_map(|r| r.blocks().iter().map(|b| b.first_ts)).min().unwrap_or(Timestamp(0));
+    let mut held = Held::new(filter.limit, budget);
     for mut reader in readers {
         sel.stats.files += 1;
+        let path = reader.path().to_path_buf();
         let mut damage_offsets = Vec::new();
         for item in reader.exchanges() {
             match item {
@@ -271,12 +325,12 @@ pub fn select(paths: &[PathBuf], filter: &Filter) -> anyhow::Result<Selection> {
                     sel.stats.exchanges_read += 1;
                     if ex.request.is_none() {
                         sel.stats.skipped_no_request += 1;
-                    } else if !filter.matches(&ex) {
+                    } else if !filter.matches(&ex) || !keep(&ex) {
                         sel.stats.filtered_out += 1;
                     } else if !filter.in_window(&ex, capture_start) {
                         sel.stats.outside_window += 1;
                     } else {
-                        sel.exchanges.push(ex);
+                        held.push(ex).map_err(|over| over.error(&path, &sel.stats, narrowing))?;
                     }
                 }
                 Err(e) => {
@@ -303,15 +357,149 @@ pub fn select(paths: &[PathBuf], filter: &Filter) -> anyhow::Result<Selection> {
             ));
         }
     }
-    sel.exchanges.sort_by_key(|e| (e.timing.start().unwrap_or(Timestamp(u64::MAX)), e.connection_id, e.order));
-    if let Some(limit) = filter.limit
-        && sel.exchanges.len() > limit
-    {
-        sel.stats.over_limit = (sel.exchanges.len() - limit) as u64;
-        sel.exchanges.truncate(limit);
-    }
+    sel.stats.over_limit = held.evicted;
+    sel.stats.peak_bytes = held.peak_bytes;
+    sel.exchanges = held.into_sorted();
     sel.stats.selected = sel.exchanges.len() as u64;
     Ok(sel)
+}
+
+/// The order of the selection: capture time (exchanges without one last), connection, order on it, then the
+/// order of reading, so that equal keys keep the order the segments gave them.
+type SortKey = (Timestamp, u64, u32, u64);
+
+/// An exchange held by the selection, ordered by its [`SortKey`].
+struct Keyed {
+    key: SortKey,
+    bytes: u64,
+    exchange: Box<Exchange>,
+}
+
+impl PartialEq for Keyed {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+    }
+}
+impl Eq for Keyed {}
+impl PartialOrd for Keyed {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Keyed {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key.cmp(&other.key)
+    }
+}
+
+/// What the selection holds while reading, within `budget` bytes.
+struct Held {
+    store: Store,
+    budget: Budget,
+    bytes: u64,
+    peak_bytes: u64,
+    evicted: u64,
+    seq: u64,
+}
+
+/// Without a limit, everything in reading order (sorted once at the end: segments are nearly in time order, which
+/// a heap would pay for on every push); with `--limit N`, the N earliest so far in a max-heap whose top is the
+/// latest held.
+enum Store {
+    All(Vec<Keyed>),
+    Earliest { heap: BinaryHeap<Keyed>, limit: usize },
+}
+
+/// The selection went past its budget.
+struct OverBudget {
+    budget: Budget,
+    held: u64,
+}
+
+impl OverBudget {
+    /// The error that names the file being read, what was selected and the flag.
+    fn error(&self, file: &Path, stats: &SelectStats, narrowing: &str) -> anyhow::Error {
+        anyhow::anyhow!(
+            "{}: the selected exchanges need more than --max-selection-bytes {} of memory ({} held after reading \
+             {} exchanges in {} files); nothing was done: narrow the selection ({narrowing}) or raise \
+             --max-selection-bytes",
+            file.display(),
+            human_bytes(self.budget.max_bytes),
+            self.held,
+            stats.exchanges_read,
+            stats.files,
+        )
+    }
+}
+
+impl Held {
+    fn new(limit: Option<usize>, budget: Budget) -> Held {
+        let store = match limit {
+            None => Store::All(Vec::new()),
+            Some(limit) => Store::Earliest { heap: BinaryHeap::new(), limit },
+        };
+        Held { store, budget, bytes: 0, peak_bytes: 0, evicted: 0, seq: 0 }
+    }
+
+    /// Keeps `ex` (with a limit: if it is among the earliest so far, evicting the latest held), within the budget.
+    fn push(&mut self, ex: Exchange) -> Result<(), OverBudget> {
+        let key = (ex.timing.start().unwrap_or(Timestamp(u64::MAX)), ex.connection_id, ex.order, self.seq);
+        self.seq += 1;
+        let held = match &mut self.store {
+            Store::All(all) => all.len(),
+            Store::Earliest { heap, limit } => {
+                if heap.len() >= *limit {
+                    if *limit == 0 || heap.peek().is_some_and(|latest| latest.key < key) {
+                        self.evicted += 1;
+                        return Ok(());
+                    }
+                    if let Some(latest) = heap.pop() {
+                        self.bytes -= latest.bytes;
+                        self.evicted += 1;
+                    }
+                }
+                heap.len()
+            }
+        };
+        let bytes = ex.approx_bytes() as u64;
+        self.bytes += bytes;
+        self.peak_bytes = self.peak_bytes.max(self.bytes);
+        if self.bytes > self.budget.max_bytes {
+            return Err(OverBudget { budget: self.budget, held: held as u64 + 1 });
+        }
+        let keyed = Keyed { key, bytes, exchange: Box::new(ex) };
+        match &mut self.store {
+            Store::All(all) => all.push(keyed),
+            Store::Earliest { heap, .. } => heap.push(keyed),
+        }
+        Ok(())
+    }
+
+    /// The held exchanges, earliest first.
+    #[allow(clippy::vec_box, reason = "boxes move as pointers through sorting and planning (see Selection)")]
+    fn into_sorted(self) -> Vec<Box<Exchange>> {
+        let sorted = match self.store {
+            Store::All(mut all) => {
+                // Keys are unique (the reading order is their last part): an unstable sort is exact.
+                all.sort_unstable_by_key(|k| k.key);
+                all
+            }
+            Store::Earliest { heap, .. } => heap.into_sorted_vec(),
+        };
+        sorted.into_iter().map(|k| k.exchange).collect()
+    }
+}
+
+/// `2147483648` -> `2 GiB`, `1536` -> `1.5 KiB`: sizes in messages.
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["bytes", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 || v.fract() == 0.0 { format!("{v:.0} {}", UNITS[unit]) } else { format!("{v:.1} {}", UNITS[unit]) }
 }
 
 #[cfg(test)]
@@ -391,6 +579,116 @@ mod tests {
         assert!(!f.in_window(&at(9), start));
         assert!(f.in_window(&at(10), start));
         assert!("yesterday-ish".parse::<TimeBound>().unwrap_err().contains("RFC 3339"));
+    }
+
+    /// Writes `exs` into one segment file under a new directory, in this order.
+    fn segment_of(exs: &[Exchange]) -> tempfile::TempDir {
+        use tapedeck_model::segment::{SegmentWriter, SegmentWriterConfig};
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = SegmentWriterConfig::new(dir.path());
+        cfg.max_block_exchanges = 7;
+        let mut w = SegmentWriter::create(cfg).unwrap();
+        for e in exs {
+            w.write(e).unwrap();
+        }
+        w.finish().unwrap();
+        dir
+    }
+
+    /// `n` exchanges with bodies of `body` bytes, one a second, on connection 1.
+    fn with_bodies(n: u64, body: usize) -> Vec<Exchange> {
+        (0..n)
+            .map(|i| {
+                let mut e = ex("POST", "a", "/upload", Some(200), Protocol::Http11, 1_000_000_000 * (i + 1));
+                e.id = i;
+                e.order = i as u32;
+                e.request.as_mut().unwrap().body.bytes = vec![b'x'; body];
+                e
+            })
+            .collect()
+    }
+
+    proptest::proptest! {
+        /// `--limit` keeps exactly what a full stable sort by capture time, connection and order, cut at the
+        /// limit, would keep, in that order, while holding no more than the limit.
+        #[test]
+        fn limit_keeps_the_earliest_as_a_full_sort_would(
+            keys in proptest::collection::vec((proptest::option::weighted(0.9, 0u64..20), 0u64..4, 0u32..4), 0..40),
+            limit in 0usize..45,
+        ) {
+            let exs: Vec<Exchange> = keys
+                .iter()
+                .enumerate()
+                .map(|(i, &(t, conn, order))| {
+                    let mut e = ex("GET", "a", "/", Some(200), Protocol::Http11, 0);
+                    e.id = i as u64;
+                    e.connection_id = conn;
+                    e.order = order;
+                    e.timing.request_first = t.map(|t| Timestamp(1_000 + t));
+                    e
+                })
+                .collect();
+            let mut expected: Vec<(Timestamp, u64, u32, u64)> = exs
+                .iter()
+                .map(|e| (e.timing.request_first.unwrap_or(Timestamp(u64::MAX)), e.connection_id, e.order, e.id))
+                .collect();
+            expected.sort_by_key(|k| (k.0, k.1, k.2));
+            expected.truncate(limit);
+            let dir = segment_of(&exs);
+            let filter = Filter { limit: Some(limit), ..Default::default() };
+            let sel = select(&[dir.path().to_path_buf()], &filter, Budget::UNBOUNDED).unwrap();
+            let got: Vec<u64> = sel.exchanges.iter().map(|e| e.id).collect();
+            let want: Vec<u64> = expected.iter().map(|k| k.3).collect();
+            proptest::prop_assert_eq!(got, want);
+            proptest::prop_assert_eq!(sel.stats.over_limit, (exs.len() - exs.len().min(limit)) as u64);
+            let most: u64 = {
+                let mut sizes: Vec<u64> = exs.iter().map(|e| e.approx_bytes() as u64).collect();
+                sizes.sort_unstable_by(|a, b| b.cmp(a));
+                sizes.iter().take(limit).sum()
+            };
+            proptest::prop_assert!(sel.stats.peak_bytes <= most, "held {} > {most}", sel.stats.peak_bytes);
+        }
+    }
+
+    #[test]
+    fn a_selection_past_its_budget_stops_naming_the_file_and_the_flag() {
+        let exs = with_bodies(100, 1024);
+        let dir = segment_of(&exs);
+        let paths = [dir.path().to_path_buf()];
+        let budget: Budget = "20KiB".parse().unwrap();
+        let e = select(&paths, &Filter::default(), budget).unwrap_err().to_string();
+        assert!(e.contains(&dir.path().display().to_string()), "{e}");
+        assert!(e.contains("--max-selection-bytes 20 KiB") && e.contains("--limit"), "{e}");
+
+        let sel = select(&paths, &Filter::default(), "1MiB".parse().unwrap()).unwrap();
+        assert_eq!(sel.exchanges.len(), 100);
+        assert!(sel.stats.peak_bytes >= 100 * 1024 && sel.stats.peak_bytes <= 1 << 20, "{}", sel.stats.peak_bytes);
+    }
+
+    #[test]
+    fn a_limit_bounds_memory_whatever_the_input() {
+        let exs = with_bodies(200, 1024);
+        let dir = segment_of(&exs);
+        // Ten exchanges fit the budget; the input is twenty times that.
+        let budget = Budget { max_bytes: 10 * exs[0].approx_bytes() as u64 };
+        let filter = Filter { limit: Some(10), ..Default::default() };
+        let sel = select(&[dir.path().to_path_buf()], &filter, budget).unwrap();
+        let ids: Vec<u64> = sel.exchanges.iter().map(|e| e.id).collect();
+        assert_eq!(ids, (0..10).collect::<Vec<u64>>());
+        assert_eq!(sel.stats.over_limit, 190);
+        assert!(sel.stats.peak_bytes <= budget.max_bytes);
+    }
+
+    #[test]
+    fn budgets_parse_with_units_and_say_what_is_wrong() {
+        assert_eq!("512MiB".parse::<Budget>(), Ok(Budget { max_bytes: 512 << 20 }));
+        assert_eq!(" 4GiB ".parse::<Budget>(), Ok(Budget { max_bytes: 4 << 30 }));
+        assert!("0".parse::<Budget>().unwrap_err().contains("more than 0"));
+        assert!("lots".parse::<Budget>().unwrap_err().contains("not a size"));
+        assert_eq!(human_bytes(20 << 10), "20 KiB");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(2 << 30), "2 GiB");
+        assert_eq!(human_bytes(100), "100 bytes");
     }
 
     #[test]

@@ -169,3 +169,27 @@ fn client_selection_serves_one_service_outbound_traffic() {
     let o = replayer().args(["mock", "--help"]).output().unwrap();
     assert!(String::from_utf8_lossy(&o.stdout).contains("127.0.0.1:8081"));
 }
+
+#[test]
+fn a_mock_over_its_memory_budget_does_not_start_and_names_its_own_flags() {
+    let mut exs: Vec<_> = (0..30).map(|i| get(1, i, u64::from(i), &format!("/mine/{i}"), "{}")).collect();
+    let mut theirs = get(2, 0, 5, "/other", &"x".repeat(64 << 10));
+    theirs.client = "10.0.0.9:5000".into();
+    exs.push(theirs);
+    let (_tmp, dir) = capture(&exs);
+    let o = replayer()
+        .arg("mock")
+        .arg(&dir)
+        .args(["--listen", "127.0.0.1:0", "--max-selection-bytes", "32KiB"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("--max-selection-bytes 32 KiB") && err.contains("--client, --service"), "{err}");
+    assert!(!err.contains("--limit"), "a flag the mock does not have: {err}");
+    // Selecting one client drops the other's large answer while reading: the same budget holds.
+    let mock = MockProc::start(&dir, &["--client", "10.0.0.1", "--max-selection-bytes", "32KiB"]);
+    assert_eq!(http(mock.addr, "GET", "/mine/29").0, 200);
+    let (code, err) = mock.stop();
+    assert_eq!(code, Some(0), "{err}");
+}

@@ -510,7 +510,7 @@ fn damaged_segment_is_replayed_up_to_the_damage_with_one_warning() {
 
 #[test]
 fn bad_flags_fail_at_once_naming_the_flag_and_forms() {
-    let cases: [(&[&str], &str, &str); 7] = [
+    let cases: [(&[&str], &str, &str); 8] = [
         (&["--time-scale", "fast"], "--time-scale", "10x"),
         (&["--max-gap", "2 parsecs"], "--max-gap", "500ms"),
         (&["--timeout", "soon"], "--timeout", "2s"),
@@ -518,6 +518,7 @@ fn bad_flags_fail_at_once_naming_the_flag_and_forms() {
         (&["--rewrite-path", "v1=/v2"], "--rewrite-path", "/OLD=/NEW"),
         (&["--max-rate", "lots"], "--max-rate", "requests per second"),
         (&["--token-file", "nopath"], "--token-file", "NAME=PATH"),
+        (&["--max-selection-bytes", "a lot"], "--max-selection-bytes", "512MiB"),
     ];
     for (args, flag, form) in cases {
         let o = replayer().args(["run", "/nonexistent", "--target", "http://127.0.0.1:1"]).args(args).output().unwrap();
@@ -531,6 +532,22 @@ fn bad_flags_fail_at_once_naming_the_flag_and_forms() {
     let o = replayer().args(["run", "/nonexistent", "--target", "http://127.0.0.1:1"]).output().unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent"));
+}
+
+#[test]
+fn a_selection_larger_than_its_memory_budget_sends_nothing_and_says_how_to_narrow() {
+    let exs: Vec<Ex> = (0..40).map(|i| ex(1, i, Protocol::Http11, u64::from(i) * 10, &format!("/r/{i}"))).collect();
+    let (_tmp, dir) = capture(&exs);
+    let (addr, log) = target();
+    let err = run_refused(&dir, addr, &["--time-scale", "max", "--max-selection-bytes", "4KiB"]);
+    assert!(err.contains("--max-selection-bytes 4 KiB") && err.contains("--from/--to"), "{err}");
+    assert!(err.contains(&*dir.to_string_lossy()), "names the file: {err}");
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(log.lock().unwrap().is_empty(), "nothing sent");
+    // The same budget holds a limited selection: the limit keeps only the earliest while reading.
+    let (_, rep) = run(&dir, addr, &["--time-scale", "max", "--max-selection-bytes", "4KiB", "--limit", "3"]);
+    assert_eq!((rep["requests"].as_u64(), rep["select"]["over_limit"].as_u64()), (Some(3), Some(37)), "{rep}");
+    assert_eq!(paths_per_connection(&log), vec![vec!["/r/0", "/r/1", "/r/2"]]);
 }
 
 #[test]

@@ -108,14 +108,14 @@ pub struct Setup {
 
 impl Setup {
     /// Reads the rules and indexes the recorded responses of `exchanges` (before they are planned).
-    pub fn new(opts: &JudgeOpts, exchanges: &[Exchange]) -> Result<Setup, String> {
+    pub fn new<E: std::borrow::Borrow<Exchange>>(opts: &JudgeOpts, exchanges: &[E]) -> Result<Setup, String> {
         let mut rules = match &opts.rules {
             Some(p) => Rules::from_file(p)?,
             None => Rules::default(),
         };
         rules.add_shortcuts(&opts.headers, &opts.ignore_headers, &opts.ignore_json)?;
         let mut recorded = Index::with_capacity_and_hasher(exchanges.len(), Default::default());
-        for ex in exchanges {
+        for ex in exchanges.iter().map(std::borrow::Borrow::borrow) {
             let Some(req) = &ex.request else { continue };
             let key = ConnKey { connection_id: ex.connection_id, client: ex.client, server: ex.server };
             let latency = match (ex.timing.request_first.or(ex.timing.request_last), ex.timing.response_last) {

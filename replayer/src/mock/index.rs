@@ -136,7 +136,7 @@ fn key(f: Fields, r: &Incoming) -> Vec<u8> {
 
 impl Index {
     /// Indexes `exchanges` (already in recorded order) for matching on `fields`.
-    pub fn build(exchanges: Vec<Exchange>, fields: Fields) -> Index {
+    pub fn build<E: Into<Box<Exchange>>>(exchanges: Vec<E>, fields: Fields) -> Index {
         let candidates = [
             fields,
             Fields { body: false, ..fields },
@@ -152,6 +152,7 @@ impl Index {
         }
         let mut idx = Index { levels, responses: Vec::new(), paths: HashSet::new(), stats: IndexStats::default() };
         for ex in exchanges {
+            let ex: Box<Exchange> = ex.into();
             let (Some(req), Some(resp)) = (ex.request, ex.response) else {
                 idx.stats.skipped_incomplete += 1;
                 continue;

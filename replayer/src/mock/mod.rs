@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use clap::Args;
 use tapedeck_model::Exchange;
 
-use crate::select::{Filter, select};
+use crate::select::{Budget, DEFAULT_MAX_SELECTION_BYTES, Filter, select_where};
 use index::{Fields, Index};
 
 pub use server::{Mock, MockStats};
@@ -50,6 +50,10 @@ pub struct MockOpts {
     /// Largest request body read for matching (larger ones are matched without their body and counted).
     #[arg(long, value_name = "BYTES", default_value_t = 16 << 20)]
     pub max_body: usize,
+    /// Most memory the recorded exchanges may hold, bodies included (512MiB, 4GiB): past it the mock does not
+    /// start and names the file; narrow the selection (--client, --service) or raise this.
+    #[arg(long, value_name = "SIZE", default_value = DEFAULT_MAX_SELECTION_BYTES, value_parser = crate::cli::parse_budget)]
+    pub max_selection_bytes: Budget,
 }
 
 /// A `--client` address: an IP, or an IP and port.
@@ -93,14 +97,14 @@ pub fn selected(ex: &Exchange, clients: &[ClientAddr], services: &[String]) -> b
 
 /// Loads the recorded exchanges and indexes them.
 pub fn load(opts: &MockOpts) -> anyhow::Result<(Index, u64)> {
-    let selection = select(&opts.paths, &Filter::default())?;
+    let keep = |e: &Exchange| selected(e, &opts.clients, &opts.services);
+    let selection =
+        select_where(&opts.paths, &Filter::default(), opts.max_selection_bytes, &keep, "--client, --service")?;
     for w in &selection.warnings {
         eprintln!("replayer: warning: {w}");
     }
-    let before = selection.exchanges.len();
-    let exchanges: Vec<Exchange> =
-        selection.exchanges.into_iter().filter(|e| selected(e, &opts.clients, &opts.services)).collect();
-    let filtered_out = (before - exchanges.len()) as u64;
+    let filtered_out = selection.stats.filtered_out;
+    let exchanges = selection.exchanges;
     Ok((Index::build(exchanges, opts.match_on), filtered_out))
 }
 

@@ -140,6 +140,10 @@ fn a_replay_against_the_mock_matches_everything_and_unseen_requests_are_counted(
 
     let (_, _, m) = http(mock.addr, "GET", "/__tapedeck/metrics");
     assert_eq!(metric(&m, "tapedeck_mock_requests_total{result=\"unmatched\"}"), 2.0);
+    // `/metrics` is the same page (the recording has no `/metrics` of its own), and is not counted as a request.
+    let (status, _, plain) = http(mock.addr, "GET", "/metrics");
+    assert_eq!(status, 200);
+    assert_eq!(metric(&plain, "tapedeck_mock_requests_total{result=\"unmatched\"}"), 2.0);
     assert!((metric(&m, "tapedeck_mock_match_ratio") - 6.0 / 8.0).abs() < 1e-9);
 
     let (code, err) = mock.stop();
@@ -192,4 +196,17 @@ fn a_mock_over_its_memory_budget_does_not_start_and_names_its_own_flags() {
     assert_eq!(http(mock.addr, "GET", "/mine/29").0, 200);
     let (code, err) = mock.stop();
     assert_eq!(code, Some(0), "{err}");
+}
+
+#[test]
+fn a_recorded_metrics_path_is_served_from_the_recording_and_the_mock_metrics_stay_reachable() {
+    let (_tmp, dir) = capture(&[get(1, 0, 0, "/metrics", "recorded_metric 7")]);
+    let mock = MockProc::start(&dir, &[]);
+    let (status, _, body) = http(mock.addr, "GET", "/metrics");
+    assert_eq!((status, body.as_str()), (200, "recorded_metric 7"), "the recording wins");
+    let (_, _, m) = http(mock.addr, "GET", "/__tapedeck/metrics");
+    assert_eq!(metric(&m, "tapedeck_mock_requests_total{result=\"matched\"}"), 1.0);
+    let (code, err) = mock.stop();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("/metrics is in the recording"), "{err}");
 }

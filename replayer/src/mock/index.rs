@@ -195,6 +195,11 @@ impl Index {
         self.responses.is_empty()
     }
 
+    /// Whether the recording has a request to `path` (without query), any method.
+    pub fn has_path(&self, path: &[u8]) -> bool {
+        self.paths.contains(path)
+    }
+
     /// Finds the response for a request: the level it matched at (an index into [`LEVELS`]), the exchange id and
     /// the response; or why nothing matched.
     pub fn lookup(&self, r: &Incoming) -> Result<(usize, u64, &Response), &'static str> {

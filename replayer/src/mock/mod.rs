@@ -5,7 +5,8 @@
 //!   request ──lookup (exact → without body → without query → method+path)──▶ recorded response (+ trailers)
 //!          └─ no match ──▶ 502, x-tapedeck-mock: unmatched; reason=...   (logged, counted)
 //! ```
-//! Binds 127.0.0.1:8081 unless `--listen` names another address. `/__tapedeck/metrics` answers Prometheus text;
+//! Binds 127.0.0.1:8081 unless `--listen` names another address. `/metrics` (unless the recording has requests to
+//! `/metrics`: the recording wins) and `/__tapedeck/metrics` (always) answer Prometheus text;
 //! SIGINT or SIGTERM prints a stats line (matched, unmatched, match rate) and ends the process with status 0.
 
 pub mod index;
@@ -131,6 +132,7 @@ pub fn run(opts: &MockOpts) -> anyhow::Result<()> {
             s.response_truncated,
         );
         let mock = Mock::new(index, opts.unmatched_status, opts.log_unmatched, opts.max_body);
+        eprintln!("mock: Prometheus metrics at {}", mock.metrics_paths());
         let stats = mock.stats();
         server::serve(listener, mock, shutdown()).await;
         eprintln!("{}", stats.line());

@@ -19,8 +19,11 @@ use tapedeck_model::Header;
 
 use super::index::{Incoming, Index, IndexStats, LEVELS};
 
-/// The metrics path.
+/// The metrics page: always here, a path no real service uses.
 pub const METRICS_PATH: &str = "/__tapedeck/metrics";
+/// The metrics page here too, unless the recording has requests to this path (then the mocked service's own
+/// answers are served: the recording wins).
+pub const PLAIN_METRICS_PATH: &str = "/metrics";
 
 /// Counters of the mock (atomics: requests are served concurrently).
 #[derive(Debug, Default)]
@@ -145,12 +148,24 @@ pub struct Mock {
     log_unmatched: u64,
     max_body: usize,
     stats: Arc<MockStats>,
+    /// Whether [`PLAIN_METRICS_PATH`] is the metrics page (the recording has no request to it).
+    plain_metrics: bool,
 }
 
 impl Mock {
     /// A mock answering from `index`.
     pub fn new(index: Index, unmatched_status: u16, log_unmatched: u64, max_body: usize) -> Mock {
-        Mock { index, unmatched_status, log_unmatched, max_body, stats: Arc::default() }
+        let plain_metrics = !index.has_path(PLAIN_METRICS_PATH.as_bytes());
+        Mock { index, unmatched_status, log_unmatched, max_body, stats: Arc::default(), plain_metrics }
+    }
+
+    /// Where the metrics page is served (one path or two).
+    pub fn metrics_paths(&self) -> String {
+        if self.plain_metrics {
+            format!("{PLAIN_METRICS_PATH} and {METRICS_PATH}")
+        } else {
+            format!("{METRICS_PATH} ({PLAIN_METRICS_PATH} is in the recording and served from it)")
+        }
     }
 
     /// The counters (shared).
@@ -159,7 +174,8 @@ impl Mock {
     }
 
     async fn handle(&self, req: Request<hyper::body::Incoming>) -> Response<MockBody> {
-        if req.uri().path() == METRICS_PATH {
+        let path = req.uri().path();
+        if path == METRICS_PATH || (self.plain_metrics && path == PLAIN_METRICS_PATH) {
             let mut r = Response::new(MockBody::new(self.stats.prometheus(&self.index.stats).into(), None));
             r.headers_mut().insert("content-type", HeaderValue::from_static("text/plain; version=0.0.4"));
             return r;

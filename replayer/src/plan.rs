@@ -109,6 +109,15 @@ impl Plan {
     /// [`Plan::pace`] is applied. Takes exchanges or boxes of them (a selection's): boxes are grouped by moving
     /// pointers.
     pub fn build<E: Into<Box<Exchange>> + Borrow<Exchange>>(exchanges: Vec<E>) -> Plan {
+        Plan::build_with(exchanges, &mut |_| {})
+    }
+
+    /// [`Plan::build`], handing what is left of each exchange once its request is planned (its response, for a
+    /// judge to keep without copying) to `rest`.
+    pub fn build_with<E: Into<Box<Exchange>> + Borrow<Exchange>>(
+        exchanges: Vec<E>,
+        rest: &mut dyn FnMut(&mut Exchange),
+    ) -> Plan {
         let mut stats = PlanStats::default();
         let origin = exchanges
             .iter()
@@ -197,6 +206,7 @@ impl Plan {
                     body_truncated,
                     masked_body,
                 });
+                rest(&mut ex);
             }
             stats.requests += requests.len() as u64;
             stats.connections += 1;

@@ -69,12 +69,16 @@ pub fn run(opts: &RunOpts, out: &mut dyn Write) -> anyhow::Result<Report> {
     for w in &selection.warnings {
         eprintln!("replayer: warning: {w}");
     }
-    let judge_setup = if opts.dry_run || opts.judge.no_judge {
+    let mut judge_setup = if opts.dry_run || opts.judge.no_judge {
         None
     } else {
         Some(judge::Setup::new(&opts.judge, &selection.exchanges).map_err(anyhow::Error::msg)?)
     };
-    let mut plan = Plan::build(selection.exchanges);
+    let mut plan = Plan::build_with(selection.exchanges, &mut |rest| {
+        if let Some(setup) = judge_setup.as_mut() {
+            setup.keep_response(rest);
+        }
+    });
     let pacing = Pacing { scale: opts.time_scale, max_gap: opts.max_gap };
     plan.pace(&pacing);
     let target = match &opts.target {

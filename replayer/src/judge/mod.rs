@@ -83,6 +83,7 @@ pub trait ReplayHook: Send + Sync + std::fmt::Debug {
     );
 }
 
+#[derive(Clone)]
 struct Recorded {
     method: String,
     path: String,
@@ -107,7 +108,8 @@ pub struct Setup {
 }
 
 impl Setup {
-    /// Reads the rules and indexes the recorded responses of `exchanges` (before they are planned).
+    /// Reads the rules and indexes the recorded exchanges (before they are planned). Their responses are not
+    /// copied: [`Setup::keep_response`] moves each in once planning is done with its exchange.
     pub fn new<E: std::borrow::Borrow<Exchange>>(opts: &JudgeOpts, exchanges: &[E]) -> Result<Setup, String> {
         let mut rules = match &opts.rules {
             Some(p) => Rules::from_file(p)?,
@@ -128,14 +130,7 @@ impl Setup {
             let endpoint = rules.endpoint_name(&method, &path);
             recorded.insert(
                 (key, ex.order, ex.id),
-                Recorded {
-                    method,
-                    path,
-                    endpoint,
-                    response: ex.response.clone(),
-                    latency,
-                    at: crate::correlate::request_time(ex),
-                },
+                Recorded { method, path, endpoint, response: None, latency, at: crate::correlate::request_time(ex) },
             );
         }
         Ok(Setup {
@@ -151,6 +146,16 @@ impl Setup {
                 crate::correlate::Usage::index(exchanges)
             }),
         })
+    }
+
+    /// Moves the recorded response of `ex` into the index (called by planning with what is left of each exchange,
+    /// so that a judged run never holds two copies of the recorded responses).
+    pub fn keep_response(&mut self, ex: &mut Exchange) {
+        let key = (ConnKey { connection_id: ex.connection_id, client: ex.client, server: ex.server }, ex.order, ex.id);
+        // Unique until judges are made, so this does not copy.
+        if let Some(rec) = Arc::make_mut(&mut self.recorded).get_mut(&key) {
+            rec.response = ex.response.take();
+        }
     }
 
     /// A judge that learns noise from a baseline's answers.

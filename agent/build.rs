@@ -2,6 +2,10 @@
 //! missing (nightly with rust-src, bpf-linker) or `TAPEDECK_NO_EBPF=1` is set, builds the agent without it:
 //! a cargo warning says so, and `--backend ebpf` then fails with a clear message (`auto` falls back to libpcap).
 //! With `TAPEDECK_CI=1` a missing toolchain or a failed eBPF build is an error instead. See docs/ebpf.md.
+//! Also embeds the git revision for `agent --version` (build-support/git_rev.rs).
+
+#[path = "../build-support/git_rev.rs"]
+mod git_rev;
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -16,6 +20,7 @@ fn main() {
     }
     let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
     let root = manifest.parent().unwrap_or(Path::new("..")).to_path_buf();
+    git_rev::emit_git_rev(&root);
     let ebpf_dir = root.join(PACKAGE);
     println!("cargo:rerun-if-changed={}", root.join("agent-ebpf-common/src").display());
     let ci = env::var("TAPEDECK_CI").is_ok_and(|v| v == "1");

@@ -68,6 +68,8 @@ pub struct LiveOptions {
     pub flush_interval: Duration,
     /// The capture backend (libpcap, eBPF, or auto) and the eBPF settings.
     pub backend: BackendOptions,
+    /// Print the start line ([`capture::start_line`]) on standard error once every interface is open.
+    pub announce: bool,
 }
 
 impl LiveOptions {
@@ -81,8 +83,9 @@ impl LiveOptions {
             batch_bytes: 256 << 10,
             tick: Duration::from_millis(100),
             retention_every: Duration::from_secs(10),
-            flush_interval: Duration::from_secs(5),
+            flush_interval: crate::pipeline::DEFAULT_FLUSH_INTERVAL,
             backend: BackendOptions::default(),
+            announce: false,
         }
     }
 }
@@ -172,6 +175,9 @@ pub fn run_live(
     let sources = capture::open_all(&opts.interfaces, &opts.backend).map_err(PipelineError::Capture)?;
     for src in &sources {
         tracing::info!(interface = %src.interface(), link_type = src.link().0, backend = src.backend(), "capturing");
+    }
+    if opts.announce {
+        eprintln!("agent: {}", capture::start_line(&sources, &opts.interfaces, &opts.capture.writer.dir));
     }
     crate::privileges::drop_after_capture_open().map_err(|e| PipelineError::Capture(e.to_string()))?;
     let workers_n = opts.capture.workers.max(1);

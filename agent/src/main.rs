@@ -37,14 +37,14 @@ fn main() -> ExitCode {
     let log_file = match init_logging(&args) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("agent: {e:#}");
+            eprintln!("agent: {}", causes(&e));
             return ExitCode::from(1);
         }
     };
     match run(&args, log_file) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("agent: {e:#}");
+            eprintln!("agent: {}", causes(&e));
             ExitCode::from(1)
         }
     }
@@ -55,6 +55,14 @@ fn run(args: &Args, log_file: Option<Arc<LogFile>>) -> anyhow::Result<ExitCode> 
     if args.print_masking {
         print!("{}", mask::describe(masker.as_ref()));
         return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(origin) = masker.as_ref().and_then(|m| m.key_origin()) {
+        if let (Some(key), Some(out)) = (origin.path(), &args.out) {
+            mask::keyfile::check_outside(key, out)?;
+        }
+        if !args.quiet {
+            eprintln!("agent: masking key: {origin}");
+        }
     }
     let summary = if args.iface.is_empty() {
         let mut cfg = args.capture_config();
@@ -155,6 +163,21 @@ fn run_live(
     Ok(summary)
 }
 
+/// An error and its causes on one line, each cause once: most of the agent's errors already name their cause in
+/// their message (`{path}: creating directory: {io error}`) and also return it as their source, so `{e:#}` would
+/// repeat it; a cause whose text is already in the line is left out.
+fn causes(e: &anyhow::Error) -> String {
+    let mut line = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+    }
+    line
+}
+
 /// Reads the --service-map file, when one is given.
 fn load_service_map(cfg: &mut pipeline::CaptureConfig) -> Result<(), ServiceMapError> {
     if let Some(services) = &mut cfg.services
@@ -189,7 +212,10 @@ fn init_logging(args: &Args) -> anyhow::Result<Option<Arc<LogFile>>> {
             Ok(Some(file))
         }
         None => {
-            let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+            // Colour only on a terminal (and not with NO_COLOR): a pipe or a file gets no escape codes.
+            let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            let builder =
+                tracing_subscriber::fmt().with_env_filter(filter).with_ansi(colour).with_writer(std::io::stderr);
             if json {
                 builder.json().init();
             } else {

@@ -9,8 +9,8 @@
 //! - the bounding set (when `CAP_SETPCAP` allows it), so that nothing executed later can regain a capability;
 //! - the ambient and inheritable sets (nothing is passed on through `execve`);
 //! - the effective and permitted sets: nothing remains. libpcap needs no capability once its handle is open
-//!   (reads, `poll` and statistics on an open packet socket are not checked); there is no eBPF backend whose
-//!   maps would need `CAP_BPF` later. The consequence: an interface that goes away cannot be reopened (it is
+//!   (reads, `poll` and statistics on an open packet socket are not checked), and the eBPF backend has loaded,
+//!   attached and opened its ring buffer before the drop (reading an open map needs no capability). The consequence: an interface that goes away cannot be reopened (it is
 //!   reported as failed, as before).
 //!
 //! and `no_new_privs` is set (set-uid binaries and file capabilities grant nothing to `execve` from now on).

@@ -14,6 +14,9 @@
 //! worker also moves its clock to the wall clock on every tick without packets ([`WorkerOptions::wall_clock`]).
 //!
 //! Memory caps are split: [`split_config`] gives each worker `1/N` of the flow cap and of the buffered-bytes cap.
+//!
+//! Connection ids are unique in a run: worker `w` of `N` numbers its connections `w + 1`, `w + 1 + N`,
+//! `w + 1 + 2N` ... (one worker: 1, 2, 3 ...), the same for the same input and worker count.
 
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
@@ -334,6 +337,7 @@ pub(crate) fn start_workers(
             rx,
             recycle: recycle_tx,
             reassembly: reassembly.clone(),
+            ids: (i as u64 + 1, n as u64),
             session: cfg.session.clone(),
             batcher: batcher.clone_for_worker(),
             opts: opts.clone(),
@@ -380,6 +384,9 @@ struct Worker {
     rx: Receiver<SegBatch>,
     recycle: Sender<SegBatch>,
     reassembly: ReassemblyConfig,
+    /// The first connection id and the step between this worker's ids: worker `w` of `n` numbers its
+    /// connections `w + 1`, `w + 1 + n`, ... so that ids are unique in the run (and deterministic).
+    ids: (u64, u64),
     session: crate::session::SessionConfig,
     batcher: Batcher,
     opts: WorkerOptions,
@@ -389,7 +396,8 @@ struct Worker {
 
 impl Worker {
     fn run(mut self) -> WorkerResult {
-        let mut table = FlowTable::new(self.reassembly.clone(), SessionFactory::new(self.session.clone()));
+        let mut table = FlowTable::new(self.reassembly.clone(), SessionFactory::new(self.session.clone()))
+            .with_connection_ids(self.ids.0, self.ids.1);
         let mut tally = ExchangeTally::default();
         let mut segments = 0u64;
         let mut writer_gone = false;

@@ -22,6 +22,9 @@ pub fn render(s: &RunSummary) -> String {
         s.seconds,
         rate
     );
+    if s.source.filtered_out > 0 {
+        let _ = writeln!(out, "--filter: {} packet(s) filtered out", s.source.filtered_out);
+    }
     if let Some(rss) = s.peak_rss_bytes {
         let _ = writeln!(out, "peak memory (RSS): {:.1} MB", rss as f64 / 1e6);
     }

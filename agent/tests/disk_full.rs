@@ -165,7 +165,10 @@ fn a_full_disk_is_reported_counted_cleaned_up_and_recovered_from() {
     {
         let l = log.lock().unwrap_or_else(|e| e.into_inner());
         let errors: Vec<&str> = l.lines().filter(|l| l.contains("cannot write segments")).collect();
-        assert_eq!(errors.len(), 1, "one error, however many retries:\n{l}");
+        // A pipe's blocks are flushed every --flush-interval: a small one may still fit in what space is left,
+        // and writing resumes (said so) before failing again. Retries alone say nothing.
+        let resumed = l.lines().filter(|l| l.contains("resumed after")).count();
+        assert_eq!(errors.len(), 1 + resumed, "one error per outage, however many retries:\n{l}");
         assert!(errors[0].contains(&mnt.display().to_string()) && errors[0].contains("ENOSPC"), "{}", errors[0]);
         assert!(!l.contains("panicked"), "{l}");
     }
@@ -176,10 +179,11 @@ fn a_full_disk_is_reported_counted_cleaned_up_and_recovered_from() {
     // Space comes back: writing resumes, and new segments are finished.
     let before: Vec<PathBuf> = list_segments(&mnt).unwrap();
     assert!(!before.is_empty(), "a segment was finished before the disk filled");
+    let resumed_before = count(&log, "resumed");
     for f in &before {
         std::fs::remove_file(f).unwrap();
     }
-    wait_for("writing to resume", Duration::from_secs(60), &log, || count(&log, "resumed") > 0);
+    wait_for("writing to resume", Duration::from_secs(60), &log, || count(&log, "resumed") > resumed_before);
     wait_for("a new segment", Duration::from_secs(120), &log, || {
         list_segments(&mnt).unwrap().iter().any(|f| !before.contains(f))
     });
@@ -212,6 +216,7 @@ fn a_full_disk_is_reported_counted_cleaned_up_and_recovered_from() {
     eprintln!("disk_full: {total} exchanges, writer {w}");
 }
 
+#[cfg(feature = "libpcap")] // the agent captures with libpcap
 #[test]
 fn live_capture_on_a_full_disk_shows_the_errors_on_metrics_and_recovers() {
     if !is_root() {

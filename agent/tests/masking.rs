@@ -244,7 +244,24 @@ fn no_planted_secret_reaches_a_segment() {
     for p in PLANTED {
         assert_eq!(count(&bytes, p), 0, "planted value {p:?} found in the segments");
     }
-    assert!(count(&bytes, "[REDACTED]") >= 12, "{}", count(&bytes, "[REDACTED]"));
+    // Redacted: the JWT (the policy's `jwts` rule redacts), three cards, two passwords (and the urlencoded one).
+    assert_eq!(count(&bytes, "[REDACTED]"), 6);
+    assert_eq!(count(&bytes, "password=%5BREDACTED%5D"), 1, "the urlencoded password");
+    // Keyed tokens, each of the credential alone (the scheme word of `Authorization` is kept).
+    for (secret, n) in [
+        ("PLANTauthBEARER1", 1),
+        ("PLANTproxyBASIC2", 1),
+        ("PLANTcookieSID3", 1),
+        ("PLANTsetcookie4", 1),
+        ("PLANTapikey5", 1),
+        ("PLANTquerytoken6", 1),
+        ("PLANTjsonrefresh8", 1),
+        ("dark", 1),
+    ] {
+        assert_eq!(count(&bytes, &token(secret)), n, "{secret}");
+    }
+    assert_eq!(count(&bytes, &format!("Bearer {}", token("PLANTauthBEARER1"))), 1);
+    assert_eq!(count(&bytes, &format!("Basic {}", token("PLANTproxyBASIC2"))), 1);
     // The user id was sent twice (two exchanges): the same token both times; the e-mail three times.
     assert_eq!(count(&bytes, &token("PLANTuserid13")), 2);
     assert_eq!(count(&bytes, &token("jane.doe@example.org")), 2, "text body and JSON string (header had none)");
@@ -260,9 +277,12 @@ fn no_planted_secret_reaches_a_segment() {
     let by_path = |p: &str| exs.iter().find(|e| e.request.as_ref().unwrap().path.starts_with(p.as_bytes())).unwrap();
     let first = by_path("/search");
     assert!(first.flags.contains(Flags::MASKED));
-    assert_eq!(first.masked_by, ["auth-headers", "emails", "jwts", "payment-cards", "secret-query-params", "user-ids"]);
+    assert_eq!(
+        first.masked_by,
+        ["auth-headers", "cookies", "emails", "jwts", "payment-cards", "token-query-params", "user-ids"]
+    );
     let req = first.request.as_ref().unwrap();
-    assert_eq!(req.path, b"/search?q=shoes&access_token=%5BREDACTED%5D&page=2");
+    assert_eq!(req.path, format!("/search?q=shoes&access_token={}&page=2", token("PLANTquerytoken6")).as_bytes());
     assert_eq!(
         first.response.as_ref().unwrap().body.bytes,
         format!("receipt for card [REDACTED], mail {}", token("jane.doe@example.org")).as_bytes()
@@ -272,7 +292,7 @@ fn no_planted_secret_reaches_a_segment() {
     assert_eq!(body["user"]["profile"]["password"], "[REDACTED]");
     assert_eq!(body["items"][0]["card"], "[REDACTED]");
     assert_eq!(body["items"][0]["qty"], 2);
-    assert_eq!(body["session"]["refresh_token"], "[REDACTED]");
+    assert_eq!(body["session"]["refresh_token"], token("PLANTjsonrefresh8"));
     let gz = by_path("/token");
     assert!(gz.masked_by.contains(&"@response-body:re-encoded:gzip".to_string()), "{:?}", gz.masked_by);
     let plain = {
@@ -281,7 +301,10 @@ fn no_planted_secret_reaches_a_segment() {
         flate2::read::GzDecoder::new(&gz.response.as_ref().unwrap().body.bytes[..]).read_to_string(&mut s).unwrap();
         s
     };
-    assert_eq!(plain, r#"{"access_token":"[REDACTED]","expires":3600,"clean":"visible-marker-xyz"}"#);
+    assert_eq!(
+        plain,
+        format!(r#"{{"access_token":"{}","expires":3600,"clean":"visible-marker-xyz"}}"#, token("PLANTgzipToken11"))
+    );
 
     // The counters.
     let m = &run.stats["masking"];
@@ -335,15 +358,23 @@ fn print_masking_shows_the_effective_rules_and_refuses_bad_policies() {
         assert!(text.contains(name), "{name} missing from:\n{text}");
     }
     assert!(!text.contains("env-key"), "the key is never printed");
-    // A hash rule without a key, and an unknown key in the file, are refused before reading anything.
+    assert!(text.contains("# hash key: set (from TAPEDECK_MASK_KEY)"), "{text}");
+    // Without a key, a hash rule gets the installation's key, created at the default path on first use.
+    let state = dir.path().join("state");
     let o = Command::new(env!("CARGO_BIN_EXE_agent"))
         .args(["--print-masking", "--mask-policy"])
         .arg(&policy)
         .env_remove("TAPEDECK_MASK_KEY")
+        .env_remove("STATE_DIRECTORY")
+        .env("XDG_STATE_HOME", &state)
         .output()
         .unwrap();
-    assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("user-ids"));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let key_path = state.join("tapedeck/mask.key");
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert!(text.contains(&format!("# hash key: set ({} (created now", key_path.display())), "{text}");
+    assert!(!text.contains(std::fs::read_to_string(&key_path).unwrap().trim_end()), "the key is never printed");
+    // An unknown key in the file is refused before reading anything.
     std::fs::write(&policy, "[[rule]]\nname='x'\ntarget='header'\nnames=['a']\naction='redact'\nwhen='now'\n").unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_agent"))
         .arg("--print-masking")
@@ -353,6 +384,112 @@ fn print_masking_shows_the_effective_rules_and_refuses_bad_policies() {
         .unwrap();
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("when"), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// A capture of three requests with credentials (two sessions, bearer tokens A and B, A twice) and a JWT and an
+/// AWS key id where no rule names them: a custom header, a query value, a text/plain body.
+fn build_sessions_capture(path: &Path) {
+    let f = std::fs::File::create(path).unwrap();
+    let mut cap = Capture::new(std::io::BufWriter::new(f)).unwrap();
+    let mut c =
+        Conn::new(Endpoint { ip: [10, 0, 0, 1], port: 40001 }, Endpoint { ip: [10, 0, 0, 2], port: 8080 }, 1000, 5000);
+    c.handshake(&mut cap).unwrap();
+    let jwt = SESSION_SECRETS[2];
+    let reqs = [
+        request(
+            "POST",
+            &format!("/a?assertion={}&aws={}", SESSION_SECRETS[3], SESSION_SECRETS[4]),
+            &[
+                ("Authorization", &format!("Bearer {}", SESSION_SECRETS[0])),
+                ("X-Forwarded-Auth", jwt),
+                ("Content-Type", "text/plain"),
+            ],
+            format!("forwarded {} with key {}", SESSION_SECRETS[5], SESSION_SECRETS[6]).as_bytes(),
+        ),
+        request("GET", "/b", &[("Authorization", &format!("Bearer {}", SESSION_SECRETS[1]))], b""),
+        request("GET", "/c", &[("Authorization", &format!("Bearer {}", SESSION_SECRETS[0]))], b""),
+    ];
+    for req in &reqs {
+        c.client_data(&mut cap, req).unwrap();
+        c.server_data(&mut cap, &response(&[], b"")).unwrap();
+    }
+    c.close(&mut cap).unwrap();
+    cap.finish().unwrap().flush().unwrap();
+}
+
+/// Bearer token A, bearer token B, then JWTs (custom header, query, body) and AWS key ids (query, body).
+const SESSION_SECRETS: [&str; 7] = [
+    "PLANTsessionAAAA1",
+    "PLANTsessionBBBB2",
+    "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJQTEFOVGhkciJ9.c2lnUExBTlRoZHI",
+    "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJQTEFOVHF1ZXJ5In0.c2lnUExBTlRxdWVyeQ",
+    "AKIAPLANT0QUERY00001",
+    "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJQTEFOVGJvZHkifQ.c2lnUExBTlRib2R5",
+    "AKIAPLANT0BODY000002",
+];
+
+fn token_with(key: &[u8], value: &str) -> String {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap();
+    mac.update(value.as_bytes());
+    format!("tdk_{}", mac.finalize().into_bytes()[..8].iter().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
+/// The default policy with no key given: the installation's key is created on the first run (0600, in a 0700
+/// directory, outside the segment directory), its path is shown and the key is not; credentials and the JWTs
+/// and AWS key ids no rule names become keyed tokens (two sessions, two tokens; the same session, the same
+/// token); a second run reuses the key, so the same secrets get the same tokens.
+#[test]
+fn the_default_policy_keys_tokens_with_a_key_created_once_and_reused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("sessions.pcap");
+    build_sessions_capture(&pcap);
+    let state = dir.path().join("state");
+    let run = |n: usize| {
+        let out = dir.path().join(format!("segments{n}"));
+        let o = Command::new(env!("CARGO_BIN_EXE_agent"))
+            .arg("--pcap")
+            .arg(&pcap)
+            .arg("--out")
+            .arg(&out)
+            .env_remove("TAPEDECK_MASK_KEY")
+            .env_remove("TAPEDECK_MASK_KEY_FILE")
+            .env_remove("STATE_DIRECTORY")
+            .env("XDG_STATE_HOME", &state)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        (decompressed(&list_segments(&out).unwrap()), String::from_utf8_lossy(&o.stderr).into_owned())
+    };
+    let key_path = state.join("tapedeck/mask.key");
+    let (first, stderr1) = run(1);
+    assert!(stderr1.contains(&format!("masking key: {} (created now", key_path.display())), "{stderr1}");
+    let key_text = std::fs::read_to_string(&key_path).unwrap();
+    let key = key_text.trim_end().as_bytes();
+    assert_eq!(key.len(), 64, "32 random bytes as hex");
+    assert_eq!(std::fs::metadata(&key_path).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::metadata(key_path.parent().unwrap()).unwrap().permissions().mode() & 0o777, 0o700);
+    assert!(!stderr1.contains(key_text.trim_end()), "the key is never logged");
+
+    let (second, stderr2) = run(2);
+    assert!(stderr2.contains(&format!("masking key: {}", key_path.display())), "{stderr2}");
+    assert!(!stderr2.contains("(created now"), "{stderr2}");
+    assert_eq!(std::fs::read_to_string(&key_path).unwrap(), key_text, "the key file is reused, not replaced");
+
+    let (a, b) = (token_with(key, SESSION_SECRETS[0]), token_with(key, SESSION_SECRETS[1]));
+    assert_ne!(a, b);
+    for bytes in [&first, &second] {
+        for secret in SESSION_SECRETS {
+            assert_eq!(count(bytes, secret), 0, "{secret} reached a segment");
+        }
+        assert_eq!(count(bytes, key_text.trim_end()), 0, "the key reached a segment");
+        assert_eq!(count(bytes, &format!("Bearer {a}")), 2, "session A twice, the same token");
+        assert_eq!(count(bytes, &format!("Bearer {b}")), 1, "session B, another token");
+        for secret in &SESSION_SECRETS[2..] {
+            assert_eq!(count(bytes, &token_with(key, secret)), 1, "{secret}: a token in its place");
+        }
+    }
+    assert_eq!(first.len(), second.len());
 }
 
 /// The benchmark exchange of BENCHMARKS.md (wrk's `GET /small.txt`, nginx's 600-byte text answer), as the
@@ -413,10 +550,23 @@ fn bench_exchange() -> tapedeck_model::Exchange {
 #[test]
 #[ignore]
 fn mask_cost_of_a_clean_exchange() {
-    let mut m = tapedeck_agent::mask::Masker::new(tapedeck_agent::mask::Policy::default_policy(), None).unwrap();
+    use tapedeck_agent::mask::{MaskKey, Masker, Policy};
+    let key = MaskKey::new(KEY.to_vec()).unwrap();
+    // The default policy, and the same without the JWT, bearer and cloud-key detectors (as before issue 21).
+    let mut cards_only = Policy::default_policy();
+    cards_only.rules.retain(|r| !["jwts", "bearer-tokens", "cloud-keys"].contains(&r.name.as_str()));
     let ex = bench_exchange();
     let (rounds, batch_len) = (2000, 128);
-    for round in 0..3 {
+    // MASK_COST_ONLY=default or =cards runs one policy only (for instruction counts under callgrind).
+    let only = std::env::var("MASK_COST_ONLY").ok();
+    for (round, policy) in
+        [(0, &cards_only), (1, &Policy::default_policy()), (2, &cards_only), (3, &Policy::default_policy())]
+    {
+        let mut m = Masker::new(policy.clone(), Some(&key)).unwrap();
+        let name = if policy.rules.len() == cards_only.rules.len() { "without the token detectors" } else { "default" };
+        if only.as_deref().is_some_and(|o| o != if name == "default" { "default" } else { "cards" }) {
+            continue;
+        }
         let mut spent = std::time::Duration::ZERO;
         for _ in 0..rounds {
             let mut batch: Vec<_> = (0..batch_len).map(|_| ex.clone()).collect();
@@ -426,7 +576,7 @@ fn mask_cost_of_a_clean_exchange() {
             assert_eq!(batch.len(), batch_len);
             assert!(batch.iter().all(|e| e.masked_by.is_empty()));
         }
-        println!("round {round}: {:.1} ns per exchange", spent.as_nanos() as f64 / (rounds * batch_len) as f64);
+        println!("round {round}, {name}: {:.1} ns per exchange", spent.as_nanos() as f64 / (rounds * batch_len) as f64);
     }
 }
 
@@ -440,25 +590,13 @@ fn planted_capture() -> (PathBuf, Vec<String>) {
     (dir.join("masking-planted.pcap"), secrets)
 }
 
-/// The default policy plus the detectors the default leaves off.
+/// The default policy plus the detector the default leaves off.
 const REAL_POLICY: &str = r#"
 [[rule]]
 name = "emails"
 target = "detector"
 detector = "email"
 action = "hash"
-
-[[rule]]
-name = "jwts"
-target = "detector"
-detector = "jwt"
-action = "redact"
-
-[[rule]]
-name = "cloud-keys"
-target = "detector"
-detector = "cloud_key"
-action = "redact"
 "#;
 
 fn gunzip(b: &[u8]) -> Vec<u8> {
@@ -533,10 +671,18 @@ fn real_clients_planted_secrets_never_reach_a_segment() {
     // HTTP/1.1: headers, query, cookies.
     let search = req("GET", "/search");
     let r = search.request.as_ref().unwrap();
-    assert_eq!(r.path, b"/search?q=shoes&token=%5BREDACTED%5D&page=2");
-    for h in ["authorization", "cookie", "x-api-key", "x-trace-context"] {
-        assert_eq!(field(&r.headers, h), Some("[REDACTED]"), "{h}");
+    assert_eq!(r.path, format!("/search?q=shoes&token={}&page=2", token("PLANTh1QueryTok04")).as_bytes());
+    let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJQTEFOVDE3In0.c2lnUExBTlQxNw";
+    for (h, want) in [
+        ("authorization", format!("Bearer {}", token("PLANTh1BearerTok01"))),
+        ("cookie", format!("theme={}; sid={}", token("dark"), token("PLANTh1CookieSid02"))),
+        ("x-api-key", token("PLANTh1ApiKey03")),
+        // A JWT in a header no rule names: the default JWT detector.
+        ("x-trace-context", token(jwt)),
+    ] {
+        assert_eq!(field(&r.headers, h), Some(want.as_str()), "{h}");
     }
+    assert!(search.masked_by.contains(&"jwts".to_string()), "{:?}", search.masked_by);
     assert_eq!(field(&r.headers, "host"), Some("127.0.0.1:18090"), "clean headers untouched");
     // JSON nested deep, a card and a cloud key inside JSON strings; Set-Cookie and a token in the response.
     let login = req("POST", "/login");
@@ -545,11 +691,12 @@ fn real_clients_planted_secrets_never_reach_a_segment() {
     assert_eq!(body["user"]["profile"]["settings"]["lang"], "en");
     assert_eq!(body["items"][0]["card"], "[REDACTED]");
     assert_eq!(body["items"][0]["qty"], 2);
-    assert_eq!(body["note"], "key [REDACTED]");
+    assert_eq!(body["note"], format!("key {}", token("AKIAPLANT0AWSKEY0009")));
     let resp = login.response.as_ref().unwrap();
-    assert_eq!(field(&resp.headers, "set-cookie"), Some("[REDACTED]"));
+    let set_cookie = format!("session_id={}; Path=/; HttpOnly", token("PLANTsetCookie10"));
+    assert_eq!(field(&resp.headers, "set-cookie"), Some(set_cookie.as_str()));
     let rbody: serde_json::Value = serde_json::from_slice(&resp.body.bytes).unwrap();
-    assert_eq!(rbody["access_token"], "[REDACTED]");
+    assert_eq!(rbody["access_token"], token("PLANTrespToken11"));
     assert_eq!(rbody["user"]["name"], "jane");
     // Forms.
     let form = req("POST", "/form");
@@ -559,18 +706,19 @@ fn real_clients_planted_secrets_never_reach_a_segment() {
     );
     let upload = req("POST", "/upload");
     let multipart = String::from_utf8_lossy(&upload.request.as_ref().unwrap().body.bytes).into_owned();
-    assert!(multipart.contains("name=\"api_key\"\r\n\r\n[REDACTED]\r\n"), "{multipart}");
+    let key_part = format!("name=\"api_key\"\r\n\r\n{}\r\n", token("PLANTmultipartKey07"));
+    assert!(multipart.contains(&key_part), "{multipart}");
     assert!(multipart.contains("name=\"note\"\r\n\r\ncard [REDACTED]\r\n"), "{multipart}");
     assert!(multipart.contains("name=\"user\"\r\n\r\njane\r\n"), "{multipart}");
     // gzip-encoded JSON both ways, masked and encoded again.
     let tok = req("POST", "/token");
     let treq = tok.request.as_ref().unwrap();
     let plain: serde_json::Value = serde_json::from_slice(&gunzip(&treq.body.bytes)).unwrap();
-    assert_eq!(plain["client_secret"], "[REDACTED]");
+    assert_eq!(plain["client_secret"], token("PLANTgzipSecret08"));
     assert_eq!(plain["contact"], email_token.as_str());
     let tresp = tok.response.as_ref().unwrap();
     let plain: serde_json::Value = serde_json::from_slice(&gunzip(&tresp.body.bytes)).unwrap();
-    assert_eq!(plain["refresh_token"], "[REDACTED]");
+    assert_eq!(plain["refresh_token"], token("PLANTgzipResp12"));
     assert_eq!(plain["expires"], 3600);
     assert!(tok.masked_by.contains(&"@request-body:re-encoded:gzip".to_string()), "{:?}", tok.masked_by);
     assert!(tok.masked_by.contains(&"@response-body:re-encoded:gzip".to_string()), "{:?}", tok.masked_by);
@@ -578,9 +726,12 @@ fn real_clients_planted_secrets_never_reach_a_segment() {
     let h2get = req("GET", "/hello.txt");
     assert_eq!(h2get.proto, tapedeck_model::Protocol::H2);
     let r = h2get.request.as_ref().unwrap();
-    assert_eq!(r.path, b"/hello.txt?api_key=%5BREDACTED%5D&card=%5BREDACTED%5D&q=ok");
-    assert_eq!(field(&r.headers, "authorization"), Some("[REDACTED]"));
-    assert_eq!(field(&r.headers, "cookie"), Some("[REDACTED]"));
+    assert_eq!(
+        r.path,
+        format!("/hello.txt?api_key={}&card=%5BREDACTED%5D&q=ok", token("PLANTh2QueryKey15")).as_bytes()
+    );
+    assert_eq!(field(&r.headers, "authorization"), Some(format!("Basic {}", token("PLANTh2Basic13")).as_str()));
+    assert_eq!(field(&r.headers, "cookie"), Some(format!("session={}", token("PLANTh2Cookie14")).as_str()));
     assert_eq!(field(&r.headers, "x-contact"), Some(email_token.as_str()));
     let h2post = req("POST", "/hello.txt");
     let body: serde_json::Value = serde_json::from_slice(&h2post.request.as_ref().unwrap().body.bytes).unwrap();

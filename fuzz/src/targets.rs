@@ -556,7 +556,7 @@ thread_local! {
         let broad = Policy::build(true, Some(file)).expect("the broad policy is valid");
         let key = MaskKey::new(b"fuzz-key-0123456789abcdef".to_vec()).expect("a key");
         [
-            Masker::new(Policy::default_policy(), None).expect("the default policy compiles"),
+            Masker::new(Policy::default_policy(), Some(&key)).expect("the default policy compiles"),
             Masker::new(broad, Some(&key)).expect("the broad policy compiles"),
         ]
     };

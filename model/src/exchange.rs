@@ -290,8 +290,8 @@ pub struct Exchange {
 
 impl Exchange {
     /// Bytes this exchange holds, roughly: the struct, bodies, header names and values (48 bytes of overhead per
-    /// field), the request line's parts, labels and masking notes. It errs low only by per-allocation overhead. The agent cuts batches by it;
-    /// the replayer bounds its selection by it.
+    /// field), the request line's parts, labels and masking notes. It errs low only by per-allocation overhead.
+    /// The agent cuts batches by it; the replayer bounds its selection by it.
     pub fn approx_bytes(&self) -> usize {
         fn headers(h: &[Header]) -> usize {
             h.iter().map(|f| f.name.len() + f.value.len() + 48).sum()

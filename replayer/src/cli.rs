@@ -4,18 +4,16 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use regex::bytes::Regex;
-use tapedeck_model::Protocol;
 
 use crate::pace::{TimeScale, parse_duration};
 use crate::progress::ProgressMode;
-use crate::select::{Budget, DEFAULT_MAX_SELECTION_BYTES, StatusMatch, TimeBound, parse_protocols};
+use crate::select::Budget;
 use crate::tokens::TokenFileArg;
 use crate::transform::{HostRewrite, PathRewrite, SetHeader, Target};
 
 /// tapedeck replayer: reads recorded HTTP exchanges from segment files written by `agent`.
 #[derive(Debug, Parser)]
-#[command(name = "replayer", version)]
+#[command(name = "replayer", version = concat!(env!("CARGO_PKG_VERSION"), " (git ", env!("TAPEDECK_GIT_REV"), ")"))]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -25,42 +23,64 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// List the exchanges in segment files or directories of them.
+    /// List the exchanges in segment files or directories of them, in time order across files (first byte
+    /// first), with the filters of `run`.
     ///
-    /// Damaged or unfinished segments (a writer that died) are read up to what is intact; a line on standard
-    /// error names the file and says what was recovered. Exit status: 0 when everything was read, 1 when some
-    /// file or block could not be, 2 for bad flags.
-    Inspect {
-        /// Segment files, or directories holding them (including unfinished `.seg.tmp` files).
-        #[arg(value_name = "PATH", required = true)]
-        paths: Vec<PathBuf>,
-        /// One JSON object per exchange per line (proto, request, response, flags, timing, addresses).
-        #[arg(long)]
-        json: bool,
-    },
+    /// A line: time (UTC, `Z`), connection and order on it (`c<connection id>#<order>`, the id `run --dry-run`
+    /// shows), stream, protocol, client -> server, request => status (body length), flags. Damaged or unfinished
+    /// segments (a writer that died) are read up to what is intact; a line on standard error names the file and
+    /// says what was lost. Exit status: 0 when everything was read, 1 when some file or block could not be, 2 for
+    /// bad flags.
+    Inspect(Box<InspectOpts>),
     /// Replay recorded requests against a target, paced as recorded (scaled), judge the answers against the
     /// recorded ones, and summarise the results.
     ///
     /// Each recorded connection is replayed on its own connection, its requests in recorded order. Errors from
     /// the target (refused, reset, timeout) are counted per request and never stop the run. Every answer is
     /// compared with the recorded one (status, chosen headers, body by content type; see --rules and
-    /// docs/regression.md). Exit status: 0 when the run completed and no --fail-if gate failed (whatever the
-    /// target answered), 1 when the run could not be done (input unreadable, rules file bad, report not
-    /// written), 2 for bad flags, 3 when a --fail-if gate failed.
+    /// docs/regression.md). Output files (--report, --junit, --har) are checked before anything is read or sent.
+    /// Exit status: 0 when the run completed and no --fail-if gate failed (whatever the target answered; when
+    /// every request failed, a line on standard error says so with the first cause), 1 when the run could not be
+    /// done or not in full (input unreadable or damaged: what could be read is replayed, then the number of
+    /// exchanges lost is given; nothing selected, unless --allow-empty; rules file bad; an output file not
+    /// writable), 2 for bad flags, 3 when a --fail-if gate failed.
     Run(Box<RunOpts>),
     /// Write recorded exchanges as HAR 1.2 (browser dev tools, HAR viewers) and/or JSON lines (log pipelines).
     ///
-    /// Damaged segments are read up to what is intact, with one warning per file. Exit status: 0 when everything
-    /// was read, 1 when some file or block could not be (what could be read is still written), 2 for bad flags.
+    /// Damaged segments are read up to what is intact, with one warning per file saying how many exchanges were
+    /// lost. Exit status: 0 when everything was read, 1 when some file or block could not be (what could be read
+    /// is still written), 2 for bad flags.
     Export(ExportOpts),
     /// Serve recorded responses to the service under test (a mock of its dependencies).
     ///
     /// Requests are matched on method, path, query and body (--match), falling back from the exact match to
     /// without body, without query, and method and path; repeated calls get the recorded answers in order, then
-    /// the last one again. Unmatched requests get 502 with 'x-tapedeck-mock: unmatched; reason=...'. Metrics at
-    /// /__tapedeck/metrics; a stats line on SIGINT/SIGTERM. Exit status: 0 after a signal, 1 when the input
-    /// could not be read or the address not bound, 2 for bad flags.
+    /// the last one again. Unmatched requests get 502 with 'x-tapedeck-mock: unmatched; reason=...'. Prometheus
+    /// metrics at /metrics (unless the recording has requests to /metrics: those are mocked) and always at
+    /// /__tapedeck/metrics; a stats line on SIGINT/SIGTERM (match rate n/a before any request). Exit status: 0
+    /// after a signal, 1 when the input could not be read or the address not bound, or after a signal when the
+    /// input was damaged (what could be read is served; a warning at start says how many exchanges were lost), 2
+    /// for bad flags.
     Mock(Box<crate::mock::MockOpts>),
+}
+
+/// Options of `replayer inspect`.
+#[derive(Debug, Args)]
+pub struct InspectOpts {
+    /// Segment files, or directories holding them (including unfinished `.seg.tmp` files).
+    #[arg(value_name = "PATH", required = true)]
+    pub paths: Vec<PathBuf>,
+    /// One JSON object per exchange per line (proto, request, response, flags, timing, addresses).
+    #[arg(long)]
+    pub json: bool,
+    /// Show bodies: text decoded from its content-encoding (gzip, br, deflate, zstd), binary as its length and a
+    /// hex prefix. With --json: `body.text` (UTF-8) or `body.base64`, `body.encoding` saying which.
+    #[arg(long)]
+    pub bodies: bool,
+    /// Which exchanges (the same flags as `run`); exchanges without a request are listed when no method, host,
+    /// path, status or protocol filter is given.
+    #[command(flatten)]
+    pub filter: crate::filter_args::FilterArgs,
 }
 
 /// Options of `replayer export`.
@@ -99,37 +119,6 @@ pub struct RunOpts {
     /// one thread sends tens of thousands of requests per second).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub threads: Option<u32>,
-    /// Only these methods (repeatable).
-    #[arg(long = "method", value_name = "METHOD")]
-    pub methods: Vec<String>,
-    /// Only this host or authority (repeatable).
-    #[arg(long = "host", value_name = "HOST")]
-    pub hosts: Vec<String>,
-    /// Only paths starting with this prefix (repeatable).
-    #[arg(long = "path-prefix", value_name = "PREFIX")]
-    pub path_prefixes: Vec<String>,
-    /// Only paths (with query) matching this regex.
-    #[arg(long, value_name = "REGEX", value_parser = parse_regex)]
-    pub path_regex: Option<Regex>,
-    /// Only recorded statuses: a code (404) or a class (5xx) (repeatable).
-    #[arg(long = "status", value_name = "STATUS", value_parser = parse_status)]
-    pub statuses: Vec<StatusMatch>,
-    /// Only this protocol: http/1.0, http/1.1, h1 (both) or h2 (repeatable).
-    #[arg(long = "protocol", value_name = "PROTO", value_parser = parse_protocols)]
-    pub protocols: Vec<Vec<Protocol>>,
-    /// Start of the time window: an offset from the capture start (30s) or an RFC 3339 time.
-    #[arg(long, value_name = "TIME", value_parser = parse_time_bound)]
-    pub from: Option<TimeBound>,
-    /// End of the time window (exclusive), same forms as --from.
-    #[arg(long, value_name = "TIME", value_parser = parse_time_bound)]
-    pub to: Option<TimeBound>,
-    /// At most this many requests (the earliest).
-    #[arg(long, value_name = "N")]
-    pub limit: Option<usize>,
-    /// Most memory the selected exchanges may hold, bodies included (512MiB, 4GiB): past it the run stops before
-    /// sending anything and names the file; narrow the selection (--from/--to, --limit, filters) or raise this.
-    #[arg(long, value_name = "SIZE", default_value = DEFAULT_MAX_SELECTION_BYTES, value_parser = parse_budget)]
-    pub max_selection_bytes: Budget,
     /// Map an authority or host to another: OLD=NEW (repeatable; Host / :authority).
     #[arg(long = "rewrite-host", value_name = "OLD=NEW", value_parser = parse_rewrite)]
     pub rewrite_hosts: Vec<HostRewrite>,
@@ -160,6 +149,15 @@ pub struct RunOpts {
     /// Map a path prefix to another: /OLD=/NEW (repeatable; whole segments: /v1 matches /v1/x, not /v10).
     #[arg(long = "rewrite-path", value_name = "/OLD=/NEW", value_parser = parse_path_rewrite)]
     pub rewrite_paths: Vec<PathRewrite>,
+    /// Live values for masked recorded ones: TOML with one [tokens] table, each key a recorded value or token as
+    /// `inspect` shows it ("tdk_0123456789abcdef"), each value what to send in its place, inside every recorded
+    /// header value that holds it (so each recorded session gets its own credential).
+    #[arg(long = "token-map", value_name = "FILE")]
+    pub token_map: Option<PathBuf>,
+    /// Send recorded header values that hold masked credentials ([REDACTED], tdk_ tokens) as they are. Without
+    /// it (or --set-header / --token-map covering them), such a run stops before sending anything.
+    #[arg(long)]
+    pub allow_masked: bool,
     /// A file whose content (trimmed) is {{file.NAME}} in --set-header; re-read when it changes (repeatable).
     #[arg(long = "token-file", value_name = "NAME=PATH", value_parser = parse_token_file)]
     pub token_files: Vec<TokenFileArg>,
@@ -181,6 +179,12 @@ pub struct RunOpts {
     /// Progress on standard error: a bar on a terminal, a line every 5 s otherwise (auto), or bar, lines, off.
     #[arg(long, value_name = "MODE", default_value = "auto")]
     pub progress: ProgressMode,
+    /// Run even when nothing is selected (an empty directory, filters that match nothing): exit 0, not 1.
+    #[arg(long)]
+    pub allow_empty: bool,
+    /// Which recorded requests to replay.
+    #[command(flatten)]
+    pub filter: crate::filter_args::FilterArgs,
     /// Validation, gates, noise learning and correlation.
     #[command(flatten)]
     pub judge: crate::judge::args::JudgeOpts,
@@ -194,19 +198,7 @@ fn parse_scale(s: &str) -> Result<TimeScale, String> {
     s.parse()
 }
 
-fn parse_regex(s: &str) -> Result<Regex, String> {
-    Regex::new(s).map_err(|e| format!("'{s}' is not a valid regex: {e}"))
-}
-
 pub(crate) fn parse_budget(s: &str) -> Result<Budget, String> {
-    s.parse()
-}
-
-fn parse_status(s: &str) -> Result<StatusMatch, String> {
-    s.parse()
-}
-
-fn parse_time_bound(s: &str) -> Result<TimeBound, String> {
     s.parse()
 }
 

@@ -11,7 +11,7 @@ use serde::Serialize;
 use tapedeck_model::Exchange;
 use tapedeck_model::segment::{SegmentReader, list_segments_with_tmp};
 
-use crate::har::{HarStats, HarWriter, entry_from_exchange, rfc3339};
+use crate::har::{HarStats, HarWriter, entry_from_exchange};
 use crate::view::ExchangeView;
 
 /// Counters of an export.
@@ -25,6 +25,9 @@ pub struct ExportStats {
     pub files_damaged: u64,
     /// Damaged blocks or regions skipped.
     pub damaged_regions: u64,
+    /// Exchanges lost in damaged blocks (from their record counts; regions skipped by a scan and torn tails are
+    /// not counted).
+    pub exchanges_lost: u64,
     /// Exchanges read.
     pub exchanges: u64,
     /// Exchanges without a request: in JSON lines, not in HAR (a HAR entry needs a request).
@@ -47,8 +50,6 @@ impl ExportStats {
 struct Line<'a> {
     #[serde(flatten)]
     view: ExchangeView<'a>,
-    /// Start of the exchange, RFC 3339 (for log pipelines' time fields).
-    time: Option<String>,
     /// Request start to response end, ms.
     duration_ms: Option<f64>,
     /// Masking rules that changed the exchange.
@@ -57,12 +58,11 @@ struct Line<'a> {
 
 fn line(ex: &Exchange) -> Line<'_> {
     let t = &ex.timing;
-    let time = t.start().map(|s| rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_nanos(s.0)));
     let duration_ms = match (t.request_first.or(t.request_last), t.response_last.or(t.response_first)) {
         (Some(a), Some(b)) if b >= a => Some((b.0 - a.0) as f64 / 1e6),
         _ => None,
     };
-    Line { view: ExchangeView::new(ex), time, duration_ms, masked_by: &ex.masked_by }
+    Line { view: ExchangeView::new(ex), duration_ms, masked_by: &ex.masked_by }
 }
 
 /// Where output goes.
@@ -114,11 +114,13 @@ pub fn export(
             };
             stats.files += 1;
             let mut damage = Vec::new();
+            let mut damaged_at = Vec::new();
             for item in reader.exchanges() {
                 let ex = match item {
                     Ok(ex) => ex,
                     Err(e) => {
                         stats.damaged_regions += 1;
+                        damaged_at.push(e.offset());
                         damage.push(e.offset().map_or_else(|| e.to_string(), |o| format!("offset {o}")));
                         continue;
                     }
@@ -144,6 +146,8 @@ pub fn export(
                     }
                 }
             }
+            let lost = crate::select::Lost::count(reader.blocks(), &damaged_at);
+            stats.exchanges_lost += lost.exchanges;
             let recovery = reader.recovery();
             if recovery.torn_tail_bytes > 0 {
                 damage
@@ -152,7 +156,12 @@ pub fn export(
             if !recovery.is_clean() || !damage.is_empty() {
                 stats.files_damaged += 1;
                 let at = if damage.is_empty() { String::new() } else { format!(" (damage at {})", damage.join(", ")) };
-                warn(&format!("{}: damaged segment{at}: exported what could be read: {recovery}", file.display()));
+                let uncounted = lost.uncounted + u64::from(recovery.torn_tail_bytes > 0);
+                warn(&format!(
+                    "{}: damaged segment{at}: exported what could be read: {recovery}; {}",
+                    file.display(),
+                    crate::select::lost_words(lost.exchanges, lost.blocks, uncounted)
+                ));
             }
         }
     }

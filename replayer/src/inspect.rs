@@ -1,13 +1,18 @@
-//! `replayer inspect`: lists the exchanges of segment files, as readable lines or as JSON (one object per line),
-//! and says on standard error how much of each file was recovered when it was damaged or unfinished.
+//! `replayer inspect`: lists the exchanges of segment files, as readable lines or as JSON (one object per line), in
+//! time order across every file and segment given (the selection of `run`: [`crate::select`], with its filters),
+//! optionally with their bodies, and says on standard error what could not be read.
+//!
+//! A readable line names the connection as `c<connection id>#<order on it>`, the recorded ids that `--json`, the
+//! HAR export and `run --dry-run` show too. Times are UTC, marked `Z`.
 
 use std::io::{self, Write};
-use std::path::PathBuf;
 
-use tapedeck_model::Exchange;
-use tapedeck_model::segment::{SegmentReader, list_segments_with_tmp};
+use tapedeck_model::{Body, Exchange, Header};
 
-use crate::view::{ExchangeView, text};
+use crate::bodies;
+use crate::cli::InspectOpts;
+use crate::select::select;
+use crate::view::{ExchangeView, start_time, text};
 
 /// What `inspect` found, for the exit status.
 #[derive(Debug, Default)]
@@ -16,63 +21,51 @@ pub struct InspectOutcome {
     pub exchanges: u64,
     /// Segment files read (in full or in part).
     pub files: u64,
-    /// Problems met (damaged blocks, unreadable files), each already reported on standard error.
+    /// Problems met (damaged blocks, torn tails, unreadable files), each already reported on standard error.
     pub problems: u64,
 }
 
-/// Prints the exchanges of every segment under `paths`.
-pub fn inspect(paths: &[PathBuf], json: bool, out: &mut dyn Write) -> anyhow::Result<InspectOutcome> {
-    let mut outcome = InspectOutcome::default();
-    for path in paths {
-        let files = list_segments_with_tmp(path).map_err(|e| anyhow::anyhow!("{e}"))?;
-        if files.is_empty() {
-            // A run that found no HTTP writes no segment: an empty directory is not an error.
-            eprintln!("replayer: {}: no segment files there", path.display());
+/// Prints the selected exchanges of every segment under `opts.paths`, earliest first.
+pub fn inspect(opts: &InspectOpts, out: &mut dyn Write) -> anyhow::Result<InspectOutcome> {
+    let mut filter = opts.filter.filter();
+    filter.keep_without_request = true;
+    let selection = select(&opts.paths, &filter, opts.filter.max_selection_bytes)?;
+    for w in &selection.warnings {
+        // An empty directory is not an error: a run that found no HTTP writes no segment.
+        eprintln!("replayer: {w}");
+    }
+    let stats = &selection.stats;
+    let mut outcome = InspectOutcome {
+        exchanges: 0,
+        files: stats.files,
+        problems: stats.files_unreadable + stats.damaged_regions + stats.torn_tails,
+    };
+    for ex in &selection.exchanges {
+        let written = if opts.json { print_json(ex, opts.bodies, out) } else { print_line(ex, opts.bodies, out) };
+        match written {
+            Ok(()) => outcome.exchanges += 1,
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(outcome),
+            Err(e) => return Err(e.into()),
         }
-        for file in files {
-            let mut reader = match SegmentReader::open(&file) {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("replayer: {e}");
-                    outcome.problems += 1;
-                    continue;
-                }
-            };
-            outcome.files += 1;
-            for item in reader.exchanges() {
-                match item {
-                    Ok(ex) => {
-                        outcome.exchanges += 1;
-                        let written = if json { print_json(&ex, out) } else { print_line(&ex, out) };
-                        if let Err(e) = written {
-                            if e.kind() == io::ErrorKind::BrokenPipe {
-                                return Ok(outcome);
-                            }
-                            return Err(e.into());
-                        }
-                    }
-                    Err(e) => {
-                        eprintln!("replayer: {e}");
-                        outcome.problems += 1;
-                    }
-                }
-            }
-            let recovery = reader.recovery();
-            if !recovery.is_clean() {
-                eprintln!("replayer: {}: {recovery}", file.display());
-            }
-        }
+    }
+    out.flush().or_else(|e| if e.kind() == io::ErrorKind::BrokenPipe { Ok(()) } else { Err(e) })?;
+    if let Some(loss) = stats.loss() {
+        eprintln!("replayer: {loss}");
+    }
+    if filter.narrows() || filter.from.is_some() || filter.to.is_some() || filter.limit.is_some() {
+        eprintln!("replayer: {}", opts.filter.summary(stats, "exchanges"));
     }
     Ok(outcome)
 }
 
-fn print_json(ex: &Exchange, out: &mut dyn Write) -> io::Result<()> {
-    serde_json::to_writer(&mut *out, &ExchangeView::new(ex))?;
+fn print_json(ex: &Exchange, bodies: bool, out: &mut dyn Write) -> io::Result<()> {
+    let view = if bodies { ExchangeView::with_bodies(ex) } else { ExchangeView::new(ex) };
+    serde_json::to_writer(&mut *out, &view)?;
     out.write_all(b"\n")
 }
 
-fn print_line(ex: &Exchange, out: &mut dyn Write) -> io::Result<()> {
-    let when = ex.timing.start().map(|t| format_time(t.as_nanos())).unwrap_or_else(|| "-".into());
+fn print_line(ex: &Exchange, bodies: bool, out: &mut dyn Write) -> io::Result<()> {
+    let when = readable_time(ex).unwrap_or_else(|| "-".into());
     let req = match &ex.request {
         Some(r) => format!("{} {}{}", text(&r.method), text(&r.authority), text(&r.path)),
         None => "(no request)".into(),
@@ -87,42 +80,81 @@ fn print_line(ex: &Exchange, out: &mut dyn Write) -> io::Result<()> {
         out,
         "{when} c{}#{}{stream} {} {} -> {} {req} => {resp}{flags}",
         ex.connection_id, ex.order, ex.proto, ex.client, ex.server
-    )
+    )?;
+    if bodies {
+        if let Some(r) = &ex.request {
+            print_body(">", &r.body, &r.headers, out)?;
+        }
+        if let Some(r) = &ex.response {
+            print_body("<", &r.body, &r.headers, out)?;
+        }
+    }
+    Ok(())
 }
 
-/// `HH:MM:SS.micro` UTC of a nanosecond timestamp, with the date.
-fn format_time(nanos: u64) -> String {
-    let secs = nanos / 1_000_000_000;
-    let micros = (nanos % 1_000_000_000) / 1000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(days as i64);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{micros:06}", rem / 3600, rem % 3600 / 60, rem % 60)
+/// A body under its exchange's line, each line of it prefixed with `    > ` (request) or `    < ` (response).
+fn print_body(side: &str, body: &Body, headers: &[Header], out: &mut dyn Write) -> io::Result<()> {
+    if body.bytes.is_empty() {
+        return Ok(());
+    }
+    let shown = bodies::shown(body, headers);
+    let mut about = Vec::new();
+    if let Some(u) = &shown.undone {
+        about.push(format!("{u} decoded"));
+    }
+    if let Some(why) = &shown.not_decoded {
+        about.push(format!("not decoded: {why}"));
+    }
+    if (body.bytes.len() as u64) < body.full_len {
+        about.push(format!("{} of {} bytes stored", body.bytes.len(), body.full_len));
+    }
+    if !about.is_empty() {
+        writeln!(out, "    {side} ({})", about.join("; "))?;
+    }
+    if bodies::is_text(&shown.bytes) {
+        for line in String::from_utf8_lossy(&shown.bytes).lines() {
+            writeln!(out, "    {side} {line}")?;
+        }
+        Ok(())
+    } else {
+        writeln!(out, "    {side} ({})", bodies::binary_summary(&shown.bytes))
+    }
 }
 
-/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
+/// `2026-11-21 19:33:00.500000Z`: the start of `ex` in UTC.
+fn readable_time(ex: &Exchange) -> Option<String> {
+    start_time(ex).map(|t| t.replacen('T', " ", 1))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tapedeck_model::{Timestamp, Timing};
 
     #[test]
-    fn formats_known_dates() {
-        assert_eq!(format_time(0), "1970-01-01 00:00:00.000000");
+    fn times_carry_their_zone() {
+        let mut ex = Exchange {
+            id: 0,
+            connection_id: 0,
+            order: 0,
+            stream_id: None,
+            proto: tapedeck_model::Protocol::Http11,
+            client: "10.0.0.1:1".parse().unwrap(),
+            server: "10.0.0.2:2".parse().unwrap(),
+            timing: Timing::default(),
+            request: None,
+            response: None,
+            flags: Default::default(),
+            labels: vec![],
+            masked_by: vec![],
+        };
+        assert_eq!(readable_time(&ex), None);
         // 2026-11-21 19:33:00.5 UTC
-        assert_eq!(format_time(1_795_289_580_500_000_000), "2026-11-21 19:33:00.500000");
+        ex.timing.request_first = Some(Timestamp(1_795_289_580_500_000_000));
+        assert_eq!(readable_time(&ex).as_deref(), Some("2026-11-21 19:33:00.500000Z"));
+        assert_eq!(start_time(&ex).as_deref(), Some("2026-11-21T19:33:00.500000Z"));
         // 2000-02-29 (leap day) 12:00:00
-        assert_eq!(format_time(951_825_600_000_000_000), "2000-02-29 12:00:00.000000");
+        ex.timing.request_first = Some(Timestamp(951_825_600_000_000_000));
+        assert_eq!(readable_time(&ex).as_deref(), Some("2000-02-29 12:00:00.000000Z"));
     }
 }

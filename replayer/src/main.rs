@@ -18,7 +18,7 @@ fn main() -> ExitCode {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let code = match cli.command {
-        Command::Inspect { paths, json } => match inspect::inspect(&paths, json, &mut out) {
+        Command::Inspect(opts) => match inspect::inspect(&opts, &mut out) {
             Ok(outcome) => {
                 if outcome.problems > 0 {
                     ExitCode::from(1)

@@ -249,7 +249,16 @@ impl Plan {
 }
 
 /// Names of the default masking policy's rules that act on bodies (agent/src/mask/policy.rs).
-pub const BODY_MASK_RULES: &[&str] = &["secret-json-keys", "secret-form-fields", "payment-cards"];
+pub const BODY_MASK_RULES: &[&str] = &[
+    "secret-json-keys",
+    "secret-form-fields",
+    "token-json-keys",
+    "token-form-fields",
+    "payment-cards",
+    "jwts",
+    "bearer-tokens",
+    "cloud-keys",
+];
 
 /// Whether the recorded request of `ex` had body fields masked. Only exchanges that list masking rules and whose
 /// request has a body count; then any of: a masking note about the request body (`@request-body:...`); a marker

@@ -364,16 +364,33 @@ pub fn endpoint_key(method: &[u8], path: &[u8]) -> String {
 }
 
 impl Report {
+    /// `all 40 requests failed; first: ...` when every request sent got no response (a target refusing or down),
+    /// else `None`.
+    pub fn all_failed(&self) -> Option<String> {
+        if self.requests == 0 || self.errors < self.requests {
+            return None;
+        }
+        let first = self.error_samples.first().map_or("(no sample kept)", String::as_str);
+        Some(format!("all {} requests failed; first: {first}", self.requests))
+    }
+
     /// The terminal summary.
     pub fn text(&self) -> String {
         use std::fmt::Write;
         let mut s = String::new();
         let p = |p: &Percentiles| {
+            if p.count == 0 {
+                return "n/a".to_string();
+            }
             format!("p50 {:.1} ms  p90 {:.1} ms  p99 {:.1} ms  max {:.1} ms", p.p50_ms, p.p90_ms, p.p99_ms, p.max_ms)
         };
         let _ = writeln!(s, "replayed {} requests to {} at {}", self.requests, self.target, self.time_scale);
         let classes: Vec<String> = self.status_classes.iter().map(|(k, v)| format!("{k}: {v}")).collect();
-        let _ = writeln!(s, "  responses {}  ({})", self.responses, classes.join(", "));
+        if classes.is_empty() {
+            let _ = writeln!(s, "  responses {}", self.responses);
+        } else {
+            let _ = writeln!(s, "  responses {}  ({})", self.responses, classes.join(", "));
+        }
         if self.status_changed > 0 {
             let _ = writeln!(s, "  status differs from the recording: {}", self.status_changed);
         }
@@ -382,15 +399,18 @@ impl Report {
             let _ = writeln!(s, "  errors {}  ({})", self.errors, kinds.join(", "));
         }
         let _ = writeln!(s, "  latency       {}", p(&self.latency));
+        let lag = &self.schedule_lag;
+        let lag = if lag.count == 0 {
+            "n/a".to_string()
+        } else {
+            format!("p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms", lag.p50_ms, lag.p99_ms, lag.max_ms)
+        };
+        let _ = writeln!(s, "  schedule lag  {lag}");
+        let rps = if self.requests == 0 { "n/a".to_string() } else { format!("{:.1}", self.achieved_rps) };
         let _ = writeln!(
             s,
-            "  schedule lag  p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms",
-            self.schedule_lag.p50_ms, self.schedule_lag.p99_ms, self.schedule_lag.max_ms
-        );
-        let _ = writeln!(
-            s,
-            "  duration {:.3} s (planned {:.3} s; recorded span {:.3} s); {:.1} req/s",
-            self.actual_duration_s, self.planned_duration_s, self.recorded_span_s, self.achieved_rps
+            "  duration {:.3} s (planned {:.3} s; recorded span {:.3} s); {rps} req/s",
+            self.actual_duration_s, self.planned_duration_s, self.recorded_span_s
         );
         if self.masked_bodies > 0 {
             let _ = writeln!(
@@ -455,6 +475,27 @@ mod tests {
         // Lag: 1..=100 ms for /a; early sends count as zero lag.
         assert!((rep.schedule_lag.max_ms - 100.0).abs() < 0.2, "{:?}", rep.schedule_lag);
         assert!(rep.text().contains("connect_refused: 1"));
+        assert_eq!(rep.all_failed(), None, "some were answered");
+    }
+
+    #[test]
+    fn figures_without_data_are_na_and_all_failures_are_one_line() {
+        let empty = Recorder::default().finish();
+        let text = empty.text();
+        assert!(text.contains("  latency       n/a\n") && text.contains("  responses 0\n"), "{text}");
+        assert!(text.contains("  schedule lag  n/a\n") && text.contains("; n/a req/s"), "{text}");
+        assert!(!text.contains("0.0 ms"), "{text}");
+        assert_eq!(empty.all_failed(), None, "nothing sent, nothing failed");
+
+        let mut r = Recorder::default();
+        r.record(&out("GET /a", 0, 0, Err(ErrorKind::ConnectRefused)));
+        r.record(&out("GET /b", 0, 0, Err(ErrorKind::Timeout)));
+        let rep = r.finish();
+        assert_eq!(
+            rep.all_failed().as_deref(),
+            Some("all 2 requests failed; first: exchange 1: connect_refused: boom")
+        );
+        assert!(rep.text().contains("  latency       n/a\n"), "no response, no latency: {}", rep.text());
     }
 
     #[test]

@@ -10,8 +10,10 @@
 //! each with `client::replay_with`: its own progress display (the baseline's labelled `baseline`), and HAR
 //! entries (`--har`) from the target pass only. `--max-rate` applies to both passes.
 //!
-//! Checked at start, before anything is sent: where requests may go ([`crate::safety`]), the `--ca-cert` file,
-//! the `--token-file` files and the `{{file.NAME}}` names that use them.
+//! Checked at start, before anything is read or sent: the output files (`--report`, `--junit`, `--har`:
+//! [`crate::outputs`]), where requests may go ([`crate::safety`]), the `--ca-cert` file, the `--token-file` files
+//! and the `{{file.NAME}}` names that use them. An empty selection stops the run (exit 1) unless `--allow-empty`;
+//! damaged input is replayed as far as it can be read, then the run fails saying how many exchanges were lost.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -25,7 +27,7 @@ use crate::pace::Pacing;
 use crate::plan::Plan;
 use crate::progress::Progress;
 use crate::report::Report;
-use crate::select::{Filter, select};
+use crate::select::select;
 use crate::tls::{Tls, TlsOptions};
 use crate::tokens::TokenFiles;
 use crate::transform::{RuntimeVars, Target, Transform, TransformStats};
@@ -35,10 +37,19 @@ const DRY_RUN_TARGET: &str = "http://127.0.0.1:80";
 
 /// Runs `replayer run`. Warnings go to standard error as they are found; the summary goes to `out`.
 pub fn run(opts: &RunOpts, out: &mut dyn Write) -> anyhow::Result<Report> {
+    crate::outputs::check_all(&[
+        ("--report", opts.report.as_deref()),
+        ("--junit", opts.judge.junit.as_deref()),
+        ("--har", opts.har.as_deref().filter(|_| !opts.dry_run)),
+    ])?;
     if let Some(t) = &opts.target {
         crate::safety::check_rewrites(t, &opts.rewrite_hosts, &opts.allow_hosts).map_err(anyhow::Error::msg)?;
     }
     let token_files = Arc::new(TokenFiles::load(&opts.token_files)?);
+    let token_map = match &opts.token_map {
+        Some(p) => Some(Arc::new(crate::token_map::TokenMap::load(p)?)),
+        None => None,
+    };
     for sh in &opts.set_headers {
         for name in sh.value.file_names() {
             if !token_files.has(name) {
@@ -54,21 +65,21 @@ pub fn run(opts: &RunOpts, out: &mut dyn Write) -> anyhow::Result<Report> {
         Some(b) if !opts.dry_run => tls_for(b, opts)?,
         _ => None,
     };
-    let filter = Filter {
-        methods: opts.methods.clone(),
-        hosts: opts.hosts.clone(),
-        path_prefixes: opts.path_prefixes.clone(),
-        path_regex: opts.path_regex.clone(),
-        statuses: opts.statuses.clone(),
-        protocols: opts.protocols.iter().flatten().copied().collect(),
-        from: opts.from,
-        to: opts.to,
-        limit: opts.limit,
-    };
-    let selection = select(&opts.paths, &filter, opts.max_selection_bytes)?;
+    let selection = select(&opts.paths, &opts.filter.filter(), opts.filter.max_selection_bytes)?;
     for w in &selection.warnings {
         eprintln!("replayer: warning: {w}");
     }
+    if selection.stats.selected == 0 {
+        let mut why = opts.filter.empty_selection(&selection.stats);
+        if let Some(loss) = selection.stats.loss() {
+            why = format!("{why}; {loss}");
+        }
+        if !opts.allow_empty {
+            anyhow::bail!("{why}; nothing to replay (--allow-empty runs anyway)");
+        }
+        eprintln!("replayer: {why}");
+    }
+    let loss = selection.stats.loss();
     let mut judge_setup = if opts.dry_run || opts.judge.no_judge {
         None
     } else {
@@ -91,7 +102,40 @@ pub fn run(opts: &RunOpts, out: &mut dyn Write) -> anyhow::Result<Report> {
         token_files: (!opts.token_files.is_empty()).then(|| Arc::clone(&token_files)),
         remove_headers: opts.remove_headers.clone(),
         set_headers: opts.set_headers.clone(),
+        token_map,
     };
+    // Masked credentials are never sent silently (crate::masked).
+    let masked = crate::masked::scan(&plan, &transform);
+    let mut masked_warnings: Vec<String> = Vec::new();
+    if let Some(map) = &transform.token_map {
+        let unused = map.unused();
+        if !unused.is_empty() {
+            let w = format!(
+                "--token-map {}: {} of {} keys are in no selected request's header values: {}",
+                map.path().display(),
+                unused.len(),
+                map.len(),
+                unused.join(", ")
+            );
+            eprintln!("replayer: warning: {w}");
+            masked_warnings.push(w);
+        }
+    }
+    if !masked.is_empty() {
+        let w = if opts.allow_masked {
+            format!(
+                "sending {} requests with masked credentials as recorded (--allow-masked):\n{}",
+                masked.requests,
+                masked.lines().join("\n")
+            )
+        } else if opts.dry_run {
+            masked.message()
+        } else {
+            anyhow::bail!("{}; nothing was sent", masked.message());
+        };
+        eprintln!("replayer: warning: {w}");
+        masked_warnings.push(w);
+    }
     let force = match (opts.http1, opts.http2) {
         (true, _) => ForceProto::Http1,
         (_, true) => ForceProto::Http2,
@@ -107,6 +151,7 @@ pub fn run(opts: &RunOpts, out: &mut dyn Write) -> anyhow::Result<Report> {
         warnings: selection.warnings,
         ..Default::default()
     };
+    report.warnings.extend(masked_warnings);
     if opts.dry_run {
         report.transform = dry_run(&plan, &target, &transform, force, out)?;
     } else {
@@ -178,6 +223,10 @@ pub fn run(opts: &RunOpts, out: &mut dyn Write) -> anyhow::Result<Report> {
         }
         report = sent;
         out.write_all(report.text().as_bytes())?;
+        if let Some(line) = report.all_failed() {
+            out.flush()?;
+            eprintln!("replayer: {line}");
+        }
         if let Some(judge) = judge {
             judge::finish(&judge, &opts.judge, &mut report, out)?;
         }
@@ -185,6 +234,10 @@ pub fn run(opts: &RunOpts, out: &mut dyn Write) -> anyhow::Result<Report> {
     if let Some(path) = &opts.report {
         let json = serde_json::to_vec_pretty(&report)?;
         std::fs::write(path, json).map_err(|e| anyhow::anyhow!("{}: writing the report: {e}", path.display()))?;
+    }
+    if let Some(loss) = loss {
+        // Replayed what could be read, and said so; the run is still not the recording's.
+        anyhow::bail!("{loss}");
     }
     Ok(report)
 }
@@ -218,7 +271,7 @@ fn dry_run(
     let mut stats = TransformStats::default();
     let vars = RuntimeVars { now: "{{now}}".into(), uuid: "{{uuid}}".into(), files: transform.token_files.clone() };
     let mut lines: Vec<(Duration, String)> = Vec::with_capacity(plan.request_count());
-    for (i, c) in plan.connections.iter().enumerate() {
+    for c in &plan.connections {
         let wire = match force {
             ForceProto::Http1 => "http/1.1",
             ForceProto::Http2 => "h2",
@@ -231,8 +284,10 @@ fn dry_run(
             lines.push((
                 r.planned,
                 format!(
-                    "+{:>9.3}s conn {i} {wire} {} {}{} ({} headers){wait}",
+                    "+{:>9.3}s c{}#{} {wire} {} {}{} ({} headers){wait}",
                     r.planned.as_secs_f64(),
+                    c.connection_id,
+                    r.order,
                     String::from_utf8_lossy(&o.method),
                     o.authority,
                     String::from_utf8_lossy(&o.path),

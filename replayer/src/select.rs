@@ -49,6 +49,15 @@ impl std::str::FromStr for StatusMatch {
     }
 }
 
+impl std::fmt::Display for StatusMatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StatusMatch::Code(c) => write!(f, "{c}"),
+            StatusMatch::Class(c) => write!(f, "{c}xx"),
+        }
+    }
+}
+
 impl StatusMatch {
     fn matches(self, status: u16) -> bool {
         match self {
@@ -97,6 +106,23 @@ impl std::str::FromStr for TimeBound {
     }
 }
 
+impl std::fmt::Display for TimeBound {
+    /// As it can be typed back: `30s`, `1m 30s`, `2026-11-21T19:33:00Z`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TimeBound::Offset(d) => write!(f, "{}", humantime::format_duration(*d)),
+            TimeBound::At(t) => {
+                let at = UNIX_EPOCH + Duration::from_nanos(t.0);
+                if t.0 % 1_000_000_000 == 0 {
+                    write!(f, "{}", humantime::format_rfc3339_seconds(at))
+                } else {
+                    write!(f, "{}", humantime::format_rfc3339_nanos(at))
+                }
+            }
+        }
+    }
+}
+
 impl TimeBound {
     fn resolve(self, capture_start: Timestamp) -> Timestamp {
         match self {
@@ -129,9 +155,22 @@ pub struct Filter {
     pub to: Option<TimeBound>,
     /// At most this many exchanges, the earliest first.
     pub limit: Option<usize>,
+    /// Keep exchanges without a request (a response whose request was not captured) when no method, host, path,
+    /// status or protocol filter is given: `inspect` lists them, a replay cannot send them.
+    pub keep_without_request: bool,
 }
 
 impl Filter {
+    /// Whether a method, host, path, status or protocol filter is given.
+    pub fn narrows(&self) -> bool {
+        !(self.methods.is_empty()
+            && self.hosts.is_empty()
+            && self.path_prefixes.is_empty()
+            && self.path_regex.is_none()
+            && self.statuses.is_empty()
+            && self.protocols.is_empty())
+    }
+
     /// Whether `ex` passes every filter except the time window and the limit. Pure.
     pub fn matches(&self, ex: &Exchange) -> bool {
         let Some(req) = &ex.request else { return false };
@@ -217,6 +256,14 @@ pub struct SelectStats {
     pub files_damaged: u64,
     /// Damaged blocks or regions skipped.
     pub damaged_regions: u64,
+    /// Blocks with a torn tail (cut short by a writer that died, or a cut file); their exchanges are not counted.
+    pub torn_tails: u64,
+    /// Damaged blocks whose exchange count is known (counted in `exchanges_lost`).
+    pub blocks_lost: u64,
+    /// Exchanges lost in damaged blocks, from the record counts of their (verified) block headers or index.
+    pub exchanges_lost: u64,
+    /// Damage whose exchange count is unknown: regions the scan skipped, torn tails, files that could not be opened.
+    pub damage_uncounted: u64,
     /// Exchanges read.
     pub exchanges_read: u64,
     /// Exchanges without a request (a response whose request was not captured): cannot be replayed.
@@ -231,6 +278,44 @@ pub struct SelectStats {
     pub selected: u64,
     /// Largest estimated size of the held exchanges during the selection, in bytes (see [`Budget`]).
     pub peak_bytes: u64,
+}
+
+impl SelectStats {
+    /// Whether some input could not be read (a file, a block, a torn tail): exchanges were lost.
+    pub fn input_damaged(&self) -> bool {
+        self.files_unreadable + self.damaged_regions + self.torn_tails > 0
+    }
+
+    /// What was lost, for the final error: `input damaged: 3 exchanges lost in 1 damaged block(s), and an
+    /// unknown number in 1 region(s) (...); 1 of 2 files damaged or unreadable (see the warnings above)`; `None` when
+    /// nothing was lost.
+    pub fn loss(&self) -> Option<String> {
+        if !self.input_damaged() {
+            return None;
+        }
+        Some(format!(
+            "input damaged: {}; {} of {} files damaged or unreadable (see the warnings above)",
+            lost_words(self.exchanges_lost, self.blocks_lost, self.damage_uncounted),
+            self.files_unreadable + self.files_damaged,
+            self.files + self.files_unreadable
+        ))
+    }
+}
+
+/// `3 exchanges lost in 1 damaged block(s), and an unknown number in 1 region(s) (...)`, either part alone when the
+/// other is nothing.
+pub fn lost_words(exchanges: u64, blocks: u64, uncounted: u64) -> String {
+    let mut parts = Vec::new();
+    if blocks > 0 || uncounted == 0 {
+        parts.push(format!("{exchanges} exchanges lost in {blocks} damaged block(s)"));
+    }
+    if uncounted > 0 {
+        let what = if parts.is_empty() { "an unknown number of exchanges lost" } else { "an unknown number" };
+        parts.push(format!(
+            "{what} in {uncounted} region(s) (skipped by the scan, torn tails, files that could not be opened)"
+        ));
+    }
+    parts.join(", and ")
 }
 
 /// The default of `--max-selection-bytes`.
@@ -307,6 +392,7 @@ pub fn select_where(
             Ok(r) => readers.push(r),
             Err(e) => {
                 sel.stats.files_unreadable += 1;
+                sel.stats.damage_uncounted += 1;
                 sel.warnings.push(e.to_string());
             }
         }
@@ -319,13 +405,14 @@ pub fn select_where(
         sel.stats.files += 1;
         let path = reader.path().to_path_buf();
         let mut damage_offsets = Vec::new();
+        let mut damaged_at = Vec::new();
         for item in reader.exchanges() {
             match item {
                 Ok(ex) => {
                     sel.stats.exchanges_read += 1;
-                    if ex.request.is_none() {
+                    if ex.request.is_none() && (!filter.keep_without_request || filter.narrows()) {
                         sel.stats.skipped_no_request += 1;
-                    } else if !filter.matches(&ex) || !keep(&ex) {
+                    } else if (ex.request.is_some() && !filter.matches(&ex)) || !keep(&ex) {
                         sel.stats.filtered_out += 1;
                     } else if !filter.in_window(&ex, capture_start) {
                         sel.stats.outside_window += 1;
@@ -335,12 +422,19 @@ pub fn select_where(
                 }
                 Err(e) => {
                     sel.stats.damaged_regions += 1;
+                    damaged_at.push(e.offset());
                     damage_offsets.push(e.offset().map_or_else(|| e.to_string(), |o| format!("offset {o}")));
                 }
             }
         }
+        let lost = Lost::count(reader.blocks(), &damaged_at);
+        sel.stats.blocks_lost += lost.blocks;
+        sel.stats.exchanges_lost += lost.exchanges;
+        sel.stats.damage_uncounted += lost.uncounted;
         let recovery = reader.recovery();
         if recovery.torn_tail_bytes > 0 {
+            sel.stats.torn_tails += 1;
+            sel.stats.damage_uncounted += 1;
             let end = recovery.file_len.saturating_sub(recovery.torn_tail_bytes);
             damage_offsets.push(format!("offset {end} (torn tail)"));
         }
@@ -352,8 +446,9 @@ pub fn select_where(
                 format!(" (damage at {})", damage_offsets.join(", "))
             };
             sel.warnings.push(format!(
-                "{}: damaged segment{at}: replaying what could be read: {recovery}",
-                reader.path().display()
+                "{}: damaged segment{at}: using what could be read: {recovery}; {}",
+                reader.path().display(),
+                lost_words(lost.exchanges, lost.blocks, lost.uncounted + u64::from(recovery.torn_tail_bytes > 0)),
             ));
         }
     }
@@ -362,6 +457,35 @@ pub fn select_where(
     sel.exchanges = held.into_sorted();
     sel.stats.selected = sel.exchanges.len() as u64;
     Ok(sel)
+}
+
+/// What the damaged regions of one file held.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Lost {
+    /// Damaged blocks whose record count is known (from the footer index or their block header).
+    pub blocks: u64,
+    /// Exchanges in those blocks.
+    pub exchanges: u64,
+    /// Damaged regions that are not a listed block (skipped by the scan): count unknown.
+    pub uncounted: u64,
+}
+
+impl Lost {
+    /// Counts the exchanges lost at the offsets where reading failed (`SegmentError::offset`), from the record
+    /// counts of the blocks listed there.
+    pub fn count(blocks: &[tapedeck_model::segment::BlockInfo], damaged_at: &[Option<u64>]) -> Lost {
+        let mut lost = Lost::default();
+        for at in damaged_at {
+            match blocks.iter().find(|b| Some(b.offset) == *at) {
+                Some(b) => {
+                    lost.blocks += 1;
+                    lost.exchanges += u64::from(b.records);
+                }
+                None => lost.uncounted += 1,
+            }
+        }
+        lost
+    }
 }
 
 /// The order of the selection: capture time (exchanges without one last), connection, order on it, then the
@@ -677,6 +801,52 @@ mod tests {
         assert_eq!(ids, (0..10).collect::<Vec<u64>>());
         assert_eq!(sel.stats.over_limit, 190);
         assert!(sel.stats.peak_bytes <= budget.max_bytes);
+    }
+
+    #[test]
+    fn damaged_blocks_count_the_exchanges_they_held() {
+        let exs = with_bodies(21, 10);
+        let dir = segment_of(&exs);
+        let paths = [dir.path().to_path_buf()];
+        let clean = select(&paths, &Filter::default(), Budget::UNBOUNDED).unwrap();
+        assert!(!clean.stats.input_damaged() && clean.stats.loss().is_none());
+        let file = tapedeck_model::segment::list_segments(dir.path()).unwrap().remove(0);
+        let mut bytes = std::fs::read(&file).unwrap();
+        // Three blocks of seven: a flipped byte in the middle one loses its seven exchanges.
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0xff;
+        std::fs::write(&file, &bytes).unwrap();
+        let sel = select(&paths, &Filter::default(), Budget::UNBOUNDED).unwrap();
+        assert_eq!((sel.stats.exchanges_read, sel.stats.exchanges_lost, sel.stats.blocks_lost), (14, 7, 1));
+        let loss = sel.stats.loss().unwrap();
+        assert!(loss.starts_with("input damaged: 7 exchanges lost in 1 damaged block(s);"), "{loss}");
+        assert!(sel.warnings[0].ends_with("; 7 exchanges lost in 1 damaged block(s)"), "{:?}", sel.warnings);
+
+        std::fs::write(&file, &bytes[..bytes.len() - 40]).unwrap();
+        let sel = select(&paths, &Filter::default(), Budget::UNBOUNDED).unwrap();
+        assert!(sel.stats.torn_tails + sel.stats.damage_uncounted > 0 && sel.stats.input_damaged(), "{:?}", sel.stats);
+        let loss = sel.stats.loss().unwrap();
+        assert!(
+            loss.contains("7 exchanges lost in 1 damaged block(s), and an unknown number in 1 region(s)"),
+            "{loss}"
+        );
+        assert_eq!(
+            lost_words(0, 0, 2),
+            "an unknown number of exchanges lost in 2 region(s) (skipped by the scan, torn tails, files that could not be opened)"
+        );
+    }
+
+    #[test]
+    fn exchanges_without_a_request_are_kept_only_when_asked_and_unfiltered() {
+        let mut lone = ex("GET", "a", "/", Some(200), Protocol::Http11, 5);
+        lone.request = None;
+        let dir = segment_of(&[ex("GET", "a", "/x", Some(200), Protocol::Http11, 1), lone]);
+        let paths = [dir.path().to_path_buf()];
+        let count = |f: Filter| select(&paths, &f, Budget::UNBOUNDED).unwrap().exchanges.len();
+        assert_eq!(count(Filter::default()), 1, "a replay cannot send it");
+        assert_eq!(count(Filter { keep_without_request: true, ..Default::default() }), 2);
+        let get = Filter { keep_without_request: true, methods: vec!["GET".into()], ..Default::default() };
+        assert_eq!(count(get), 1, "a method filter cannot match it");
     }
 
     #[test]

@@ -340,6 +340,8 @@ pub struct Transform {
     pub remove_headers: Vec<String>,
     /// Headers to set (replacing every recorded field of that name).
     pub set_headers: Vec<SetHeader>,
+    /// `--token-map`: recorded values (masked tokens) replaced inside recorded header values.
+    pub token_map: Option<std::sync::Arc<crate::token_map::TokenMap>>,
 }
 
 /// The request to send, before it becomes an `http::Request`.
@@ -372,6 +374,8 @@ pub struct TransformStats {
     pub headers_set: u64,
     /// Request trailers dropped (not replayed).
     pub trailers_dropped: u64,
+    /// Recorded values replaced by `--token-map` inside header values.
+    pub tokens_replaced: u64,
 }
 
 impl TransformStats {
@@ -383,6 +387,7 @@ impl TransformStats {
         self.headers_removed += other.headers_removed;
         self.headers_set += other.headers_set;
         self.trailers_dropped += other.trailers_dropped;
+        self.tokens_replaced += other.tokens_replaced;
     }
 }
 
@@ -434,7 +439,13 @@ impl Transform {
             if self.set_headers.iter().any(|s| is(name, s.name.as_bytes())) {
                 continue; // replaced below
             }
-            headers.push((h.name.clone(), h.value.clone()));
+            match self.token_map.as_ref().and_then(|m| m.apply(&h.value)) {
+                Some((value, n)) => {
+                    stats.tokens_replaced += n;
+                    headers.push((h.name.clone(), value));
+                }
+                None => headers.push((h.name.clone(), h.value.clone())),
+            }
         }
         for s in &self.set_headers {
             headers.push((s.name.as_bytes().to_vec(), s.value.render(vars).into_bytes()));

@@ -176,6 +176,20 @@ fn truncated_segment_exports_what_can_be_read_with_one_warning() {
 }
 
 #[test]
+fn a_damaged_block_is_counted_in_exchanges_lost() {
+    let (_tmp, dir, _) = capture();
+    let file = list_segments(&dir).unwrap().remove(0);
+    let block = tapedeck_model::segment::SegmentReader::open(&file).unwrap().blocks()[0];
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[block.offset as usize + tapedeck_model::segment::layout::BLOCK_HEADER_LEN + 1] ^= 0x01;
+    std::fs::write(&file, &bytes).unwrap();
+    let o = replayer().arg("export").arg(&dir).args(["--jsonl", "-"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(&format!("; {} exchanges lost in 1 damaged block(s)", block.records)), "{err}");
+}
+
+#[test]
 fn export_needs_an_output() {
     let o = replayer().args(["export", "/nonexistent"]).output().unwrap();
     assert_eq!(o.status.code(), Some(2));

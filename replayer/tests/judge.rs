@@ -32,6 +32,17 @@ fn same_answers_pass_and_exit_zero() {
 }
 
 #[test]
+fn gates_that_hold_say_ok_with_the_value() {
+    let (_tmp, dir) = one_order();
+    let t = Target::start(same);
+    let (o, _) = run(&dir, &t.url(), &["--fail-if", "errors > 0", "--fail-if", "requests < 1"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("  gate ok: errors > 0 is false (0)\n"), "{out}");
+    assert!(out.contains("  gate ok: requests < 1 is false (2)\n"), "{out}");
+}
+
+#[test]
 fn a_gzipped_answer_is_decoded_before_comparing() {
     let (_tmp, dir) = one_order();
     let t = Target::start(|g| {
@@ -68,7 +79,8 @@ fn a_changed_field_fails_with_a_diff_naming_the_path() {
     assert_eq!(j["endpoints"][0]["endpoint"], "GET /orders/{n}", "worst endpoint first");
     assert_eq!(j["endpoints"][0]["failing_fields"]["$.items[*].qty"], 1);
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("$.items[0].qty: 2 -> 3") && out.contains("gate FAILED: pass_rate < 0.99"), "{out}");
+    assert!(out.contains("$.items[0].qty: 2 -> 3"), "{out}");
+    assert!(out.contains("  gate FAILED: pass_rate < 0.99 is true (0.5)\n"), "the gate says what happened: {out}");
     assert!(!out.contains('\u{1b}'), "no colours when not on a terminal");
 }
 

@@ -17,6 +17,8 @@ struct MockProc {
     child: Child,
     addr: SocketAddr,
     lines: mpsc::Receiver<String>,
+    /// Lines before the one saying where it listens (warnings).
+    before: Vec<String>,
 }
 
 impl MockProc {
@@ -37,17 +39,30 @@ impl MockProc {
                 let _ = tx.send(l);
             }
         });
-        let first = lines.recv_timeout(Duration::from_secs(20)).expect("the mock says where it listens");
+        let mut before = Vec::new();
+        let first = loop {
+            let l = lines.recv_timeout(Duration::from_secs(20)).expect("the mock says where it listens");
+            if l.starts_with("mock: serving") {
+                break l;
+            }
+            before.push(l);
+        };
         let addr = first.rsplit("http://").next().unwrap().trim().parse().unwrap_or_else(|_| panic!("{first}"));
-        MockProc { child, addr, lines }
+        MockProc { child, addr, lines, before }
     }
 
     /// SIGTERM, then the exit status and what it printed after the first line.
     fn stop(mut self) -> (Option<i32>, String) {
         let pid = self.child.id().to_string();
-        let _ = std::process::Command::new("kill").args(["-TERM", &pid]).status();
+        // The shell's built-in kill: a minimal system (debootstrap minbase, slim images) has no /bin/kill.
+        let kill = std::process::Command::new("sh").args(["-c", &format!("kill -TERM {pid}")]).status();
+        assert!(kill.is_ok_and(|s| s.success()), "could not send SIGTERM to the mock ({pid})");
         let status = self.child.wait().unwrap();
-        let rest: Vec<String> = self.lines.try_iter().collect();
+        // Everything it printed: the reader thread ends at the end of its standard error, after the exit.
+        let mut rest = Vec::new();
+        while let Ok(l) = self.lines.recv_timeout(Duration::from_secs(10)) {
+            rest.push(l);
+        }
         (status.code(), rest.join("\n"))
     }
 }
@@ -209,4 +224,29 @@ fn a_recorded_metrics_path_is_served_from_the_recording_and_the_mock_metrics_sta
     let (code, err) = mock.stop();
     assert_eq!(code, Some(0), "{err}");
     assert!(err.contains("/metrics is in the recording"), "{err}");
+}
+
+#[test]
+fn a_mock_stopped_before_any_request_has_a_match_rate_of_na() {
+    let (_tmp, dir) = dependency_capture();
+    let mock = MockProc::start(&dir, &[]);
+    let (code, rest) = mock.stop();
+    assert_eq!(code, Some(0), "{rest}");
+    assert!(rest.contains("mock: 0 requests, 0 matched") && rest.contains("match rate n/a"), "{rest}");
+}
+
+#[test]
+fn a_mock_on_damaged_input_says_how_much_was_lost_and_exits_1() {
+    let (_tmp, dir) = dependency_capture();
+    let file = tapedeck_model::segment::list_segments(&dir).unwrap().remove(0);
+    let block = tapedeck_model::segment::SegmentReader::open(&file).unwrap().blocks()[0];
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[block.offset as usize + tapedeck_model::segment::layout::BLOCK_HEADER_LEN + 3] ^= 0x01;
+    std::fs::write(&file, &bytes).unwrap();
+    let mock = MockProc::start(&dir, &[]);
+    let warned = mock.before.join("\n");
+    assert!(warned.contains("input damaged: 5 exchanges lost in 1 damaged block(s)"), "{warned}");
+    let (code, rest) = mock.stop();
+    assert_eq!(code, Some(1), "{rest}");
+    assert!(rest.contains("input damaged: 5 exchanges lost"), "{rest}");
 }

@@ -188,8 +188,16 @@ fn replayer() -> Command {
     Command::new(env!("CARGO_BIN_EXE_replayer"))
 }
 
-/// Runs `replayer run DIR --target http://ADDR --report FILE ARGS...` and returns the output and the report.
+/// Runs `replayer run DIR --target http://ADDR --report FILE ARGS...`, expecting success; returns the output and
+/// the report.
 fn run(dir: &Path, addr: SocketAddr, args: &[&str]) -> (Output, serde_json::Value) {
+    let (o, json) = run_any(dir, addr, args);
+    assert!(o.status.success(), "{}\n{}", String::from_utf8_lossy(&o.stderr), String::from_utf8_lossy(&o.stdout));
+    (o, json)
+}
+
+/// [`run`] whatever the exit status; the report must have been written.
+fn run_any(dir: &Path, addr: SocketAddr, args: &[&str]) -> (Output, serde_json::Value) {
     let report = dir.join("report.json");
     let o = replayer()
         .arg("run")
@@ -202,8 +210,9 @@ fn run(dir: &Path, addr: SocketAddr, args: &[&str]) -> (Output, serde_json::Valu
         .env("TOKEN", "t0k3n")
         .output()
         .unwrap();
-    assert!(o.status.success(), "{}\n{}", String::from_utf8_lossy(&o.stderr), String::from_utf8_lossy(&o.stdout));
-    let json = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let json = serde_json::from_slice(&std::fs::read(&report).unwrap_or_default()).unwrap_or_else(|e| {
+        panic!("no report ({e}): {}\n{}", String::from_utf8_lossy(&o.stderr), String::from_utf8_lossy(&o.stdout))
+    });
     (o, json)
 }
 
@@ -497,15 +506,24 @@ fn damaged_segment_is_replayed_up_to_the_damage_with_one_warning() {
     }
     std::fs::write(&file, &bytes).unwrap();
     let (addr, log) = target();
-    let (o, rep) = run(&dir, addr, &["--time-scale", "max"]);
+    let (o, rep) = run_any(&dir, addr, &["--time-scale", "max"]);
     let err = String::from_utf8_lossy(&o.stderr);
-    let warnings: Vec<&str> = err.lines().filter(|l| l.contains("warning")).collect();
+    let warnings: Vec<&str> = err.lines().filter(|l| l.starts_with("replayer: warning:")).collect();
     assert_eq!(warnings.len(), 1, "{err}");
     assert!(warnings[0].contains(&*file.to_string_lossy()) && warnings[0].contains("offset"), "{err}");
     let got = paths_per_connection(&log);
     let n = got.iter().map(Vec::len).sum::<usize>();
     assert!((4..=5).contains(&n), "the intact blocks are replayed: {got:?}");
     assert_eq!(rep["select"]["files_damaged"], 1);
+    // Then the run fails, saying how many exchanges the damaged blocks held (one exchange per block here).
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    let lost = 6 - n;
+    let last = err.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with(&format!("replayer: input damaged: {lost} exchanges lost in {lost} damaged block")),
+        "{err}"
+    );
+    assert_eq!(rep["select"]["exchanges_lost"].as_u64(), Some(lost as u64), "{rep}");
 }
 
 #[test]
@@ -700,11 +718,13 @@ fn truncated_segment_is_replayed_up_to_the_cut_with_one_warning() {
     let bytes = std::fs::read(&file).unwrap();
     std::fs::write(&file, &bytes[..bytes.len() * 2 / 3]).unwrap();
     let (addr, log) = target();
-    let (o, rep) = run(&dir, addr, &["--time-scale", "max"]);
+    let (o, rep) = run_any(&dir, addr, &["--time-scale", "max"]);
     let err = String::from_utf8_lossy(&o.stderr);
-    let warnings: Vec<&str> = err.lines().filter(|l| l.contains("warning")).collect();
+    let warnings: Vec<&str> = err.lines().filter(|l| l.starts_with("replayer: warning:")).collect();
     assert_eq!(warnings.len(), 1, "{err}");
     assert!(warnings[0].contains(&*file.to_string_lossy()) && warnings[0].contains("offset"), "{err}");
+    assert_eq!(o.status.code(), Some(1), "a torn tail lost exchanges: {err}");
+    assert!(err.contains("replayer: input damaged: an unknown number of exchanges lost in 1 region(s)"), "{err}");
     let got = paths_per_connection(&log);
     let n = got.iter().map(Vec::len).sum::<usize>();
     assert!((2..6).contains(&n), "what precedes the cut is replayed: {got:?}");
@@ -753,4 +773,97 @@ fn ten_second_capture_at_1x_takes_about_ten_seconds() {
     assert!(max_lag < 300.0, "max lag {max_lag} ms");
     let actual = rep["actual_duration_s"].as_f64().unwrap();
     assert!((9.9..11.0).contains(&actual), "actual duration {actual}");
+}
+
+// ===== what a CI job relies on: exit statuses and plain messages =====
+
+#[test]
+fn a_flipped_byte_that_loses_everything_fails_the_run_saying_how_many_were_lost() {
+    let exs: Vec<Ex> = (0..3).map(|i| ex(1, i, Protocol::Http11, u64::from(i), &format!("/f/{i}"))).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = SegmentWriterConfig::new(dir.path());
+    cfg.max_block_exchanges = 3;
+    let mut w = SegmentWriter::create(cfg).unwrap();
+    for (i, e) in exs.iter().enumerate() {
+        w.write(&exchange(e, i as u64)).unwrap();
+    }
+    w.finish().unwrap();
+    let file = list_segments(dir.path()).unwrap().remove(0);
+    let block = tapedeck_model::segment::SegmentReader::open(&file).unwrap().blocks()[0];
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[block.offset as usize + tapedeck_model::segment::layout::BLOCK_HEADER_LEN + 2] ^= 0x01;
+    std::fs::write(&file, &bytes).unwrap();
+    let (addr, log) = target();
+    let err = run_refused(dir.path(), addr, &["--time-scale", "max"]);
+    assert!(
+        err.contains("0 requests selected (0 read); input damaged: 3 exchanges lost in 1 damaged block(s)"),
+        "{err}"
+    );
+    assert!(log.lock().unwrap().is_empty(), "nothing to send");
+}
+
+#[test]
+fn an_empty_selection_fails_unless_allowed_and_figures_without_data_are_na() {
+    let exs =
+        vec![ex(1, 0, Protocol::Http11, 0, "/a"), ex(1, 1, Protocol::Http11, 1, "/b"), ex(2, 0, Protocol::H2, 2, "/c")];
+    let (_tmp, dir) = capture(&exs);
+    let (addr, log) = target();
+    let err = run_refused(&dir, addr, &["--method", "PUT"]);
+    assert!(err.contains("replayer: 0 requests selected (3 read, 3 filtered out by --method PUT)"), "{err}");
+    assert!(err.contains("--allow-empty"), "{err}");
+    let err = run_refused(&dir, addr, &["--path-prefix", "/x", "--dry-run"]);
+    assert!(err.contains("0 requests selected (3 read, 3 filtered out by --path-prefix /x)"), "{err}");
+    let empty = tempfile::tempdir().unwrap();
+    let err = run_refused(empty.path(), addr, &[]);
+    assert!(err.contains("no segment files there") && err.contains("0 requests selected (0 read)"), "{err}");
+
+    let (o, rep) = run(&dir, addr, &["--method", "PUT", "--allow-empty"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("replayed 0 requests"), "{out}");
+    assert!(out.contains("  latency       n/a\n") && out.contains("  schedule lag  n/a\n"), "{out}");
+    assert!(out.contains("pass rate n/a") && !out.contains("100.00%"), "{out}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("0 requests selected (3 read"), "still said");
+    assert_eq!(rep["requests"], 0);
+    assert!(log.lock().unwrap().is_empty());
+}
+
+#[test]
+fn output_paths_are_checked_before_anything_is_sent() {
+    let (_tmp, dir) = capture(&[ex(1, 0, Protocol::Http11, 0, "/a")]);
+    let (addr, log) = target();
+    let bad = dir.join("no-such-dir").join("out");
+    for flag in ["--report", "--junit", "--har"] {
+        let o = replayer()
+            .arg("run")
+            .arg(&dir)
+            .arg("--target")
+            .arg(format!("http://{addr}"))
+            .arg(flag)
+            .arg(&bad)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{flag}: {err}");
+        assert!(err.contains(&format!("{flag} {}", bad.display())) && err.contains("does not exist"), "{err}");
+        assert!(!String::from_utf8_lossy(&o.stdout).contains("replayed"), "{flag}: nothing was run");
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(log.lock().unwrap().is_empty(), "nothing sent");
+}
+
+#[test]
+fn when_every_request_fails_one_plain_line_says_so_with_the_first_cause() {
+    let exs = vec![ex(1, 0, Protocol::Http11, 0, "/x"), ex(2, 0, Protocol::Http11, 1, "/y")];
+    let (_tmp, dir) = capture(&exs);
+    let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let (o, _) = run(&dir, addr, &["--time-scale", "max", "--progress", "off"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains("requests failed")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(lines[0].starts_with("replayer: all 2 requests failed; first: exchange "), "{err}");
+    assert!(lines[0].contains(&format!("connect_refused: connecting to http://{addr}")), "{err}");
+
+    let (addr, _log) = target();
+    let (o, _) = run(&dir, addr, &["--time-scale", "max"]);
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("requests failed"), "answered: no such line");
 }

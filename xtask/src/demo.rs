@@ -1,5 +1,6 @@
 //! `cargo xtask demo`: the main job end to end on the bundled captures. Builds the release binaries, records
-//! every capture in testdata/ into segments under target/demo/, and lists what was recorded.
+//! every capture in testdata/ into segments under target/demo/, and lists what was recorded. Where libpcap does
+//! not link (no libpcap-dev), the agent is built without it ([`crate::libpcap`]): files need no libpcap.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,17 +12,29 @@ pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
 }
 
-/// Builds `agent` and `replayer` in release mode and returns the directory holding them.
+/// cargo's target directory: `$CARGO_TARGET_DIR` (relative to the workspace) or `target`.
+pub fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), |d| root.join(d))
+}
+
+/// Builds `agent` and `replayer` in release mode and returns the directory holding them. Without libpcap, the
+/// agent is built without its `libpcap` feature, and one line says so.
 pub fn build_release(root: &Path) -> Result<PathBuf> {
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .current_dir(root)
-        .args(["build", "--release", "--quiet", "-p", "agent", "-p", "replayer"])
-        .status()
-        .context("running cargo build")?;
+    let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cargo.current_dir(root).args(["build", "--release", "--quiet", "-p", "agent", "-p", "replayer"]);
+    if !crate::libpcap::links() {
+        println!(
+            "libpcap does not link here (no libpcap-dev): building the agent without it (files and pipes work; \
+             --iface needs --backend ebpf). For libpcap capture: {}",
+            crate::libpcap::INSTALL
+        );
+        cargo.arg("--no-default-features");
+    }
+    let status = cargo.status().context("running cargo build")?;
     if !status.success() {
         bail!("cargo build --release failed");
     }
-    Ok(root.join("target/release"))
+    Ok(target_dir(root).join("release"))
 }
 
 /// Runs the demo.
@@ -34,7 +47,10 @@ pub fn demo() -> Result<()> {
         .filter(|p| p.extension().is_some_and(|x| x == "pcap" || x == "pcapng"))
         .collect();
     captures.sort();
-    let out = root.join("target/demo");
+    if captures.is_empty() {
+        bail!("no .pcap or .pcapng file in {}", root.join("testdata").display());
+    }
+    let out = target_dir(&root).join("demo");
     let _ = std::fs::remove_dir_all(&out);
     let mut dirs = Vec::new();
     for capture in &captures {
@@ -53,8 +69,9 @@ pub fn demo() -> Result<()> {
         bail!("replayer inspect failed");
     }
     println!(
-        "\nSegments are in {}; try `target/release/replayer inspect --json {}`",
+        "\nSegments are in {}; try `{} inspect --json {}`",
         rel(&root, &out),
+        rel(&root, &bin.join("replayer")),
         rel(&root, &dirs[0])
     );
     Ok(())

@@ -1,6 +1,8 @@
-//! Developer tasks for tapedeck (`cargo xtask <command>`): regenerating the golden captures in testdata/ and
-//! making large captures for benchmarks. Both run real programs (tcpdump, nginx, curl, nghttp2, tshark)
-//! inside a private network namespace they create and delete, so they need root.
+//! Developer tasks for tapedeck (`cargo xtask <command>`): the README's two commands (`demo`, `test`: both build
+//! the agent without libpcap where libpcap-dev is missing, and say so), man pages and shell completions (`man`),
+//! regenerating the golden captures in testdata/ and making large captures for benchmarks. The last two run real
+//! programs (tcpdump, nginx, curl, nghttp2, tshark) inside a private network namespace they create and delete, so
+//! they need root.
 
 mod bench;
 mod bench_live;
@@ -11,6 +13,8 @@ mod demo;
 mod fuzz;
 mod hostile;
 mod ingest;
+mod libpcap;
+mod man;
 
 mod netns;
 mod oracle;
@@ -20,6 +24,7 @@ mod servers;
 mod soak;
 mod testdata;
 mod tools;
+mod workspace_test;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,8 +48,24 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Task {
     /// The main job end to end on the bundled captures: builds the release binaries, records every capture in
-    /// testdata/ into segments under target/demo/, and lists the exchanges with `replayer inspect`.
+    /// testdata/ into segments under target/demo/, and lists the exchanges with `replayer inspect`. Builds the
+    /// agent without libpcap (no live capture through libpcap) when libpcap-dev is missing, and says so.
     Demo,
+    /// The tests: `cargo test --workspace [ARGS]`. When libpcap does not link here (no libpcap-dev), says what is
+    /// left out and how to add it, and tests the agent without its `libpcap` feature. ARGS after `--` go to cargo
+    /// (`cargo xtask test -- -p tapedeck-model` tests only the model crate). The exit status is cargo's.
+    Test {
+        /// Arguments for `cargo test`.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Man pages and shell completions (bash, zsh, fish) for agent and replayer, from their command-line
+    /// definitions: DIR/man/man1/*.1 and DIR/completions/{bash,zsh,fish}/.
+    Man {
+        /// Output directory.
+        #[arg(long, default_value_os_t = man::default_out())]
+        out: PathBuf,
+    },
     /// The throughput the default masking policy keeps: `agent --pcap` with masking off and with the default
     /// policy, alternately in pairs; the median of the pair ratios (issue 8's figure).
     BenchMasking {
@@ -204,6 +225,13 @@ enum Task {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Task::Test { args } => {
+            return workspace_test::test(&args).unwrap_or_else(|e| {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            });
+        }
+        Task::Man { out } => man::man(&out),
         Task::Demo => demo::demo(),
         Task::BenchIngest { pcap, tshark_slice_mb, runs, agent_args } => {
             ingest::bench_ingest(&ingest::IngestOptions { pcap, tshark_slice_mb, agent_args, runs })

@@ -16,6 +16,23 @@ use crate::service::ServiceMap;
 use crate::source::capture::{Backend, BackendOptions};
 use crate::source::live::LiveConfig;
 
+/// What `agent --version` prints after the name: the package version, the git revision it was built from
+/// (build-support/git_rev.rs) and the capture backends compiled in, e.g. `0.1.0 (git 567f71f, ebpf: yes,
+/// libpcap: yes)`.
+pub fn version() -> &'static str {
+    static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    VERSION.get_or_init(|| {
+        format!(
+            "{} (git {}, ebpf: {}, libpcap: {})",
+            env!("CARGO_PKG_VERSION"),
+            env!("TAPEDECK_GIT_REV"),
+            yes(crate::source::ebpf::built_in()),
+            yes(crate::source::live::built_in())
+        )
+    })
+}
+
 /// tapedeck agent: records HTTP/1.x and HTTP/2 exchanges from packet captures or live interfaces into segment files.
 ///
 /// Reads pcap or pcapng files (or a pipe from `tcpdump -w -`, or network interfaces), reassembles TCP, recognises HTTP by content on any
@@ -25,11 +42,14 @@ use crate::source::live::LiveConfig;
 ///
 /// Examples:
 ///   agent --pcap capture.pcap --out segments/
-///   tcpdump -i eth0 -w - 'tcp port 80' | agent --pcap - --out segments/
+///   tcpdump -i eth0 -U -w - 'tcp port 80' | agent --pcap - --out segments/
+///   agent --pcap capture.pcap --filter 'tcp port 80' --out segments/
 ///   agent --iface eth0 --filter 'tcp port 80' --out segments/ --metrics-addr 0.0.0.0:9090
 ///
-/// Live capture (--iface) runs until SIGTERM or SIGINT: it then stops capturing, writes what is in flight,
-/// finishes every segment and exits 0 (within --shutdown-timeout; a second signal exits at once with 130).
+/// Live capture (--iface) starts with a line on standard error naming the interfaces and their link types, the
+/// backend, the filter and --out (not with --quiet or --log-format json), and runs until SIGTERM or SIGINT: it
+/// then stops capturing, writes what is in flight, finishes every segment and exits 0 (within --shutdown-timeout;
+/// a second signal exits at once with 130).
 ///
 /// Configuration: every flag below (except --config and --print-*) is also a key of the --config file (TOML, the
 /// flag's name without dashes: `iface = ["eth0"]`, `max-body = "64KiB"`, `quiet = true`) and an environment
@@ -42,7 +62,7 @@ use crate::source::live::LiveConfig;
 /// 1 when an input could not be read at all (missing, not a capture, an interface that cannot be opened) or
 /// segments could not be written, 2 for bad flags.
 #[derive(Debug, Parser)]
-#[command(name = "agent", version, verbatim_doc_comment)]
+#[command(name = "agent", version = version(), verbatim_doc_comment)]
 #[command(group(clap::ArgGroup::new("input").required(true).multiple(true).args(["pcap", "iface", "print_masking", "print_config"])))]
 pub struct Args {
     /// A pcap or pcapng file to read; `-` reads standard input. Repeat for several files: they are read in the
@@ -56,8 +76,11 @@ pub struct Args {
     #[arg(long = "iface", value_name = "NAME", env = "TAPEDECK_IFACE", value_delimiter = ',')]
     pub iface: Vec<String>,
 
-    /// Live capture: a BPF filter expression, e.g. 'tcp port 80 or tcp port 8080'.
-    #[arg(long, value_name = "EXPR", conflicts_with = "pcap", env = "TAPEDECK_FILTER")]
+    /// A BPF filter expression, e.g. 'tcp port 80 or tcp port 8080': packets that do not match are not read.
+    /// Live capture: run by libpcap in the kernel (or by the eBPF program, see --backend). --pcap files and
+    /// pipes: run on every packet as `tcpdump -r FILE EXPR` would (rejected packets are counted as
+    /// `filtered_out`); a build without libpcap understands only 'tcp port N' terms joined by 'or' there.
+    #[arg(long, value_name = "EXPR", value_parser = crate::source::filter::check_expression, env = "TAPEDECK_FILTER")]
     pub filter: Option<String>,
 
     /// Live capture: bytes kept of each packet (longer packets are cut; the loss is counted as gaps).
@@ -72,7 +95,8 @@ pub struct Args {
     /// Live capture: the capture backend. `pcap`: libpcap. `ebpf`: tapedeck's own TC eBPF program with a ring
     /// buffer (TCP only; needs root or CAP_BPF with CAP_NET_ADMIN; filters: --ebpf-port, --ebpf-cidr, or
     /// --filter 'tcp port N [or tcp port M ...]'). `auto`: eBPF when the agent, kernel and privileges allow it,
-    /// else libpcap (one log line says which and why). See docs/ebpf.md.
+    /// else libpcap (one log line says which and why). See docs/ebpf.md. `agent --version` says which of the two
+    /// this build has (libpcap is the cargo feature `libpcap`, default; eBPF needs the BPF toolchain at build time).
     #[arg(
         long,
         value_enum,
@@ -144,13 +168,17 @@ pub struct Args {
     #[arg(long, value_name = "FILE", env = "TAPEDECK_MASK_POLICY")]
     pub mask_policy: Option<PathBuf>,
 
-    /// Turn the default masking policy off (credentials in headers and cookies, secret-like JSON keys, form
-    /// fields and query parameters, payment card numbers). Without --mask-policy, nothing is masked.
+    /// Turn the default masking policy off (credential headers, cookie values, token-like JSON keys, form fields
+    /// and query parameters, JWTs, bearer tokens and cloud keys anywhere: keyed `tdk_` tokens; passwords and card
+    /// numbers: `[REDACTED]`). Without --mask-policy, nothing is masked.
     #[arg(long, env = "TAPEDECK_NO_DEFAULT_MASKING")]
     pub no_default_masking: bool,
 
-    /// The key of `hash` masking rules (HMAC-SHA256; at least 16 bytes; one trailing newline ignored). Without
-    /// it, the TAPEDECK_MASK_KEY environment variable is used. The key is never written to segments.
+    /// The key of `hash` masking rules (HMAC-SHA256; at least 16 bytes; one trailing newline ignored); created
+    /// with a random key (mode 0600) if missing. Without it: TAPEDECK_MASK_KEY, else the installation's key file,
+    /// created on first start: $STATE_DIRECTORY/mask.key, $XDG_STATE_HOME/tapedeck/mask.key, for root
+    /// /etc/tapedeck/mask.key, else ~/.local/state/tapedeck/mask.key. Its path is shown at start; the key is
+    /// never written to segments, and a key file inside --out is refused.
     #[arg(long, value_name = "FILE", env = "TAPEDECK_MASK_KEY_FILE")]
     pub mask_key_file: Option<PathBuf>,
 
@@ -235,9 +263,9 @@ pub struct Args {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024), env = "TAPEDECK_WORKERS")]
     pub workers: Option<u32>,
 
-    /// Live capture: flush the open segment block to disk this often while exchanges trickle in, so that data
-    /// reaches disk when traffic is low.
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = units::parse_duration, env = "TAPEDECK_FLUSH_INTERVAL")]
+    /// Live capture and streaming --pcap inputs (`-`, FIFOs): flush the open segment block to disk this often
+    /// while exchanges trickle in, so that a kill loses at most about this much however quiet the traffic.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = units::parse_duration, env = "TAPEDECK_FLUSH_INTERVAL")]
     pub flush_interval: std::time::Duration,
 
     /// Read settings from this TOML file (keys are the flag names; unknown keys are errors). Flags and
@@ -272,6 +300,8 @@ impl Args {
         };
         cfg.labels = self.labels.clone();
         cfg.workers = self.workers();
+        cfg.flush_interval = Some(self.flush_interval);
+        cfg.filter = self.filter.clone();
         if self.split_by_service || self.service_map.is_some() {
             // The map itself is read by the caller (no I/O here): ServiceMap::load(map_file).
             cfg.services = Some(ServicesConfig {
@@ -322,6 +352,7 @@ impl Args {
         opts.flush_interval = self.flush_interval;
         opts.retention = RetentionConfig { max_age: self.retain_age, max_bytes: self.retain_bytes };
         opts.backend = backend;
+        opts.announce = !self.quiet && self.log_format != "json";
         Ok(opts)
     }
 }
@@ -344,7 +375,7 @@ mod tests {
         let msg = e.to_string();
         assert!(msg.contains("--pcap") && msg.contains("--iface"), "{msg}");
         // Live-only flags do not go with --pcap.
-        for flag in [&["--filter", "tcp"][..], &["--retain-bytes", "1GiB"], &["--metrics-addr", "127.0.0.1:1"]] {
+        for flag in [&["--retain-bytes", "1GiB"][..], &["--metrics-addr", "127.0.0.1:1"]] {
             let mut args = vec!["--pcap", "a.pcap", "--out", "o"];
             args.extend_from_slice(flag);
             let e = parse(&args).unwrap_err();

@@ -18,9 +18,11 @@ pub struct Detector {
 }
 
 const JWT: &str = r"eyJ[A-Za-z0-9_-]{2,}\.eyJ[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*";
-const BEARER: &str = r"(?i:\bbearer)[ \t]+([A-Za-z0-9\-._~+/]{8,}=*)";
+// ASCII-only (`-u`): word boundaries and case folding as the prefilters (`may_be_bearer`, `may_be_cloud_key`)
+// see them, and the lazy DFA never gives up on non-ASCII text.
+const BEARER: &str = r"(?-u)(?i:\bbearer)[ \t]+([A-Za-z0-9\-._~+/]{8,}=*)";
 const CLOUD_KEY: &str = concat!(
-    r"\b((?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|APKA|AROA|ASCA)[A-Z0-9]{16})\b",
+    r"(?-u)\b((?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|APKA|AROA|ASCA)[A-Z0-9]{16})\b",
     r#"|(?i:aws_?secret_?access_?key)["']?\s*[:=]\s*["']?([A-Za-z0-9/+]{40})\b"#,
     r"|\b(AIza[0-9A-Za-z_-]{35})"
 );
@@ -81,9 +83,11 @@ impl Detector {
     #[inline(never)]
     fn may_match_pattern(&self, text: &[u8]) -> bool {
         match self.kind {
-            DetectorKind::Jwt => memchr::memmem::find(text, b"eyJ").is_some(),
+            DetectorKind::Jwt => may_be_jwt(text),
             DetectorKind::Email => memchr::memchr(b'@', text).is_some(),
-            DetectorKind::Card | DetectorKind::Bearer | DetectorKind::CloudKey | DetectorKind::Regex => true,
+            DetectorKind::Bearer => may_be_bearer(text),
+            DetectorKind::CloudKey => may_be_cloud_key(text),
+            DetectorKind::Card | DetectorKind::Regex => true,
         }
     }
 
@@ -95,9 +99,11 @@ impl Detector {
         let Some(re) = &self.regex else { return };
         // Cheap necessary conditions before running the automaton.
         let worth = match self.kind {
-            DetectorKind::Jwt => memchr::memmem::find(text, b"eyJ").is_some(),
+            DetectorKind::Jwt => may_be_jwt(text),
             DetectorKind::Email => memchr::memchr(b'@', text).is_some(),
-            _ => true,
+            DetectorKind::Bearer => may_be_bearer(text),
+            DetectorKind::CloudKey => may_be_cloud_key(text),
+            DetectorKind::Card | DetectorKind::Regex => true,
         };
         if !worth {
             return;
@@ -114,6 +120,89 @@ impl Detector {
             out.extend(re.find_iter(text).filter(|m| m.start() < m.end()).map(|m| (m.start(), m.end())));
         }
     }
+}
+
+/// The necessary condition of the JWT detector: `eyJ`. Its `J` (rare in text) is searched with memchr and the two
+/// bytes before it compared (cheaper than setting up a substring search for each short header value).
+#[inline]
+fn may_be_jwt(text: &[u8]) -> bool {
+    let mut from = 2;
+    while from < text.len() {
+        let Some(i) = memchr::memchr(b'J', &text[from..]) else { return false };
+        let j = from + i;
+        if &text[j - 2..j] == b"ey" {
+            return true;
+        }
+        from = j + 1;
+    }
+    false
+}
+
+/// The necessary condition of the bearer detector: `bearer` in any case. Its `b` (either case, a rare letter in
+/// text and header values) is searched with memchr2 and the five bytes after it compared.
+#[inline]
+fn may_be_bearer(text: &[u8]) -> bool {
+    let mut from = 0;
+    while from < text.len() {
+        let Some(i) = memchr::memchr2(b'b', b'B', &text[from..]) else { return false };
+        let b = from + i;
+        if text.get(b..b + 6).is_some_and(|w| w.eq_ignore_ascii_case(b"bearer")) {
+            return true;
+        }
+        from = b + 1;
+    }
+    false
+}
+
+/// The necessary condition of the cloud-key detector: an AWS key id starts with `A` and three upper-case letters
+/// (`AKIA`, `ASIA`, ...), a Google API key with `AIza`, and the AWS secret form is named `..._access_key` (any
+/// case). Upper-case `A` and the `k`/`K` of `key` (rare letters in text) are searched with memchr3 and their
+/// neighbours compared.
+#[inline]
+fn may_be_cloud_key(text: &[u8]) -> bool {
+    let mut from = 0;
+    while from < text.len() {
+        let Some(i) = memchr::memchr3(b'A', b'k', b'K', &text[from..]) else { return false };
+        let at = from + i;
+        if text[at] == b'A' {
+            // `A` and three more bytes: `AIza` or an upper-case AWS prefix (the regex checks which).
+            if let Some(next) = text.get(at + 1..at + 4)
+                && (next == b"Iza" || next.iter().all(u8::is_ascii_uppercase))
+            {
+                return true;
+            }
+        } else if text.get(at..at + 3).is_some_and(|w| w.eq_ignore_ascii_case(b"key")) {
+            // `access` right before, or `access_`.
+            let before = &text[..at];
+            let before = before.strip_suffix(b"_").unwrap_or(before);
+            if before.len() >= 6 && before[before.len() - 6..].eq_ignore_ascii_case(b"access") {
+                return true;
+            }
+        }
+        from = at + 1;
+    }
+    false
+}
+
+/// The necessary condition of the JWT and the bearer detectors in one memchr3 pass (`J` of `eyJ`, `b`/`B` of
+/// `bearer`): [`may_be_jwt`] or [`may_be_bearer`].
+#[inline]
+fn may_be_jwt_or_bearer(text: &[u8]) -> bool {
+    let mut from = 0;
+    while from < text.len() {
+        let Some(i) = memchr::memchr3(b'J', b'b', b'B', &text[from..]) else { return false };
+        let at = from + i;
+        let hit = if text[at] == b'J' {
+            at >= 2 && &text[at - 2..at] == b"ey"
+        } else {
+            text.get(at..at + 6).is_some_and(|w| w.eq_ignore_ascii_case(b"bearer"))
+        };
+        if hit {
+            return true;
+        }
+        from = at + 1;
+    }
+    false
 }
 
 /// The Luhn check over ASCII digits.
@@ -319,9 +408,14 @@ pub struct Detectors {
     list: Vec<(usize, Detector)>,
     /// The shortest text any detector can find something in.
     min_len: usize,
-    /// Whether every detector is the card detector (the default policy): [`Detectors::may_find`] is then one
-    /// digit count.
+    /// Whether every detector is the card detector: [`Detectors::may_find`] is then one digit count.
     cards_only: bool,
+    /// Whether a JWT, bearer or cloud-key detector is in the list.
+    has_tokens: bool,
+}
+
+fn is_token_kind(kind: DetectorKind) -> bool {
+    matches!(kind, DetectorKind::Jwt | DetectorKind::Bearer | DetectorKind::CloudKey)
 }
 
 /// One detector hit: a byte range and the rule that found it.
@@ -340,7 +434,15 @@ impl Detectors {
     pub fn push(&mut self, rule: usize, d: Detector) {
         self.min_len = if self.list.is_empty() { d.min_text_len() } else { self.min_len.min(d.min_text_len()) };
         self.cards_only = d.kind == DetectorKind::Card && (self.list.is_empty() || self.cards_only);
+        self.has_tokens |= is_token_kind(d.kind);
         self.list.push((rule, d));
+    }
+
+    /// Whether `text` may hold a JWT, bearer token or cloud key: two memchr3 passes for the three detectors
+    /// ([`may_be_jwt_or_bearer`], [`may_be_cloud_key`]) rather than one each. A necessary condition of each.
+    #[inline]
+    fn tokens_possible(text: &[u8]) -> bool {
+        may_be_jwt_or_bearer(text) || may_be_cloud_key(text)
     }
 
     /// Whether a detector is a custom regular expression (whose anchors make a scan of a whole text differ from
@@ -365,6 +467,16 @@ impl Detectors {
         if self.cards_only && text.len() < 256 {
             return count(text) >= 13;
         }
+        if self.has_tokens {
+            let tokens = std::cell::OnceCell::new();
+            return self.list.iter().any(|(_, d)| {
+                if is_token_kind(d.kind) {
+                    *tokens.get_or_init(|| Self::tokens_possible(text))
+                } else {
+                    d.may_find(text)
+                }
+            });
+        }
         self.list.iter().any(|(_, d)| d.may_find(text))
     }
 
@@ -380,7 +492,11 @@ impl Detectors {
         if self.too_short(text.len()) {
             return hits;
         }
+        let tokens = self.has_tokens && Self::tokens_possible(text);
         for (rule, d) in &self.list {
+            if !tokens && is_token_kind(d.kind) {
+                continue;
+            }
             scratch.clear();
             d.find(text, scratch);
             hits.extend(scratch.iter().map(|&(start, end)| Hit { start, end, rule: *rule }));
@@ -505,19 +621,35 @@ mod tests {
         #[test]
         fn a_detector_that_may_not_find_finds_nothing(
             text in proptest::collection::vec(
-                proptest::sample::select(b"0123456789 -.@xeyJ_Bearer AKIA".to_vec()), 0..300),
+                proptest::sample::select(b"0123456789 -.@xeyJ_Bearer AKIA_aws_secret_access_key=IzWR".to_vec()), 0..300),
             card_at in proptest::option::of(0usize..300),
+            planted in proptest::option::of((0usize..300, proptest::sample::select(vec![
+                "bEaReR\tzzzzzzzz9", "x Bearer abc.def-123", "AKIAIOSFODNN7EXAMPLE", "ASIAABCDEFGHIJKLMNOP",
+                "AIzaSyA-1234567890abcdefghijklmnopqrstu",
+                "AWS_Secret_Access_Key=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            ]))),
         ) {
             let mut text = text;
             if let Some(at) = card_at {
                 let at = at.min(text.len());
                 text.splice(at..at, b" 4111 1111-1111 1111 ".iter().copied());
             }
-            for kind in [DetectorKind::Card, DetectorKind::Jwt, DetectorKind::Email, DetectorKind::Bearer] {
+            if let Some((at, s)) = planted {
+                let at = at.min(text.len());
+                text.splice(at..at, s.bytes());
+            }
+            let mut all = Detectors::default();
+            for (rule, kind) in [DetectorKind::Jwt, DetectorKind::Bearer, DetectorKind::CloudKey].into_iter().enumerate() {
+                all.push(rule, Detector::new(kind, None).unwrap());
+            }
+            for kind in [DetectorKind::Card, DetectorKind::Jwt, DetectorKind::Email, DetectorKind::Bearer, DetectorKind::CloudKey] {
                 let d = Detector::new(kind, None).unwrap();
                 let mut got = Vec::new();
                 d.find(&text, &mut got);
                 proptest::prop_assert!(got.is_empty() || d.may_find(&text), "{kind:?} {got:?}");
+                if is_token_kind(kind) && !got.is_empty() {
+                    proptest::prop_assert!(all.has_tokens && Detectors::tokens_possible(&text), "{kind:?} {got:?}");
+                }
             }
         }
 
@@ -562,6 +694,27 @@ mod tests {
         assert!(found(DetectorKind::Email, None, "a @ b").is_empty());
         assert_eq!(found(DetectorKind::Regex, Some(r"emp-\d{6}"), "id emp-123456 ok"), ["emp-123456"]);
         assert_eq!(found(DetectorKind::Regex, Some(r"pin:(\d{4})"), "pin:1234"), ["1234"]);
+    }
+
+    #[test]
+    fn prefilters_rule_out_ordinary_values_and_keep_every_form() {
+        let may = |kind, t: &str| Detector::new(kind, None).unwrap().may_find(t.as_bytes());
+        for t in [
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36",
+            "Sat, 21 Nov 2026 20:00:47 GMT",
+            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+            "max-age=31536000; includeSubDomains",
+        ] {
+            assert!(!may(DetectorKind::Bearer, t), "{t}");
+            assert!(!may(DetectorKind::CloudKey, t), "{t}");
+            assert!(!may(DetectorKind::Jwt, t), "{t}");
+        }
+        for t in ["Bearer abcdefgh", "x BEARER y", "bearer"] {
+            assert!(may(DetectorKind::Bearer, t), "{t}");
+        }
+        for t in ["AKIAIOSFODNN7EXAMPLE", "k=AIzaSy", "aws_secret_access_key", "AWS_SECRET_ACCESSKEY", "accessKey"] {
+            assert!(may(DetectorKind::CloudKey, t), "{t}");
+        }
     }
 
     #[test]

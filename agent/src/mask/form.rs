@@ -104,7 +104,7 @@ pub fn mask_multipart(ctx: &mut Ctx<'_>, body: &[u8], boundary: &[u8]) -> Option
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{masker, post};
+    use super::super::tests::{masker, post, tok};
     use super::*;
 
     #[test]
@@ -140,10 +140,10 @@ mod tests {
         let got = String::from_utf8(ex.request.unwrap().body.bytes).unwrap();
         let want = body
             .replace("hunter2", "[REDACTED]")
-            .replace("\"t0k\"", "\"[REDACTED]\"")
+            .replace("\"t0k\"", &format!("\"{}\"", tok("t0k")))
             .replace("pay with 4111111111111111", "pay with [REDACTED]");
         assert_eq!(got, want);
-        assert_eq!(ex.masked_by, ["payment-cards", "secret-form-fields", "secret-json-keys"]);
+        assert_eq!(ex.masked_by, ["payment-cards", "secret-form-fields", "token-json-keys"]);
     }
 
     #[test]
@@ -153,7 +153,9 @@ mod tests {
         let mut ex = post("/up", "multipart/form-data; boundary=b", body.as_bytes());
         m.mask(&mut ex);
         let got = ex.request.unwrap().body.bytes;
-        assert_eq!(got, b"--b\r\nContent-Disposition: form-data; name=\"secret\"\r\n\r\n[REDACTED]");
+        let want =
+            format!("--b\r\nContent-Disposition: form-data; name=\"secret\"\r\n\r\n{}", tok("sup3r-s3cr3t-but-cu"));
+        assert_eq!(got, want.as_bytes());
     }
 
     #[test]

@@ -65,7 +65,7 @@ pub fn mask_headers(ctx: &mut Ctx<'_>, headers: &mut [Header], list: Option<(u64
     };
     for (pos, (h, &class)) in headers.iter_mut().zip(&classes).enumerate() {
         if let Some(rule) = class.rule {
-            h.value = ctx.replace(rule, &h.value);
+            h.value = ctx.replace_header(rule, &h.name, &h.value);
         } else if matches!(class.tag, Tag::Cookie | Tag::SetCookie) {
             if let Some(v) = mask_cookies(ctx, &h.value, class.tag == Tag::Cookie) {
                 h.value = v;
@@ -136,7 +136,7 @@ fn mask_cookies(ctx: &mut Ctx<'_>, value: &[u8], all_pairs: bool) -> Option<Vec<
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{masker, masker_with};
+    use super::super::tests::{masker, masker_with, tok};
     use tapedeck_model::Header;
 
     fn run(policy: &str, headers: Vec<Header>) -> (Vec<Header>, Vec<String>) {
@@ -147,37 +147,67 @@ mod tests {
     }
 
     #[test]
-    fn default_policy_redacts_credentials_and_keeps_the_rest() {
+    fn default_policy_tokenises_credentials_and_keeps_the_rest() {
         let mut m = masker();
+        let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJqYW5lIn0.c2lnbmF0dXJl";
         let mut ex = super::super::tests::get(
             "/",
             vec![
                 Header::new("Authorization", "Bearer abc"),
                 Header::new("proxy-authorization", "Basic xyz"),
-                Header::new("Cookie", "sid=1"),
+                Header::new("Cookie", "sid=1; theme=dark"),
                 Header::new("X-Api-Key", "k1"),
                 Header::new("X-Upstream-Token", "t1"),
                 Header::new("Accept", "text/html"),
                 Header::new("X-Note", "card 4111 1111 1111 1111 ok"),
+                Header::new("X-Forwarded-Auth", jwt),
+                Header::new("X-Upstream", "bearer s3cr3tT0k3n, key AKIAIOSFODNN7EXAMPLE"),
             ],
             b"",
         );
         assert!(m.mask(&mut ex));
         let h = ex.request.unwrap().headers;
-        let v: Vec<&[u8]> = h.iter().map(|h| h.value.as_slice()).collect();
+        let v: Vec<String> = h.iter().map(|h| String::from_utf8(h.value.clone()).unwrap()).collect();
         assert_eq!(
             v,
             [
-                &b"[REDACTED]"[..],
-                b"[REDACTED]",
-                b"[REDACTED]",
-                b"[REDACTED]",
-                b"[REDACTED]",
-                b"text/html",
-                b"card [REDACTED] ok"
+                format!("Bearer {}", tok("abc")),
+                format!("Basic {}", tok("xyz")),
+                format!("sid={}; theme={}", tok("1"), tok("dark")),
+                tok("k1"),
+                tok("t1"),
+                "text/html".into(),
+                "card [REDACTED] ok".into(),
+                tok(jwt),
+                format!("bearer {}, key {}", tok("s3cr3tT0k3n"), tok("AKIAIOSFODNN7EXAMPLE")),
             ]
         );
-        assert_eq!(ex.masked_by, ["auth-headers", "payment-cards"]);
+        assert_eq!(ex.masked_by, ["auth-headers", "bearer-tokens", "cloud-keys", "cookies", "jwts", "payment-cards"]);
+        // Two sessions stay apart, the same one is recognised: a bearer token seen bare (a JWT in a custom header)
+        // gets the token of its `Authorization` form.
+        let mut again = super::super::tests::get(
+            "/",
+            vec![
+                Header::new("Authorization", format!("Bearer {jwt}")),
+                Header::new("Authorization", "Bearer other-token"),
+                Header::new("Authorization", "Bearer  abc "),
+                Header::new("Authorization", "abc"),
+            ],
+            b"",
+        );
+        assert!(m.mask(&mut again));
+        let v: Vec<String> =
+            again.request.unwrap().headers.iter().map(|h| String::from_utf8(h.value.clone()).unwrap()).collect();
+        assert_eq!(
+            v,
+            [
+                format!("Bearer {}", tok(jwt)),
+                format!("Bearer {}", tok("other-token")),
+                format!("Bearer {}", tok("abc")),
+                tok("abc")
+            ]
+        );
+        assert_ne!(tok("abc"), tok("other-token"));
     }
 
     #[test]

@@ -161,14 +161,24 @@ fn path_rule(ctx: &Ctx<'_>, at: &[At]) -> Option<usize> {
     ctx.c.json_paths.iter().find(|(_, p)| p.matches(at)).map(|(r, _)| *r)
 }
 
-/// The value that replaces `v` under `rule`.
+/// The value that replaces `v` under `rule`: a hash rule gives strings and numbers a token (of the string, or of
+/// the number's JSON text); other values, and every value under other rules, get the marker of their type (a
+/// token of `null`, `false` or a whole object would tell a reader nothing).
 fn replace_value(ctx: &mut Ctx<'_>, rule: usize, v: &Value) -> Value {
     let text = match v {
-        Value::String(s) => s.as_bytes().to_vec(),
-        other => serde_json::to_vec(other).unwrap_or_default(),
+        Value::String(s) => Some(s.as_bytes().to_vec()),
+        Value::Number(n) => Some(n.to_string().into_bytes()),
+        _ => None,
     };
-    if let Some(token) = ctx.token_for(rule, &text) {
-        return Value::String(token);
+    match text {
+        Some(text) => {
+            if let Some(token) = ctx.token_for(rule, &text) {
+                return Value::String(token);
+            }
+        }
+        None => {
+            ctx.fire(rule);
+        }
     }
     match v {
         Value::String(_) => Value::String(REDACTED.into()),
@@ -281,7 +291,7 @@ fn lexical(ctx: &mut Ctx<'_>, text: &[u8]) -> Option<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{masker, masker_with, post};
+    use super::super::tests::{masker, masker_with, post, tok};
     use super::*;
 
     fn body_after(m: &mut super::super::Masker, ct: &str, body: &str) -> (String, Vec<String>) {
@@ -320,9 +330,12 @@ mod tests {
         );
         assert_eq!(
             b,
-            r#"{"user":"jane","password":"[REDACTED]","nested":{"list":[{"apiKey":0,"ok":true}],"Token":null,"secret":{}},"refresh_token":false,"note":"card [REDACTED]","n":0}"#
+            format!(
+                r#"{{"user":"jane","password":"[REDACTED]","nested":{{"list":[{{"apiKey":"{}","ok":true}}],"Token":null,"secret":{{}}}},"refresh_token":false,"note":"card [REDACTED]","n":0}}"#,
+                tok("12345")
+            )
         );
-        assert_eq!(fired, ["payment-cards", "secret-json-keys"]);
+        assert_eq!(fired, ["payment-cards", "secret-json-keys", "token-json-keys"]);
     }
 
     #[test]
@@ -371,7 +384,11 @@ mod tests {
         );
         assert_eq!(
             b,
-            r#"{"a":"x","password":"[REDACTED]","pin":1234,"token":"[REDACTED]","card":"[REDACTED]","more":{"secret":"[REDACTED]""#
+            format!(
+                r#"{{"a":"x","password":"[REDACTED]","pin":1234,"token":"{}","card":"[REDACTED]","more":{{"secret":"{}""#,
+                tok("abc"),
+                tok("tail-cut-he")
+            )
         );
         assert_eq!(m.stats().json_parse_failures, 1);
     }

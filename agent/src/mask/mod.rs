@@ -21,6 +21,7 @@ pub mod hash;
 pub mod header_lists;
 pub mod headers;
 pub mod json;
+pub mod keyfile;
 pub mod names;
 pub mod policy;
 pub mod query;
@@ -30,6 +31,7 @@ use regex::bytes::Regex;
 use tapedeck_model::{Body, Exchange, Flags, Header};
 
 pub use hash::{Hasher, MaskKey};
+pub use keyfile::KeyOrigin;
 pub use policy::{Action, DetectorKind, Policy, PolicyError, PolicyFile, Rule, Target};
 pub use stats::MaskStats;
 
@@ -114,6 +116,8 @@ pub struct Masker {
     c: Compiled,
     policy: Policy,
     hasher: Option<Hasher>,
+    /// Where the key came from (shown at start; never the key).
+    key_origin: Option<KeyOrigin>,
     max_decoded: usize,
     stats: MaskStats,
     /// Exchanges in which each rule fired, by rule index.
@@ -136,6 +140,7 @@ impl Masker {
             c,
             policy,
             hasher: key.map(Hasher::new),
+            key_origin: None,
             max_decoded: DEFAULT_MAX_DECODED,
             stats: MaskStats::default(),
             per_rule: vec![0; n],
@@ -148,6 +153,11 @@ impl Masker {
     pub fn with_max_decoded(mut self, bytes: usize) -> Self {
         self.max_decoded = bytes.max(1);
         self
+    }
+
+    /// Where the key came from, when [`setup`] found or created one.
+    pub fn key_origin(&self) -> Option<&KeyOrigin> {
+        self.key_origin.as_ref()
     }
 
     /// The policy applied.
@@ -239,8 +249,9 @@ impl Masker {
 }
 
 /// The masker the agent's flags describe: the default policy unless `default_on` is false, extended or replaced by
-/// the policy file, keyed by the key file or else the `TAPEDECK_MASK_KEY` environment variable. None when no rule is
-/// left (masking off).
+/// the policy file, keyed by the key file (created when missing), else the `TAPEDECK_MASK_KEY` environment
+/// variable, else, when a rule hashes, the default key file (created on first start; see [`keyfile`]). None when
+/// no rule is left (masking off).
 pub fn setup(
     policy_file: Option<&std::path::Path>,
     default_on: bool,
@@ -255,14 +266,13 @@ pub fn setup(
         None => None,
     };
     let policy = Policy::build(default_on, file)?;
-    let key = match key_file {
-        Some(p) => Some(MaskKey::from_file(p)?),
-        None => MaskKey::from_env()?,
-    };
     if policy.rules.is_empty() {
         return Ok(None);
     }
-    Masker::new(policy, key.as_ref()).map(Some)
+    let (key, origin) = keyfile::resolve(key_file, policy.first_hash_rule().is_some())?.unzip();
+    let mut m = Masker::new(policy, key.as_ref())?;
+    m.key_origin = origin;
+    Ok(Some(m))
 }
 
 /// What `agent --print-masking` prints: the effective rules as a policy file, with the fingerprint and whether a
@@ -273,7 +283,11 @@ pub fn describe(masker: Option<&Masker>) -> String {
         Some(m) => format!(
             "# effective masking policy\n# fingerprint (sha256, in segment headers): {}\n# hash key: {}\n{}",
             policy::hex(&m.fingerprint()),
-            if m.hasher.is_some() { "set" } else { "not set" },
+            match (&m.hasher, &m.key_origin) {
+                (Some(_), Some(origin)) => format!("set ({origin})"),
+                (Some(_), None) => "set".into(),
+                _ => "not set".into(),
+            },
             m.policy.to_toml()
         ),
     }
@@ -377,6 +391,19 @@ fn header<'h>(headers: &'h [Header], name: &str) -> Option<&'h [u8]> {
     headers.iter().find(|h| h.name.eq_ignore_ascii_case(name.as_bytes())).map(|h| h.value.as_slice())
 }
 
+/// `<scheme> <credentials>` of an authorization value: the scheme a token (RFC 9110 `tchar`s), then blanks, then
+/// non-empty credentials (trailing blanks not included). None for any other form.
+fn split_scheme(value: &[u8]) -> Option<(&[u8], &[u8])> {
+    let tchar = |b: &u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b);
+    let scheme_len = value.iter().take_while(|b| tchar(b)).count();
+    let rest = &value[scheme_len..];
+    let credentials = rest.trim_ascii();
+    if scheme_len == 0 || rest.first().is_none_or(|b| !matches!(b, b' ' | b'\t')) || credentials.is_empty() {
+        return None;
+    }
+    Some((&value[..scheme_len], credentials))
+}
+
 /// Replaces byte ranges of `src` (sorted, not overlapping).
 pub fn splice(src: &[u8], edits: &[(usize, usize, Vec<u8>)]) -> Vec<u8> {
     let mut out = Vec::with_capacity(src.len() + 16 * edits.len());
@@ -411,6 +438,27 @@ impl Ctx<'_> {
             (Action::Hash, Some(h)) => h.token(value).into_bytes(),
             _ => REDACTED.as_bytes().to_vec(),
         }
+    }
+
+    /// What replaces the value of header field `name` under `rule`: as [`Ctx::replace`], except that a hashed
+    /// `Authorization` or `Proxy-Authorization` value of the form `<scheme> <credentials>` keeps its scheme word
+    /// (`Bearer tdk_...`, `Basic tdk_...`): the token is that of the credentials alone, so a bearer token gets
+    /// the same token here as where a detector or a query rule finds it bare.
+    pub fn replace_header(&mut self, rule: usize, name: &[u8], value: &[u8]) -> Vec<u8> {
+        let keeps_scheme =
+            |n: &[u8]| n.eq_ignore_ascii_case(b"authorization") || n.eq_ignore_ascii_case(b"proxy-authorization");
+        if self.c.rules[rule].action == Action::Hash
+            && self.hasher.is_some()
+            && keeps_scheme(name)
+            && let Some((scheme, credentials)) = split_scheme(value)
+        {
+            let mut out = Vec::with_capacity(scheme.len() + 1 + 20);
+            out.extend_from_slice(scheme);
+            out.push(b' ');
+            out.extend(self.replace(rule, credentials));
+            return out;
+        }
+        self.replace(rule, value)
     }
 
     /// The hash token of `value` under `rule` if it hashes, else None (the caller writes its typed marker).

@@ -184,12 +184,15 @@ fn rule(name: &str, target: Target, names: &[&str], patterns: &[&str], action: A
     }
 }
 
-/// Names of secret-like JSON keys, form fields and query parameters in the default policy.
-const SECRET_NAMES: &[&str] = &[
-    "password",
-    "passwd",
-    "pwd",
-    "pass",
+/// Names of JSON keys, form fields and query parameters whose values the default policy redacts: passwords and
+/// other secrets that are not useful to correlate (a keyed token of a password could be tested against guesses by
+/// whoever holds the key).
+const SECRET_NAMES: &[&str] = &["password", "passwd", "pwd", "pass", "private_key", "credentials", "cvv", "cvc"];
+/// Patterns of those names.
+const SECRET_PATTERNS: &[&str] = &[r"passw(or)?d", r"private[-_]?key", r"credential"];
+/// Names of JSON keys, form fields and query parameters whose values the default policy replaces by keyed tokens:
+/// tokens, session ids and API keys, which tell sessions and clients apart.
+const TOKEN_NAMES: &[&str] = &[
     "secret",
     "token",
     "access_token",
@@ -198,49 +201,56 @@ const SECRET_NAMES: &[&str] = &[
     "api_key",
     "apikey",
     "client_secret",
-    "private_key",
     "authorization",
-    "credentials",
-    "cvv",
-    "cvc",
 ];
-/// Patterns of secret-like names in the default policy.
-const SECRET_PATTERNS: &[&str] =
-    &[r"passw(or)?d", r"secret", r"token", r"api[-_]?key", r"private[-_]?key", r"credential", r"session[-_]?id"];
+/// Patterns of those names.
+const TOKEN_PATTERNS: &[&str] = &[r"secret", r"token", r"api[-_]?key", r"session[-_]?id"];
+
+/// Credential header fields of the default policy (their values become keyed tokens; `Authorization` and
+/// `Proxy-Authorization` keep their scheme word: `Bearer tdk_...`).
+const CREDENTIAL_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "x-api-key",
+    "api-key",
+    "x-auth-token",
+    "x-access-token",
+    "x-csrf-token",
+    "x-xsrf-token",
+    "x-amz-security-token",
+    "x-goog-api-key",
+];
 
 impl Policy {
-    /// The default policy: credentials in headers, secret-like JSON keys, form fields and query parameters,
-    /// and payment card numbers anywhere detectors look.
+    /// The default policy. Keyed tokens (`hash`, so a key is needed): credential header fields, every cookie value
+    /// (`Cookie`, and the first pair of `Set-Cookie`), token-like JSON keys, form fields and query parameters,
+    /// and what the JWT, bearer-token and cloud-key detectors find in any header value, query value or text
+    /// body. Redacted: password-like JSON keys, form fields and query parameters, and payment card numbers.
     pub fn default_policy() -> Policy {
+        let detector = |name: &str, kind: DetectorKind, action: Action| Rule {
+            detector: Some(kind),
+            ..rule(name, Target::Detector, &[], &[], action)
+        };
         Policy {
             rules: vec![
                 rule(
                     "auth-headers",
                     Target::Header,
-                    &[
-                        "authorization",
-                        "proxy-authorization",
-                        "cookie",
-                        "set-cookie",
-                        "x-api-key",
-                        "api-key",
-                        "x-auth-token",
-                        "x-access-token",
-                        "x-csrf-token",
-                        "x-xsrf-token",
-                        "x-amz-security-token",
-                        "x-goog-api-key",
-                    ],
+                    CREDENTIAL_HEADERS,
                     &[r"^x-.*(token|secret|api-?key|password)"],
-                    Action::Redact,
+                    Action::Hash,
                 ),
+                rule("cookies", Target::Cookie, &[], &["^"], Action::Hash),
                 rule("secret-json-keys", Target::JsonKey, SECRET_NAMES, SECRET_PATTERNS, Action::Redact),
                 rule("secret-form-fields", Target::Form, SECRET_NAMES, SECRET_PATTERNS, Action::Redact),
                 rule("secret-query-params", Target::Query, SECRET_NAMES, SECRET_PATTERNS, Action::Redact),
-                Rule {
-                    detector: Some(DetectorKind::Card),
-                    ..rule("payment-cards", Target::Detector, &[], &[], Action::Redact)
-                },
+                rule("token-json-keys", Target::JsonKey, TOKEN_NAMES, TOKEN_PATTERNS, Action::Hash),
+                rule("token-form-fields", Target::Form, TOKEN_NAMES, TOKEN_PATTERNS, Action::Hash),
+                rule("token-query-params", Target::Query, TOKEN_NAMES, TOKEN_PATTERNS, Action::Hash),
+                detector("payment-cards", DetectorKind::Card, Action::Redact),
+                detector("jwts", DetectorKind::Jwt, Action::Hash),
+                detector("bearer-tokens", DetectorKind::Bearer, Action::Hash),
+                detector("cloud-keys", DetectorKind::CloudKey, Action::Hash),
             ],
         }
     }
@@ -372,11 +382,25 @@ mod tests {
         let p = Policy::default_policy();
         p.validate().unwrap();
         let headers = &p.rules.iter().find(|r| r.target == Target::Header).unwrap().names;
-        for h in ["authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key"] {
+        for h in ["authorization", "proxy-authorization", "x-api-key"] {
             assert!(headers.iter().any(|n| n == h), "{h}");
         }
-        assert!(p.rules.iter().any(|r| r.detector == Some(DetectorKind::Card)));
-        assert!(p.first_hash_rule().is_none(), "the default policy must not need a key");
+        let by_name = |n: &str| p.rules.iter().find(|r| r.name == n).unwrap();
+        assert_eq!(by_name("auth-headers").action, Action::Hash, "credentials become keyed tokens");
+        assert_eq!((by_name("cookies").target, by_name("cookies").action), (Target::Cookie, Action::Hash));
+        assert_eq!(by_name("secret-json-keys").action, Action::Redact, "passwords are not tokenised");
+        let detectors: Vec<(DetectorKind, Action)> =
+            p.rules.iter().filter_map(|r| r.detector.map(|d| (d, r.action))).collect();
+        assert_eq!(
+            detectors,
+            [
+                (DetectorKind::Card, Action::Redact),
+                (DetectorKind::Jwt, Action::Hash),
+                (DetectorKind::Bearer, Action::Hash),
+                (DetectorKind::CloudKey, Action::Hash)
+            ]
+        );
+        assert_eq!(p.first_hash_rule(), Some("auth-headers"), "the default policy needs a key");
     }
 
     #[test]
@@ -439,7 +463,7 @@ mod tests {
         assert_eq!(back, p);
         assert_eq!(back.fingerprint(), p.fingerprint());
         let mut other = p.clone();
-        other.rules[0].action = Action::Hash;
+        other.rules[0].action = Action::Redact;
         assert_ne!(other.fingerprint(), p.fingerprint());
         assert_eq!(hex(&[0x00, 0xAB, 0x7f]), "00ab7f");
     }

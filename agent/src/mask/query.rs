@@ -81,7 +81,7 @@ pub fn mask_pairs(ctx: &mut Ctx<'_>, input: &[u8], which: Which) -> Option<Vec<u
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{get, masker, masker_with};
+    use super::super::tests::{get, masker, masker_with, tok};
 
     #[test]
     fn percent_decoding() {
@@ -95,10 +95,19 @@ mod tests {
         let mut ex = get("/p?q=shoes&access_token=abc%2Fdef&page=2&card=4111111111111111&x#frag", vec![], b"");
         assert!(m.mask(&mut ex));
         assert_eq!(
-            ex.request.unwrap().path,
-            b"/p?q=shoes&access_token=%5BREDACTED%5D&page=2&card=%5BREDACTED%5D&x#frag"
+            String::from_utf8(ex.request.unwrap().path).unwrap(),
+            format!("/p?q=shoes&access_token={}&page=2&card=%5BREDACTED%5D&x#frag", tok("abc/def"))
         );
-        assert_eq!(ex.masked_by, ["payment-cards", "secret-query-params"]);
+        assert_eq!(ex.masked_by, ["payment-cards", "token-query-params"]);
+        // The default detectors look at every query value, whatever its name.
+        let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJqYW5lIn0.c2lnbmF0dXJl";
+        let mut ex = get(&format!("/cb?state=1&assertion={jwt}&aws=AKIAIOSFODNN7EXAMPLE"), vec![], b"");
+        assert!(m.mask(&mut ex));
+        assert_eq!(
+            String::from_utf8(ex.request.unwrap().path).unwrap(),
+            format!("/cb?state=1&assertion={}&aws={}", tok(jwt), tok("AKIAIOSFODNN7EXAMPLE"))
+        );
+        assert_eq!(ex.masked_by, ["cloud-keys", "jwts"]);
         // Nothing to mask: the target is untouched, the exchange not flagged.
         let mut clean = get("/p?q=a%20b&page=2", vec![], b"");
         assert!(m.mask(&mut clean));

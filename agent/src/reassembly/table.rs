@@ -72,7 +72,9 @@ pub struct FlowTable<F: SinkFactory> {
     buffered: usize,
     /// Highest capture time seen (nanoseconds).
     now: u64,
+    /// The id of the next connection opened; ids go up by `id_step` (see [`FlowTable::with_connection_ids`]).
     next_id: u64,
+    id_step: u64,
     /// Flows with acknowledged-but-unseen bytes waiting for their grace: (deadline, slot, connection id), about
     /// in deadline order, at most one entry per flow and at most the flow cap in all.
     acked_holes: VecDeque<(u64, u32, u64)>,
@@ -95,8 +97,18 @@ impl<F: SinkFactory> FlowTable<F> {
             buffered: 0,
             now: 0,
             next_id: 1,
+            id_step: 1,
             acked_holes: VecDeque::new(),
         }
+    }
+
+    /// Numbers connections `first`, `first + step`, `first + 2 * step` ... instead of 1, 2, 3 ... (`step` 0 is taken
+    /// as 1). Worker `w` of `n` tables uses `(w + 1, n)`, so that the connection ids of a run are unique across the
+    /// workers, and the same for the same input and worker count.
+    pub fn with_connection_ids(mut self, first: u64, step: u64) -> Self {
+        self.next_id = first;
+        self.id_step = step.max(1);
+        self
     }
 
     /// Processes one segment; exchanges completed by the sinks are appended to `out`.
@@ -219,7 +231,7 @@ impl<F: SinkFactory> FlowTable<F> {
         }
         let (originator, responder, handshake_seen) = roles(seg);
         let meta = ConnMeta { id: self.next_id, originator, responder, handshake_seen, first_seen: seg.ts };
-        self.next_id += 1;
+        self.next_id = self.next_id.saturating_add(self.id_step);
         let sink = self.factory.new_sink(&meta);
         let flow = Flow::new(meta, sink, self.now);
         let s = match self.free.pop() {

@@ -1,8 +1,9 @@
 //! The capture backend of a live run: libpcap ([`LiveSource`]) or tapedeck's eBPF program ([`EbpfSource`]),
 //! behind one [`Capture`] that yields the same [`Frame`]s, and the choice between them ([`open_all`]):
 //! `pcap`, `ebpf`, or `auto` (eBPF when this agent carries the program and the kernel and privileges allow it,
-//! else libpcap, with one log line saying which and why).
+//! else libpcap, with one log line saying which and why). [`start_line`] says what was opened.
 
+use std::path::Path;
 use std::time::Duration;
 
 use super::Frame;
@@ -196,12 +197,63 @@ pub fn open_all(interfaces: &[LiveConfig], opts: &BackendOptions) -> Result<Vec<
                 tracing::info!("capture backend: eBPF (auto: the program loaded and attached on every interface)");
                 Ok(c)
             }
+            Err(_) if !super::live::built_in() && !super::ebpf::built_in() => Err("this agent was built with \
+                 neither capture backend: install libpcap-dev (apt-get install libpcap-dev) and rebuild, or build \
+                 its eBPF program (docs/ebpf.md)"
+                .into()),
+            Err(why) if !super::live::built_in() => {
+                Err(format!("--backend auto: eBPF unavailable ({why}), and {}", super::live::NOT_BUILT))
+            }
             Err(why) => {
                 tracing::warn!("capture backend: libpcap (auto: eBPF unavailable: {why})");
                 open_pcap(interfaces)
             }
         },
     }
+}
+
+/// The line a live run starts with, like tcpdump's "listening on eth0, link-type EN10MB (Ethernet)": every
+/// interface with its link type, the backend used, the filter, the snapshot length and where segments go.
+pub fn start_line(captures: &[Capture], interfaces: &[LiveConfig], out: &Path) -> String {
+    let opened: Vec<(&str, LinkType)> = captures.iter().map(|c| (c.interface(), c.link())).collect();
+    let backend = captures.first().map_or("none", Capture::backend);
+    describe_start(&opened, backend, interfaces.first(), out)
+}
+
+fn describe_start(opened: &[(&str, LinkType)], backend: &str, cfg: Option<&LiveConfig>, out: &Path) -> String {
+    let ifaces: Vec<String> =
+        opened.iter().map(|(name, link)| format!("{name}, link-type {}", link_type_name(*link))).collect();
+    let backend = match backend {
+        "pcap" => "libpcap",
+        "ebpf" => "eBPF",
+        other => other,
+    };
+    let filter = match cfg.and_then(|c| c.filter.as_deref()) {
+        Some(f) => format!("filter '{f}'"),
+        None => "no filter".to_string(),
+    };
+    let snaplen = cfg.map_or(0, |c| c.snaplen);
+    format!(
+        "listening on {} with {backend}, {filter}, snapshot length {snaplen} bytes; writing segments to {}",
+        ifaces.join("; "),
+        out.display()
+    )
+}
+
+/// A link type as tcpdump names it (`EN10MB (Ethernet)`), or its number.
+fn link_type_name(link: LinkType) -> String {
+    let known = match link {
+        LinkType::NULL => "NULL (BSD loopback)",
+        LinkType::ETHERNET => "EN10MB (Ethernet)",
+        LinkType::RAW => "RAW (Raw IP)",
+        LinkType::LOOP => "LOOP (OpenBSD loopback)",
+        LinkType::LINUX_SLL => "LINUX_SLL (Linux cooked v1)",
+        LinkType::IPV4 => "IPV4 (Raw IPv4)",
+        LinkType::IPV6 => "IPV6 (Raw IPv6)",
+        LinkType::LINUX_SLL2 => "LINUX_SLL2 (Linux cooked v2)",
+        LinkType(n) => return n.to_string(),
+    };
+    known.to_string()
 }
 
 fn open_pcap(interfaces: &[LiveConfig]) -> Result<Vec<Capture>, String> {
@@ -262,6 +314,34 @@ mod tests {
         }
         let e = BackendOptions::from_flags(Backend::Ebpf, &[], &[], Some(100), None, None).unwrap_err();
         assert!(e.contains("--ebpf-ring-size"), "{e}");
+    }
+
+    #[cfg(not(feature = "libpcap"))]
+    #[test]
+    fn without_libpcap_pcap_and_auto_say_how_to_get_it() {
+        let live = LiveConfig::new("tapedeck-no-such-if0");
+        for backend in [Backend::Pcap, Backend::Auto] {
+            let e =
+                open_all(std::slice::from_ref(&live), &BackendOptions { backend, ..Default::default() }).unwrap_err();
+            assert!(e.contains("apt-get install libpcap-dev"), "{backend:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_start_line_names_interfaces_link_types_backend_filter_and_output() {
+        let mut cfg = LiveConfig::new("eth0");
+        cfg.filter = Some("tcp port 80".into());
+        let opened = [("eth0", LinkType::ETHERNET), ("any", LinkType::LINUX_SLL2), ("tun0", LinkType(147))];
+        let line = describe_start(&opened, "pcap", Some(&cfg), Path::new("/var/lib/td"));
+        assert_eq!(
+            line,
+            "listening on eth0, link-type EN10MB (Ethernet); any, link-type LINUX_SLL2 (Linux cooked v2); tun0, \
+             link-type 147 with libpcap, filter 'tcp port 80', snapshot length 262144 bytes; writing segments to \
+             /var/lib/td"
+        );
+        cfg.filter = None;
+        let line = describe_start(&opened[..1], "ebpf", Some(&cfg), Path::new("out"));
+        assert!(line.contains(" with eBPF, no filter, "), "{line}");
     }
 
     #[test]

@@ -15,6 +15,13 @@ pub enum SourceError {
         #[source]
         source: io::Error,
     },
+    /// A streaming input opened with a wait ([`super::PcapSource::open_polled`]) had no data within it. Not an
+    /// error: nothing was lost and the source is intact; ask for the next frame again.
+    #[error("{name}: no data yet")]
+    Idle {
+        /// The file name (`-` for stdin).
+        name: String,
+    },
     /// The input does not start like a pcap or pcapng file.
     #[error("{name}: not a pcap or pcapng capture ({what})")]
     NotACapture {

@@ -9,17 +9,33 @@
 //! default, with nanosecond timestamps. Kernel counters
 //! (`pcap_stats`: received, dropped for lack of buffer room, dropped by the interface) are 32-bit and wrap; they
 //! are widened here so that totals keep growing.
+//!
+//! libpcap is the `libpcap` cargo feature (default). Without it, [`LiveSource::open`] fails with
+//! [`LiveError::NotBuilt`], which says how to get it, and the types here stay so that the rest compiles unchanged.
 
 use std::time::Duration;
 
 /// How long the kernel may hold a partly filled block before handing it to the reader (milliseconds).
+#[cfg(feature = "libpcap")]
 const BLOCK_TIMEOUT_MS: i32 = 10;
 
+#[cfg(feature = "libpcap")]
 use ::pcap::{Active, Capture, Precision};
+#[cfg(feature = "libpcap")]
 use rustix::event::{PollFd, PollFlags, Timespec};
+#[cfg(feature = "libpcap")]
 use tapedeck_model::Timestamp;
 
 use super::{Frame, LinkType};
+
+/// Whether this agent was built with libpcap (the `libpcap` cargo feature).
+pub const fn built_in() -> bool {
+    cfg!(feature = "libpcap")
+}
+
+/// What to do when libpcap was left out of the build.
+pub const NOT_BUILT: &str = "this agent was built without libpcap (cargo feature `libpcap`): install libpcap-dev \
+     (apt-get install libpcap-dev) and rebuild, or use --backend ebpf";
 
 /// What to open.
 #[derive(Clone, Debug)]
@@ -52,7 +68,15 @@ impl LiveConfig {
 /// Errors of a live source; each names the interface.
 #[derive(Debug, thiserror::Error)]
 pub enum LiveError {
+    /// The agent was built without libpcap.
+    #[cfg(not(feature = "libpcap"))]
+    #[error("capturing on {interface}: {NOT_BUILT}")]
+    NotBuilt {
+        /// The interface.
+        interface: String,
+    },
     /// The interface could not be opened (no such device, no permission, ...).
+    #[cfg(feature = "libpcap")]
     #[error("capturing on {interface}: {source}")]
     Open {
         /// The interface.
@@ -62,6 +86,7 @@ pub enum LiveError {
         source: ::pcap::Error,
     },
     /// The filter expression did not compile.
+    #[cfg(feature = "libpcap")]
     #[error("filter {filter:?} on {interface}: {source}")]
     Filter {
         /// The interface.
@@ -107,6 +132,7 @@ pub struct LiveSourceStats {
 }
 
 /// One open interface. See the module docs.
+#[cfg(feature = "libpcap")]
 pub struct LiveSource {
     cap: Capture<Active>,
     interface: String,
@@ -117,6 +143,51 @@ pub struct LiveSource {
     kernel: KernelStats,
 }
 
+/// Without libpcap no interface can be opened: this type has no value.
+#[cfg(not(feature = "libpcap"))]
+pub struct LiveSource {
+    never: std::convert::Infallible,
+}
+
+#[cfg(not(feature = "libpcap"))]
+impl LiveSource {
+    /// Always [`LiveError::NotBuilt`].
+    pub fn open(cfg: &LiveConfig, _index: u32) -> Result<Self, LiveError> {
+        Err(LiveError::NotBuilt { interface: cfg.interface.clone() })
+    }
+
+    /// The interface name.
+    pub fn interface(&self) -> &str {
+        match self.never {}
+    }
+
+    /// The link type of the interface.
+    pub fn link(&self) -> LinkType {
+        match self.never {}
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &LiveSourceStats {
+        match self.never {}
+    }
+
+    /// The next packet.
+    pub fn next_frame(&mut self) -> Result<Option<Frame<'_>>, LiveError> {
+        match self.never {}
+    }
+
+    /// Waits for packets.
+    pub fn wait(&self, _timeout: Duration) -> Result<bool, LiveError> {
+        match self.never {}
+    }
+
+    /// The kernel's counters.
+    pub fn kernel_stats(&mut self) -> Result<KernelStats, LiveError> {
+        match self.never {}
+    }
+}
+
+#[cfg(feature = "libpcap")]
 impl LiveSource {
     /// Opens `cfg.interface`, applies the filter, and switches to non-blocking reads. `index` is put in every
     /// frame's `interface` field.
@@ -240,7 +311,22 @@ impl LiveSource {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(feature = "libpcap")))]
+mod tests_without_libpcap {
+    use super::*;
+
+    #[test]
+    fn opening_says_libpcap_was_left_out_and_how_to_get_it() {
+        // LiveSource has no value without libpcap: opening can only fail.
+        let Err(e) = LiveSource::open(&LiveConfig::new("eth7"), 0);
+        let e = e.to_string();
+        assert!(e.contains("eth7") && e.contains("without libpcap"), "{e}");
+        assert!(e.contains("apt-get install libpcap-dev") && e.contains("--backend ebpf"), "{e}");
+        assert!(!built_in());
+    }
+}
+
+#[cfg(all(test, feature = "libpcap"))]
 mod tests {
     use super::*;
 

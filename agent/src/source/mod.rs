@@ -12,13 +12,18 @@
 //! ends the source: [`PcapSource::next_frame`] returns the error once, then `Ok(None)`. The source does not try to
 //! resynchronise: after a bad length nothing says where the next record starts, and a guessed header would feed
 //! invented packets to reassembly. Everything read before the damage has been delivered.
+//!
+//! Streaming inputs (stdin, FIFOs; [`pipe`]) opened with [`PcapSource::open_polled`] never block longer than the
+//! wait given: a quiet input yields [`SourceError::Idle`] and the next call carries on where it stopped.
 
 pub mod capture;
 pub mod ebpf;
 mod error;
+pub mod filter;
 pub mod live;
 mod pcap;
 mod pcapng;
+pub mod pipe;
 mod window;
 
 #[cfg(test)]
@@ -27,6 +32,7 @@ mod tests;
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
+use std::time::Duration;
 
 use tapedeck_model::Timestamp;
 
@@ -121,6 +127,9 @@ pub struct SourceStats {
     pub bad_interface_options: u64,
     /// Damage that ended the source (0 or 1).
     pub damaged: u64,
+    /// Frames (or, without libpcap, TCP segments) that `--filter` rejected; counted by the pipeline
+    /// ([`filter::PacketFilter`]), not by the source.
+    pub filtered_out: u64,
 }
 
 /// The container format being read.
@@ -180,6 +189,26 @@ impl PcapSource {
         Self::from_reader_with(name, Box::new(file), cfg)
     }
 
+    /// Opens a capture file like [`PcapSource::open`], but a streaming input (`-`, a FIFO: [`pipe::is_streaming`])
+    /// is read through a [`pipe::PolledReader`]: once open, [`PcapSource::next_frame`] returns
+    /// [`SourceError::Idle`] when no data came within `wait`, and can be called again. Opening waits for the
+    /// capture's header however long it takes.
+    pub fn open_polled(path: &Path, wait: Duration) -> Result<Self, SourceError> {
+        if !pipe::is_streaming(path) {
+            return Self::open(path);
+        }
+        let name = path.display().to_string();
+        let reader = if path.as_os_str() == "-" {
+            pipe::PolledReader::stdin(wait)
+        } else {
+            File::open(path).map(|f| pipe::PolledReader::new(f, wait))
+        };
+        match reader {
+            Ok(r) => Self::from_reader_with(name, Box::new(r), SourceConfig::default()),
+            Err(source) => Err(SourceError::Io { name, source }),
+        }
+    }
+
     /// Reads a capture from any byte stream; `name` is used in messages.
     pub fn from_reader(name: String, r: Box<dyn Read + Send>) -> Result<Self, SourceError> {
         Self::from_reader_with(name, r, SourceConfig::default())
@@ -190,8 +219,13 @@ impl PcapSource {
     pub fn from_reader_with(name: String, r: Box<dyn Read + Send>, cfg: SourceConfig) -> Result<Self, SourceError> {
         let cfg = SourceConfig { max_record: cfg.max_record.max(64), ..cfg };
         let mut win = Window::new(r, cfg.initial_buffer.min(cfg.max_record + 64), cfg.max_record + 64);
-        if let Err(source) = win.fill(4) {
-            return Err(SourceError::Io { name, source });
+        // A polled reader gives up now and then: opening waits for the header however long it takes.
+        loop {
+            match win.fill(4) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(source) => return Err(SourceError::Io { name, source }),
+                Ok(_) => break,
+            }
         }
         let head = win.peek(win.available().min(4));
         let magic = match <[u8; 4]>::try_from(head).ok().and_then(Magic::from_bytes) {
@@ -213,14 +247,14 @@ impl PcapSource {
         };
         match magic {
             Magic::Pcap { big_endian, nanos, modified } => {
-                src.need(FILE_HEADER_LEN)?;
+                src.need_waiting(FILE_HEADER_LEN)?;
                 let fmt = PcapFormat::new(src.win.peek(FILE_HEADER_LEN), big_endian, nanos, modified);
                 src.format = Format::Pcap(fmt);
                 src.consume(FILE_HEADER_LEN);
             }
             Magic::PcapNg => {
                 // The first block must be a well-formed section header; anything else is not pcapng.
-                src.need(12)?;
+                src.need_waiting(12)?;
                 if src.section_order().is_none() {
                     let what = format!("pcapng block type but byte-order magic {:02x?}", src.win.slice(8, 4));
                     return Err(SourceError::NotACapture { name: src.name, what });
@@ -293,10 +327,11 @@ impl PcapSource {
         if rec.caplen > fmt.snaplen.max(LIBPCAP_MAX_SNAPLEN) {
             return Err(self.damage(Damage::BeyondSnaplen { len: u64::from(rec.caplen), snaplen: fmt.snaplen }));
         }
+        self.need(hl + caplen)?;
+        // Counted once the record is whole (a quiet pipe may make this call return Idle and come back).
         if fmt.snaplen != 0 && rec.caplen > fmt.snaplen {
             self.stats.caplen_above_snaplen += 1;
         }
-        self.need(hl + caplen)?;
         self.number += 1;
         Ok(Some(Meta {
             ts: rec.ts,
@@ -468,11 +503,23 @@ impl PcapSource {
         self.stats.bytes_read += n as u64;
     }
 
-    /// Fills `n` bytes; a read failure is damage.
+    /// Fills `n` bytes; a read failure is damage, a polled reader's timeout is [`SourceError::Idle`] (nothing is
+    /// consumed or counted before a record is whole, so the next call starts the record again).
     fn fill(&mut self, n: usize) -> Result<bool, SourceError> {
         match self.win.fill(n) {
             Ok(ok) => Ok(ok),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Err(SourceError::Idle { name: self.name.clone() }),
             Err(e) => Err(self.damage(Damage::Read(e))),
+        }
+    }
+
+    /// [`PcapSource::need`], waiting through [`SourceError::Idle`] (while opening).
+    fn need_waiting(&mut self, n: usize) -> Result<(), SourceError> {
+        loop {
+            match self.need(n) {
+                Err(SourceError::Idle { .. }) => {}
+                other => return other,
+            }
         }
     }
 
@@ -538,4 +585,5 @@ crate::impl_merge!(SourceStats {
     unknown_interface_packets,
     bad_interface_options,
     damaged,
+    filtered_out,
 });

@@ -47,6 +47,30 @@ pub struct GateResult {
     pub failed: bool,
 }
 
+impl GateResult {
+    /// What happened, as read: `errors > 0 is false (0)`, `pass_rate < 0.99 is true (0.42)`, `pass_rate < 0.99
+    /// cannot be checked: pass_rate has no value`.
+    pub fn outcome(&self) -> String {
+        match self.value {
+            Some(v) => format!("{} is {} ({})", self.gate, self.failed, number(v)),
+            None => {
+                let metric = self.gate.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).next();
+                format!("{} cannot be checked: {} has no value", self.gate, metric.unwrap_or(&self.gate))
+            }
+        }
+    }
+}
+
+/// A metric's value as short as it is exact to 4 decimals: `0`, `12`, `0.42`, `0.1235`.
+fn number(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        return format!("{v:.0}");
+    }
+    let s = format!("{v:.4}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "-0" { "0".into() } else { s.to_string() }
+}
+
 impl std::str::FromStr for Gate {
     type Err = String;
 
@@ -151,5 +175,20 @@ mod tests {
             _ => None,
         });
         assert_eq!(r.iter().map(|r| r.failed).collect::<Vec<_>>(), vec![false, true, true]);
+    }
+
+    #[test]
+    fn outcomes_read_as_what_happened() {
+        let g = |text: &str, value: Option<f64>, failed: bool| GateResult { gate: text.into(), value, failed };
+        assert_eq!(g("errors > 0", Some(0.0), false).outcome(), "errors > 0 is false (0)");
+        assert_eq!(g("pass_rate < 0.99", Some(0.42), true).outcome(), "pass_rate < 0.99 is true (0.42)");
+        assert_eq!(
+            g("p95_latency_delta > 10%", Some(0.123456), true).outcome(),
+            "p95_latency_delta > 10% is true (0.1235)"
+        );
+        assert_eq!(
+            g("pass_rate < 0.99", None, true).outcome(),
+            "pass_rate < 0.99 cannot be checked: pass_rate has no value"
+        );
     }
 }

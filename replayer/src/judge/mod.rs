@@ -96,6 +96,11 @@ struct Recorded {
 /// Looked up once per replayed request: FxHash, not SipHash (the keys are ours, not an attacker's).
 type Index = HashMap<(ConnKey, u32, u64), Recorded, rustc_hash::FxBuildHasher>;
 
+/// A recorded exchange's key in the [`Index`]: its connection, its order on it, its id.
+fn index_key(ex: &Exchange) -> (ConnKey, u32, u64) {
+    (ConnKey { connection_id: ex.connection_id, client: ex.client, server: ex.server }, ex.order, ex.id)
+}
+
 /// What every judge of a run shares: rules, recorded responses, settings.
 pub struct Setup {
     rules: Arc<Rules>,
@@ -119,7 +124,6 @@ impl Setup {
         let mut recorded = Index::with_capacity_and_hasher(exchanges.len(), Default::default());
         for ex in exchanges.iter().map(std::borrow::Borrow::borrow) {
             let Some(req) = &ex.request else { continue };
-            let key = ConnKey { connection_id: ex.connection_id, client: ex.client, server: ex.server };
             let latency = match (ex.timing.request_first.or(ex.timing.request_last), ex.timing.response_last) {
                 (Some(a), Some(b)) if b >= a => Some(Duration::from_nanos(b.0 - a.0)),
                 _ => None,
@@ -129,7 +133,7 @@ impl Setup {
             let path = path.split('?').next().unwrap_or("").to_string();
             let endpoint = rules.endpoint_name(&method, &path);
             recorded.insert(
-                (key, ex.order, ex.id),
+                index_key(ex),
                 Recorded { method, path, endpoint, response: None, latency, at: crate::correlate::request_time(ex) },
             );
         }
@@ -151,9 +155,8 @@ impl Setup {
     /// Moves the recorded response of `ex` into the index (called by planning with what is left of each exchange,
     /// so that a judged run never holds two copies of the recorded responses).
     pub fn keep_response(&mut self, ex: &mut Exchange) {
-        let key = (ConnKey { connection_id: ex.connection_id, client: ex.client, server: ex.server }, ex.order, ex.id);
         // Unique until judges are made, so this does not copy.
-        if let Some(rec) = Arc::make_mut(&mut self.recorded).get_mut(&key) {
+        if let Some(rec) = Arc::make_mut(&mut self.recorded).get_mut(&index_key(ex)) {
             rec.response = ex.response.take();
         }
     }

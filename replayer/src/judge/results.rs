@@ -414,8 +414,11 @@ impl JudgeReport {
     pub fn text(&self, paint: Paint, diffs: usize) -> String {
         use std::fmt::Write;
         let mut s = String::new();
-        let rate = pct(self.pass_rate);
-        let rate = if self.failed == 0 { paint.green(&rate) } else { paint.red(&rate) };
+        let rate = match self.judged {
+            0 => "n/a".to_string(),
+            _ if self.failed == 0 => paint.green(&pct(self.pass_rate)),
+            _ => paint.red(&pct(self.pass_rate)),
+        };
         let _ = writeln!(
             s,
             "judged {} exchanges: {} passed, {} failed (pass rate {rate}); {} errors; {} without a recorded response",
@@ -481,9 +484,8 @@ impl JudgeReport {
             }
         }
         for g in &self.gates {
-            let v = g.value.map_or("no value".to_string(), |v| format!("{v:.4}"));
-            let status = if g.failed { paint.red("FAILED") } else { paint.green("passed") };
-            let _ = writeln!(s, "  gate {status}: {} ({v})", g.gate);
+            let status = if g.failed { paint.red("FAILED") } else { paint.green("ok") };
+            let _ = writeln!(s, "  gate {status}: {}", g.outcome());
         }
         s
     }
@@ -537,6 +539,13 @@ mod tests {
         assert!(!text.contains("$.items[11].x"), "only one diff shown: {text}");
         assert!(!text.contains('\u{1b}'));
         assert!(rep.text(Paint::new(true), 1).contains('\u{1b}'));
+    }
+
+    #[test]
+    fn nothing_judged_is_a_pass_rate_of_na() {
+        let rep = Results::default().finish();
+        let text = rep.text(Paint::new(false), 3);
+        assert!(text.contains("judged 0 exchanges: 0 passed, 0 failed (pass rate n/a)"), "{text}");
     }
 
     #[test]

@@ -7,7 +7,9 @@
 //! ```
 //! Binds 127.0.0.1:8081 unless `--listen` names another address. `/metrics` (unless the recording has requests to
 //! `/metrics`: the recording wins) and `/__tapedeck/metrics` (always) answer Prometheus text;
-//! SIGINT or SIGTERM prints a stats line (matched, unmatched, match rate) and ends the process with status 0.
+//! SIGINT or SIGTERM prints a stats line (matched, unmatched, match rate: `n/a` before any request) and ends the
+//! process with status 0, or 1 when the input was damaged (what could be read is served; a warning at start says
+//! how many exchanges were lost).
 
 pub mod index;
 mod server;
@@ -18,7 +20,7 @@ use std::path::PathBuf;
 use clap::Args;
 use tapedeck_model::Exchange;
 
-use crate::select::{Budget, DEFAULT_MAX_SELECTION_BYTES, Filter, select_where};
+use crate::select::{Budget, DEFAULT_MAX_SELECTION_BYTES, Filter, SelectStats, select_where};
 use index::{Fields, Index};
 
 pub use server::{Mock, MockStats};
@@ -96,27 +98,32 @@ pub fn selected(ex: &Exchange, clients: &[ClientAddr], services: &[String]) -> b
     (clients.is_empty() && services.is_empty()) || by_client || by_label
 }
 
-/// Loads the recorded exchanges and indexes them.
-pub fn load(opts: &MockOpts) -> anyhow::Result<(Index, u64)> {
+/// Loads the recorded exchanges and indexes them; the selection's counters tell what was left out or lost.
+pub fn load(opts: &MockOpts) -> anyhow::Result<(Index, SelectStats)> {
     let keep = |e: &Exchange| selected(e, &opts.clients, &opts.services);
     let selection =
         select_where(&opts.paths, &Filter::default(), opts.max_selection_bytes, &keep, "--client, --service")?;
     for w in &selection.warnings {
         eprintln!("replayer: warning: {w}");
     }
-    let filtered_out = selection.stats.filtered_out;
-    let exchanges = selection.exchanges;
-    Ok((Index::build(exchanges, opts.match_on), filtered_out))
+    Ok((Index::build(selection.exchanges, opts.match_on), selection.stats))
 }
 
 /// Runs `replayer mock` until SIGINT or SIGTERM.
 pub fn run(opts: &MockOpts) -> anyhow::Result<()> {
-    let (index, filtered_out) = load(opts)?;
+    let (index, select_stats) = load(opts)?;
+    let filtered_out = select_stats.filtered_out;
+    let loss = select_stats.loss();
+    if let Some(loss) = &loss {
+        eprintln!("replayer: warning: {loss}: serving what could be read; the exit status will be 1");
+    }
     if index.is_empty() {
         eprintln!("replayer: warning: no recorded request with its response to serve: every request will be unmatched");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
+        // Before the start line: a SIGTERM sent as soon as the mock says where it listens still gets the stats line.
+        let stop = Shutdown::register();
         let listener = tokio::net::TcpListener::bind(opts.listen)
             .await
             .map_err(|e| anyhow::anyhow!("--listen {}: {e}", opts.listen))?;
@@ -134,30 +141,42 @@ pub fn run(opts: &MockOpts) -> anyhow::Result<()> {
         let mock = Mock::new(index, opts.unmatched_status, opts.log_unmatched, opts.max_body);
         eprintln!("mock: Prometheus metrics at {}", mock.metrics_paths());
         let stats = mock.stats();
-        server::serve(listener, mock, shutdown()).await;
+        server::serve(listener, mock, stop.wait()).await;
         eprintln!("{}", stats.line());
-        Ok(())
+        match loss {
+            Some(loss) => Err(anyhow::anyhow!("{loss}")),
+            None => Ok(()),
+        }
     })
 }
 
-async fn shutdown() {
+/// SIGINT and SIGTERM, listened to from [`Shutdown::register`] on (inside the runtime).
+struct Shutdown {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+    signals: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl Shutdown {
+    fn register() -> Shutdown {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let signals = signal(SignalKind::terminate()).and_then(|t| Ok((t, signal(SignalKind::interrupt())?))).ok();
+            Shutdown { signals }
         }
+        #[cfg(not(unix))]
+        Shutdown {}
     }
-    #[cfg(not(unix))]
-    {
+
+    async fn wait(self) {
+        #[cfg(unix)]
+        if let Some((mut term, mut int)) = self.signals {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            return;
+        }
         let _ = tokio::signal::ctrl_c().await;
     }
 }

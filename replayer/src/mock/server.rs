@@ -68,13 +68,16 @@ impl MockStats {
     pub fn line(&self) -> String {
         let levels: Vec<String> =
             LEVELS.iter().zip(&self.matched).map(|(n, c)| format!("{n} {}", Self::get(c))).collect();
+        let rate = match Self::get(&self.requests) {
+            0 => "n/a".to_string(),
+            _ => format!("{:.2}%", self.match_rate() * 100.0),
+        };
         format!(
-            "mock: {} requests, {} matched ({}), {} unmatched, match rate {:.2}%",
+            "mock: {} requests, {} matched ({}), {} unmatched, match rate {rate}",
             Self::get(&self.requests),
             self.matched_total(),
             levels.join(", "),
             Self::get(&self.unmatched),
-            self.match_rate() * 100.0
         )
     }
 

@@ -97,6 +97,14 @@ impl EbpfFilter {
         Ok(out)
     }
 
+    /// Whether a TCP packet between `a` and `b` passes, as the kernel program decides it (used in user space
+    /// to filter capture files and pipes without libpcap, see [`crate::source::filter`]).
+    pub fn matches(&self, a: std::net::SocketAddr, b: std::net::SocketAddr) -> bool {
+        let port = self.ports.is_empty() || self.ports.contains(&a.port()) || self.ports.contains(&b.port());
+        let addr = |ip: IpAddr| self.cidrs.iter().any(|n| n.contains(&ip.to_canonical()));
+        port && (self.cidrs.is_empty() || addr(a.ip()) || addr(b.ip()))
+    }
+
     /// The same filter as a BPF expression for libpcap.
     pub fn to_bpf_expression(&self) -> String {
         let mut out = String::from("tcp");
@@ -148,6 +156,20 @@ mod tests {
             let msg = e.to_string();
             assert!(msg.contains("tcp port N") && msg.contains("--backend pcap"), "{msg}");
         }
+    }
+
+    #[test]
+    fn packets_match_by_either_port_and_either_address() {
+        let at = |s: &str| s.parse::<std::net::SocketAddr>().unwrap();
+        let f = EbpfFilter::from_bpf_expression("tcp port 80 or port 8080").unwrap();
+        assert!(f.matches(at("10.0.0.1:40000"), at("10.0.0.2:80")));
+        assert!(f.matches(at("10.0.0.2:8080"), at("10.0.0.1:40000")));
+        assert!(!f.matches(at("10.0.0.1:40000"), at("10.0.0.2:443")));
+        assert!(EbpfFilter::default().matches(at("10.0.0.1:1"), at("10.0.0.2:2")));
+        let f = EbpfFilter::from_flags(&[443], &["10.1.0.0/16".into()]).unwrap();
+        assert!(f.matches(at("10.1.2.3:40000"), at("192.0.2.1:443")));
+        assert!(!f.matches(at("10.2.2.3:40000"), at("192.0.2.1:443")), "address outside the range");
+        assert!(!f.matches(at("10.1.2.3:40000"), at("192.0.2.1:80")), "both must pass");
     }
 
     #[test]

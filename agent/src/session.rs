@@ -575,8 +575,9 @@ fn find_http1_start(b: &[u8]) -> Option<bool> {
 }
 
 /// Whether `b` starts with at least two consecutive, plausible HTTP/2 frame headers (RFC 9113 §4.1): a known
-/// type, a length within the default maximum frame size, the reserved bit clear, and a stream id that fits the
-/// type. Used only to recognise HTTP/2 on a connection joined after its preface.
+/// type, a length within the default maximum frame size (DATA: any, up to the 2^24-1 that peers may allow with
+/// SETTINGS_MAX_FRAME_SIZE), the reserved bit clear, and a stream id that fits the type. Used only to recognise
+/// HTTP/2 on a connection joined after its preface.
 fn plausible_h2_frames(b: &[u8]) -> bool {
     let mut at = 0;
     let mut frames = 0;
@@ -587,7 +588,8 @@ fn plausible_h2_frames(b: &[u8]) -> bool {
         let stream = u32::from_be_bytes([h[5], h[6], h[7], h[8]]);
         let connection_level = matches!(kind, 0x4 | 0x6 | 0x7);
         let stream_level = matches!(kind, 0x0 | 0x1 | 0x2 | 0x3 | 0x5 | 0x9);
-        let ok = len <= 16_384
+        let ok = (len <= 16_384 || kind == 0x0)
+            && (kind != 0x0 || h[4] & !0x09 == 0)
             && stream & 0x8000_0000 == 0
             && (connection_level && stream == 0 || stream_level && stream != 0 || kind == 0x8)
             && (kind != 0x4 || len % 6 == 0)
@@ -742,5 +744,19 @@ mod tests {
         bad[8] = 1;
         assert!(!plausible_h2_frames(&bad));
         assert!(!plausible_h2_frames(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
+    }
+
+    #[test]
+    fn recognises_h2_frames_with_a_data_frame_above_16k() {
+        // WINDOW_UPDATE on stream 0, then a 131 060-byte DATA frame on stream 1 (a peer that raised
+        // SETTINGS_MAX_FRAME_SIZE, as gRPC C core does): HTTP/2, though the DATA payload is not all here.
+        let mut b = vec![0, 0, 4, 8, 0, 0, 0, 0, 0, 0, 1, 0, 0];
+        b.extend_from_slice(&[0x01, 0xff, 0xf4, 0, 0, 0, 0, 0, 1]);
+        b.extend_from_slice(&[0; 100]);
+        assert!(plausible_h2_frames(&b));
+        // The same DATA frame with a flag DATA does not define is not HTTP/2.
+        let mut bad = b.clone();
+        bad[13 + 4] = 0x20;
+        assert!(!plausible_h2_frames(&bad));
     }
 }

@@ -16,6 +16,7 @@ use tapedeck_agent::session::{SessionConfig, SessionFactory};
 use tapedeck_agent::source::{Frame, PcapSource, SourceConfig};
 use tapedeck_agent::stream::{ConnInfo, Side};
 use tapedeck_model::grpc::{decode_web_text, grpc_summary, split_messages};
+use tapedeck_model::protobuf;
 use tapedeck_model::segment::SegmentReader;
 use tapedeck_model::{Body, Exchange, Flags, Header, Protocol, Request, Response, Timestamp, Timing};
 
@@ -253,7 +254,7 @@ pub fn http2(data: &[u8]) {
 }
 
 /// `grpc`: a flag byte (bit 0 truncated, bit 1 web, bit 2 text; bits 3-4 pick the content-type); the rest
-/// is split into messages as one body, then read again as a path, a request body (each after a length byte) and
+/// is split into messages as one body (each whole one read as protobuf), then read again as a path, a request body (each after a length byte) and
 /// a response body of an exchange that is summarised.
 pub fn grpc(data: &[u8]) {
     let mut input = Bytes::new(data);
@@ -265,6 +266,13 @@ pub fn grpc(data: &[u8]) {
         assert!(m.offset <= rest.len(), "message offset past the body");
         if m.complete {
             assert!(m.offset + m.len as usize <= rest.len(), "complete message past the body");
+            // Each whole message read as protobuf without a schema, as the judge and `inspect` read it.
+            let payload = &rest[m.offset..m.offset + m.len as usize];
+            if let Some(fields) = protobuf::decode(payload) {
+                let mut text = String::new();
+                protobuf::to_text(&fields, protobuf::Strings::Utf8, "", 4096, &mut text);
+                assert!(text.len() <= 4096 + 4 * payload.len() + 256, "protobuf text past its limit");
+            }
         }
     }
     if let Some(t) = trailer {

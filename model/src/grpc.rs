@@ -137,7 +137,8 @@ fn header<'a>(headers: &'a [Header], name: &[u8]) -> Option<&'a [u8]> {
     headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value.as_slice())
 }
 
-fn percent_decode(v: &[u8]) -> String {
+/// Decodes `grpc-message`'s percent-encoding (`%20`); bytes that are not UTF-8 are replaced.
+pub fn percent_decode(v: &[u8]) -> String {
     let mut out = Vec::with_capacity(v.len());
     let mut i = 0;
     while i < v.len() {
@@ -156,8 +157,8 @@ fn percent_decode(v: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Parses the HTTP/1-style header lines of a gRPC-Web trailer frame.
-fn web_trailers(payload: &[u8]) -> Vec<Header> {
+/// Parses the HTTP/1-style header lines of a gRPC-Web trailer frame (names lower-cased).
+pub fn web_trailers(payload: &[u8]) -> Vec<Header> {
     payload
         .split(|&b| b == b'\n')
         .filter_map(|line| {

@@ -11,6 +11,7 @@
 
 pub mod exchange;
 pub mod grpc;
+pub mod protobuf;
 pub mod segment;
 
 pub use exchange::{Body, Exchange, Flag, Flags, Header, Interim, Protocol, Request, Response, Timestamp, Timing};

@@ -151,10 +151,11 @@ pub struct RunOpts {
     pub rewrite_paths: Vec<PathRewrite>,
     /// Live values for masked recorded ones: TOML with one [tokens] table, each key a recorded value or token as
     /// `inspect` shows it ("tdk_0123456789abcdef"), each value what to send in its place, inside every recorded
-    /// header value that holds it (so each recorded session gets its own credential).
+    /// header value and query string that holds it (so each recorded session gets its own credential).
     #[arg(long = "token-map", value_name = "FILE")]
     pub token_map: Option<PathBuf>,
-    /// Send recorded header values that hold masked credentials ([REDACTED], tdk_ tokens) as they are. Without
+    /// Send recorded header values and query parameters that hold masked credentials ([REDACTED], tdk_ tokens) as
+    /// they are. Without
     /// it (or --set-header / --token-map covering them), such a run stops before sending anything.
     #[arg(long)]
     pub allow_masked: bool,

@@ -3,9 +3,13 @@
 //! of entries: a recorded [`Exchange`] (`replayer export --har`) and a replayed request ([`Replayed`],
 //! `replayer run --har`).
 //!
-//! Bodies: text (valid UTF-8) is written as is; anything else base64 with `"encoding": "base64"`. Bodies are what
-//! the segment stored (maybe cut at the capture's body cap; `bodySize` is the length seen on the wire, and a
-//! `comment` says when they differ). Times: `startedDateTime` is RFC 3339 with milliseconds, UTC.
+//! Bodies are what the segment stored (maybe cut at the capture's body cap; `bodySize` is the length seen on the
+//! wire, and a `comment` says when they differ), HTTP-decoded as HAR 1.2 wants `text`: a `Content-Encoding` (gzip,
+//! deflate, br, zstd) is undone with the judge's codecs ([`crate::judge::decode`]), then text (valid UTF-8) is
+//! written as is, anything else base64 with `"encoding": "base64"`. A decoded response has `content.size` the
+//! decoded length, `content.compression` the bytes saved and a `comment` naming the codings undone. A body that
+//! cannot be decoded (cut short, a bad stream) is written as stored, and the comment says why. Times:
+//! `startedDateTime` is RFC 3339 with milliseconds, UTC.
 
 use std::io::{self, Write};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -14,7 +18,11 @@ use base64::Engine;
 use serde::Serialize;
 use tapedeck_model::{Exchange, Header, Protocol};
 
+use crate::judge::decode::{Decoded, decode, encodings};
 use crate::replayed::Replayed;
+
+/// Most bytes a body may grow to when its content-encoding is undone; past it the stored bytes are written.
+const MAX_DECODED: usize = 64 << 20;
 
 /// `log.creator`.
 #[derive(Debug, Clone, Serialize)]
@@ -40,11 +48,18 @@ pub struct PostData {
     /// Content-Type of the body.
     #[serde(rename = "mimeType")]
     pub mime_type: String,
-    /// The body as text (base64 when binary; HAR 1.2 has no encoding field here, so a comment says so).
+    /// The body as text, content-encoding undone (base64 when binary; HAR 1.2 has no encoding field here, so a
+    /// comment says so).
     pub text: String,
-    /// Set when `text` is base64.
+    /// Set when `text` is base64, when a content-encoding was undone, or could not be.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
+    /// `text` is base64 (not written: HAR has no field for it).
+    #[serde(skip)]
+    pub base64: bool,
+    /// A content-encoding was undone.
+    #[serde(skip)]
+    pub decoded: bool,
 }
 
 /// `entry.request`.
@@ -76,19 +91,25 @@ pub struct HarRequest {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Content {
-    /// Length of the body.
+    /// Length of the body, decoded when its content-encoding was undone.
     pub size: i64,
+    /// Bytes saved by the content-encoding (`size` minus the length on the wire), when it was undone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compression: Option<i64>,
     /// Content-Type.
     pub mime_type: String,
-    /// The stored body.
+    /// The stored body, content-encoding undone when it could be.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
     /// `base64` when `text` is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub encoding: Option<String>,
-    /// Says when the text is shorter than the body.
+    /// Says when the text is shorter than the body, and which content-encoding was undone (or why not).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
+    /// The stored body is shorter than the body (not written: the comment says so).
+    #[serde(skip)]
+    pub partial: bool,
 }
 
 /// `entry.response`.
@@ -171,6 +192,8 @@ pub struct HarStats {
     pub bodies_base64: u64,
     /// Entries whose response text is shorter than the body (capture cap, or the replay keep cap).
     pub bodies_partial: u64,
+    /// Entries with a body whose content-encoding was undone (request or response).
+    pub bodies_decoded: u64,
 }
 
 /// Writes `{"log": {..., "entries": [` first, each entry as it comes, and the closing brackets at [`finish`].
@@ -206,11 +229,14 @@ impl<W: Write> HarWriter<W> {
         self.first = false;
         serde_json::to_writer(&mut self.out, e)?;
         self.stats.entries += 1;
-        if e.response.content.encoding.is_some() || e.request.post_data.as_ref().is_some_and(|p| p.comment.is_some()) {
+        if e.response.content.encoding.is_some() || e.request.post_data.as_ref().is_some_and(|p| p.base64) {
             self.stats.bodies_base64 += 1;
         }
-        if e.response.content.comment.is_some() {
+        if e.response.content.partial {
             self.stats.bodies_partial += 1;
+        }
+        if e.response.content.compression.is_some() || e.request.post_data.as_ref().is_some_and(|p| p.decoded) {
+            self.stats.bodies_decoded += 1;
         }
         Ok(())
     }
@@ -261,27 +287,89 @@ fn body_text(b: &[u8]) -> (String, bool) {
     }
 }
 
-fn post_data(headers: &[NameValue], body: &[u8]) -> Option<PostData> {
+/// A body as HAR 1.2 wants it: HTTP-decoded when it can be.
+struct HarBody {
+    /// The bytes to write: decoded, or as stored.
+    bytes: Vec<u8>,
+    /// The content-encodings undone (`gzip`), when there were some and decoding worked.
+    undone: Option<String>,
+    /// Why a content-encoding was left in place.
+    not_decoded: Option<String>,
+}
+
+/// `stored` with the content-encoding of `headers` undone; `partial` bodies (cut short) are left as stored.
+fn har_body(headers: &[NameValue], stored: &[u8], partial: bool) -> HarBody {
+    let fields: Vec<Header> = headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("content-encoding"))
+        .map(|h| Header::new(h.name.as_str(), h.value.as_str()))
+        .collect();
+    let codings = encodings(&fields);
+    let as_stored = |why: Option<String>| HarBody { bytes: stored.to_vec(), undone: None, not_decoded: why };
+    if codings.is_empty() || stored.is_empty() {
+        return as_stored(None);
+    }
+    let list = codings.join(", ");
+    let kept = |why: String| as_stored(Some(format!("content-encoding {list} left in place: {why}")));
+    if partial {
+        return kept("the body is cut".into());
+    }
+    match decode(stored, &codings, MAX_DECODED) {
+        Decoded::Ok(bytes) => HarBody { bytes, undone: Some(list), not_decoded: None },
+        Decoded::TooLarge => kept(format!("decoded it would pass {MAX_DECODED} bytes")),
+        Decoded::Failed(e) => kept(e),
+    }
+}
+
+fn post_data(headers: &[NameValue], body: &[u8], full_len: u64) -> Option<PostData> {
     if body.is_empty() {
         return None;
     }
-    let (text, b64) = body_text(body);
+    let hb = har_body(headers, body, (body.len() as u64) < full_len);
+    let (text, b64) = body_text(&hb.bytes);
+    let mut notes = Vec::new();
+    if let Some(list) = &hb.undone {
+        notes.push(format!("content-encoding {list} undone"));
+    }
+    notes.extend(hb.not_decoded);
+    if b64 {
+        notes.push("text is base64 (the body is not UTF-8)".to_string());
+    }
     Some(PostData {
         mime_type: find(headers, "content-type").unwrap_or_default().to_string(),
         text,
-        comment: b64.then(|| "text is base64 (the body is not UTF-8)".to_string()),
+        comment: (!notes.is_empty()).then(|| notes.join("; ")),
+        base64: b64,
+        decoded: hb.undone.is_some(),
     })
 }
 
 fn content(headers: &[NameValue], stored: &[u8], full_len: u64) -> Content {
-    let (t, b64) = body_text(stored);
     let partial = (stored.len() as u64) < full_len;
+    let hb = har_body(headers, stored, partial);
+    let (t, b64) = body_text(&hb.bytes);
+    let wire = i64::try_from(full_len).unwrap_or(i64::MAX);
+    let mut notes = Vec::new();
+    if partial {
+        notes.push(format!("text holds the first {} of {full_len} bytes", stored.len()));
+    }
+    let (size, compression) = match &hb.undone {
+        Some(list) => {
+            notes.push(format!("content-encoding {list} undone: {full_len} bytes on the wire"));
+            let size = i64::try_from(hb.bytes.len()).unwrap_or(i64::MAX);
+            (size, Some(size.saturating_sub(wire)))
+        }
+        None => (wire, None),
+    };
+    notes.extend(hb.not_decoded);
     Content {
-        size: i64::try_from(full_len).unwrap_or(i64::MAX),
+        size,
+        compression,
         mime_type: find(headers, "content-type").unwrap_or_default().to_string(),
-        text: (!stored.is_empty()).then_some(t),
-        encoding: (b64 && !stored.is_empty()).then(|| "base64".to_string()),
-        comment: partial.then(|| format!("text holds the first {} of {full_len} bytes", stored.len())),
+        text: (!hb.bytes.is_empty()).then_some(t),
+        encoding: (b64 && !hb.bytes.is_empty()).then(|| "base64".to_string()),
+        comment: (!notes.is_empty()).then(|| notes.join("; ")),
+        partial,
     }
 }
 
@@ -364,7 +452,7 @@ pub fn entry_from_exchange(ex: &Exchange) -> Option<Entry> {
             http_version: version.into(),
             cookies: vec![],
             query_string: query_string(&path),
-            post_data: post_data(&req_headers, &req.body.bytes),
+            post_data: post_data(&req_headers, &req.body.bytes, req.body.full_len),
             headers: req_headers,
             headers_size: -1,
             body_size: i64::try_from(req.body.full_len).unwrap_or(i64::MAX),
@@ -393,7 +481,15 @@ fn no_response(version: &str) -> HarResponse {
         http_version: version.into(),
         cookies: vec![],
         headers: vec![],
-        content: Content { size: 0, mime_type: String::new(), text: None, encoding: None, comment: None },
+        content: Content {
+            size: 0,
+            compression: None,
+            mime_type: String::new(),
+            text: None,
+            encoding: None,
+            comment: None,
+            partial: false,
+        },
         redirect_url: String::new(),
         headers_size: -1,
         body_size: -1,
@@ -443,7 +539,7 @@ pub fn entry_from_replayed(r: &Replayed, masked_body: bool) -> Entry {
             http_version: r.version.into(),
             cookies: vec![],
             query_string: query_string(&path),
-            post_data: post_data(&headers, &req.body),
+            post_data: post_data(&headers, &req.body, req.body.len() as u64),
             headers,
             headers_size: -1,
             body_size: req.body.len() as i64,
@@ -528,6 +624,78 @@ mod tests {
         let mut no_req = exchange();
         no_req.request = None;
         assert!(entry_from_exchange(&no_req).is_none());
+    }
+
+    fn gzip(b: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        z.write_all(b).unwrap();
+        z.finish().unwrap()
+    }
+
+    #[test]
+    fn encoded_bodies_are_written_decoded_with_the_compression_noted() {
+        let plain = "{\"greeting\": \"hello\"}\n".repeat(50);
+        let gz = gzip(plain.as_bytes());
+        let mut ex = exchange();
+        let r = ex.response.as_mut().unwrap();
+        r.headers = vec![Header::new("Content-Type", "application/json"), Header::new("Content-Encoding", "gzip")];
+        r.body = Body { bytes: gz.clone(), full_len: gz.len() as u64 };
+        let e = entry_from_exchange(&ex).unwrap();
+        let c = &e.response.content;
+        assert_eq!(c.text.as_deref(), Some(plain.as_str()));
+        assert_eq!(c.encoding, None);
+        assert_eq!(c.size, plain.len() as i64);
+        assert_eq!(c.compression, Some(plain.len() as i64 - gz.len() as i64));
+        assert_eq!(e.response.body_size, gz.len() as i64);
+        assert!(c.comment.as_deref().unwrap().contains("content-encoding gzip undone"), "{:?}", c.comment);
+        let mut w = HarWriter::new(Vec::new(), "").unwrap();
+        w.entry(&e).unwrap();
+        assert_eq!((w.stats.bodies_decoded, w.stats.bodies_base64, w.stats.bodies_partial), (1, 0, 0));
+
+        // Cut at the capture's body cap: the stored bytes cannot be decoded and are written as they are.
+        let r = ex.response.as_mut().unwrap();
+        r.body = Body { bytes: gz[..gz.len() / 2].to_vec(), full_len: gz.len() as u64 };
+        let e = entry_from_exchange(&ex).unwrap();
+        let c = &e.response.content;
+        assert_eq!(c.encoding.as_deref(), Some("base64"));
+        assert_eq!((c.size, c.compression), (gz.len() as i64, None));
+        let note = c.comment.as_deref().unwrap();
+        assert!(note.contains("first") && note.contains("gzip left in place: the body is cut"), "{note}");
+
+        // A deflate request body (a replayed one: `run --har`), and a response whose gzip stream is broken.
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut z, b"a=1&b=2").unwrap();
+        let req = crate::transform::OutRequest {
+            method: b"POST".to_vec(),
+            authority: "api".into(),
+            path: b"/f".to_vec(),
+            headers: vec![(b"content-encoding".to_vec(), b"deflate".to_vec())],
+            body: z.finish().unwrap(),
+        };
+        let resp = crate::replayed::ReplayedResponse {
+            status: 200,
+            headers: vec![("content-encoding".into(), "gzip".into())],
+            body: b"not gzip".to_vec(),
+            body_len: 8,
+            ..Default::default()
+        };
+        let r = Replayed {
+            started: UNIX_EPOCH,
+            scheme: "http",
+            version: "HTTP/1.1",
+            request: req,
+            response: Some(resp),
+            timings: Default::default(),
+            error: None,
+        };
+        let e = entry_from_replayed(&r, false);
+        let p = e.request.post_data.unwrap();
+        assert_eq!(p.text, "a=1&b=2");
+        assert_eq!(p.comment.as_deref(), Some("content-encoding deflate undone"));
+        let c = &e.response.content;
+        assert_eq!(c.text.as_deref(), Some("not gzip"));
+        assert!(c.comment.as_deref().unwrap().starts_with("content-encoding gzip left in place: gzip: "), "{c:?}");
     }
 
     #[test]

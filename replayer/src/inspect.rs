@@ -111,6 +111,12 @@ fn print_body(side: &str, body: &Body, headers: &[Header], out: &mut dyn Write) 
     if !about.is_empty() {
         writeln!(out, "    {side} ({})", about.join("; "))?;
     }
+    if let Some(lines) = bodies::grpc_lines(body, headers) {
+        for line in lines {
+            writeln!(out, "    {side} {line}")?;
+        }
+        return Ok(());
+    }
     if bodies::is_text(&shown.bytes) {
         for line in String::from_utf8_lossy(&shown.bytes).lines() {
             writeln!(out, "    {side} {line}")?;

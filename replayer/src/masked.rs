@@ -2,8 +2,8 @@
 //! tokens (`tdk_` and 16 hex digits); sent as recorded, they make a real API refuse every request. Before
 //! `replayer run` sends anything, [`scan`] looks at every header value each selected request would be sent with
 //! (after `--remove-header`, `--set-header` and `--token-map`), and the run stops (exit 1) listing the fields,
-//! the counts and the ways out, unless `--allow-masked`; `--dry-run` prints the same list as a warning.
-//! Query strings and bodies are not looked at here (masked body fields are counted by the plan).
+//! the counts and the ways out, unless `--allow-masked`; `--dry-run` prints the same list as a warning. Query
+//! parameters are looked at too (listed as `?name`); bodies are not (masked body fields are counted by the plan).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -99,14 +99,21 @@ pub fn scan(plan: &Plan, transform: &Transform) -> Finding {
                     continue;
                 }
                 any = true;
-                let field = f.fields.entry(String::from_utf8_lossy(&h.name).to_ascii_lowercase()).or_default();
-                field.requests += 1;
-                for m in found {
-                    let m = String::from_utf8_lossy(m);
-                    if field.values.len() < KEEP_VALUES || field.values.contains(m.as_ref()) {
-                        field.values.insert(m.into_owned());
-                    } else {
-                        field.more = true;
+                f.add(String::from_utf8_lossy(&h.name).to_ascii_lowercase(), found);
+            }
+            if let Some(q) = r.request.path.iter().position(|&b| b == b'?') {
+                let query = &r.request.path[q + 1..];
+                let mapped = transform.token_map.as_ref().and_then(|m| m.apply(query));
+                let query = mapped.as_ref().map_or(query, |(v, _)| v.as_slice());
+                for pair in query.split(|&b| b == b'&') {
+                    let (name, value) = match pair.iter().position(|&b| b == b'=') {
+                        Some(i) => (&pair[..i], &pair[i + 1..]),
+                        None => (pair, &b""[..]),
+                    };
+                    let found = markers(value);
+                    if !found.is_empty() {
+                        any = true;
+                        f.add(format!("?{}", String::from_utf8_lossy(name)), found);
                     }
                 }
             }
@@ -117,6 +124,20 @@ pub fn scan(plan: &Plan, transform: &Transform) -> Finding {
 }
 
 impl Finding {
+    /// Counts one request whose field `name` holds the masked values `found`.
+    fn add(&mut self, name: String, found: Vec<&[u8]>) {
+        let field = self.fields.entry(name).or_default();
+        field.requests += 1;
+        for m in found {
+            let m = String::from_utf8_lossy(m);
+            if field.values.len() < KEEP_VALUES || field.values.contains(m.as_ref()) {
+                field.values.insert(m.into_owned());
+            } else {
+                field.more = true;
+            }
+        }
+    }
+
     /// Whether no request carries a masked value.
     pub fn is_empty(&self) -> bool {
         self.requests == 0

@@ -111,7 +111,7 @@ pub fn run(opts: &RunOpts, out: &mut dyn Write) -> anyhow::Result<Report> {
         let unused = map.unused();
         if !unused.is_empty() {
             let w = format!(
-                "--token-map {}: {} of {} keys are in no selected request's header values: {}",
+                "--token-map {}: {} of {} keys are in no selected request's header values or query: {}",
                 map.path().display(),
                 unused.len(),
                 map.len(),

@@ -465,6 +465,11 @@ impl Transform {
             path = p;
             stats.paths_rewritten += 1;
         }
+        // Tokens in the query string (`?token=tdk_...`) are mapped as in header values.
+        if let Some((p, n)) = self.token_map.as_ref().and_then(|m| m.apply(&path)) {
+            path = p;
+            stats.tokens_replaced += n;
+        }
         OutRequest { method: req.method.clone(), authority, path, headers, body }
     }
 }

@@ -133,6 +133,62 @@ fn har_export_reads_back_in_haralyzer() {
 }
 
 #[test]
+fn har_export_writes_gzip_and_br_bodies_decoded() {
+    use std::io::Write;
+    let plain = "{\"greeting\": \"hello\", \"n\": 1}\n".repeat(40);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(plain.as_bytes()).unwrap();
+    let gz = gz.finish().unwrap();
+    let mut br = Vec::new();
+    brotli::CompressorWriter::new(&mut br, 4096, 5, 22).write_all(plain.as_bytes()).unwrap();
+    let mut exs = Vec::new();
+    for (id, coding, bytes) in [(0, "gzip", &gz), (1, "br", &br)] {
+        let mut e = exchange(id, Protocol::Http11, "GET", "api.example:8080", "/data", Some(200));
+        let r = e.response.as_mut().unwrap();
+        r.headers = vec![Header::new("content-type", "application/json"), Header::new("content-encoding", coding)];
+        r.body = Body { bytes: bytes.clone(), full_len: bytes.len() as u64 };
+        exs.push(e);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = SegmentWriter::create(SegmentWriterConfig::new(dir.path())).unwrap();
+    for e in &exs {
+        w.write(e).unwrap();
+    }
+    w.finish().unwrap();
+    let har = dir.path().join("decoded.har");
+    let o = replayer().arg("export").arg(dir.path()).arg("--har").arg(&har).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&har).unwrap()).unwrap();
+    let entries = v["log"]["entries"].as_array().unwrap();
+    for (e, wire) in entries.iter().zip([gz.len(), br.len()]) {
+        let content = &e["response"]["content"];
+        assert_eq!(content["text"], plain.as_str(), "{e}");
+        assert!(content.get("encoding").is_none(), "{e}");
+        assert_eq!(content["size"], plain.len());
+        assert_eq!(content["compression"], plain.len() - wire);
+        assert_eq!(e["response"]["bodySize"], wire);
+    }
+
+    // Read back by haralyzer (an independent parser): the text it gives is the decoded body.
+    if common::haralyzer_entries(&har).is_none() {
+        return;
+    }
+    const SCRIPT: &str = r#"
+import json, sys
+from haralyzer import HarParser
+with open(sys.argv[1]) as f:
+    parser = HarParser(json.load(f))
+print(json.dumps([[e.response.text, e.response.textEncoding, e.response.contentSize, e.response.bodySize]
+                  for page in parser.pages for e in page.entries]))
+"#;
+    let o = Command::new("python3").args(["-c", SCRIPT]).arg(&har).output().unwrap();
+    assert!(o.status.success(), "haralyzer: {}", String::from_utf8_lossy(&o.stderr));
+    let got: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let want = serde_json::json!([[plain, null, plain.len(), gz.len()], [plain, null, plain.len(), br.len()]]);
+    assert_eq!(got, want);
+}
+
+#[test]
 fn jsonl_export_has_one_object_per_exchange_on_stdout_or_file() {
     let (_tmp, dir, exs) = capture();
     let o = replayer().arg("export").arg(&dir).args(["--jsonl", "-"]).output().unwrap();

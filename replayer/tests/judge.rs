@@ -340,3 +340,97 @@ fn judging_with_a_baseline_writes_har_of_the_target_pass_only_and_keeps_the_rate
     assert!(bodies.iter().any(|b| b.contains("widget")), "the target's answer: {bodies:?}");
     assert!(bodies.iter().all(|b| !b.contains("gizmo")), "no baseline answer: {bodies:?}");
 }
+
+/// A gRPC frame: flag 0 and the length, then the message.
+fn grpc_frame(msg: &[u8]) -> Vec<u8> {
+    let mut v = vec![0];
+    v.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+    v.extend_from_slice(msg);
+    v
+}
+
+/// Three unary calls on one HTTP/2 connection, each answered with field 1 = "hello" (`\x0a\x05hello`) and
+/// the trailers `trailers`.
+fn grpc_calls(trailers: &[(&str, &str)]) -> (tempfile::TempDir, std::path::PathBuf) {
+    let exs: Vec<Ex> = (0..3)
+        .map(|i| {
+            let mut e = get(1, i, u64::from(i) * 10, "/helloworld.Greeter/SayHello", "");
+            e.proto = tapedeck_model::Protocol::H2;
+            e.method = "POST".into();
+            e.req_headers = vec![("content-type".into(), "application/grpc".into()), ("te".into(), "trailers".into())];
+            e.req_body = grpc_frame(b"\x0a\x05world");
+            e.resp_headers = vec![("content-type".into(), "application/grpc".into())];
+            e.resp_body = grpc_frame(b"\x0a\x05hello");
+            e.resp_trailers = trailers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
+            e
+        })
+        .collect();
+    capture(&exs)
+}
+
+fn grpc_reply(msg: &[u8], trailers: &[(&str, &str)]) -> Reply {
+    Reply {
+        status: 200,
+        headers: vec![("content-type".into(), "application/grpc".into())],
+        body: grpc_frame(msg),
+        trailers: trailers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
+        delay: Duration::ZERO,
+    }
+}
+
+#[test]
+fn a_grpc_string_changed_with_the_same_length_fails() {
+    let (_tmp, dir) = grpc_calls(&[("grpc-status", "0")]);
+    let t = Target::start(|_| grpc_reply(b"\x0a\x05hello", &[("grpc-status", "0")]));
+    let (o, rep) = run(&dir, &t.url(), &["--fail-if", "pass_rate < 1"]);
+    assert_eq!(o.status.code(), Some(0), "the same answer passes: {}", text(&o));
+    assert_eq!(rep["judge"]["compare"]["bodies_grpc"], 3, "{rep}");
+    assert_eq!(t.log.lock().unwrap()[0].body, grpc_frame(b"\x0a\x05world"), "the request was sent as recorded");
+
+    // Same sizes, same status: only the contents differ.
+    t.set(|_| grpc_reply(b"\x0a\x05HOWDY", &[("grpc-status", "0")]));
+    let (o, rep) = run(&dir, &t.url(), &["--fail-if", "pass_rate < 1"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let j = &rep["judge"];
+    assert_eq!((j["passed"].as_u64(), j["failed"].as_u64()), (Some(0), Some(3)), "{j}");
+    let d = &j["exchanges"][0]["diffs"][0];
+    assert_eq!(d["field"], "$.message[0].#1", "{d}");
+    assert_eq!((d["recorded"].as_str(), d["live"].as_str()), (Some("\"hello\""), Some("\"HOWDY\"")), "{d}");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("$.message[0].#1: \"hello\" -> \"HOWDY\""), "{}", text(&o));
+    assert_eq!(j["endpoints"][0]["failing_fields"]["$.message[*].#1"], 3, "{j}");
+
+    // The field can be ignored as a JSON path is.
+    let (o, _) = run(&dir, &t.url(), &["--fail-if", "pass_rate < 1", "--ignore-json", "$.message[*].#1"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
+
+#[test]
+fn a_changed_trailer_fails_when_chosen() {
+    let (_tmp, dir) = grpc_calls(&[("grpc-status", "0"), ("x-served-by", "a1")]);
+    let t = Target::start(|_| grpc_reply(b"\x0a\x05hello", &[("grpc-status", "0"), ("x-served-by", "b2")]));
+    let (o, _) = run(&dir, &t.url(), &["--fail-if", "pass_rate < 1"]);
+    assert_eq!(o.status.code(), Some(0), "not a chosen header: {}", text(&o));
+    for chosen in ["x-served-by", "*"] {
+        let (o, rep) = run(&dir, &t.url(), &["--fail-if", "pass_rate < 1", "--header", chosen]);
+        assert_eq!(o.status.code(), Some(3), "--header {chosen}: {}", text(&o));
+        let diffs = &rep["judge"]["exchanges"][0]["diffs"];
+        assert_eq!(diffs.as_array().map(Vec::len), Some(1), "--header {chosen}: {diffs}");
+        assert_eq!(diffs[0]["field"], "trailer:x-served-by", "{diffs}");
+        assert_eq!((diffs[0]["recorded"].as_str(), diffs[0]["live"].as_str()), (Some("a1"), Some("b2")));
+    }
+}
+
+#[test]
+fn a_changed_grpc_message_in_the_trailers_fails() {
+    let (_tmp, dir) = grpc_calls(&[("grpc-status", "3"), ("grpc-message", "bad%20name")]);
+    let t = Target::start(|_| grpc_reply(b"\x0a\x05hello", &[("grpc-status", "3"), ("grpc-message", "bad%20name")]));
+    let (o, _) = run(&dir, &t.url(), &["--fail-if", "pass_rate < 1"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    t.set(|_| grpc_reply(b"\x0a\x05hello", &[("grpc-status", "3"), ("grpc-message", "name%20too%20long")]));
+    let (o, rep) = run(&dir, &t.url(), &["--fail-if", "pass_rate < 1"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let d = &rep["judge"]["exchanges"][0]["diffs"];
+    assert_eq!(d.as_array().map(Vec::len), Some(1), "{d}");
+    assert_eq!(d[0]["field"], "grpc-message", "{d}");
+    assert_eq!((d[0]["recorded"].as_str(), d[0]["live"].as_str()), (Some("bad name"), Some("name too long")), "{d}");
+}

@@ -86,11 +86,13 @@ fn target() -> (SocketAddr, Log) {
                     let svc = service_fn(move |req: HRequest<Incoming>| {
                         let log = Arc::clone(&log);
                         async move {
-                            let headers = req
+                            let mut headers: Vec<(String, String)> = req
                                 .headers()
                                 .iter()
                                 .map(|(n, v)| (n.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
                                 .collect();
+                            // The query string, under a name no header can have.
+                            headers.extend(req.uri().query().map(|q| ("(query)".to_string(), q.to_string())));
                             log.lock().unwrap().push((req.uri().path().to_string(), headers));
                             Ok::<_, Infallible>(HResponse::new(Full::new(Bytes::from_static(b"ok"))))
                         }
@@ -171,7 +173,10 @@ fn a_token_map_gives_each_recorded_session_its_own_live_credential() {
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains(&format!("authorization: 1 request, 1 distinct value ({TOKEN_B})")), "{err}");
     assert!(!err.contains("cookie:"), "removed, so not sent: {err}");
-    assert!(err.contains("1 of 2 keys are in no selected request's header values: tdk_1111111111111111"), "{err}");
+    assert!(
+        err.contains("1 of 2 keys are in no selected request's header values or query: tdk_1111111111111111"),
+        "{err}"
+    );
     assert!(log.lock().unwrap().is_empty());
 
     // A bad map is refused at start, naming the file.
@@ -197,4 +202,20 @@ fn allow_masked_sends_as_recorded_with_a_warning() {
     let (o, err) = run(&clean, addr, &[]);
     assert!(o.status.success(), "{err}");
     assert!(!err.contains("masked"), "{err}");
+}
+
+#[test]
+fn masked_query_parameters_stop_the_run_and_the_token_map_replaces_them() {
+    let (_d, dir) = recording(&[("/q?token=".to_string() + TOKEN_A + "&page=2").as_str()].map(|p| (p, vec![])));
+    let (addr, log) = target();
+    let (o, err) = run(&dir, addr, &[]);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("?token: 1 request, 1 distinct value ({TOKEN_A})")), "{err}");
+    assert!(log.lock().unwrap().is_empty(), "nothing reaches the target");
+
+    let map = dir.join("map.toml");
+    std::fs::write(&map, format!("[tokens]\n\"{TOKEN_A}\" = \"live-a\"\n")).unwrap();
+    let (o, err) = run(&dir, addr, &["--token-map", map.to_str().unwrap()]);
+    assert!(o.status.success(), "{err}");
+    assert_eq!(header(&log, "/q", "(query)"), ["token=live-a&page=2"]);
 }

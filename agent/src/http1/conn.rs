@@ -841,8 +841,9 @@ impl Http1Conn {
                 continue;
             }
             let last = self.dir(side).last_ts.unwrap_or(ts);
-            let close_flags = if kind.is_empty() { Flags::INCOMPLETE } else { kind };
-            self.end_direction(side, kind, close_flags, last, out);
+            // A close-delimited body ends only with a FIN: cut by a reset (or by the state being dropped), it is
+            // incomplete.
+            self.end_direction(side, kind, kind | Flags::INCOMPLETE, last, out);
         }
         self.server_ended = true;
         self.flush_all(kind, ts, out);

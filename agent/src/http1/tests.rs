@@ -438,6 +438,15 @@ fn close_delimited_response_without_fin_is_incomplete_at_close() {
 }
 
 #[test]
+fn close_delimited_response_cut_by_reset_is_incomplete() {
+    let r = run(&[c("GET / HTTP/1.1\r\nHost: a\r\n\r\n"), s("HTTP/1.1 200 OK\r\n\r\npartial"), Reset]);
+    assert_eq!(r.ex.len(), 1);
+    assert_eq!(resp(&r.ex[0]).body.bytes, b"partial");
+    assert_eq!(r.ex[0].flags, Flags::RESET | Flags::INCOMPLETE);
+    assert_eq!(r.stats.incomplete_messages, 1);
+}
+
+#[test]
 fn reset_flags_what_is_open() {
     let r = run(&[
         c("GET /a HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\n\r\n"),

@@ -84,8 +84,9 @@ struct Dir {
     hpack: hpack::Decoder,
     block: Option<PendingBlock>,
     block_buf: Vec<u8>,
-    /// Largest frame the peer said it accepts from this direction (SETTINGS_MAX_FRAME_SIZE).
-    peer_max_frame: usize,
+    /// Largest frame the peer said it accepts from this direction (SETTINGS_MAX_FRAME_SIZE); `None` when unknown
+    /// (joined mid-stream: the SETTINGS that may have raised it were missed).
+    peer_max_frame: Option<usize>,
     /// FIN seen.
     ended: bool,
     /// Framing was recovered by scanning: an implausible frame header afterwards means the boundary was wrong.
@@ -101,7 +102,7 @@ impl Dir {
             hpack: hpack::Decoder::new(),
             block: None,
             block_buf: Vec::new(),
-            peer_max_frame: frame::DEFAULT_MAX_FRAME,
+            peer_max_frame: Some(frame::DEFAULT_MAX_FRAME),
             ended: false,
             recovered: false,
         }
@@ -208,6 +209,7 @@ impl H2Conn {
                 for d in &mut c.dirs {
                     d.state = ReadState::Resync;
                     d.hpack.set_unknown();
+                    d.peer_max_frame = None;
                 }
             }
             H2Start::Upgrade { request, timing, order, settings } => {
@@ -472,7 +474,9 @@ impl H2Conn {
 
     /// Looks for a frame boundary in the resync window of `side`. A candidate is a plausible frame header whose
     /// successor (right after its payload) is plausible too; at the end of input, a candidate whose payload ends
-    /// exactly at the end of the window is accepted.
+    /// exactly at the end of the window is accepted. A candidate's own frame must fit in the window: a longer
+    /// DATA frame (up to 2^24-1 bytes) is found through the frame before it, and random bytes, where any length
+    /// passes for DATA, do not hold the window open.
     fn scan(&mut self, side: Side, at_end: bool) -> Option<Vec<u8>> {
         let i = idx(side);
         let max = self.max_scan_frame();
@@ -483,7 +487,7 @@ impl H2Conn {
         let mut pending: Option<usize> = None;
         let full = buf.len() >= self.resync_window();
         while pos + HEADER_LEN <= buf.len() {
-            if let Some((n, exact)) = chain(&buf, pos, max) {
+            if let Some((n, exact)) = chain(&buf, pos, max, self.resync_window()) {
                 // Three frames in a row, or two ending exactly where the bytes end, are a boundary; with no more
                 // bytes to come (end of input, or a full window) the evidence at hand must do. A confirmed
                 // candidate wins over an earlier one still waiting for bytes (which may be a false header whose
@@ -596,7 +600,7 @@ impl H2Conn {
             self.abandon_block(side, true);
         }
         if h.ty == frame::DATA {
-            if len > self.dirs[i].peer_max_frame.max(self.cfg.max_frame_bytes) {
+            if self.dirs[i].peer_max_frame.is_some_and(|m| len > m.max(self.cfg.max_frame_bytes)) {
                 self.stats.oversized_frames += 1;
             }
             self.start_data(side, h, ts, out);
@@ -758,7 +762,7 @@ impl H2Conn {
             let v = u32::from_be_bytes([c[2], c[3], c[4], c[5]]) as usize;
             match id {
                 frame::SETTINGS_HEADER_TABLE_SIZE => self.dirs[other].hpack.set_max_allowed(v),
-                frame::SETTINGS_MAX_FRAME_SIZE => self.dirs[other].peer_max_frame = v,
+                frame::SETTINGS_MAX_FRAME_SIZE => self.dirs[other].peer_max_frame = Some(v),
                 _ => {}
             }
         }
@@ -1233,9 +1237,9 @@ fn touch(st: &mut Stream, side: Side, ts: Timestamp) {
 }
 
 /// Follows frame lengths from `pos` through the resync window (a real boundary chains through every frame):
-/// `None` when a header in the chain is implausible, else how many plausible headers were found and whether the
-/// last frame ends exactly at the end of the window.
-fn chain(buf: &[u8], pos: usize, max: usize) -> Option<(usize, bool)> {
+/// `None` when a header in the chain is implausible or the first frame is longer than `window`, else how many
+/// plausible headers were found and whether the last frame ends exactly at the end of the window.
+fn chain(buf: &[u8], pos: usize, max: usize, window: usize) -> Option<(usize, bool)> {
     let mut q = pos;
     let mut n = 0;
     loop {
@@ -1243,7 +1247,11 @@ fn chain(buf: &[u8], pos: usize, max: usize) -> Option<(usize, bool)> {
             return Some((n, false));
         };
         // The candidate itself must be a known frame type; extension frames may follow it.
-        let ok = if n == 0 { h.plausible(max) } else { h.plausible_or_extension(max) };
+        let ok = if n == 0 {
+            h.plausible(max) && HEADER_LEN + h.len as usize <= window
+        } else {
+            h.plausible_or_extension(max)
+        };
         if !ok {
             return None;
         }
@@ -1260,4 +1268,31 @@ fn parse_status(v: &[u8]) -> Option<u16> {
         return None;
     }
     Some(v.iter().fold(0u16, |a, &d| a * 10 + u16::from(d - b'0')))
+}
+
+#[cfg(test)]
+mod chain_tests {
+    use super::*;
+
+    fn header(len: u32, ty: u8, stream: u32) -> Vec<u8> {
+        let mut h = len.to_be_bytes()[1..].to_vec();
+        h.extend_from_slice(&[ty, 0]);
+        h.extend_from_slice(&stream.to_be_bytes());
+        h
+    }
+
+    #[test]
+    fn a_candidate_frame_must_fit_the_window_the_frames_after_it_need_not() {
+        // A DATA header whose frame is longer than the window: not a candidate (random bytes pass for such
+        // headers one time in about 32 768), so it cannot hold the window open.
+        let mut alone = header(5000, frame::DATA, 1);
+        alone.resize(600, 7);
+        assert_eq!(chain(&alone, 0, 16_384, 1000), None);
+        // The same frame after a plausible WINDOW_UPDATE: the chain goes on through it.
+        let mut after = header(4, frame::WINDOW_UPDATE, 0);
+        after.extend_from_slice(&[0, 0, 0, 1]);
+        after.extend(header(5000, frame::DATA, 1));
+        after.resize(600, 7);
+        assert_eq!(chain(&after, 0, 16_384, 1000), Some((2, false)));
+    }
 }

@@ -89,11 +89,14 @@ impl FrameHeader {
     }
 
     /// Whether this header looks like a real frame, for finding frame boundaries in a stream joined in the middle:
-    /// a known type, a length within `max_len` and valid for the type, only flags the type defines, the reserved
-    /// bit clear, and a stream id of zero exactly for connection-level frames.
+    /// a known type, a length valid for the type, only flags the type defines, the reserved bit clear, and a
+    /// stream id of zero exactly for connection-level frames. The length of a frame other than DATA must be within
+    /// `max_len` (its payload is buffered); a DATA frame may be as long as the 24-bit field holds (2^24-1, the
+    /// ceiling of SETTINGS_MAX_FRAME_SIZE, RFC 9113 §6.5.2): peers that raised the limit send such frames (gRPC C
+    /// core sends 131 060-byte ones), and their payload is streamed, never buffered.
     pub fn plausible(&self, max_len: usize) -> bool {
         let len = self.len as usize;
-        if self.reserved || len > max_len {
+        if self.reserved || (len > max_len && self.ty != DATA) {
             return false;
         }
         let (allowed_flags, conn_level, len_ok) = match self.ty {
@@ -217,7 +220,13 @@ mod tests {
         assert!(hdr(0, DATA, 1, 3).plausible(16384));
         assert!(hdr(4, 0xfa, 0xff, 0).plausible_or_extension(16384));
         assert!(!hdr(4, 0xfa, 0xff, 0).plausible(16384));
-        assert!(!hdr(20000, DATA, 0, 1).plausible(16384));
+        assert!(!hdr(20000, HEADERS, 4, 1).plausible(16384));
+        assert!(!hdr(20000, PING, 0, 0).plausible(16384));
+        // DATA payloads are streamed: any length the 24-bit field holds, when the rest of the header fits.
+        assert!(hdr(131_060, DATA, 0, 1).plausible(16384));
+        assert!(hdr(0xff_ffff, DATA, 1, 3).plausible(16384));
+        assert!(!hdr(131_060, DATA, 2, 1).plausible(16384));
+        assert!(!hdr(131_060, DATA, 0, 0).plausible(16384));
         assert!(hdr(8, PING, 1, 0).plausible(16384));
         assert!(hdr(4, WINDOW_UPDATE, 0, 0).plausible(16384));
         assert!(hdr(4, WINDOW_UPDATE, 0, 7).plausible(16384));

@@ -40,7 +40,8 @@ pub struct H2Stats {
     pub frames_unknown: u64,
     /// Frames whose payload was malformed (bad padding, bad length for the type); their exchanges get PARSE_ERROR.
     pub malformed_frames: u64,
-    /// Frames longer than the configured buffering limit (non-DATA: payload skipped) or than the peer allowed.
+    /// Frames longer than the configured buffering limit (non-DATA: payload skipped) or than the peer allowed
+    /// (DATA, when the peer's SETTINGS_MAX_FRAME_SIZE is known: not after joining mid-stream).
     pub oversized_frames: u64,
     /// Frames cut by the end of the stream (FIN, reset or close in the middle of a frame).
     pub truncated_frames: u64,

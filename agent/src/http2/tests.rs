@@ -641,6 +641,64 @@ fn tcp_reset_flags_open_streams() {
     assert!(out[0].flags.contains(Flags::RESET | Flags::NO_RESPONSE));
 }
 
+/// A server-streaming gRPC answer of four 200 KB messages sent as 131 060-byte DATA frames (what gRPC C core
+/// sends after raising SETTINGS_MAX_FRAME_SIZE), joined inside the first frame's payload.
+#[test]
+fn mid_stream_with_data_frames_above_64k_keeps_their_messages() {
+    let mut msgs = Vec::new();
+    for k in 0..4 {
+        msgs.extend(grpc_msg(&tapedeck_testgen::h2::noise(200 << 10, 0x5eed + k)));
+    }
+    let mut s = Vec::new();
+    let chunks: Vec<&[u8]> = msgs.chunks(131_060).collect();
+    for chunk in &chunks {
+        s.extend(frame(DATA, 0, 1, chunk));
+    }
+    s.extend(frame(HEADERS, FLAG_END_STREAM | FLAG_END_HEADERS, 1, &Enc::new().block(&[("grpc-status", "0")])));
+    let join = 70_000;
+    let mut conn = H2Conn::new(&H2Config::default(), info(), H2Start::MidStream);
+    let mut out = Vec::new();
+    for seg in s[join..].chunks(1448) {
+        conn.data(Side::Server, seg, Timestamp(1), &mut out);
+    }
+    conn.close(Timestamp(2), &mut out);
+    let st = conn.stats();
+    assert_eq!(out.len(), 1, "{out:#?}");
+    // Framing is found at the next frame (the second DATA frame); every frame from there on is kept.
+    assert_eq!(st.mid_stream_recoveries, 1);
+    assert_eq!(st.bytes_skipped, (9 + 131_060 - join) as u64);
+    assert_eq!(st.frames_data, (chunks.len() - 1) as u64);
+    assert_eq!(st.oversized_frames, 0, "the peer's frame size limit is unknown mid-stream");
+    let resp = out[0].response.as_ref().unwrap();
+    assert!(resp.body.bytes == msgs[131_060..], "body of {} bytes", resp.body.bytes.len());
+    assert_eq!(resp.trailers, vec![hdr("grpc-status", "0")]);
+    assert!(out[0].flags.contains(Flags::MID_STREAM | Flags::NO_REQUEST), "{:?}", out[0].flags);
+}
+
+/// A DATA frame longer than the resync window (up to 2^24-1 bytes is legal once SETTINGS_MAX_FRAME_SIZE was
+/// raised) cannot be a boundary on its own evidence; it is found through the plausible frame before it.
+#[test]
+fn mid_stream_data_frame_longer_than_the_window_is_found_through_the_frame_before_it() {
+    let body = tapedeck_testgen::h2::noise(300_000, 0xb16);
+    let mut s = tapedeck_testgen::h2::noise(5000, 3); // the tail of a frame we joined inside
+    s.extend(frame(HEADERS, FLAG_END_HEADERS, 3, &[0x88])); // :status 200 (static table)
+    s.extend(frame(DATA, 0, 3, &body));
+    s.extend(frame(DATA, FLAG_END_STREAM, 3, b"end"));
+    let mut conn = H2Conn::new(&H2Config::default(), info(), H2Start::MidStream);
+    let mut out = Vec::new();
+    for seg in s.chunks(1448) {
+        conn.data(Side::Server, seg, Timestamp(1), &mut out);
+    }
+    conn.close(Timestamp(2), &mut out);
+    assert_eq!(out.len(), 1, "{out:#?}");
+    assert_eq!(conn.stats().bytes_skipped, 5000);
+    let resp = out[0].response.as_ref().unwrap();
+    assert_eq!(resp.status, 200);
+    let mut want = body.clone();
+    want.extend_from_slice(b"end");
+    assert!(resp.body.bytes == want, "body of {} bytes", resp.body.bytes.len());
+}
+
 /// Rough throughput check (run with `--release -- --ignored --nocapture`): small unary gRPC calls, where
 /// per-frame costs dominate, and large bodies.
 #[test]

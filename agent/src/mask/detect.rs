@@ -5,7 +5,7 @@
 
 use regex::bytes::Regex;
 
-use super::digits::{self, count, count_block};
+use super::digits::{self, count};
 use super::policy::DetectorKind;
 
 /// One detector, ready to scan.
@@ -305,20 +305,10 @@ pub fn first_card_window(text: &[u8]) -> Option<usize> {
         return None;
     }
     let (blocks, rest) = text.as_chunks::<BLOCK>();
-    let mut prev = 0u32;
-    let mut from = None;
-    for (k, b) in blocks.iter().enumerate() {
-        let n = count_block(b);
-        if prev + n >= 13 {
-            from = Some(k.saturating_sub(1) * BLOCK);
-            break;
-        }
-        prev = n;
-    }
-    let from = match from {
-        Some(f) => f,
-        None if prev + count(rest) >= 13 => blocks.len().saturating_sub(1) * BLOCK,
-        None => return None,
+    let from = match digits::first_block_pair(blocks) {
+        Ok(k) => k.saturating_sub(1) * BLOCK,
+        Err(prev) if prev + count(rest) >= 13 => blocks.len().saturating_sub(1) * BLOCK,
+        Err(_) => return None,
     };
     first_window_from(text, from)
 }
@@ -438,11 +428,13 @@ impl Detectors {
         self.list.push((rule, d));
     }
 
-    /// Whether `text` may hold a JWT, bearer token or cloud key: two memchr3 passes for the three detectors
-    /// ([`may_be_jwt_or_bearer`], [`may_be_cloud_key`]) rather than one each. A necessary condition of each.
+    /// Whether `text` may hold a JWT, bearer token or cloud key: one vector pass for a byte all three need
+    /// ([`digits::has_token_byte`]: `J`, `A`, `b`, `B`, `k`, `K`), then, only in text that holds one, two memchr3
+    /// passes that compare the neighbours ([`may_be_jwt_or_bearer`], [`may_be_cloud_key`]). A necessary
+    /// condition of each.
     #[inline]
     fn tokens_possible(text: &[u8]) -> bool {
-        may_be_jwt_or_bearer(text) || may_be_cloud_key(text)
+        digits::has_token_byte(text) && (may_be_jwt_or_bearer(text) || may_be_cloud_key(text))
     }
 
     /// Whether a detector is a custom regular expression (whose anchors make a scan of a whole text differ from

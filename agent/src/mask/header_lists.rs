@@ -120,6 +120,12 @@ pub struct ListMemo {
     pub misses: u64,
 }
 
+/// The slot of connection `conn`: a Fibonacci hash of the id, so that the ids of one worker (`w + 1`, `w + 1 + N`,
+/// `w + 1 + 2N` ... with `N` workers) spread over every slot, not one in `N`.
+fn slot_of(conn: u64) -> usize {
+    (conn.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SLOTS.trailing_zeros())) as usize & (SLOTS - 1)
+}
+
 impl ListMemo {
     /// The class of each name of `headers`, for the list of `side` on connection `conn`: into `out` (replacing
     /// what it held), unless the list is a remembered one without rules or cookies ([`Listed::Plain`]). The entry
@@ -135,7 +141,7 @@ impl ListMemo {
         if self.entries.is_empty() {
             self.entries.resize_with(2 * SLOTS, Entry::default);
         }
-        let at = (conn as usize & (SLOTS - 1)) + if side == Side::Response { SLOTS } else { 0 };
+        let at = slot_of(conn) + if side == Side::Response { SLOTS } else { 0 };
         out.clear();
         let Some(entry) = self.entries.get_mut(at) else {
             out.extend(headers.iter().map(|h| rules.classify(&h.name)));
@@ -281,6 +287,21 @@ mod tests {
             let expected: Vec<Option<usize>> = names.iter().map(|n| (*n == "Authorization").then_some(3)).collect();
             assert_eq!(rule_of(&out), expected, "{names:?}");
         }
+    }
+
+    #[test]
+    fn the_connections_of_one_worker_of_several_use_every_slot() {
+        // Worker 0 of 2 numbers its connections 1, 3, 5 ...: as many connections as slots must mostly stay
+        // remembered (with the id's low bits as the slot they shared half the slots and were all forgotten).
+        let (r, mut m, mut out) = (rules(), ListMemo::default(), Vec::new());
+        let a = list(&["Host", "Authorization", "Accept"]);
+        for _round in 0..2 {
+            for conn in (0..SLOTS as u64).map(|k| 1 + 2 * k) {
+                m.classify(&r, conn, Side::Request, &a, &mut out);
+            }
+        }
+        assert_eq!(m.hits + m.misses, 2 * SLOTS as u64);
+        assert!(m.hits >= SLOTS as u64 - 2, "hits {} of {SLOTS}", m.hits);
     }
 
     #[test]

@@ -16,13 +16,15 @@ pub struct JudgeOpts {
     /// Comparison rules (TOML): compared and ignored headers, ignored JSON paths, matchers, per endpoint.
     #[arg(long, value_name = "FILE.toml")]
     pub rules: Option<PathBuf>,
-    /// Also compare this response header (repeatable; content-type is compared by default).
+    /// Also compare this response header, and the trailer of that name (repeatable; '*' for all; content-type is
+    /// compared by default; gRPC's grpc-status and grpc-message always).
     #[arg(long = "header", value_name = "NAME")]
     pub headers: Vec<String>,
-    /// Do not compare this response header (repeatable).
+    /// Do not compare this response header or trailer (repeatable).
     #[arg(long = "ignore-header", value_name = "NAME")]
     pub ignore_headers: Vec<String>,
-    /// Do not compare this JSON path, e.g. '$.id' or '$.items[*].updatedAt' (repeatable).
+    /// Do not compare this JSON path, e.g. '$.id' or '$.items[*].updatedAt'; gRPC message fields by number, e.g.
+    /// '$.message[*].#2' (repeatable).
     #[arg(long = "ignore-json", value_name = "PATH", value_parser = parse_json_path)]
     pub ignore_json: Vec<String>,
     /// Replay every request to this baseline (the old build) first: fields where its answers differ from the

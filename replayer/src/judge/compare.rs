@@ -1,17 +1,19 @@
 //! Field-level comparison of a live response with a recorded one under the [`Effective`] rules: the status, the
-//! chosen headers, and the body decoded by `Content-Encoding` and compared by content type (JSON structurally,
-//! text by lines, gRPC by status and message sizes, anything else by length and SHA-256).
+//! chosen headers, the trailers by the same header rules, and the body decoded by `Content-Encoding` and compared
+//! by content type (JSON structurally, text by lines, gRPC by status and message contents in [`super::grpc`],
+//! anything else by length and SHA-256).
 //!
-//! Every difference is a [`FieldDiff`] naming its field: `status`, `header:NAME`, a JSON path (`$.items[2].id`),
-//! `body:line N`, `body:lines`, `body:length`, `body:sha256`, `grpc-status`, `grpc:messages`, `grpc:message[N]`.
-//! Bodies cut at a cap (the capture's or the client's) are not compared and are counted.
+//! Every difference is a [`FieldDiff`] naming its field: `status`, `header:NAME`, `trailer:NAME`, a JSON path
+//! (`$.items[2].id`), `body:line N`, `body:lines`, `body:length`, `body:sha256`, `grpc-status`, `grpc-message`,
+//! `grpc:messages`, a gRPC message path (`$.message[0].#2`). Bodies cut at a cap (the capture's or the client's)
+//! are not compared and are counted; a gRPC answer's status is compared all the same.
 
 use std::borrow::Cow;
 
 use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use tapedeck_model::grpc::{decode_web_text, grpc_content_type, split_messages};
+use tapedeck_model::grpc::grpc_content_type;
 use tapedeck_model::{Header, Response};
 
 use super::decode::{Decoded, decode, encodings};
@@ -76,6 +78,8 @@ pub struct CompareStats {
     pub bodies_grpc: u64,
     /// Bodies compared by length and hash.
     pub bodies_binary: u64,
+    /// gRPC messages that did not read as protobuf (compared as bytes).
+    pub grpc_messages_not_protobuf: u64,
     /// Bodies not compared: one side was cut at a body cap.
     pub bodies_skipped_truncated: u64,
     /// Bodies not compared: larger than the decode cap once decoded.
@@ -97,14 +101,15 @@ pub struct Limits {
     pub max_diffs: usize,
 }
 
-struct Out<'a> {
+/// The differences found so far, capped.
+pub(super) struct Out<'a> {
     diffs: Vec<FieldDiff>,
     max: usize,
-    stats: &'a mut CompareStats,
+    pub(super) stats: &'a mut CompareStats,
 }
 
 impl Out<'_> {
-    fn push(&mut self, field: String, kind: DiffKind, recorded: Option<String>, live: Option<String>) {
+    pub(super) fn push(&mut self, field: String, kind: DiffKind, recorded: Option<String>, live: Option<String>) {
         if self.diffs.len() >= self.max {
             self.stats.diffs_capped += 1;
             return;
@@ -113,7 +118,7 @@ impl Out<'_> {
     }
 }
 
-fn short(s: &str) -> String {
+pub(super) fn short(s: &str) -> String {
     if s.chars().count() <= MAX_VALUE_CHARS {
         return s.to_string();
     }
@@ -123,7 +128,7 @@ fn short(s: &str) -> String {
 }
 
 /// The values of the `name` fields, trimmed, joined with `, `; `None` without such a field.
-fn header_values(headers: &[Header], name: &str) -> Option<String> {
+pub(super) fn header_values(headers: &[Header], name: &str) -> Option<String> {
     let mut fields = headers.iter().filter(|h| h.name.eq_ignore_ascii_case(name.as_bytes()));
     let mut joined = String::from_utf8_lossy(&fields.next()?.value).trim().to_string();
     for h in fields {
@@ -145,29 +150,43 @@ pub fn compare(
     if !rules.ignore_status && recorded.status != live.status {
         out.push("status".into(), DiffKind::Changed, Some(recorded.status.to_string()), Some(live.status.to_string()));
     }
-    compare_headers(recorded, live, rules, &mut out);
-    compare_body(recorded, live, rules, limits, &mut out);
+    let ct = header_values(&recorded.headers, "content-type").or_else(|| header_values(&live.headers, "content-type"));
+    let grpc = ct.as_deref().and_then(|c| grpc_content_type(c.as_bytes()));
+    // gRPC's status fields are compared as `grpc-status` and `grpc-message` wherever they arrive.
+    let skip = if grpc.is_some() { super::grpc::STATUS_FIELDS } else { &[] };
+    compare_fields("header", &recorded.headers, &live.headers, skip, rules, &mut out);
+    let (rt, lt) = match grpc {
+        Some((web, text)) => (super::grpc::trailers(recorded, web, text), super::grpc::trailers(live, web, text)),
+        None => (Cow::Borrowed(&recorded.trailers[..]), Cow::Borrowed(&live.trailers[..])),
+    };
+    compare_fields("trailer", &rt, &lt, skip, rules, &mut out);
+    match grpc {
+        Some((web, text)) => {
+            let json = ct.as_deref().is_some_and(|c| {
+                let base = c.split(';').next().unwrap_or("").trim();
+                base.rsplit_once('+').is_some_and(|(_, sub)| sub.eq_ignore_ascii_case("json"))
+            });
+            super::grpc::compare(recorded, live, (web, text, json), rules, limits, &mut out);
+        }
+        None => compare_body(recorded, live, ct.as_deref(), rules, limits, &mut out),
+    }
     out.diffs
 }
 
-fn compare_headers(recorded: &Response, live: &Response, rules: &Effective, out: &mut Out) {
+/// Compares the header (or trailer) fields the rules choose, named `{what}:NAME`; `skip` names are not compared.
+fn compare_fields(what: &str, recorded: &[Header], live: &[Header], skip: &[&str], rules: &Effective, out: &mut Out) {
     let mut names: Vec<String> = if rules.all_headers {
-        recorded
-            .headers
-            .iter()
-            .chain(&live.headers)
-            .map(|h| String::from_utf8_lossy(&h.name).to_ascii_lowercase())
-            .collect()
+        recorded.iter().chain(live).map(|h| String::from_utf8_lossy(&h.name).to_ascii_lowercase()).collect()
     } else {
         rules.headers.iter().map(|s| s.to_string()).collect()
     };
     names.sort();
     names.dedup();
     for name in names {
-        if !rules.compares_header(&name) {
+        if !rules.compares_header(&name) || skip.contains(&name.as_str()) {
             continue;
         }
-        let (r, l) = (header_values(&recorded.headers, &name), header_values(&live.headers, &name));
+        let (r, l) = (header_values(recorded, &name), header_values(live, &name));
         let kind = match (&r, &l) {
             (Some(a), Some(b)) if a == b => continue,
             (None, None) => continue,
@@ -175,12 +194,11 @@ fn compare_headers(recorded: &Response, live: &Response, rules: &Effective, out:
             (Some(_), None) => DiffKind::Missing,
             (None, Some(_)) => DiffKind::Added,
         };
-        out.push(format!("header:{name}"), kind, r.map(|s| short(&s)), l.map(|s| short(&s)));
+        out.push(format!("{what}:{name}"), kind, r.map(|s| short(&s)), l.map(|s| short(&s)));
     }
 }
 
 enum Kind {
-    Grpc,
     Json,
     Text,
     Binary,
@@ -190,9 +208,6 @@ fn kind_of(ct: Option<&str>, body: &[u8]) -> Kind {
     let Some(ct) = ct else {
         return if std::str::from_utf8(body).is_ok() { Kind::Text } else { Kind::Binary };
     };
-    if grpc_content_type(ct.as_bytes()).is_some() {
-        return Kind::Grpc;
-    }
     let base = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     if base.ends_with("json") || base.ends_with("+json") {
         Kind::Json
@@ -223,17 +238,17 @@ fn body_of<'a>(r: &'a Response, limits: Limits, out: &mut Out) -> Option<Cow<'a,
     }
 }
 
-fn compare_body(recorded: &Response, live: &Response, rules: &Effective, limits: Limits, out: &mut Out) {
+fn compare_body(
+    recorded: &Response,
+    live: &Response,
+    ct: Option<&str>,
+    rules: &Effective,
+    limits: Limits,
+    out: &mut Out,
+) {
     let cut = |r: &Response| r.body.full_len > r.body.bytes.len() as u64;
     if cut(recorded) || cut(live) {
         out.stats.bodies_skipped_truncated += 1;
-        return;
-    }
-    let ct = header_values(&recorded.headers, "content-type").or_else(|| header_values(&live.headers, "content-type"));
-    if let Some((web, text)) = ct.as_deref().and_then(|c| grpc_content_type(c.as_bytes())) {
-        // gRPC status lives in trailers (or the headers of a trailers-only answer) and is compared even when a
-        // body is too large to look at.
-        compare_grpc(recorded, live, web, text, out);
         return;
     }
     let (Some(r), Some(l)) = (body_of(recorded, limits, out), body_of(live, limits, out)) else {
@@ -243,8 +258,7 @@ fn compare_body(recorded: &Response, live: &Response, rules: &Effective, limits:
     if r.is_empty() && l.is_empty() {
         return;
     }
-    match kind_of(ct.as_deref(), &r) {
-        Kind::Grpc => {}
+    match kind_of(ct, &r) {
         Kind::Json => match serde_json::from_slice::<Value>(&r) {
             Ok(rv) => {
                 out.stats.bodies_json += 1;
@@ -329,7 +343,13 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
-fn compare_json(path: &mut Vec<Elem>, r: Option<&Value>, l: Option<&Value>, rules: &Effective, out: &mut Out) {
+pub(super) fn compare_json(
+    path: &mut Vec<Elem>,
+    r: Option<&Value>,
+    l: Option<&Value>,
+    rules: &Effective,
+    out: &mut Out,
+) {
     if rules.ignored(path) {
         return;
     }
@@ -430,44 +450,6 @@ fn check(path: &[Elem], c: &Check, r: Option<&Value>, l: Option<&Value>, out: &m
             if !ok {
                 out.push(render(path), DiffKind::Changed, Some(render_value(rv)), Some(render_value(lv)));
             }
-        }
-    }
-}
-
-fn grpc_status(r: &Response) -> Option<String> {
-    header_values(&r.trailers, "grpc-status").or_else(|| header_values(&r.headers, "grpc-status"))
-}
-
-fn compare_grpc(recorded: &Response, live: &Response, web: bool, text: bool, out: &mut Out) {
-    out.stats.bodies_grpc += 1;
-    let split = |r: &Response| {
-        let bytes = if text { decode_web_text(&r.body.bytes) } else { r.body.bytes.clone() };
-        let (msgs, trailer) = split_messages(&bytes, false, web);
-        let status = trailer
-            .and_then(|t| {
-                String::from_utf8_lossy(t)
-                    .lines()
-                    .find_map(|l| l.strip_prefix("grpc-status:").map(|v| v.trim().to_string()))
-            })
-            .or_else(|| grpc_status(r));
-        (msgs.messages.iter().map(|m| m.len).collect::<Vec<u32>>(), status)
-    };
-    let (rm, rs) = split(recorded);
-    let (lm, ls) = split(live);
-    if rs != ls {
-        out.push("grpc-status".into(), DiffKind::Changed, rs, ls);
-    }
-    if rm.len() != lm.len() {
-        out.push("grpc:messages".into(), DiffKind::Length, Some(rm.len().to_string()), Some(lm.len().to_string()));
-    }
-    for (i, (a, b)) in rm.iter().zip(&lm).enumerate() {
-        if a != b {
-            out.push(
-                format!("grpc:message[{i}]"),
-                DiffKind::Length,
-                Some(format!("{a} bytes")),
-                Some(format!("{b} bytes")),
-            );
         }
     }
 }
@@ -593,29 +575,6 @@ mod tests {
         let mut stats = CompareStats::default();
         assert!(compare(&a, &cut, &rules.for_request("GET", "/"), LIMITS, &mut stats).is_empty());
         assert_eq!(stats.bodies_skipped_truncated, 1);
-    }
-
-    #[test]
-    fn grpc_by_status_and_message_sizes() {
-        let msg = |lens: &[usize]| {
-            let mut v = Vec::new();
-            for &n in lens {
-                v.push(0);
-                v.extend_from_slice(&(n as u32).to_be_bytes());
-                v.extend(std::iter::repeat_n(7u8, n));
-            }
-            v
-        };
-        let mk = |lens: &[usize], status: &str| Response {
-            status: 200,
-            headers: vec![Header::new("content-type", "application/grpc")],
-            body: Body { full_len: msg(lens).len() as u64, bytes: msg(lens) },
-            trailers: vec![Header::new("grpc-status", status)],
-            ..Default::default()
-        };
-        assert!(diff("", &mk(&[3, 4], "0"), &mk(&[3, 4], "0")).is_empty());
-        let d = diff("", &mk(&[3, 4], "0"), &mk(&[3, 5, 1], "2"));
-        assert_eq!(fields(&d), vec!["grpc-status", "grpc:messages", "grpc:message[1]"]);
     }
 
     #[test]

@@ -149,7 +149,7 @@ impl fmt::Display for PathPattern {
     }
 }
 
-/// Renders a concrete path: `$.a.b[3]['x y']`.
+/// Renders a concrete path: `$.a.b[3]['x y']` (a protobuf field, `#2`, plain: `$.message[0].#2`).
 pub fn render(path: &[Elem]) -> String {
     let mut s = String::from("$");
     for e in path {
@@ -159,7 +159,7 @@ pub fn render(path: &[Elem]) -> String {
                 s.push_str(&i.to_string());
                 s.push(']');
             }
-            Elem::Key(k) if !k.is_empty() && k.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-') => {
+            Elem::Key(k) if !k.is_empty() && k.chars().all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '#')) => {
                 s.push('.');
                 s.push_str(k);
             }

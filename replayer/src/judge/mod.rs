@@ -1,7 +1,7 @@
 //! The judge: replay that checks what the target answered. Each live response is compared with the recorded one
-//! under the rules ([`rules`], [`compare`]); differences the baseline also showed are noise ([`noise`]); values
-//! created during the replay are followed by the [`crate::correlate`] module; verdicts become results
-//! ([`results`]), JUnit ([`junit`]) and quality gates ([`gates`]).
+//! under the rules ([`rules`], [`compare`], gRPC in [`grpc`]); differences the baseline also showed are noise
+//! ([`noise`]); values created during the replay are followed by the [`crate::correlate`] module; verdicts become
+//! results ([`results`]), JUnit ([`junit`]) and quality gates ([`gates`]).
 //!
 //! ```text
 //! recorded exchanges ──Judge::new──▶ Judge (rules, recorded responses by connection and order)
@@ -14,6 +14,7 @@ pub mod args;
 pub mod compare;
 pub mod decode;
 pub mod gates;
+pub mod grpc;
 pub mod jsonpath;
 pub mod junit;
 pub mod noise;
@@ -348,6 +349,7 @@ fn add_stats(a: &mut CompareStats, b: &CompareStats) {
     a.bodies_text += b.bodies_text;
     a.bodies_grpc += b.bodies_grpc;
     a.bodies_binary += b.bodies_binary;
+    a.grpc_messages_not_protobuf += b.grpc_messages_not_protobuf;
     a.bodies_skipped_truncated += b.bodies_skipped_truncated;
     a.bodies_skipped_too_large += b.bodies_skipped_too_large;
     a.decode_failed += b.decode_failed;

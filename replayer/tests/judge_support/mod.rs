@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Request as HRequest, Response as HResponse};
@@ -129,7 +129,48 @@ pub struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// Sent as trailers after the body (HTTP/2; HTTP/1.1 only to a client that asked with `TE: trailers`).
+    pub trailers: Vec<(String, String)>,
     pub delay: Duration,
+}
+
+/// A response body: the bytes in one frame, then the trailers if there are some.
+pub struct WithTrailers {
+    data: Option<Bytes>,
+    trailers: Option<hyper::HeaderMap>,
+}
+
+impl hyper::body::Body for WithTrailers {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        let frame = match (this.data.take(), this.trailers.take()) {
+            (Some(d), t) => {
+                this.trailers = t;
+                Some(hyper::body::Frame::data(d))
+            }
+            (None, Some(t)) => Some(hyper::body::Frame::trailers(t)),
+            (None, None) => None,
+        };
+        std::task::Poll::Ready(frame.map(Ok))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.data.is_none() && self.trailers.is_none()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        match (&self.data, &self.trailers) {
+            // Known length without trailers, as `Full` would say: HTTP/1.1 answers keep their Content-Length.
+            (d, None) => hyper::body::SizeHint::with_exact(d.as_ref().map_or(0, |d| d.len() as u64)),
+            _ => hyper::body::SizeHint::default(),
+        }
+    }
 }
 
 impl Reply {
@@ -138,6 +179,7 @@ impl Reply {
             status,
             headers: vec![("content-type".into(), "application/json".into())],
             body: body.as_bytes().to_vec(),
+            trailers: vec![],
             delay: Duration::ZERO,
         }
     }
@@ -189,7 +231,18 @@ impl Target {
                                 if !reply.delay.is_zero() {
                                     tokio::time::sleep(reply.delay).await;
                                 }
-                                let mut resp = HResponse::new(Full::new(Bytes::from(reply.body)));
+                                let trailers = (!reply.trailers.is_empty()).then(|| {
+                                    let mut t = hyper::HeaderMap::new();
+                                    for (n, v) in &reply.trailers {
+                                        t.append(
+                                            hyper::header::HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                                            hyper::header::HeaderValue::from_str(v).unwrap(),
+                                        );
+                                    }
+                                    t
+                                });
+                                let data = (!reply.body.is_empty()).then(|| Bytes::from(reply.body));
+                                let mut resp = HResponse::new(WithTrailers { data, trailers });
                                 *resp.status_mut() = hyper::StatusCode::from_u16(reply.status).unwrap();
                                 for (n, v) in reply.headers {
                                     resp.headers_mut().append(

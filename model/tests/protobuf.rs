@@ -1,0 +1,203 @@
+//! The schema-less protobuf decoder against a real encoder and decoder: golden bytes made by `protoc --encode`
+//! and random messages, each read as `protoc --decode_raw` reads it; and random messages made by a tiny encoder
+//! here read back to the same fields. Tests that need `protoc` skip with a reason when it is missing, and fail
+//! instead under `TAPEDECK_CI=1` (`.ci/run` installs protobuf-compiler).
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use proptest::prelude::*;
+use tapedeck_model::protobuf::{Field, Strings, Value, decode, decode_readable, to_text};
+
+/// `protoc ARGS` with `input` on standard input: its standard output, or `None` (with the reason printed) when
+/// protoc is not installed.
+fn protoc(args: &[&str], input: &[u8]) -> Option<Vec<u8>> {
+    let child = Command::new("protoc").args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            assert!(
+                std::env::var("TAPEDECK_CI").as_deref() != Ok("1"),
+                "protoc is required under TAPEDECK_CI=1 (apt-get install protobuf-compiler): {e}"
+            );
+            eprintln!("skipped: protoc not runnable ({e}); apt-get install protobuf-compiler");
+            return None;
+        }
+    };
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "protoc {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    Some(out.stdout)
+}
+
+fn ours(bytes: &[u8]) -> String {
+    let fields = decode(bytes).unwrap_or_else(|| panic!("not decoded: {bytes:?}"));
+    let mut t = String::new();
+    assert!(to_text(&fields, Strings::Protoc, "", usize::MAX, &mut t));
+    t
+}
+
+const PROTO: &str = r#"
+syntax = "proto2";
+message Inner { optional int32 a = 1; optional string s = 2; }
+message T {
+  optional int32 n = 1; optional string s = 2; optional Inner in = 3; optional double d = 4; optional float f = 5;
+  repeated int32 p = 6 [packed = true]; optional bytes b = 7; optional sint64 z = 8; optional int64 neg = 9;
+  optional group G = 10 { optional int32 x = 11; }
+  optional string e = 12; repeated string r = 13; optional fixed64 f64 = 14; repeated Inner many = 15;
+}
+"#;
+
+#[test]
+fn protoc_encoded_messages_read_as_protoc_decode_raw_reads_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let proto = dir.path().join("t.proto");
+    std::fs::write(&proto, PROTO).unwrap();
+    let text = r#"n: 150 s: "hello" in { a: 1 s: "x" } d: 1.5 f: 2.5 p: [1, 2, 300] b: "\001\377\n\"\\\t"
+        z: -3 neg: -1 G { x: 7 } e: "" r: "a" r: "h\303\251" f64: 5 many { a: 2 } many { s: "HOWDY" }"#;
+    let args = ["--encode=T", "-I", dir.path().to_str().unwrap(), "t.proto"];
+    let Some(bytes) = protoc(&args, text.as_bytes()) else { return };
+    let Some(want) = protoc(&["--decode_raw"], &bytes) else { return };
+    let want = String::from_utf8(want).unwrap();
+    assert_eq!(ours(&bytes), want);
+    // And the expectation itself, as protoc wrote it, so that a change of protoc's output is seen here.
+    assert!(want.starts_with("1: 150\n2: \"hello\"\n3 {\n  1: 1\n  2: \"x\"\n}\n4: 0x3ff8000000000000\n"), "{want}");
+    assert!(want.contains("\n6: \"\\001\\002\\254\\002\"\n") && want.contains("\n10 {\n  11: 7\n}\n"), "{want}");
+}
+
+/// A field tree the tiny encoder below writes.
+#[derive(Clone, Debug)]
+enum G {
+    Varint(u64),
+    F64(u64),
+    F32(u32),
+    Bytes(Vec<u8>),
+    Msg(Vec<(u32, G)>),
+    Group(Vec<(u32, G)>),
+}
+
+fn put_varint(mut v: u64, out: &mut Vec<u8>) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn encode(fields: &[(u32, G)], out: &mut Vec<u8>) {
+    for (n, v) in fields {
+        let tag = |wt: u64, out: &mut Vec<u8>| put_varint(u64::from(*n) << 3 | wt, out);
+        match v {
+            G::Varint(x) => {
+                tag(0, out);
+                put_varint(*x, out);
+            }
+            G::F64(x) => {
+                tag(1, out);
+                out.extend_from_slice(&x.to_le_bytes());
+            }
+            G::F32(x) => {
+                tag(5, out);
+                out.extend_from_slice(&x.to_le_bytes());
+            }
+            G::Bytes(b) => {
+                tag(2, out);
+                put_varint(b.len() as u64, out);
+                out.extend_from_slice(b);
+            }
+            G::Msg(inner) => {
+                let mut b = Vec::new();
+                encode(inner, &mut b);
+                tag(2, out);
+                put_varint(b.len() as u64, out);
+                out.extend_from_slice(&b);
+            }
+            G::Group(inner) => {
+                tag(3, out);
+                encode(inner, out);
+                tag(4, out);
+            }
+        }
+    }
+}
+
+/// Whether the decoded fields are the generated ones. Generated bytes may happen to parse as a message (as they
+/// would for protoc): only the bytes are compared then. A generated message left as bytes (empty, or plain text
+/// for [`decode_readable`]) must be its encoding.
+fn same(got: &[Field<'_>], want: &[(u32, G)]) -> bool {
+    got.len() == want.len()
+        && got.iter().zip(want).all(|(g, (n, w))| {
+            g.number == *n
+                && match (&g.value, w) {
+                    (Value::Varint(a), G::Varint(b)) | (Value::Fixed64(a), G::F64(b)) => a == b,
+                    (Value::Fixed32(a), G::F32(b)) => a == b,
+                    (Value::Len(a, _), G::Bytes(b)) => a == b,
+                    (Value::Len(a, None), G::Msg(m)) => {
+                        let mut b = Vec::new();
+                        encode(m, &mut b);
+                        *a == b.as_slice()
+                    }
+                    (Value::Len(_, Some(f)), G::Msg(m)) | (Value::Group(f), G::Group(m)) => same(f, m),
+                    _ => false,
+                }
+        })
+}
+
+fn field_number() -> impl Strategy<Value = u32> {
+    prop_oneof![4 => 1u32..20, 1 => 1u32..=(1 << 29) - 1]
+}
+
+fn tree() -> impl Strategy<Value = Vec<(u32, G)>> {
+    let leaf = prop_oneof![
+        any::<u64>().prop_map(G::Varint),
+        (0u64..300).prop_map(G::Varint),
+        any::<u64>().prop_map(G::F64),
+        any::<u32>().prop_map(G::F32),
+        proptest::collection::vec(any::<u8>(), 0..12).prop_map(G::Bytes),
+        "[a-zA-Z ]{0,10}".prop_map(|s| G::Bytes(s.into_bytes())),
+    ];
+    let value = leaf.prop_recursive(4, 40, 5, |inner| {
+        prop_oneof![
+            proptest::collection::vec((field_number(), inner.clone()), 0..5).prop_map(G::Msg),
+            proptest::collection::vec((field_number(), inner), 0..5).prop_map(G::Group),
+        ]
+    });
+    proptest::collection::vec((field_number(), value), 0..8)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_messages_decode_back_to_their_fields(fields in tree()) {
+        let mut bytes = Vec::new();
+        encode(&fields, &mut bytes);
+        let got = decode(&bytes);
+        prop_assert!(got.is_some(), "not decoded: {:?}", bytes);
+        prop_assert!(same(got.as_ref().unwrap(), &fields), "{:?}\nread as {:?}", fields, got);
+        let readable = decode_readable(&bytes);
+        prop_assert!(readable.is_some_and(|r| same(&r, &fields)), "readable: {:?}", fields);
+    }
+
+    #[test]
+    fn any_bytes_decode_or_not_without_panicking(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+        if let Some(f) = decode(&bytes) {
+            let mut t = String::new();
+            to_text(&f, Strings::Utf8, "  ", 1000, &mut t);
+            prop_assert!(t.len() < 1000 + 4 * 200 + 100, "text bounded: {}", t.len());
+        }
+    }
+}
+
+proptest! {
+    // protoc runs once per case.
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_messages_read_as_protoc_decode_raw_reads_them(fields in tree()) {
+        let mut bytes = Vec::new();
+        encode(&fields, &mut bytes);
+        let Some(want) = protoc(&["--decode_raw"], &bytes) else { return Ok(()) };
+        prop_assert_eq!(ours(&bytes), String::from_utf8(want).unwrap(), "{:?}", fields);
+    }
+}

@@ -86,6 +86,20 @@ pub fn get_request(out: &mut Vec<u8>, path: &[u8], authority: &[u8]) {
     literal_indexed_name(out, 1, authority);
 }
 
+/// `n` pseudo-random bytes (xorshift), deterministic for a seed, standing for
+/// protobuf payloads: they hold false frame headers.
+pub fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,18 +121,4 @@ mod tests {
         frame(&mut v, HEADERS, END_HEADERS, 3, b"ab");
         assert_eq!(v, [0, 0, 2, 1, 4, 0, 0, 0, 3, b'a', b'b']);
     }
-}
-
-/// `n` pseudo-random bytes (xorshift), deterministic for a seed, standing for
-/// protobuf payloads: they hold false frame headers.
-pub fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
 }

@@ -7,7 +7,6 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::pace::{TimeScale, parse_duration};
 use crate::progress::ProgressMode;
-use crate::select::Budget;
 use crate::tokens::TokenFileArg;
 use crate::transform::{HostRewrite, PathRewrite, SetHeader, Target};
 
@@ -196,10 +195,6 @@ fn parse_target(s: &str) -> Result<Target, String> {
 }
 
 fn parse_scale(s: &str) -> Result<TimeScale, String> {
-    s.parse()
-}
-
-pub(crate) fn parse_budget(s: &str) -> Result<Budget, String> {
     s.parse()
 }
 

@@ -43,7 +43,7 @@ pub struct FilterArgs {
     pub limit: Option<usize>,
     /// Most memory the selected exchanges may hold, bodies included (512MiB, 4GiB): past it the command stops
     /// before doing anything and names the file; narrow the selection (--from/--to, --limit, filters) or raise this.
-    #[arg(long, value_name = "SIZE", default_value = DEFAULT_MAX_SELECTION_BYTES, value_parser = crate::cli::parse_budget)]
+    #[arg(long, value_name = "SIZE", default_value = DEFAULT_MAX_SELECTION_BYTES, value_parser = crate::select::parse_budget)]
     pub max_selection_bytes: Budget,
 }
 

@@ -333,6 +333,11 @@ impl Budget {
     pub const UNBOUNDED: Budget = Budget { max_bytes: u64::MAX };
 }
 
+/// `--max-selection-bytes` for clap (`run`, `inspect`, `mock`).
+pub(crate) fn parse_budget(s: &str) -> Result<Budget, String> {
+    s.parse()
+}
+
 impl std::str::FromStr for Budget {
     type Err = String;
     /// `--max-selection-bytes`: a size such as `512MiB`, `4GiB` or a number of bytes.

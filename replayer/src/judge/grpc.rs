@@ -19,8 +19,9 @@ use tapedeck_model::grpc::{GrpcMessage, decode_web_text, percent_decode, split_m
 use tapedeck_model::protobuf::{self, Field, Strings, Value};
 use tapedeck_model::{Header, Response};
 
-use super::compare::{DiffKind, Limits, Out, compare_json, header_values, short};
 use super::decode::{Decoded, decode};
+use super::diff::{DiffKind, Limits, Out, header_values, short};
+use super::json_diff::compare_json;
 use super::jsonpath::{Elem, render};
 use super::rules::{Check, Effective};
 

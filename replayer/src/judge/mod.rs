@@ -13,8 +13,10 @@
 pub mod args;
 pub mod compare;
 pub mod decode;
+pub mod diff;
 pub mod gates;
 pub mod grpc;
+pub mod json_diff;
 pub mod jsonpath;
 pub mod junit;
 pub mod noise;

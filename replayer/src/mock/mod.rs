@@ -55,7 +55,7 @@ pub struct MockOpts {
     pub max_body: usize,
     /// Most memory the recorded exchanges may hold, bodies included (512MiB, 4GiB): past it the mock does not
     /// start and names the file; narrow the selection (--client, --service) or raise this.
-    #[arg(long, value_name = "SIZE", default_value = DEFAULT_MAX_SELECTION_BYTES, value_parser = crate::cli::parse_budget)]
+    #[arg(long, value_name = "SIZE", default_value = DEFAULT_MAX_SELECTION_BYTES, value_parser = crate::select::parse_budget)]
     pub max_selection_bytes: Budget,
 }
 
